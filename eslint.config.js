@@ -1,0 +1,39 @@
+import js from '@eslint/js'
+import tseslint from 'typescript-eslint'
+
+const nodeBuiltins = ['node:*', 'fs', 'path', 'os', 'crypto', 'child_process', 'net', 'http', 'https', 'worker_threads', 'stream', 'events', 'util']
+
+export default tseslint.config(
+  { ignores: ['node_modules/**', '.annalist/**', 'bin/**'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    rules: {
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/no-explicit-any': 'error',
+    },
+  },
+  {
+    // Workflow code runs in Temporal's deterministic sandbox: no Node modules, no adapters, no database clients,
+    // and activities only as types (a value import drags their dependencies into the workflow bundle).
+    files: ['workflows/**/*.ts'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          paths: [
+            { name: 'pg', message: 'workflows must not import database clients' },
+            { name: '@eventstore/db-client', message: 'workflows must not import database clients' },
+            { name: '@electric-sql/pglite', message: 'workflows must not import database clients' },
+          ],
+          patterns: [
+            { group: nodeBuiltins, message: 'workflows must not import Node modules' },
+            { group: ['**/historian/adapters/**', '**/historian/historian', '**/historian/port'], message: 'workflows must not import the historian adapters or port' },
+            { group: ['**/activities/**'], allowTypeImports: true, message: 'workflows may import activities only with `import type`' },
+            { group: ['**/cli/**', '**/projections/**'], message: 'workflows must not import processes or projections' },
+          ],
+        },
+      ],
+    },
+  },
+)

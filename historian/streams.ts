@@ -1,0 +1,51 @@
+import { TaskId, TenantId } from './events/ids'
+
+/** Thrown when a tenant or task ID is not valid; nothing is read or written. */
+export class InvalidIdentifierError extends Error {
+  constructor(
+    readonly kind: 'tenant' | 'task',
+    readonly value: string,
+    reason: string,
+  ) {
+    super(`invalid ${kind} ID ${JSON.stringify(value)}: ${reason}`)
+    this.name = 'InvalidIdentifierError'
+  }
+}
+
+export function assertTenantId(value: string): TenantId {
+  const parsed = TenantId.safeParse(value)
+  if (!parsed.success) throw new InvalidIdentifierError('tenant', value, parsed.error.issues[0]?.message ?? 'invalid')
+  return parsed.data
+}
+
+export function assertTaskId(value: string): TaskId {
+  const parsed = TaskId.safeParse(value)
+  if (!parsed.success) throw new InvalidIdentifierError('task', value, parsed.error.issues[0]?.message ?? 'invalid')
+  return parsed.data
+}
+
+const CATEGORY_PREFIX = 'tenant_'
+
+/** The category of one tenant's streams: `tenant_<tenantId>`. EventStoreDB's `$ce-` projection splits at the first `-`. */
+export function tenantCategory(tenantId: string): string {
+  return `${CATEGORY_PREFIX}${assertTenantId(tenantId)}`
+}
+
+/** The stream of one task: `tenant_<tenantId>-<taskId>`. The only place task stream names are built. */
+export function taskStreamName(tenantId: string, taskId: string): string {
+  return `${tenantCategory(tenantId)}-${assertTaskId(taskId)}`
+}
+
+/** Splits a task stream name back into its tenant and task. */
+export function parseTaskStreamName(stream: string): { tenantId: TenantId; taskId: TaskId; category: string } {
+  const separator = stream.indexOf('-')
+  const category = separator < 0 ? stream : stream.slice(0, separator)
+  if (!category.startsWith(CATEGORY_PREFIX) || separator < 0) {
+    throw new InvalidIdentifierError('task', stream, `not a task stream name (expected ${CATEGORY_PREFIX}<tenant>-<task>)`)
+  }
+  return {
+    tenantId: assertTenantId(category.slice(CATEGORY_PREFIX.length)),
+    taskId: assertTaskId(stream.slice(separator + 1)),
+    category,
+  }
+}

@@ -1,7 +1,9 @@
 import js from '@eslint/js'
 import tseslint from 'typescript-eslint'
 
-const nodeBuiltins = ['node:*', 'fs', 'path', 'os', 'crypto', 'child_process', 'net', 'http', 'https', 'worker_threads', 'stream', 'events', 'util']
+import { builtinModules } from 'node:module'
+
+const nodeBuiltinPaths = builtinModules.map((name) => ({ name, message: 'workflows must not import Node modules' }))
 
 export default tseslint.config(
   { ignores: ['node_modules/**', '.annalist/**', 'bin/**'] },
@@ -22,12 +24,13 @@ export default tseslint.config(
         'error',
         {
           paths: [
+            ...nodeBuiltinPaths,
             { name: 'pg', message: 'workflows must not import database clients' },
             { name: '@eventstore/db-client', message: 'workflows must not import database clients' },
             { name: '@electric-sql/pglite', message: 'workflows must not import database clients' },
           ],
           patterns: [
-            { group: nodeBuiltins, message: 'workflows must not import Node modules' },
+            { group: ['node:*'], message: 'workflows must not import Node modules' },
             { group: ['**/historian/adapters/**', '**/historian/historian', '**/historian/port'], message: 'workflows must not import the historian adapters or port' },
             { group: ['**/activities/**'], allowTypeImports: true, message: 'workflows may import activities only with `import type`' },
             { group: ['**/cli/**', '**/projections/**'], message: 'workflows must not import processes or projections' },

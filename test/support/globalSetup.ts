@@ -1,5 +1,6 @@
 import type { TestProject } from 'vitest/node'
 import pg from 'pg'
+import type {} from 'vitest'
 
 declare module 'vitest' {
   export interface ProvidedContext {

@@ -12,6 +12,7 @@ export interface AgentPipelineInput {
   readonly taskId: string
   readonly input: string
   readonly requestedBy: string
+  readonly tuning?: PipelineTuning
 }
 
 /** Result of the agentPipeline workflow: identifiers and small figures, never large payloads. */
@@ -43,3 +44,19 @@ export function pipelineWorkflowId(tenantId: string, taskId: string): string {
 export const DEFAULT_TOOL_CONCURRENCY = 4
 
 export type { PlannedToolCall }
+
+/** Timing knobs a caller may tune per pipeline (the demo shortens them so recovery is quick to watch). */
+export interface PipelineTuning {
+  /** How long a silent model or tool activity may go before Temporal presumes its worker dead and retries it elsewhere. */
+  readonly heartbeatTimeoutMs?: number
+  /** First retry delay; later ones back off exponentially. */
+  readonly retryInitialIntervalMs?: number
+  /** Tool calls run at once. */
+  readonly toolConcurrency?: number
+}
+
+/** Identifies a task for an activity; activities read everything else from the task's stream. */
+export interface TaskRef {
+  readonly tenantId: string
+  readonly taskId: string
+}

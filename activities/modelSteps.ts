@@ -1,0 +1,59 @@
+import type { PromptRef } from '../historian/events'
+import type { TaskState } from '../historian/taskState'
+import { brokenInvariant } from './failures'
+import type { ModelStepSpec } from './modelStep'
+import type { RenderedPrompt } from './models/modelClient'
+import { planningPrompt, promptRef, routingPrompt, synthesisPrompt, type PlanningReply, type PromptTemplate, type RoutingReply, type SynthesisToolResult } from './models/prompts'
+import type { ToolRegistry } from './tools/registry'
+
+function rendered<V>(template: PromptTemplate<V, unknown>, vars: V): RenderedPrompt & { promptRef: PromptRef } {
+  const prompt = template.render(vars)
+  return { ...prompt, promptRef: promptRef(template, prompt) }
+}
+
+function required<T>(value: T | undefined, what: string): T {
+  if (value === undefined) throw brokenInvariant(`the task's recorded events have no ${what} yet`)
+  return value
+}
+
+/** Routing: classifies the received task into a route. */
+export const routingStep: ModelStepSpec<RoutingReply> = {
+  role: 'routing',
+  invokedType: 'RoutingModelInvoked',
+  failedType: 'RoutingModelFailed',
+  render: (state: TaskState) => rendered(routingPrompt, { input: required(state.input, 'input') }),
+  parse: (text) => routingPrompt.parseReply(text),
+  invokedData: (reply) => ({ route: reply.route }),
+}
+
+/** Planning: turns the task and its route into tool calls from this worker's registry. */
+export function planningStep(tools: ToolRegistry): ModelStepSpec<PlanningReply> {
+  return {
+    role: 'planning',
+    invokedType: 'PlanCreated',
+    failedType: 'PlanningModelFailed',
+    render: (state) => rendered(planningPrompt, { input: required(state.input, 'input'), route: required(state.route, 'route'), tools: tools.list() }),
+    parse: (text) => planningPrompt.parseReply(text),
+    invokedData: (reply) => ({ toolCalls: reply.toolCalls }),
+  }
+}
+
+function toolResultsOf(state: TaskState): SynthesisToolResult[] {
+  return state.toolCalls.map((call) => {
+    const outcome = state.toolOutcomes[call.toolCallId]
+    if (!outcome) throw brokenInvariant(`tool call ${call.toolCallId} has no recorded outcome`)
+    return outcome.ok
+      ? { toolCallId: call.toolCallId, toolName: call.toolName, ok: true, result: outcome.result }
+      : { toolCallId: call.toolCallId, toolName: call.toolName, ok: false, errorCode: outcome.errorCode }
+  })
+}
+
+/** Synthesis: writes the answer from the recorded tool results. */
+export const synthesisStep: ModelStepSpec<string> = {
+  role: 'synthesis',
+  invokedType: 'SynthesisModelInvoked',
+  failedType: 'SynthesisModelFailed',
+  render: (state) => rendered(synthesisPrompt, { input: required(state.input, 'input'), route: required(state.route, 'route'), toolResults: toolResultsOf(state) }),
+  parse: (text) => synthesisPrompt.parseReply(text),
+  invokedData: (answer) => ({ answer }),
+}

@@ -1,0 +1,175 @@
+import { createHash } from 'node:crypto'
+import type { AgentTaskFailed, AnnalistEvent, PlannedToolCall } from '../historian/events'
+import { toolIdempotencyKey } from '../historian/eventIds'
+import type { Historian, TaskStream } from '../historian/historian'
+import { foldTask } from '../historian/taskState'
+import type { TaskRef } from '../workflows/api'
+import { currentActivityScope, withHeartbeat, type ActivityScope } from './activityScope'
+import { eventMetadata } from './eventMetadata'
+import { brokenInvariant, translatingFailures } from './failures'
+import { matchFault, type FaultPlan } from './faults'
+import { runModelStep } from './modelStep'
+import type { ModelClient } from './models/modelClient'
+import { planningStep, routingStep, synthesisStep } from './modelSteps'
+import { recordOnce } from './recordOnce'
+import type { ToolRegistry } from './tools/registry'
+import { runTool } from './tools/runTool'
+
+/** Everything the pipeline activities need, built once per worker process by its composition root. */
+export interface ActivityDeps {
+  readonly historian: Historian
+  readonly models: ModelClient
+  readonly tools: ToolRegistry
+  readonly clock: () => Date
+  readonly faults?: FaultPlan
+  /** Ends this process at once; the `crash_after_append` fault calls it. Defaults to SIGKILL of this process. */
+  readonly crashProcess?: () => void
+}
+
+const sha256 = (text: string) => createHash('sha256').update(text).digest('hex')
+
+function taskEvent<T extends AnnalistEvent['type']>(type: T, data: Extract<AnnalistEvent, { type: T }>['data'], scope: ActivityScope, now: Date, stream: TaskStream) {
+  const causationId = stream.events[stream.events.length - 1]?.eventId ?? null
+  return { type, data, metadata: eventMetadata(type, scope, now, causationId) } as AnnalistEvent
+}
+
+function eventIdOf(outcome: { eventIds: readonly string[] }): string {
+  return outcome.eventIds[0]!
+}
+
+/** Creates the pipeline's activities. Each runs inside its own idempotent boundary (see recordOnce). */
+export function createActivities(deps: ActivityDeps) {
+  const crash = deps.crashProcess ?? (() => process.kill(process.pid, 'SIGKILL'))
+  const crashRules: FaultPlan = { rules: deps.faults?.rules.filter((rule) => rule.kind === 'crash_after_append') ?? [] }
+  /** The `crash_after_append` fault: dies right after the outcome is stored and before Temporal hears of it, the most awkward moment. */
+  const afterAppend = (scope: ActivityScope, target: string, recordedNow: boolean) => {
+    if (recordedNow && matchFault(crashRules, { target, tenantId: scope.tenantId, taskId: scope.taskId, attempt: scope.attempt })) crash()
+  }
+
+  async function receiveTask(input: TaskRef & { input: string; requestedBy: string }): Promise<{ eventId: string }> {
+    const scope = currentActivityScope(input)
+    const outcome = await recordOnce({
+      historian: deps.historian,
+      scope,
+      work: async (stream) => [
+        taskEvent('AgentTaskReceived', { input: input.input, inputSha256: sha256(input.input), requestedBy: input.requestedBy }, scope, deps.clock(), stream),
+      ],
+    })
+    return { eventId: eventIdOf(outcome) }
+  }
+
+  async function routeTask(task: TaskRef): Promise<{ route: string; eventId: string }> {
+    const scope = currentActivityScope(task)
+    const outcome = await runModelStep(deps, scope, routingStep)
+    afterAppend(scope, 'routing', outcome.recordedNow)
+    const event = outcome.events[0]
+    if (event?.type !== 'RoutingModelInvoked') throw brokenInvariant(`routing outcome is ${event?.type}`)
+    return { route: event.data.route, eventId: eventIdOf(outcome) }
+  }
+
+  async function planTask(task: TaskRef): Promise<{ toolCallIds: string[]; eventId: string }> {
+    const scope = currentActivityScope(task)
+    const outcome = await runModelStep(deps, scope, planningStep(deps.tools))
+    afterAppend(scope, 'planning', outcome.recordedNow)
+    const event = outcome.events[0]
+    if (event?.type !== 'PlanCreated') throw brokenInvariant(`planning outcome is ${event?.type}`)
+    return { toolCallIds: event.data.toolCalls.map((call) => call.toolCallId), eventId: eventIdOf(outcome) }
+  }
+
+  async function executeToolCall(input: TaskRef & { toolCallId: string }): Promise<{ ok: boolean; errorCode?: string; eventId: string }> {
+    const scope = currentActivityScope(input)
+    const outcome = await recordOnce({
+      historian: deps.historian,
+      scope,
+      work: async (stream) => {
+        const state = foldTask(stream.events.map((stored) => stored.event))
+        const call: PlannedToolCall | undefined = state.toolCalls.find((candidate) => candidate.toolCallId === input.toolCallId)
+        if (!call) throw brokenInvariant(`tool call ${input.toolCallId} is not in the recorded plan of ${input.tenantId}/${input.taskId}`)
+        const idempotencyKey = toolIdempotencyKey(scope.workflowId, scope.runId, scope.activityId)
+        const startedAt = Date.now()
+        const result = await withHeartbeat(scope, () =>
+          runTool(deps.tools, call, {
+            tenantId: scope.tenantId,
+            taskId: scope.taskId,
+            toolCallId: call.toolCallId,
+            idempotencyKey,
+            attempt: scope.attempt,
+            abortSignal: scope.abortSignal,
+          }),
+        )
+        const facts = { toolCallId: call.toolCallId, toolName: call.toolName, parameters: call.parameters, idempotencyKey, sideEffectId: result.sideEffectId, latencyMs: Date.now() - startedAt }
+        const event = result.ok
+          ? taskEvent('ToolCallExecuted', { ...facts, result: result.result }, scope, deps.clock(), stream)
+          : taskEvent('ToolCallFailed', { ...facts, errorCode: result.errorCode, message: result.message }, scope, deps.clock(), stream)
+        return [event]
+      },
+    })
+    const event = outcome.events[0]
+    if (event?.type !== 'ToolCallExecuted' && event?.type !== 'ToolCallFailed') throw brokenInvariant(`tool call outcome is ${event?.type}`)
+    afterAppend(scope, `tool:${event.data.toolName}`, outcome.recordedNow)
+    if (event?.type === 'ToolCallFailed') return { ok: false, errorCode: event.data.errorCode, eventId: eventIdOf(outcome) }
+    return { ok: true, eventId: eventIdOf(outcome) }
+  }
+
+  async function synthesizeAnswer(task: TaskRef): Promise<{ eventId: string }> {
+    const scope = currentActivityScope(task)
+    const outcome = await runModelStep(deps, scope, synthesisStep)
+    afterAppend(scope, 'synthesis', outcome.recordedNow)
+    return { eventId: eventIdOf(outcome) }
+  }
+
+  async function completeTask(task: TaskRef): Promise<{ eventId: string }> {
+    const scope = currentActivityScope(task)
+    const outcome = await recordOnce({
+      historian: deps.historian,
+      scope,
+      work: async (stream) => {
+        const state = foldTask(stream.events.map((stored) => stored.event))
+        if (state.answer === undefined) throw brokenInvariant(`task ${task.tenantId}/${task.taskId} has no synthesized answer to complete with`)
+        const outcomes = Object.values(state.toolOutcomes)
+        return [
+          taskEvent(
+            'AgentTaskCompleted',
+            {
+              answer: state.answer,
+              answerSha256: sha256(state.answer),
+              totalCostUsd: state.totalCostUsd,
+              totalTokens: state.totalTokens,
+              toolCallsSucceeded: outcomes.filter((outcome) => outcome.ok).length,
+              toolCallsFailed: outcomes.filter((outcome) => !outcome.ok).length,
+            },
+            scope,
+            deps.clock(),
+            stream,
+          ),
+        ]
+      },
+    })
+    return { eventId: eventIdOf(outcome) }
+  }
+
+  async function failTask(input: TaskRef & { failedStep: AgentTaskFailed['data']['failedStep']; errorCode: string; message: string }): Promise<{ eventId: string }> {
+    const scope = currentActivityScope(input)
+    const outcome = await recordOnce({
+      historian: deps.historian,
+      scope,
+      work: async (stream) => [
+        taskEvent('AgentTaskFailed', { failedStep: input.failedStep, errorCode: input.errorCode, message: input.message.slice(0, 2_000) }, scope, deps.clock(), stream),
+      ],
+    })
+    return { eventId: eventIdOf(outcome) }
+  }
+
+  return {
+    receiveTask: translatingFailures(receiveTask),
+    routeTask: translatingFailures(routeTask),
+    planTask: translatingFailures(planTask),
+    executeToolCall: translatingFailures(executeToolCall),
+    synthesizeAnswer: translatingFailures(synthesizeAnswer),
+    completeTask: translatingFailures(completeTask),
+    failTask: translatingFailures(failTask),
+  }
+}
+
+/** The activities' interface as the workflow sees it (type-only import there). */
+export type PipelineActivities = ReturnType<typeof createActivities>

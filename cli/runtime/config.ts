@@ -1,0 +1,63 @@
+import path from 'node:path'
+import { z } from 'zod'
+import { faultPlanFromEnv, type FaultPlan } from '../../activities/faults'
+import { modelConfigFromEnv, type ModelConfig } from '../../activities/models/modelsFromConfig'
+import { AGENT_PIPELINE_TASK_QUEUE } from '../../workflows/api'
+
+/** Thrown when an environment variable is missing or invalid; the message names the variable. */
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    problem: string,
+  ) {
+    super(`${variable}: ${problem}`)
+    this.name = 'ConfigError'
+  }
+}
+
+const emptyAsUnset = (value: unknown) => (typeof value === 'string' && value.trim() === '' ? undefined : value)
+const optional = <T extends z.ZodType>(schema: T) => z.preprocess(emptyAsUnset, schema.optional())
+
+const Env = z.object({
+  DATABASE_URL: optional(z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')),
+  ESDB_CONNECTION_STRING: optional(z.string().regex(/^(esdb|esdb\+discover|kurrentdb|kurrentdb\+discover|kdb|kdb\+discover):\/\//, 'must be an esdb:// or kurrentdb:// connection string')),
+  ANNALIST_DATA_DIR: optional(z.string()),
+  TEMPORAL_ADDRESS: optional(z.string().regex(/^[^\s:/]+:\d+$/, 'must be host:port, e.g. 127.0.0.1:7233')),
+  TEMPORAL_NAMESPACE: optional(z.string().min(1)),
+  ANNALIST_TASK_QUEUE: optional(z.string().min(1)),
+})
+
+/** Everything a process needs to know from its environment, validated once in its composition root. */
+export interface AnnalistConfig {
+  readonly databaseUrl?: string
+  readonly esdbConnectionString?: string
+  readonly dataDir: string
+  readonly pgliteDataDir: string
+  readonly temporalAddress?: string
+  readonly temporalNamespace: string
+  readonly taskQueue: string
+  readonly models: ModelConfig
+  readonly faults: FaultPlan
+}
+
+/** Reads and validates the environment; throws ConfigError naming the first bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): AnnalistConfig {
+  const parsed = Env.safeParse(env)
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!
+    throw new ConfigError(String(issue.path[0] ?? 'environment'), issue.message)
+  }
+  const vars = parsed.data
+  const dataDir = path.resolve(vars.ANNALIST_DATA_DIR ?? '.annalist')
+  return {
+    databaseUrl: vars.DATABASE_URL,
+    esdbConnectionString: vars.ESDB_CONNECTION_STRING,
+    dataDir,
+    pgliteDataDir: path.join(dataDir, 'pgdata'),
+    temporalAddress: vars.TEMPORAL_ADDRESS,
+    temporalNamespace: vars.TEMPORAL_NAMESPACE ?? 'default',
+    taskQueue: vars.ANNALIST_TASK_QUEUE ?? AGENT_PIPELINE_TASK_QUEUE,
+    models: modelConfigFromEnv(env),
+    faults: faultPlanFromEnv(env),
+  }
+}

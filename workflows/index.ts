@@ -1,0 +1,1 @@
+export { agentPipeline, currentStepQuery } from './agentPipeline.workflow'

@@ -1,5 +1,5 @@
 import { defineSearchAttributeKey, SearchAttributeType, TypedSearchAttributes } from '@temporalio/common'
-import type { Client, WorkflowHandle } from '@temporalio/client'
+import type { Client, WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client'
 import { assertTaskId, assertTenantId } from '../../historian/streams'
 import { AGENT_PIPELINE_TASK_QUEUE, pipelineWorkflowId, SEARCH_ATTRIBUTES, type AgentPipelineInput } from '../../workflows/api'
 import type { agentPipeline } from '../../workflows'
@@ -11,7 +11,7 @@ export const TaskIdSearchAttribute = defineSearchAttributeKey(SEARCH_ATTRIBUTES.
  * Starts the pipeline for a tenant's task, or returns the one already started for it: the workflow ID derives from
  * tenant and task, so starting the same task twice yields one pipeline. IDs are validated before anything is sent.
  */
-export async function startPipeline(client: Client, input: AgentPipelineInput, taskQueue = AGENT_PIPELINE_TASK_QUEUE): Promise<WorkflowHandle<typeof agentPipeline>> {
+export async function startPipeline(client: Client, input: AgentPipelineInput, taskQueue = AGENT_PIPELINE_TASK_QUEUE): Promise<WorkflowHandleWithFirstExecutionRunId<typeof agentPipeline>> {
   const tenantId = assertTenantId(input.tenantId)
   const taskId = assertTaskId(input.taskId)
   return client.workflow.start<typeof agentPipeline>('agentPipeline', {

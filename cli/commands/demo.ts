@@ -1,0 +1,297 @@
+import { mkdirSync, writeFileSync } from 'node:fs'
+import path from 'node:path'
+import { Client, Connection } from '@temporalio/client'
+import cliProgress from 'cli-progress'
+import type pg from 'pg'
+import { openDatabase } from '../../historian/adapters/postgres/database'
+import { startEmbeddedPostgres } from '../../historian/adapters/postgres/embeddedServer'
+import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEventStore'
+import { Historian } from '../../historian/historian'
+import { taskStreamName } from '../../historian/streams'
+import { defaultProjections } from '../../projections/defaultProjections'
+import { rebuildAndCompare } from '../../projections/rebuild'
+import { readCheckpoint } from '../../projections/runner'
+import { tenantSummary, type TenantSummary } from '../../projections/taskSummary/query'
+import type { AgentPipelineResult } from '../../workflows/api'
+import { loadConfig } from '../runtime/config'
+import { readModelLedger } from '../runtime/modelLedger'
+import { startPipeline } from '../runtime/pipelineClient'
+import { SupervisedProcess } from '../runtime/supervisedProcess'
+import { resolveTemporal } from '../runtime/temporalServer'
+import { verifyRun, type RunVerification } from '../runtime/verifyRun'
+import { bundleWorkflows } from '../runtime/workflowBundle'
+import { demoScenario, type DemoScenario } from './demoScenario'
+
+/** What `annalist demo --summary-json` writes. */
+export interface DemoSummary {
+  readonly runTag: string
+  readonly tenants: number
+  readonly tasksStarted: number
+  readonly tasksCompleted: number
+  readonly tasksFailed: number
+  readonly eventsAppended: number
+  readonly duplicateEventIds: number
+  readonly duplicateSideEffects: number
+  readonly modelCalls: number
+  readonly modelCallsRepeatedAfterCrash: number
+  readonly workerCrashesInjected: number
+  readonly workerCrashesBySignal: Record<string, number>
+  readonly recoverySeconds: readonly number[]
+  readonly auditMatchesRebuild: boolean
+  readonly rebuildDifferences: readonly string[]
+  readonly wallSeconds: number
+}
+
+function parseCount(value: string, flag: string, max: number): number {
+  const n = Number(value)
+  if (!Number.isInteger(n) || n < 1 || n > max) throw new RangeError(`${flag} must be a whole number from 1 to ${max}, got ${JSON.stringify(value)}`)
+  return n
+}
+
+const say = (line: string) => console.log(line)
+
+/** Cleanup steps, run in reverse order however the demo ends. */
+class Teardown {
+  private readonly steps: (() => Promise<unknown>)[] = []
+  add(step: () => Promise<unknown>): void {
+    this.steps.push(step)
+  }
+  async run(): Promise<void> {
+    for (const step of this.steps.reverse()) await step().catch((error: unknown) => console.error(`cleanup: ${(error as Error).message}`))
+  }
+}
+
+/** `annalist demo`: the whole system on one machine, with crashes injected, then the proof that nothing was lost or repeated. */
+export async function demoCommand(options: { tenants: string; tasks: string; summaryJson?: string; keepData?: boolean }): Promise<void> {
+  const tenantCount = parseCount(options.tenants, '--tenants', 10)
+  const tasksPerTenant = parseCount(options.tasks, '--tasks', 50)
+  const config = loadConfig()
+  const started = Date.now()
+  const runTag = `demo${started.toString(36)}`
+  const runDir = path.join(config.dataDir, 'runs', runTag)
+  mkdirSync(runDir, { recursive: true })
+  const scenario = demoScenario(runTag, tenantCount, tasksPerTenant)
+  const teardown = new Teardown()
+  say(`Annalist demo ${runTag}: ${tenantCount} tenants x ${tasksPerTenant} tasks, logs in ${runDir}`)
+  try {
+    const temporal = await resolveTemporal({ allowBuild: true, dbFilename: path.join(runDir, 'temporal.sqlite'), onProgress: (line) => say(`  temporal: ${line}`) })
+    teardown.add(() => temporal.stop())
+    say(`  temporal: ${temporal.source === 'address' ? 'cluster' : 'dev server'} at ${temporal.address}`)
+
+    let databaseUrl = config.databaseUrl
+    if (!databaseUrl) {
+      const embedded = await startEmbeddedPostgres({ dataDir: config.pgliteDataDir })
+      teardown.add(() => embedded.close())
+      databaseUrl = embedded.url
+      say(`  database: embedded PGlite in ${config.pgliteDataDir}, served to the worker and projector at ${embedded.url.replace(/:[^:@/]*@/, ':***@')}`)
+    } else {
+      say('  database: PostgreSQL at DATABASE_URL')
+    }
+    const database = await openDatabase({ url: databaseUrl })
+    teardown.add(() => database.close())
+    const store = new PostgresEventStore(database)
+    teardown.add(() => store.close())
+    const historian = new Historian(store)
+
+    const bundlePath = path.join(runDir, 'workflow-bundle.js')
+    writeFileSync(bundlePath, (await bundleWorkflows()).code)
+    const ledgerPath = path.join(runDir, 'model-calls.jsonl')
+    const childEnv: NodeJS.ProcessEnv = {
+      ...process.env,
+      DATABASE_URL: databaseUrl,
+      TEMPORAL_ADDRESS: temporal.address,
+      TEMPORAL_NAMESPACE: temporal.namespace,
+      ANNALIST_TASK_QUEUE: `annalist-${runTag}`,
+      ANNALIST_WORKFLOW_BUNDLE: bundlePath,
+      ANNALIST_MODEL_LEDGER: ledgerPath,
+      ANNALIST_SCRIPTED_LATENCY_MS: '250',
+      ANNALIST_MODEL_TIMEOUT_MS: '1500',
+      ANNALIST_FAULTS: JSON.stringify(scenario.faults),
+    }
+    const worker = new SupervisedProcess('worker', ['worker'], childEnv, path.join(runDir, 'worker.log'))
+    const projector = new SupervisedProcess('projector', ['projector'], childEnv, path.join(runDir, 'projector.log'))
+    teardown.add(() => worker.stop())
+    teardown.add(() => projector.stop())
+    worker.start()
+    projector.start()
+    say(`  worker and projector started (pids ${worker.pid}, ${projector.pid}); injected faults: ${scenario.faults.rules.length} rules + 1 external SIGKILL`)
+
+    const connection = await Connection.connect({ address: temporal.address })
+    teardown.add(() => connection.close())
+    const client = new Client({ connection, namespace: temporal.namespace })
+    const results = await runTasks(client, scenario, childEnv.ANNALIST_TASK_QUEUE!, worker, ledgerPath, store, database.pool)
+
+    say('  all pipelines terminal; waiting for the projector to catch up')
+    const lastPosition = await headPosition(database.pool)
+    await waitForProjections(database.pool, lastPosition, 120_000)
+    await projector.stop()
+    const comparison = await rebuildAndCompare(store, database.pool, defaultProjections())
+    const verification = await verifyRun({ historian, pool: database.pool, tasks: scenario.tasks, ledger: readModelLedger(ledgerPath) })
+    const summaries = await Promise.all(scenario.tenants.map((tenantId) => tenantSummary(database.pool, tenantId)))
+    const summary = buildSummary(runTag, scenario, results.outcomes, verification, worker, results.recoverySeconds, comparison, started)
+    printReport(summary, summaries, verification)
+    if (options.summaryJson) {
+      writeFileSync(options.summaryJson, `${JSON.stringify(summary, null, 2)}\n`)
+      say(`summary written to ${options.summaryJson}`)
+    }
+    say(`\nNext: npx annalist audit ${scenario.tenants[0]} ${scenario.tasks[0]!.taskId}    (the audit trail of one task)`)
+  } finally {
+    await teardown.run()
+  }
+}
+
+/** The highest global position in the log: what the projections must reach. */
+async function headPosition(pool: pg.Pool): Promise<bigint> {
+  const result = await pool.query<{ position: string }>('select coalesce(max(position), 0)::text as position from events')
+  return BigInt(result.rows[0]!.position)
+}
+
+/** Events stored so far for the demo's tasks. */
+async function countTaskEvents(pool: pg.Pool, tasks: readonly { tenantId: string; taskId: string }[]): Promise<number> {
+  const streams = tasks.map((task) => taskStreamName(task.tenantId, task.taskId))
+  const result = await pool.query<{ count: string }>('select count(*)::text as count from events where stream_name = any($1::text[])', [streams])
+  return Number(result.rows[0]!.count)
+}
+
+async function waitForProjections(pool: pg.Pool, position: bigint, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const checkpoints = await Promise.all(defaultProjections().map((projection) => readCheckpoint(pool, projection.name)))
+    if (checkpoints.every((checkpoint) => checkpoint >= position)) return
+    if (Date.now() > deadline) throw new Error(`projections did not reach position ${position} within ${timeoutMs} ms (at ${checkpoints.join(', ')})`)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+}
+
+interface TaskRunResults {
+  readonly outcomes: readonly AgentPipelineResult[]
+  readonly recoverySeconds: readonly number[]
+}
+
+/** Starts every task, shows live progress, SIGKILLs the worker once mid-synthesis, and waits for every pipeline to end. */
+async function runTasks(
+  client: Client,
+  scenario: DemoScenario,
+  taskQueue: string,
+  worker: SupervisedProcess,
+  ledgerPath: string,
+  store: PostgresEventStore,
+  pool: pg.Pool,
+): Promise<TaskRunResults> {
+  const tuning = { heartbeatTimeoutMs: 2_000, retryInitialIntervalMs: 200 }
+  const handles = await Promise.all(
+    scenario.tasks.map((task) => startPipeline(client, { tenantId: task.tenantId, taskId: task.taskId, input: task.input, requestedBy: 'demo', tuning }, taskQueue)),
+  )
+  const bars = new cliProgress.MultiBar(
+    { format: '  {tenant} [{bar}] {value}/{total} ended  {failed} failed', hideCursor: true, clearOnComplete: false, noTTYOutput: true, notTTYSchedule: 2_000, barsize: 24 },
+    cliProgress.Presets.shades_classic,
+  )
+  const perTenant = new Map(scenario.tenants.map((tenant) => [tenant, bars.create(scenario.tasks.filter((task) => task.tenantId === tenant).length, 0, { tenant: tenant.padEnd(10), failed: 0 })]))
+  const status = bars.create(1, 0, {}, { format: '  events {events}  worker crashes {crashes}  restarts {restarts}' })
+  const failedCount = new Map<string, number>()
+  const outcomes: AgentPipelineResult[] = []
+  let events = 0
+  const recoverySeconds: number[] = []
+  const watcher = setInterval(() => {
+    void countTaskEvents(pool, scenario.tasks).then((count) => (events = count))
+    status.update(0, { events, crashes: worker.unplannedExits.length, restarts: worker.unplannedExits.length })
+  }, 500)
+  const killer = killDuringSynthesis(scenario, worker, ledgerPath, store, (seconds) => recoverySeconds.push(seconds))
+  try {
+    await Promise.all(
+      handles.map(async (handle, index) => {
+        const task = scenario.tasks[index]!
+        const outcome = await handle.result()
+        outcomes.push(outcome)
+        if (outcome.status === 'failed') failedCount.set(task.tenantId, (failedCount.get(task.tenantId) ?? 0) + 1)
+        perTenant.get(task.tenantId)!.increment(1, { failed: failedCount.get(task.tenantId) ?? 0 })
+      }),
+    )
+  } finally {
+    clearInterval(watcher)
+    killer.cancel()
+    status.update(0, { events: await countTaskEvents(pool, scenario.tasks), crashes: worker.unplannedExits.length, restarts: worker.unplannedExits.length })
+    bars.stop()
+  }
+  await killer.done
+  return { outcomes, recoverySeconds }
+}
+
+/**
+ * Watches the model ledger and SIGKILLs the worker from outside the moment the victim task's synthesis call starts,
+ * then measures how long the pipeline takes to record its next event (recovery time).
+ */
+function killDuringSynthesis(scenario: DemoScenario, worker: SupervisedProcess, ledgerPath: string, store: PostgresEventStore, onRecovered: (seconds: number) => void) {
+  const victim = scenario.externalKillVictim
+  let cancelled = false
+  const done = (async () => {
+    while (!cancelled) {
+      const call = readModelLedger(ledgerPath).find((entry) => entry.tenantId === victim.tenantId && entry.taskId === victim.taskId && entry.role === 'synthesis')
+      if (call) {
+        const killedAt = Date.now()
+        worker.kill('SIGKILL')
+        const stream = taskStreamName(victim.tenantId, victim.taskId)
+        const before = (await store.readStream(stream)).length
+        while (!cancelled) {
+          const events = await store.readStream(stream)
+          if (events.length > before) {
+            onRecovered((events[before]!.recordedAt.getTime() - killedAt) / 1_000)
+            return
+          }
+          await new Promise((resolve) => setTimeout(resolve, 100))
+        }
+        return
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+  })()
+  return { done, cancel: () => (cancelled = true) }
+}
+
+function buildSummary(
+  runTag: string,
+  scenario: DemoScenario,
+  outcomes: readonly AgentPipelineResult[],
+  verification: RunVerification,
+  worker: SupervisedProcess,
+  recoverySeconds: readonly number[],
+  comparison: { matches: boolean; differences: readonly string[] },
+  started: number,
+): DemoSummary {
+  const bySignal: Record<string, number> = {}
+  for (const exit of worker.unplannedExits) bySignal[exit.signal ?? `exit ${exit.code}`] = (bySignal[exit.signal ?? `exit ${exit.code}`] ?? 0) + 1
+  return {
+    runTag,
+    tenants: scenario.tenants.length,
+    tasksStarted: scenario.tasks.length,
+    tasksCompleted: outcomes.filter((outcome) => outcome.status === 'completed').length,
+    tasksFailed: outcomes.filter((outcome) => outcome.status === 'failed').length,
+    eventsAppended: verification.eventsAppended,
+    duplicateEventIds: verification.duplicateEventIds,
+    duplicateSideEffects: verification.duplicateSideEffects,
+    modelCalls: verification.modelCalls,
+    modelCallsRepeatedAfterCrash: verification.modelCallsRepeatedAfterCrash,
+    workerCrashesInjected: worker.unplannedExits.filter((exit) => exit.signal === 'SIGKILL').length,
+    workerCrashesBySignal: bySignal,
+    recoverySeconds,
+    auditMatchesRebuild: comparison.matches,
+    rebuildDifferences: comparison.differences.slice(0, 20),
+    wallSeconds: Math.round((Date.now() - started) / 100) / 10,
+  }
+}
+
+function printReport(summary: DemoSummary, tenants: readonly TenantSummary[], verification: RunVerification): void {
+  say('\nPer-tenant audit summary (from the task_summary read model)')
+  const columns = ['tenant', 'tasks', 'done', 'failed', 'tools ok', 'tools failed', 'model retries', 'tokens', 'cost USD']
+  say(`  ${columns.map((column, i) => (i === 0 ? column.padEnd(10) : column.padStart(column.length + 1))).join(' ')}`)
+  for (const tenant of tenants) {
+    const cells = [tenant.tasks, tenant.byStatus.completed, tenant.byStatus.failed, tenant.toolCallsSucceeded, tenant.toolCallsFailed, tenant.modelAttemptsFailed, tenant.totalTokens, tenant.totalCostUsd.toFixed(6)]
+    say(`  ${tenant.tenantId.padEnd(10)} ${cells.map((cell, i) => String(cell).padStart(columns[i + 1]!.length + 1)).join(' ')}`)
+  }
+  say('\nRecovery')
+  say(`  worker crashes injected (SIGKILL): ${summary.workerCrashesInjected}   recovery after the external SIGKILL: ${summary.recoverySeconds.map((s) => `${s.toFixed(2)} s`).join(', ') || 'n/a'}`)
+  say(`  tasks: ${summary.tasksStarted} started, ${summary.tasksCompleted} completed, ${summary.tasksFailed} failed, ${verification.tasksWithoutTerminalEvent} without a terminal event`)
+  say(`  events appended: ${summary.eventsAppended}   duplicate event IDs: ${summary.duplicateEventIds}   duplicate side effects: ${summary.duplicateSideEffects}`)
+  say(`  model calls: ${summary.modelCalls}   recorded model calls made again after a crash: ${summary.modelCallsRepeatedAfterCrash}`)
+  say(`  read models equal a rebuild from position 0: ${summary.auditMatchesRebuild ? 'yes' : `NO (${summary.rebuildDifferences.length} differences)`}`)
+}

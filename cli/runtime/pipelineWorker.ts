@@ -1,0 +1,28 @@
+import { NativeConnection, Worker, type WorkflowBundleOption } from '@temporalio/worker'
+import type { createActivities } from '../../activities/pipelineActivities'
+import { WORKFLOWS_PATH } from './workflowBundle'
+
+export interface PipelineWorkerOptions {
+  readonly connection: NativeConnection
+  readonly namespace: string
+  readonly taskQueue: string
+  readonly activities: ReturnType<typeof createActivities>
+  /** A pre-built bundle (see bundleWorkflows); without one the worker bundles the workflows itself. */
+  readonly workflowBundle?: WorkflowBundleOption
+  readonly identity?: string
+  readonly maxConcurrentActivities?: number
+}
+
+/** Creates a worker that serves the agent pipeline workflow and its activities on one task queue. */
+export async function createPipelineWorker(options: PipelineWorkerOptions): Promise<Worker> {
+  return Worker.create({
+    connection: options.connection,
+    namespace: options.namespace,
+    taskQueue: options.taskQueue,
+    activities: options.activities,
+    ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
+    identity: options.identity,
+    maxConcurrentActivityTaskExecutions: options.maxConcurrentActivities ?? 32,
+    shutdownGraceTime: '2 seconds',
+  })
+}

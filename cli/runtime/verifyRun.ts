@@ -1,0 +1,73 @@
+import type pg from 'pg'
+import type { Historian, StoredEvent } from '../../historian/historian'
+import type { TaskRef } from '../../workflows/api'
+import type { LedgerCall } from './modelLedger'
+
+/** The crash-safety invariants of a set of tasks, checked from the event log, the outbox and the model ledger. */
+export interface RunVerification {
+  readonly eventsAppended: number
+  /** Event IDs stored more than once across the tasks' streams (extra copies). */
+  readonly duplicateEventIds: number
+  /** Model calls that started after the same activity's outcome was already recorded: a paid call made again. */
+  readonly modelCallsRepeatedAfterCrash: number
+  readonly repeatedModelCalls: readonly LedgerCall[]
+  /** Outbox rows beyond one per side-effecting tool call. */
+  readonly duplicateSideEffects: number
+  /** Tasks whose stream has no AgentTaskCompleted or AgentTaskFailed event. */
+  readonly tasksWithoutTerminalEvent: number
+  readonly modelCalls: number
+}
+
+const MODEL_OUTCOME_TYPES = new Set(['RoutingModelInvoked', 'PlanCreated', 'SynthesisModelInvoked'])
+
+function isModelOutcome(stored: StoredEvent): boolean {
+  if (MODEL_OUTCOME_TYPES.has(stored.event.type)) return true
+  return stored.event.type.endsWith('ModelFailed') && 'willRetry' in stored.event.data && stored.event.data.willRetry === false
+}
+
+const activityKey = (tenantId: string, taskId: string, activityId: string) => `${tenantId}/${taskId}/${activityId}`
+
+/**
+ * Checks the promises Annalist makes after crashes: no duplicate events, no repeated recorded model call, no duplicate side
+ * effect, every task ended. A model call counts as repeated when it started after its activity's outcome was recorded.
+ */
+export async function verifyRun(options: { historian: Historian; pool: pg.Pool; tasks: readonly TaskRef[]; ledger: readonly LedgerCall[] }): Promise<RunVerification> {
+  const seenEventIds = new Map<string, number>()
+  const outcomeRecordedAt = new Map<string, number>()
+  let eventsAppended = 0
+  let tasksWithoutTerminalEvent = 0
+  for (const task of options.tasks) {
+    const stream = await options.historian.readTask(task.tenantId, task.taskId)
+    eventsAppended += stream.events.length
+    for (const stored of stream.events) {
+      seenEventIds.set(stored.eventId, (seenEventIds.get(stored.eventId) ?? 0) + 1)
+      if (isModelOutcome(stored)) outcomeRecordedAt.set(activityKey(task.tenantId, task.taskId, stored.event.metadata.activityId), stored.recordedAt.getTime())
+    }
+    if (!stream.events.some((stored) => stored.event.type === 'AgentTaskCompleted' || stored.event.type === 'AgentTaskFailed')) tasksWithoutTerminalEvent++
+  }
+  const duplicateEventIds = [...seenEventIds.values()].reduce((sum, count) => sum + count - 1, 0)
+
+  const taskKeys = new Set(options.tasks.map((task) => `${task.tenantId}/${task.taskId}`))
+  const ledger = options.ledger.filter((call) => taskKeys.has(`${call.tenantId}/${call.taskId}`))
+  const repeatedModelCalls = ledger.filter((call) => {
+    const recordedAt = outcomeRecordedAt.get(activityKey(call.tenantId, call.taskId, call.activityId))
+    return recordedAt !== undefined && call.ts > recordedAt
+  })
+
+  const outbox = await options.pool.query<{ extra: string }>(
+    `select coalesce(sum(copies - 1), 0)::text as extra
+       from (select count(*) as copies from tool_outbox
+              where (tenant_id || '/' || task_id) = any($1::text[])
+              group by tenant_id, task_id, tool_call_id) per_call`,
+    [[...taskKeys]],
+  )
+  return {
+    eventsAppended,
+    duplicateEventIds,
+    modelCallsRepeatedAfterCrash: repeatedModelCalls.length,
+    repeatedModelCalls,
+    duplicateSideEffects: Number(outbox.rows[0]?.extra ?? 0),
+    tasksWithoutTerminalEvent,
+    modelCalls: ledger.length,
+  }
+}

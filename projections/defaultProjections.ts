@@ -1,0 +1,8 @@
+import { auditTimelineProjection } from './auditTimeline/projection'
+import type { Projection } from './projection'
+import { taskSummaryProjection } from './taskSummary/projection'
+
+/** The read models a projector maintains by default. */
+export function defaultProjections(): Projection[] {
+  return [auditTimelineProjection(), taskSummaryProjection()]
+}

@@ -1,0 +1,123 @@
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { Client, Connection } from '@temporalio/client'
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
+import type { FaultPlan } from '../../activities/faults'
+import { readModelLedger } from '../../cli/runtime/modelLedger'
+import { startPipeline } from '../../cli/runtime/pipelineClient'
+import { SupervisedProcess } from '../../cli/runtime/supervisedProcess'
+import { verifyRun } from '../../cli/runtime/verifyRun'
+import type { Database } from '../../historian/adapters/postgres/database'
+import { openDatabase } from '../../historian/adapters/postgres/database'
+import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../historian/adapters/postgres/embeddedServer'
+import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEventStore'
+import { Historian } from '../../historian/historian'
+import type { TaskRef } from '../../workflows/api'
+import { freshPostgresDatabase } from '../support/databases'
+import { sharedWorkflowBundle, uniqueSuffix } from '../support/pipelineHarness'
+
+/**
+ * Kills real worker processes with SIGKILL at awkward moments - mid model call, and right after an outcome was stored but
+ * before Temporal heard of it - and checks the promises: every pipeline completes, no event is duplicated, no side effect
+ * is repeated, and no model call whose outcome was recorded is made again.
+ */
+describe.each(['postgres server', 'embedded PGlite'] as const)('worker SIGKILL and restart (%s)', (kind) => {
+  const tenant = `crash_${uniqueSuffix()}`
+  const midCall: TaskRef = { tenantId: tenant, taskId: 'mid-synthesis' }
+  const afterPlan: TaskRef = { tenantId: tenant, taskId: 'after-plan-append' }
+  const afterNotify: TaskRef = { tenantId: tenant, taskId: 'after-outbox-append' }
+  const faults: FaultPlan = {
+    rules: [
+      { target: 'planning', kind: 'crash_after_append', tenantId: tenant, taskId: afterPlan.taskId, attempts: [1] },
+      { target: 'tool:send_notification', kind: 'crash_after_append', tenantId: tenant, taskId: afterNotify.taskId, attempts: [1] },
+    ],
+  }
+  let database: Database & { url?: string }
+  let embedded: EmbeddedPostgres | undefined
+  let worker: SupervisedProcess
+  let connection: Connection
+  let workDir: string
+  let ledgerPath: string
+  const taskQueue = `crash-${uniqueSuffix()}`
+
+  beforeAll(async () => {
+    workDir = mkdtempSync(path.join(tmpdir(), 'annalist-crash-'))
+    ledgerPath = path.join(workDir, 'calls.jsonl')
+    if (kind === 'postgres server') {
+      database = await freshPostgresDatabase()
+    } else {
+      embedded = await startEmbeddedPostgres({ dataDir: path.join(workDir, 'pgdata') })
+      database = Object.assign(await openDatabase({ url: embedded.url }), { url: embedded.url })
+    }
+    const bundlePath = path.join(workDir, 'workflow-bundle.js')
+    writeFileSync(bundlePath, (await sharedWorkflowBundle()).code)
+    connection = await Connection.connect({ address: inject('temporalAddress') })
+    worker = new SupervisedProcess(
+      'worker',
+      ['worker'],
+      {
+        ...process.env,
+        DATABASE_URL: database.url!,
+        TEMPORAL_ADDRESS: inject('temporalAddress'),
+        ANNALIST_TASK_QUEUE: taskQueue,
+        ANNALIST_WORKFLOW_BUNDLE: bundlePath,
+        ANNALIST_MODEL_LEDGER: ledgerPath,
+        ANNALIST_SCRIPTED_LATENCY_MS: '700',
+        ANNALIST_FAULTS: JSON.stringify(faults),
+      },
+      path.join(workDir, 'worker.log'),
+    )
+  })
+  afterAll(async () => {
+    await worker?.stop()
+    await connection?.close()
+    await database?.close()
+    await embedded?.close()
+  })
+
+  it('completes every pipeline with no lost or duplicate events, no duplicate side effect and no repeated recorded model call', async () => {
+    const client = new Client({ connection })
+    worker.start()
+    const inputs = [
+      { ...midCall, input: 'Search the knowledge base for the data retention policy' },
+      { ...afterPlan, input: 'Calculate (1250 * 12) + 380 for the annual budget line' },
+      { ...afterNotify, input: 'Notify the on-call team on slack that the nightly export finished' },
+    ]
+    const handles = await Promise.all(
+      inputs.map((input) => startPipeline(client, { ...input, requestedBy: 'crash-test', tuning: { heartbeatTimeoutMs: 2_000, retryInitialIntervalMs: 100 } }, taskQueue)),
+    )
+
+    // SIGKILL the worker from outside while the synthesis call of one task is in flight.
+    const deadline = Date.now() + 60_000
+    while (!readModelLedger(ledgerPath).some((call) => call.taskId === midCall.taskId && call.role === 'synthesis')) {
+      if (Date.now() > deadline) throw new Error('the synthesis call never started')
+      await new Promise((resolve) => setTimeout(resolve, 10))
+    }
+    worker.kill('SIGKILL')
+
+    const results = await Promise.all(handles.map((handle) => handle.result()))
+    expect(results.map((result) => result.status)).toEqual(['completed', 'completed', 'completed'])
+
+    const kills = worker.unplannedExits.filter((exit) => exit.signal === 'SIGKILL')
+    expect(kills.length).toBeGreaterThanOrEqual(3)
+
+    const store = new PostgresEventStore(database)
+    const ledger = readModelLedger(ledgerPath)
+    const verification = await verifyRun({ historian: new Historian(store), pool: database.pool, tasks: [midCall, afterPlan, afterNotify], ledger })
+    expect(verification).toMatchObject({ duplicateEventIds: 0, modelCallsRepeatedAfterCrash: 0, duplicateSideEffects: 0, tasksWithoutTerminalEvent: 0 })
+
+    // The plan was stored before the crash: its retry found it and did not call the planner again.
+    expect(ledger.filter((call) => call.taskId === afterPlan.taskId && call.role === 'planning')).toHaveLength(1)
+    // The interrupted synthesis was never recorded, so it ran again - and was recorded once.
+    expect(ledger.filter((call) => call.taskId === midCall.taskId && call.role === 'synthesis').length).toBeGreaterThanOrEqual(2)
+    const midEvents = await store.readStream(`tenant_${tenant}-${midCall.taskId}`)
+    expect(midEvents.filter((event) => event.type === 'SynthesisModelInvoked')).toHaveLength(1)
+    // The notification reached the outbox once although the worker died right after sending it.
+    const outbox = await database.pool.query('select count(*)::int as n from tool_outbox where tenant_id = $1 and task_id = $2', [tenant, afterNotify.taskId])
+    expect(outbox.rows[0].n).toBe(1)
+    const notifyEvents = (await store.readStream(`tenant_${tenant}-${afterNotify.taskId}`)).filter((event) => event.type === 'ToolCallExecuted')
+    expect(notifyEvents.filter((event) => (event.data as { toolName: string }).toolName === 'send_notification')).toHaveLength(1)
+    await store.close()
+  }, 180_000)
+})

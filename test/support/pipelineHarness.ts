@@ -1,0 +1,82 @@
+import { randomBytes } from 'node:crypto'
+import { Client, Connection } from '@temporalio/client'
+import { NativeConnection, type Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker'
+import { inject } from 'vitest'
+import type { FaultPlan } from '../../activities/faults'
+import { ModelClient } from '../../activities/models/modelClient'
+import { modelsFromConfig } from '../../activities/models/modelsFromConfig'
+import { createActivities } from '../../activities/pipelineActivities'
+import { createDefaultTools } from '../../activities/tools/registry'
+import type { Database } from '../../historian/adapters/postgres/database'
+import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEventStore'
+import { Historian } from '../../historian/historian'
+import { startPipeline } from '../../cli/runtime/pipelineClient'
+import { createPipelineWorker } from '../../cli/runtime/pipelineWorker'
+import { bundleWorkflows } from '../../cli/runtime/workflowBundle'
+import type { AgentPipelineInput, AgentPipelineResult } from '../../workflows/api'
+import { freshPgliteDatabase, freshPostgresDatabase } from './databases'
+
+let bundle: Promise<WorkflowBundleWithSourceMap> | undefined
+
+/** The workflow bundle, built once per test file. */
+export function sharedWorkflowBundle(): Promise<WorkflowBundleWithSourceMap> {
+  bundle ??= bundleWorkflows()
+  return bundle
+}
+
+/** A random suffix for tenant, task and task-queue names, so tests never share streams. */
+export const uniqueSuffix = () => randomBytes(4).toString('hex')
+
+export interface PipelineHarness {
+  readonly database: Database
+  readonly store: PostgresEventStore
+  readonly historian: Historian
+  readonly client: Client
+  readonly connection: NativeConnection
+  readonly taskQueue: string
+  readonly worker: Worker
+  /** Runs pipelines with an in-process worker until they all end. */
+  run(inputs: readonly AgentPipelineInput[]): Promise<AgentPipelineResult[]>
+  close(): Promise<void>
+}
+
+/** A real Temporal worker with the real activities over a fresh database (PostgreSQL server or PGlite) and the scripted model. */
+export async function pipelineHarness(kind: 'postgres' | 'pglite', options: { faults?: FaultPlan; latencyMs?: number; ledgerPath?: string } = {}): Promise<PipelineHarness> {
+  const database = kind === 'postgres' ? await freshPostgresDatabase() : await freshPgliteDatabase()
+  const store = new PostgresEventStore(database)
+  const historian = new Historian(store)
+  const address = inject('temporalAddress')
+  const connection = await NativeConnection.connect({ address })
+  const clientConnection = await Connection.connect({ address })
+  const client = new Client({ connection: clientConnection })
+  const taskQueue = `test-${uniqueSuffix()}`
+  const activities = createActivities({
+    historian,
+    models: new ModelClient(modelsFromConfig({ provider: 'scripted', latencyMs: options.latencyMs ?? 0, faults: options.faults, ledgerPath: options.ledgerPath, timeoutMs: 1_000 })),
+    tools: createDefaultTools({ pool: database.pool, faults: options.faults }),
+    clock: () => new Date(),
+    faults: options.faults,
+  })
+  const worker = await createPipelineWorker({ connection, namespace: 'default', taskQueue, activities, workflowBundle: await sharedWorkflowBundle() })
+  return {
+    database,
+    store,
+    historian,
+    client,
+    connection,
+    taskQueue,
+    worker,
+    run: (inputs) =>
+      worker.runUntil(
+        Promise.all(
+          inputs.map(async (input) => (await startPipeline(client, { tuning: { retryInitialIntervalMs: 50 }, ...input }, taskQueue)).result()),
+        ),
+      ),
+    async close() {
+      await clientConnection.close()
+      await connection.close()
+      await store.close()
+      await database.close()
+    },
+  }
+}

@@ -28,7 +28,7 @@ function activityOptions(tuning: PipelineTuning | undefined, kind: 'model' | 'to
       return { startToCloseTimeout: '2 minutes', heartbeatTimeout, retry: { ...retry, maximumAttempts: 5 } }
     case 'record':
       // Recording the task's own lifecycle must not give up: without it the audit trail would have no ending.
-      return { startToCloseTimeout: '30 seconds', retry: { ...retry, maximumAttempts: 0 } }
+      return { startToCloseTimeout: '30 seconds', retry }
   }
 }
 

@@ -21,7 +21,7 @@ export async function createPipelineWorker(options: PipelineWorkerOptions): Prom
     taskQueue: options.taskQueue,
     activities: options.activities,
     ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
-    identity: options.identity,
+    ...(options.identity ? { identity: options.identity } : {}),
     maxConcurrentActivityTaskExecutions: options.maxConcurrentActivities ?? 32,
     shutdownGraceTime: '2 seconds',
   })

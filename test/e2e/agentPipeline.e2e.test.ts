@@ -53,7 +53,7 @@ describe.each(['postgres', 'pglite'] as const)('agentPipeline on a real Temporal
     const first = await startPipeline(harness.client, input, harness.taskQueue)
     const second = await startPipeline(harness.client, input, harness.taskQueue)
     expect(second.firstExecutionRunId).toBe(first.firstExecutionRunId)
-    await harness.worker.runUntil(first.result())
+    await harness.withWorker(() => first.result())
     const description = await first.describe()
     expect(description.typedSearchAttributes.getAll().map((pair) => [pair.key.name, pair.value])).toEqual(
       expect.arrayContaining([

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { Client, Connection } from '@temporalio/client'
-import { NativeConnection, type Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker'
+import { NativeConnection, type WorkflowBundleWithSourceMap } from '@temporalio/worker'
 import { inject } from 'vitest'
 import type { FaultPlan } from '../../activities/faults'
 import { ModelClient } from '../../activities/models/modelClient'
@@ -34,7 +34,8 @@ export interface PipelineHarness {
   readonly client: Client
   readonly connection: NativeConnection
   readonly taskQueue: string
-  readonly worker: Worker
+  /** Runs a fresh in-process worker until `work` settles (a Temporal worker runs only once). */
+  withWorker<T>(work: () => Promise<T>): Promise<T>
   /** Runs pipelines with an in-process worker until they all end. */
   run(inputs: readonly AgentPipelineInput[]): Promise<AgentPipelineResult[]>
   close(): Promise<void>
@@ -57,7 +58,10 @@ export async function pipelineHarness(kind: 'postgres' | 'pglite', options: { fa
     clock: () => new Date(),
     faults: options.faults,
   })
-  const worker = await createPipelineWorker({ connection, namespace: 'default', taskQueue, activities, workflowBundle: await sharedWorkflowBundle() })
+  const withWorker = async <T>(work: () => Promise<T>): Promise<T> => {
+    const worker = await createPipelineWorker({ connection, namespace: 'default', taskQueue, activities, workflowBundle: await sharedWorkflowBundle() })
+    return worker.runUntil(work)
+  }
   return {
     database,
     store,
@@ -65,12 +69,10 @@ export async function pipelineHarness(kind: 'postgres' | 'pglite', options: { fa
     client,
     connection,
     taskQueue,
-    worker,
+    withWorker,
     run: (inputs) =>
-      worker.runUntil(
-        Promise.all(
-          inputs.map(async (input) => (await startPipeline(client, { tuning: { retryInitialIntervalMs: 50 }, ...input }, taskQueue)).result()),
-        ),
+      withWorker(() =>
+        Promise.all(inputs.map(async (input) => (await startPipeline(client, { tuning: { retryInitialIntervalMs: 50 }, ...input }, taskQueue)).result())),
       ),
     async close() {
       await clientConnection.close()

@@ -1,0 +1,294 @@
+import { createHash } from 'node:crypto'
+import { appendFileSync } from 'node:fs'
+import type {
+  LanguageModelV3,
+  LanguageModelV3CallOptions,
+  LanguageModelV3GenerateResult,
+  LanguageModelV3Prompt,
+  LanguageModelV3StreamResult,
+} from '@ai-sdk/provider'
+import { APICallError, UnsupportedFunctionalityError } from '@ai-sdk/provider'
+import { type FaultPlan, matchFault } from '../faults'
+import { abortableDelay, hangUntilAborted, ToolName } from '../tools/tool'
+import { ANNALIST_PROVIDER_OPTIONS_KEY, AnnalistCallOptions, type ModelRole } from './modelClient'
+import { type PromptTool, PromptLabel, readPromptValue, Route, type SynthesisToolResult } from './prompts'
+
+/** Options of the scripted model. */
+export interface ScriptedModelOptions {
+  /** Configured model id, e.g. `scripted-router`. */
+  modelId: string
+  /** Version suffix of the response model id, e.g. `2026.11` gives `scripted-router-2026.11`. */
+  version?: string
+  /** Simulated think time per call in ms; abortable. */
+  latencyMs?: number
+  /** Injected faults: `timeout`, `malformed` and `context_length` on the role targets. */
+  faults?: FaultPlan
+  /** When set, one JSON line per call start is appended here, synchronously, before anything else happens. */
+  ledgerPath?: string
+  /** Wall clock for ledger timestamps. */
+  clock?: () => number
+}
+
+/** One line of the scripted model's call ledger. */
+export interface ScriptedLedgerEntry {
+  ts: number
+  pid: number
+  tenantId: string
+  taskId: string
+  role: ModelRole
+  activityId: string
+  attempt: number
+}
+
+/** Provider name of the scripted model in model references. */
+export const SCRIPTED_PROVIDER = 'scripted'
+
+/** Default version suffix of scripted models' response model ids. */
+export const SCRIPTED_MODEL_VERSION = '2026.11'
+
+/** Tokens of a text by the scripted model's deterministic count: words x 1.3, rounded up. */
+export function scriptedTokenCount(text: string): number {
+  const words = text.split(/\s+/).filter((word) => word.length > 0).length
+  return Math.ceil(words * 1.3)
+}
+
+/** The route the scripted router picks for an input, from keywords. */
+export function scriptedRoute(input: string): Route {
+  const text = input.toLowerCase()
+  if (/\b(notify|notification|alert|page|ping|remind)\b/.test(text)) return Route.notification
+  if (/\b(account|acct|balance)\b/.test(text) || /\bacct[_-]?[a-z0-9]+/.test(text)) return Route.account
+  if (/\b(calculate|compute|sum|total|multiply|divide|add|subtract)\b/.test(text) || extractExpression(input) !== undefined) {
+    return Route.calculation
+  }
+  if (/\b(search|find|look up|lookup|research|what|which|how|why|explain|policy|docs?)\b/.test(text)) return Route.research
+  return Route.general
+}
+
+/** The longest arithmetic expression in a text (digits, + - * / parentheses and decimals, at least one operator). */
+export function extractExpression(input: string): string | undefined {
+  const candidates = input.match(/[-+*/().\d\s]+/g) ?? []
+  let best: string | undefined
+  for (const raw of candidates) {
+    const candidate = raw
+      .trim()
+      .replace(/^[+*/)\s]+/, '')
+      .replace(/[-+*/(\s]+$/, '')
+      .trim()
+    if (!/\d\s*[-+*/]\s*[-(\d.]/.test(candidate)) continue
+    if (!parenthesesBalanced(candidate)) continue
+    if (best === undefined || candidate.length > best.length) best = candidate
+  }
+  return best
+}
+
+function parenthesesBalanced(text: string): boolean {
+  let depth = 0
+  for (const char of text) {
+    if (char === '(') depth += 1
+    if (char === ')') depth -= 1
+    if (depth < 0) return false
+  }
+  return depth === 0
+}
+
+function extractAccountId(input: string): string {
+  const direct = /\b(acct[_-]?[A-Za-z0-9]+)\b/i.exec(input)
+  if (direct?.[1]) return direct[1]
+  const named = /\baccount\s+(?:id\s+|number\s+|no\.?\s+)?#?([A-Za-z0-9_-]*\d[A-Za-z0-9_-]*)/i.exec(input)
+  return named?.[1] ?? 'acct_default'
+}
+
+function notificationChannel(input: string): string {
+  const text = input.toLowerCase()
+  for (const channel of ['slack', 'sms', 'webhook', 'email']) {
+    if (text.includes(channel)) return channel
+  }
+  return 'email'
+}
+
+function truncate(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max - 3)}...` : text
+}
+
+/** The tool calls the scripted planner asks for: 1-4 calls, only of tools the prompt lists. */
+export function scriptedPlan(
+  input: string,
+  route: string,
+  tools: readonly PromptTool[],
+): { toolCallId: string; toolName: string; parameters: Record<string, unknown> }[] {
+  const available = new Set(tools.map((tool) => tool.name))
+  const expression = extractExpression(input)
+  const wanted: { toolName: string; parameters: Record<string, unknown> }[] = []
+  const search = { toolName: ToolName.searchKnowledgeBase, parameters: { query: truncate(input, 500) } }
+  switch (route) {
+    case Route.calculation:
+      wanted.push({ toolName: ToolName.calculator, parameters: { expression: expression ?? calculationFromNumbers(input) } })
+      break
+    case Route.notification:
+      wanted.push({
+        toolName: ToolName.sendNotification,
+        parameters: { channel: notificationChannel(input), message: truncate(`Annalist task update: ${input}`, 2000) },
+      })
+      break
+    case Route.account:
+      wanted.push({ toolName: ToolName.lookupAccount, parameters: { accountId: extractAccountId(input) } })
+      break
+    default:
+      wanted.push(search)
+  }
+  if (route !== Route.calculation && expression !== undefined) wanted.push({ toolName: ToolName.calculator, parameters: { expression } })
+  if (route === Route.notification || route === Route.account) wanted.push(search)
+  return wanted
+    .filter((call) => available.has(call.toolName))
+    .slice(0, 4)
+    .map((call, index) => ({ toolCallId: `t${index + 1}`, ...call }))
+}
+
+function calculationFromNumbers(input: string): string {
+  const numbers = input.match(/\d+(?:\.\d+)?/g) ?? []
+  return numbers.length > 0 ? numbers.join(' + ') : '0'
+}
+
+function summarizeResult(toolName: string, result: unknown): string {
+  const value = (result ?? {}) as Record<string, unknown>
+  if (toolName === ToolName.calculator && 'value' in value) return `${String(value.expression)} = ${String(value.value)}`
+  if (toolName === ToolName.searchKnowledgeBase && Array.isArray(value.hits)) {
+    const titles = value.hits.map((hit: { title?: unknown }) => String(hit.title))
+    return titles.length > 0 ? `found ${titles.map((title) => `"${title}"`).join(', ')}` : 'found no matching documents'
+  }
+  if (toolName === ToolName.sendNotification && typeof value.sideEffectId === 'string') return `notification delivered (${value.sideEffectId})`
+  if (toolName === ToolName.lookupAccount && typeof value.accountId === 'string') {
+    return `account ${value.accountId} is ${String(value.status)} on the ${String(value.plan)} plan with balance ${String(value.balanceUsd)} USD`
+  }
+  return truncate(JSON.stringify(result), 160)
+}
+
+/** The scripted synthesizer's answer: one sentence per tool result, each citing its toolCallId. */
+export function scriptedAnswer(input: string, route: string, results: readonly SynthesisToolResult[]): string {
+  const lines = results.map((result) =>
+    result.ok
+      ? `[${result.toolCallId}] ${result.toolName}: ${summarizeResult(result.toolName, result.result)}.`
+      : `[${result.toolCallId}] ${result.toolName} failed (${result.errorCode}).`,
+  )
+  const head = `Answer to the ${route} task "${truncate(input, 80)}":`
+  return lines.length > 0 ? [head, ...lines].join('\n') : `${head} no tool results were available.`
+}
+
+function promptTexts(prompt: LanguageModelV3Prompt): { system: string; user: string } {
+  const system: string[] = []
+  const user: string[] = []
+  for (const message of prompt) {
+    if (message.role === 'system') system.push(message.content)
+    else if (message.role === 'user') {
+      for (const part of message.content) if (part.type === 'text') user.push(part.text)
+    }
+  }
+  return { system: system.join('\n'), user: user.join('\n') }
+}
+
+/**
+ * A deterministic LanguageModelV3 with no network, the embedded default. Replies are a pure function of the prompt
+ * text and the role in `providerOptions.annalist`; the fault plan makes it time out, answer malformed JSON or reject the
+ * prompt as too long, as real models do.
+ */
+export class ScriptedModel implements LanguageModelV3 {
+  readonly specificationVersion = 'v3' as const
+  readonly provider = SCRIPTED_PROVIDER
+  readonly modelId: string
+  readonly supportedUrls: Record<string, RegExp[]> = {}
+  private readonly options: ScriptedModelOptions
+
+  constructor(options: ScriptedModelOptions) {
+    this.modelId = options.modelId
+    this.options = options
+  }
+
+  /** The model id this model reports in responses, e.g. `scripted-router-2026.11`. */
+  get responseModelId(): string {
+    return `${this.modelId}-${this.options.version ?? SCRIPTED_MODEL_VERSION}`
+  }
+
+  async doGenerate(options: LanguageModelV3CallOptions): Promise<LanguageModelV3GenerateResult> {
+    const parsed = AnnalistCallOptions.safeParse(options.providerOptions?.[ANNALIST_PROVIDER_OPTIONS_KEY])
+    if (!parsed.success) {
+      throw new Error(`ScriptedModel needs providerOptions.${ANNALIST_PROVIDER_OPTIONS_KEY} {role, tenantId, taskId, activityId, attempt}: ${parsed.error.message}`)
+    }
+    const call = parsed.data
+    if (this.options.ledgerPath) {
+      const entry: ScriptedLedgerEntry = {
+        ts: (this.options.clock ?? Date.now)(),
+        pid: process.pid,
+        tenantId: call.tenantId,
+        taskId: call.taskId,
+        role: call.role,
+        activityId: call.activityId,
+        attempt: call.attempt,
+      }
+      appendFileSync(this.options.ledgerPath, `${JSON.stringify(entry)}\n`)
+    }
+
+    const fault = matchFault(this.options.faults, { target: call.role, tenantId: call.tenantId, taskId: call.taskId, attempt: call.attempt })
+    const what = `scripted ${call.role} model call`
+    if (fault?.kind === 'timeout') return hangUntilAborted(options.abortSignal, what)
+    if (fault?.kind === 'context_length') throw this.contextLengthError(options)
+    if (this.options.latencyMs) await abortableDelay(this.options.latencyMs, options.abortSignal, what)
+
+    const { system, user } = promptTexts(options.prompt)
+    const reply = this.reply(call.role, user)
+    const malformed = fault?.kind === 'malformed'
+    const text = malformed ? (call.role === 'synthesis' ? '' : reply.slice(0, Math.floor(reply.length / 2))) : reply
+    const inputTokens = scriptedTokenCount(`${system}\n\n${user}`)
+    const outputTokens = scriptedTokenCount(text)
+    return {
+      content: text.length > 0 ? [{ type: 'text', text }] : [],
+      finishReason: malformed ? { unified: 'length', raw: 'length' } : { unified: 'stop', raw: 'stop' },
+      usage: {
+        inputTokens: { total: inputTokens, noCache: inputTokens, cacheRead: 0, cacheWrite: 0 },
+        outputTokens: { total: outputTokens, text: outputTokens, reasoning: 0 },
+      },
+      response: {
+        id: `scripted-${createHash('sha256').update(`${system}\n\n${user}`).digest('hex').slice(0, 24)}`,
+        modelId: this.responseModelId,
+      },
+      warnings: [],
+    }
+  }
+
+  doStream(_options: LanguageModelV3CallOptions): PromiseLike<LanguageModelV3StreamResult> {
+    return Promise.reject(
+      new UnsupportedFunctionalityError({
+        functionality: 'streaming',
+        message: 'ScriptedModel does not support streaming: Annalist calls models with generateText only',
+      }),
+    )
+  }
+
+  private reply(role: ModelRole, prompt: string): string {
+    const input = readPromptValue(prompt, PromptLabel.task)
+    const task = typeof input === 'string' ? input : ''
+    const routeValue = readPromptValue(prompt, PromptLabel.route)
+    const route = typeof routeValue === 'string' ? routeValue : Route.general
+    if (role === 'routing') return JSON.stringify({ route: scriptedRoute(task) })
+    if (role === 'planning') {
+      const toolsValue = readPromptValue(prompt, PromptLabel.tools)
+      const tools = Array.isArray(toolsValue) ? (toolsValue as PromptTool[]) : []
+      return JSON.stringify({ toolCalls: scriptedPlan(task, route, tools) })
+    }
+    const resultsValue = readPromptValue(prompt, PromptLabel.toolResults)
+    return scriptedAnswer(task, route, Array.isArray(resultsValue) ? (resultsValue as SynthesisToolResult[]) : [])
+  }
+
+  private contextLengthError(options: LanguageModelV3CallOptions): APICallError {
+    const message = `This model's maximum context length is 8192 tokens, but the request has more (${this.modelId}, injected fault).`
+    const body = { error: { message, type: 'invalid_request_error', param: 'messages', code: 'context_length_exceeded' } }
+    return new APICallError({
+      message,
+      url: `scripted://${this.modelId}/chat/completions`,
+      requestBodyValues: { model: this.modelId, messages: options.prompt },
+      statusCode: 400,
+      responseBody: JSON.stringify(body),
+      isRetryable: false,
+      data: body,
+    })
+  }
+}

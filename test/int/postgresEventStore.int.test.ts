@@ -1,0 +1,112 @@
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import { EventStoreUnavailableError } from '../../historian/port'
+import { openDatabase, DatabaseConnectionError } from '../../historian/adapters/postgres/database'
+import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEventStore'
+import { freshPostgresDatabase } from '../support/databases'
+import { eventStoreContract, freshStream, newEvents } from '../support/eventStoreContract'
+
+eventStoreContract('PostgreSQL server', async () => {
+  const database = await freshPostgresDatabase()
+  const store = new PostgresEventStore(database)
+  return {
+    store,
+    async close() {
+      await store.close()
+      await database.close()
+    },
+  }
+})
+
+describe('PostgresEventStore on a PostgreSQL server', () => {
+  let database: Awaited<ReturnType<typeof freshPostgresDatabase>>
+  let store: PostgresEventStore
+  beforeAll(async () => {
+    database = await freshPostgresDatabase()
+    store = new PostgresEventStore(database)
+  })
+  afterAll(async () => {
+    await store?.close()
+    await database?.close()
+  })
+
+  it('reports exactly one of two identical concurrent appends as written', async () => {
+    const stream = freshStream()
+    const batch = newEvents(2)
+    const results = await Promise.all([1, 2, 3].map(() => store.appendToStream(stream, batch, { expectedRevision: 'no_stream' })))
+    expect(results.filter((result) => result.written)).toHaveLength(1)
+    expect(await store.readStream(stream)).toHaveLength(2)
+  })
+
+  it('derives category, tenant and schema version columns, and keeps each tenant on its index', async () => {
+    const stream = freshStream('t_columns')
+    await store.appendToStream(stream, [{ ...newEvents(1)[0]!, metadata: { schemaVersion: 3 } }], { expectedRevision: 'no_stream' })
+    const { rows } = await database.pool.query('select category, tenant_id, schema_version from events where stream_name = $1', [stream])
+    expect(rows).toEqual([{ category: 'tenant_t_columns', tenant_id: 't_columns', schema_version: 3 }])
+
+    // Enough other tenants' rows that a scan would cost more than the index.
+    await database.pool.query(
+      `insert into events (stream_name, stream_revision, event_id, event_type, data, metadata)
+       select 'tenant_bulk' || (n % 50) || '-task' || n, 0, gen_random_uuid(), 'Bulk', '{}'::jsonb, '{}'::jsonb
+       from generate_series(1, 5000) as n`,
+    )
+    await database.pool.query('analyze events')
+    const plan = await database.pool.query<{ 'QUERY PLAN': string }>(
+      "explain select * from events where tenant_id = 't_columns' and position > 0 order by position limit 1000",
+    )
+    const text = plan.rows.map((row) => row['QUERY PLAN']).join('\n')
+    expect(text).toMatch(/events_tenant_position_idx/)
+  })
+
+  it('keeps notifying after the listening connection is dropped', async () => {
+    let calls = 0
+    const unsubscribe = await store.onAppend(() => (calls += 1))
+    const listenerPid = async () => {
+      const { rows } = await database.pool.query<{ pid: number }>(
+        "select pid from pg_stat_activity where datname = current_database() and query ilike 'listen%'",
+      )
+      return rows[0]?.pid
+    }
+    try {
+      const dropped = await listenerPid()
+      expect(dropped).toBeDefined()
+      await database.pool.query('select pg_terminate_backend($1)', [dropped])
+      await vi.waitFor(async () => expect([undefined, dropped]).not.toContain(await listenerPid()), { timeout: 10_000, interval: 50 })
+
+      const before = calls
+      await store.appendToStream(freshStream(), newEvents(1), { expectedRevision: 'no_stream' })
+      await vi.waitFor(() => expect(calls).toBeGreaterThan(before), { timeout: 10_000, interval: 20 })
+    } finally {
+      await unsubscribe()
+    }
+  })
+
+  it('refuses bad read arguments with RangeError before touching the database', async () => {
+    await expect(store.readAll({ maxCount: -1 })).rejects.toThrow(RangeError)
+    await expect(store.readTenantLog('Bad-Tenant')).rejects.toThrow(/tenant ID/)
+    await expect(store.readStream('')).rejects.toThrow(RangeError)
+  })
+
+  it('refuses a NUL character (which jsonb cannot store) as bad input, but stores the text \\u0000', async () => {
+    const stream = freshStream()
+    const [event] = newEvents(1)
+    await expect(store.appendToStream(stream, [{ ...event!, data: { text: 'a\u0000b' } }], { expectedRevision: 'no_stream' })).rejects.toThrow(
+      /NUL character/,
+    )
+    expect(await store.readStream(stream)).toEqual([])
+    await store.appendToStream(stream, [{ ...event!, data: { text: 'a\\u0000b' } }], { expectedRevision: 'no_stream' })
+    expect((await store.readStream(stream))[0]!.data).toEqual({ text: 'a\\u0000b' })
+  })
+
+  it('wraps a lost database as EventStoreUnavailableError, and names the masked URL when it cannot connect', async () => {
+    const closedDatabase = await freshPostgresDatabase()
+    const closedStore = new PostgresEventStore(closedDatabase)
+    await closedDatabase.close()
+    await expect(closedStore.readAll()).rejects.toBeInstanceOf(EventStoreUnavailableError)
+
+    const url = 'postgres://annalist:s3cret@127.0.0.1:1/nowhere'
+    const failure = await openDatabase({ url }).catch((error: unknown) => error)
+    expect(failure).toBeInstanceOf(DatabaseConnectionError)
+    expect((failure as Error).message).toContain('postgres://annalist:***@127.0.0.1:1/nowhere')
+    expect((failure as Error).message).not.toContain('s3cret')
+  })
+})

@@ -1,0 +1,264 @@
+import type pg from 'pg'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import type { Database } from '../../historian/adapters/postgres/database'
+import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEventStore'
+import { Historian } from '../../historian/historian'
+import { InvalidIdentifierError } from '../../historian/streams'
+import { auditTimelineProjection } from '../../projections/auditTimeline/projection'
+import { auditTrail } from '../../projections/auditTimeline/query'
+import { rebuildAndCompare } from '../../projections/rebuild'
+import { ProjectionRunner } from '../../projections/runner'
+import { taskSummaryProjection } from '../../projections/taskSummary/projection'
+import { taskSummaries, tenantSummary } from '../../projections/taskSummary/query'
+import { freshPgliteDatabase, freshPostgresDatabase } from '../support/databases'
+import { appendTaskEvents, FACTORY_MODELS, TaskEventFactory } from '../support/eventFactory'
+
+const backends = [
+  { backend: 'postgres server', open: (): Promise<Database> => freshPostgresDatabase() },
+  { backend: 'pglite', open: (): Promise<Database> => freshPgliteDatabase() },
+]
+
+/** A task that succeeds after one failed tool call and one retried synthesis attempt: 8 events. */
+async function appendCompletedTask(historian: Historian, tenantId: string, taskId: string): Promise<bigint> {
+  const f = new TaskEventFactory(tenantId, taskId)
+  const result = await appendTaskEvents(historian, tenantId, taskId, [
+    f.received(),
+    f.routingInvoked('research'),
+    f.planCreated(['search', 'fetch']),
+    f.toolExecuted('call-1', 'search', 'side-effect-1'),
+    f.toolFailed('call-2', 'fetch'),
+    f.synthesisFailed(true, 1),
+    f.synthesisInvoked(),
+    f.completed({ totalTokens: 1010, totalCostUsd: 0.012, toolCallsSucceeded: 1, toolCallsFailed: 1 }),
+  ])
+  return result.position
+}
+
+/** A task whose routing model times out twice, then gives up: 4 events. */
+async function appendFailedTask(historian: Historian, tenantId: string, taskId: string): Promise<bigint> {
+  const f = new TaskEventFactory(tenantId, taskId)
+  const result = await appendTaskEvents(historian, tenantId, taskId, [
+    f.received(),
+    f.routingFailed(true, 1),
+    f.routingFailed(false, 2),
+    f.failed('route', 'MODEL_TIMEOUT'),
+  ])
+  return result.position
+}
+
+/** Every row of a table as JSON, in a fixed order: the read model's full content. */
+async function tableContents(pool: pg.Pool, table: 'audit_timeline' | 'task_summary'): Promise<unknown[]> {
+  const order = table === 'audit_timeline' ? 'position' : 'tenant_id, task_id'
+  const result = await pool.query<{ row: unknown }>(`select to_jsonb(t) as row from ${table} t order by ${order}`)
+  return result.rows.map((r) => r.row)
+}
+
+describe.each(backends)('read models on $backend', ({ open }) => {
+  let database: Database
+  let store: PostgresEventStore
+  let historian: Historian
+  const projections = () => [auditTimelineProjection(), taskSummaryProjection()]
+  const runner = (batchSize = 100) => new ProjectionRunner({ store, pool: database.pool, projections: projections(), batchSize })
+
+  beforeEach(async () => {
+    database = await open()
+    store = new PostgresEventStore(database)
+    historian = new Historian(store)
+  })
+
+  afterEach(async () => {
+    await store.close()
+    await database.close()
+  })
+
+  it('given two tasks, then new events, the read models hold exactly what happened', async () => {
+    const okEnd = await appendCompletedTask(historian, 'acme', 'task-ok')
+    const badEnd = await appendFailedTask(historian, 'acme', 'task-bad')
+    expect(await runner().catchUp()).toBe(badEnd)
+
+    const [ok, bad] = await taskSummaries(database.pool, { tenantId: 'acme' })
+    expect(ok).toEqual({
+      tenantId: 'acme',
+      taskId: 'task-ok',
+      status: 'completed',
+      currentStep: 'complete',
+      failedStep: null,
+      errorCode: null,
+      route: 'research',
+      toolCallsSucceeded: 1,
+      toolCallsFailed: 1,
+      modelAttemptsFailed: 1,
+      modelsUsed: [
+        { role: 'routing', ...FACTORY_MODELS.routing, templateId: 'route', templateVersion: '1' },
+        { role: 'planning', ...FACTORY_MODELS.planning, templateId: 'plan', templateVersion: '1' },
+        { role: 'synthesis', ...FACTORY_MODELS.synthesis, templateId: 'synthesize', templateVersion: '1' },
+      ],
+      totalTokens: 110 + 340 + 560,
+      totalCostUsd: 0.012,
+      eventsApplied: 8,
+      startedAt: new Date('2026-01-15T09:00:00.000Z'),
+      finishedAt: new Date('2026-01-15T09:00:07.000Z'),
+      firstPosition: okEnd - 7n,
+      lastPosition: okEnd,
+    })
+    expect(bad).toMatchObject({
+      taskId: 'task-bad',
+      status: 'failed',
+      currentStep: 'route',
+      failedStep: 'route',
+      errorCode: 'MODEL_TIMEOUT',
+      route: null,
+      modelAttemptsFailed: 2,
+      modelsUsed: [{ role: 'routing', ...FACTORY_MODELS.routing, templateId: 'route', templateVersion: '1' }],
+      totalTokens: 0,
+      totalCostUsd: 0,
+      eventsApplied: 4,
+      finishedAt: new Date('2026-01-15T09:00:03.000Z'),
+      lastPosition: badEnd,
+    })
+
+    const trail = await auditTrail(database.pool, { tenantId: 'acme', taskId: 'task-ok' })
+    expect(trail.map((entry) => entry.eventType)).toEqual([
+      'AgentTaskReceived',
+      'RoutingModelInvoked',
+      'PlanCreated',
+      'ToolCallExecuted',
+      'ToolCallFailed',
+      'SynthesisModelFailed',
+      'SynthesisModelInvoked',
+      'AgentTaskCompleted',
+    ])
+    expect(trail.map((entry) => entry.streamRevision)).toEqual([0n, 1n, 2n, 3n, 4n, 5n, 6n, 7n])
+    expect(trail[1]).toMatchObject({
+      summary: "routing model scripted-router@2026-01 chose route 'research'",
+      modelProvider: 'scripted',
+      modelId: 'scripted-router',
+      modelVersion: '2026-01',
+      promptTemplateId: 'route',
+      promptTemplateVersion: '1',
+      route: 'research',
+      inputTokens: 100,
+      outputTokens: 10,
+      costUsd: 0.0011,
+      latencyMs: 120,
+      occurredAt: new Date('2026-01-15T09:00:01.000Z'),
+      workflowId: 'agent-pipeline:acme:task-ok',
+    })
+    expect(trail[1]!.promptSha256).toMatch(/^[0-9a-f]{64}$/)
+    expect(trail[3]).toMatchObject({ toolName: 'search', toolCallId: 'call-1', idempotencyKey: 'idem-task-ok-call-1', sideEffectId: 'side-effect-1', modelId: null })
+    expect(trail[4]).toMatchObject({ toolName: 'fetch', errorCode: 'TOOL_TIMEOUT', summary: 'tool fetch (call call-2) failed with TOOL_TIMEOUT' })
+    expect(trail[5]).toMatchObject({ errorCode: 'MODEL_PROVIDER_ERROR', willRetry: true, inputTokens: null, costUsd: null })
+
+    // When new events arrive for a new task and the runner catches up again, only they are added.
+    const f = new TaskEventFactory('acme', 'task-new')
+    const newEnd = (await appendTaskEvents(historian, 'acme', 'task-new', [f.received(), f.routingInvoked('support')])).position
+    expect(await runner().catchUp()).toBe(newEnd)
+    const [, , fresh] = await taskSummaries(database.pool, { tenantId: 'acme' })
+    expect(fresh).toMatchObject({ taskId: 'task-new', status: 'running', currentStep: 'route', route: 'support', eventsApplied: 2, finishedAt: null })
+    const all = await auditTrail(database.pool, { tenantId: 'acme' })
+    expect(all).toHaveLength(14)
+    expect(all.map((entry) => entry.position)).toEqual([...all.map((entry) => entry.position)].sort((a, b) => (a < b ? -1 : 1)))
+    expect(await taskSummaries(database.pool, { tenantId: 'acme', taskId: 'task-ok' })).toEqual([ok])
+  })
+
+  it('applying the same events again, from 0 or from the middle, in any batch size, changes nothing', async () => {
+    await appendCompletedTask(historian, 'acme', 'task-ok')
+    await appendFailedTask(historian, 'acme', 'task-bad')
+    await runner().catchUp()
+    const audit = await tableContents(database.pool, 'audit_timeline')
+    const summary = await tableContents(database.pool, 'task_summary')
+    expect(audit).toHaveLength(12)
+    expect(summary).toHaveLength(2)
+
+    await database.pool.query('update projection_checkpoints set position = 0')
+    await runner(1).catchUp()
+    expect(await tableContents(database.pool, 'audit_timeline')).toEqual(audit)
+    expect(await tableContents(database.pool, 'task_summary')).toEqual(summary)
+
+    const middle = (await auditTrail(database.pool, { tenantId: 'acme' }))[5]!.position
+    await database.pool.query('update projection_checkpoints set position = $1', [middle.toString()])
+    await runner(3).catchUp()
+    expect(await tableContents(database.pool, 'audit_timeline')).toEqual(audit)
+    expect(await tableContents(database.pool, 'task_summary')).toEqual(summary)
+  })
+
+  it('the incremental read models equal a rebuild from 0, and a corrupted live row is reported', async () => {
+    await appendCompletedTask(historian, 'acme', 'task-ok')
+    // Applied in small batches, interleaved with appends, so incremental and rebuilt histories really differ in shape.
+    await runner(2).catchUp()
+    const end = await appendFailedTask(historian, 'globex', 'task-bad')
+    await runner(3).catchUp()
+
+    const clean = await rebuildAndCompare(store, database.pool, projections())
+    expect(clean).toEqual({ matches: true, differences: [], positions: { audit_timeline: end, task_summary: end } })
+
+    const [, routing] = await auditTrail(database.pool, { tenantId: 'acme' })
+    await database.pool.query(`update audit_timeline set summary = 'nothing to see here' where position = $1`, [routing!.position.toString()])
+    await database.pool.query(`update task_summary set total_tokens = total_tokens + 1 where task_id = 'task-ok'`)
+    await database.pool.query(`delete from audit_timeline where tenant_id = 'globex' and event_type = 'AgentTaskFailed'`)
+
+    const corrupted = await rebuildAndCompare(store, database.pool, projections())
+    expect(corrupted.matches).toBe(false)
+    expect(corrupted.differences).toHaveLength(3)
+    expect(corrupted.differences).toContainEqual(
+      `audit_timeline [position=${routing!.position}]: summary live "nothing to see here" vs rebuilt "routing model scripted-router@2026-01 chose route 'research'"`,
+    )
+    expect(corrupted.differences).toContainEqual(`task_summary [tenant_id="acme", task_id="task-ok"]: total_tokens live 1011 vs rebuilt 1010`)
+    expect(corrupted.differences).toContainEqual(`audit_timeline [position=${end}]: in the rebuild but missing from the live table`)
+
+    const leftovers = await database.pool.query(`select table_name from information_schema.tables where table_name like '%rebuild%'`)
+    expect(leftovers.rows).toEqual([])
+  })
+
+  it('scopes every query to one validated tenant', async () => {
+    await appendCompletedTask(historian, 'acme', 'task-ok')
+    await appendFailedTask(historian, 'acme', 'task-bad')
+    await appendCompletedTask(historian, 'globex', 'task-ok')
+    await appendFailedTask(historian, 'globex', 'task-g')
+    await runner().catchUp()
+
+    const acme = await auditTrail(database.pool, { tenantId: 'acme' })
+    expect(acme).toHaveLength(12)
+    expect(new Set(acme.map((entry) => entry.tenantId))).toEqual(new Set(['acme']))
+    expect(await auditTrail(database.pool, { tenantId: 'acme', taskId: 'task-g' })).toEqual([])
+    expect(await auditTrail(database.pool, { tenantId: 'initech' })).toEqual([])
+    const globexOk = await auditTrail(database.pool, { tenantId: 'globex', taskId: 'task-ok' })
+    expect(globexOk).toHaveLength(8)
+    expect(globexOk.every((entry) => entry.tenantId === 'globex' && entry.taskId === 'task-ok')).toBe(true)
+
+    // Paging: pages of 5 after a position add up to the whole trail, with no overlap.
+    const pages = []
+    for (let after = 0n; ; ) {
+      const page = await auditTrail(database.pool, { tenantId: 'acme', afterPosition: after, limit: 5 })
+      if (page.length === 0) break
+      pages.push(...page)
+      after = page[page.length - 1]!.position
+    }
+    expect(pages).toEqual(acme)
+
+    expect((await taskSummaries(database.pool, { tenantId: 'globex' })).map((task) => `${task.tenantId}/${task.taskId}`)).toEqual([
+      'globex/task-ok',
+      'globex/task-g',
+    ])
+    expect(await tenantSummary(database.pool, 'acme')).toEqual({
+      tenantId: 'acme',
+      tasks: 2,
+      byStatus: { received: 0, running: 0, completed: 1, failed: 1 },
+      toolCallsSucceeded: 1,
+      toolCallsFailed: 1,
+      modelAttemptsFailed: 3,
+      totalTokens: 1010,
+      totalCostUsd: 0.012,
+      eventsApplied: 12,
+    })
+    expect((await tenantSummary(database.pool, 'initech')).tasks).toBe(0)
+
+    for (const bad of ['Acme', 'acme-corp', '', "acme' or '1'='1"]) {
+      await expect(auditTrail(database.pool, { tenantId: bad })).rejects.toBeInstanceOf(InvalidIdentifierError)
+      await expect(taskSummaries(database.pool, { tenantId: bad })).rejects.toBeInstanceOf(InvalidIdentifierError)
+      await expect(tenantSummary(database.pool, bad)).rejects.toBeInstanceOf(InvalidIdentifierError)
+    }
+    await expect(auditTrail(database.pool, { tenantId: 'acme', taskId: '../etc' })).rejects.toBeInstanceOf(InvalidIdentifierError)
+    await expect(auditTrail(database.pool, { tenantId: 'acme', limit: 0 })).rejects.toThrow(/limit/)
+  })
+})

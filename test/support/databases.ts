@@ -1,0 +1,56 @@
+import { randomBytes } from 'node:crypto'
+import pg from 'pg'
+import { inject } from 'vitest'
+import { openDatabase, type Database } from '../../historian/adapters/postgres/database'
+
+/** A random lowercase suffix for database, stream and tenant names. */
+export function randomSuffix(bytes = 6): string {
+  return randomBytes(bytes).toString('hex')
+}
+
+/** The URL of `database` on the server that `adminUrl` points at. */
+export function databaseUrl(adminUrl: string, database: string): string {
+  const url = new URL(adminUrl)
+  url.pathname = `/${database}`
+  return url.toString()
+}
+
+async function withAdmin<T>(run: (admin: pg.Client) => Promise<T>): Promise<T> {
+  const admin = new pg.Client({ connectionString: inject('postgresAdminUrl') })
+  await admin.connect()
+  try {
+    return await run(admin)
+  } finally {
+    await admin.end()
+  }
+}
+
+/**
+ * A new database `annalist_t_<random>` on the test PostgreSQL server (`inject('postgresAdminUrl')`), migrated unless
+ * `migrate: false`. `close()` closes the pool and drops the database.
+ */
+export async function freshPostgresDatabase(options: { migrate?: boolean } = {}): Promise<Database & { url: string }> {
+  const name = `annalist_t_${randomSuffix()}`
+  await withAdmin((admin) => admin.query(`create database ${pg.escapeIdentifier(name)}`))
+  const url = databaseUrl(inject('postgresAdminUrl'), name)
+  let database: Database
+  try {
+    database = await openDatabase({ url, migrate: options.migrate })
+  } catch (error) {
+    await withAdmin((admin) => admin.query(`drop database if exists ${pg.escapeIdentifier(name)} with (force)`))
+    throw error
+  }
+  return {
+    ...database,
+    url,
+    async close() {
+      await database.close()
+      await withAdmin((admin) => admin.query(`drop database if exists ${pg.escapeIdentifier(name)} with (force)`))
+    },
+  }
+}
+
+/** A new in-memory PGlite database, migrated. */
+export async function freshPgliteDatabase(): Promise<Database> {
+  return openDatabase({ pgliteDataDir: 'memory://' })
+}

@@ -49,7 +49,7 @@ export type Unsubscribe = () => Promise<void>
 
 /** The event-store port. */
 export interface EventStore {
-  readonly kind: 'postgres' | 'esdb' | 'memory' | 'noop'
+  readonly kind: 'postgres' | 'esdb' | 'memory'
   appendToStream(stream: string, events: readonly NewEvent[], options: { expectedRevision: ExpectedRevision }): Promise<AppendResult>
   /** Reads one stream; a stream that does not exist reads as empty. */
   readStream(stream: string, options?: ReadStreamOptions): Promise<RecordedEvent[]>

@@ -282,7 +282,7 @@ function buildSummary(
 
 function printReport(summary: DemoSummary, tenants: readonly TenantSummary[], verification: RunVerification): void {
   say('\nPer-tenant audit summary (from the task_summary read model)')
-  const columns = ['tenant', 'tasks', 'done', 'failed', 'tools ok', 'tools failed', 'model retries', 'tokens', 'cost USD']
+  const columns = ['tenant', 'tasks', 'done', 'failed', 'tools ok', 'tools failed', 'failed model calls', 'tokens', 'cost USD']
   say(`  ${columns.map((column, i) => (i === 0 ? column.padEnd(10) : column.padStart(column.length + 1))).join(' ')}`)
   for (const tenant of tenants) {
     const cells = [tenant.tasks, tenant.byStatus.completed, tenant.byStatus.failed, tenant.toolCallsSucceeded, tenant.toolCallsFailed, tenant.modelAttemptsFailed, tenant.totalTokens, tenant.totalCostUsd.toFixed(6)]

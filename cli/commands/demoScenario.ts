@@ -43,9 +43,9 @@ export function demoScenario(runTag: string, tenantCount: number, tasksPerTenant
   const faults: FaultPlan = {
     rules: [
       // A routing call that hangs until its timeout, then succeeds on retry.
-      { target: 'routing', kind: 'timeout', ...at(pick(0, 2)), attempts: [1] },
+      { target: 'routing', kind: 'timeout', ...at(pick(0, 2)), attempts: [1, 2] },
       // A planner reply that is not the JSON asked for, then a good one.
-      { target: 'planning', kind: 'malformed', ...at(pick(1, 1)), attempts: [1] },
+      { target: 'planning', kind: 'malformed', ...at(pick(1, 1)), attempts: [1, 2] },
       // A prompt too long for the model: no retry helps, the task fails and says why.
       { target: 'synthesis', kind: 'context_length', ...at(contextOverflow), attempts: [1, 2, 3, 4] },
       // An external account API that answers garbage for one tenant: recorded as ToolCallFailed.

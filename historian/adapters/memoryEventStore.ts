@@ -1,12 +1,6 @@
 import { classifyRejectedAppend } from '../appendConflicts'
+import { matchesExpectedRevision, validateAppendBatch } from '../appendRules'
 import type { AppendResult, EventStore, ExpectedRevision, NewEvent, ReadAllOptions, ReadStreamOptions, RecordedEvent, Unsubscribe } from '../port'
-
-function matches(expected: ExpectedRevision, actual: bigint | 'no_stream'): boolean {
-  if (expected === 'any') return true
-  if (expected === 'no_stream') return actual === 'no_stream'
-  if (expected === 'stream_exists') return actual !== 'no_stream'
-  return actual === expected
-}
 
 /**
  * A non-durable event store held in this process's memory. It is the benchmark's "without historian" baseline: the
@@ -20,14 +14,14 @@ export class InMemoryEventStore implements EventStore {
   private readonly log: RecordedEvent[] = []
 
   async appendToStream(stream: string, events: readonly NewEvent[], options: { expectedRevision: ExpectedRevision }): Promise<AppendResult> {
-    if (events.length === 0) throw new RangeError(`appendToStream(${stream}): empty batch; nothing to append`)
+    const batch = validateAppendBatch(stream, events)
     const stored = this.streams.get(stream) ?? []
-    const actual = stored.length === 0 ? 'no_stream' : stored[stored.length - 1]!.revision
+    const current = stored[stored.length - 1]?.revision
     const ids = new Set(stored.map((event) => event.eventId))
-    if (!matches(options.expectedRevision, actual) || events.some((event) => ids.has(event.eventId))) {
-      return classifyRejectedAppend(stream, events, options.expectedRevision, stored)
+    if (!matchesExpectedRevision(options.expectedRevision, current) || batch.some((event) => ids.has(event.eventId))) {
+      return classifyRejectedAppend(stream, batch, options.expectedRevision, stored)
     }
-    for (const event of events) {
+    for (const event of batch) {
       const recorded: RecordedEvent = { ...event, streamName: stream, revision: BigInt(stored.length), position: BigInt(this.log.length + 1), recordedAt: new Date() }
       stored.push(recorded)
       this.log.push(recorded)

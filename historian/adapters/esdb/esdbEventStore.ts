@@ -34,7 +34,7 @@ import {
   type Unsubscribe,
 } from '../../port'
 import { tenantCategory } from '../../streams'
-import { validateAppendBatch } from '../postgres/postgresEventStore'
+import { validateAppendBatch } from '../../appendRules'
 
 const DEFAULT_READ_ALL_MAX_COUNT = 1000
 const READ_ALL_PAGE = 500

@@ -1,10 +1,12 @@
+import { createServer, type Server, type Socket } from 'node:net'
 import path from 'node:path'
 import { PGlite } from '@electric-sql/pglite'
 import { createPgConfig } from '@electric-sql/pglite/node-postgres'
-import { PGLiteSocketServer } from '@electric-sql/pglite-socket'
+import { PGLiteSocketHandler } from '@electric-sql/pglite-socket'
 import pg from 'pg'
 import { lockDataDirectory } from './database'
 import { runMigrations } from './migrate'
+import { SessionQueue } from './sessionQueue'
 
 /** A PGlite database served over the PostgreSQL wire protocol to other processes. */
 export interface EmbeddedPostgres {
@@ -18,17 +20,19 @@ export interface EmbeddedPostgres {
  * so worker processes, which may be SIGKILLed, and the projector share the embedded database through ordinary `pg`
  * connections. Migrates once before serving.
  *
- * All connections share PGlite's single session: the socket server runs one connection's transaction at a time
- * (others wait until it ends), which also keeps the event log's global order; a client that disconnects mid-transaction
- * is rolled back. Advisory locks and LISTEN/NOTIFY do not work across connections here (see Database.notifiesAcrossConnections).
+ * All connections share PGlite's single session through a SessionQueue: one connection's protocol exchange or
+ * transaction at a time (others wait until it ends), which also keeps the event log's global order; a client that
+ * disconnects mid-transaction is rolled back. Advisory locks and LISTEN/NOTIFY do not work across connections here (see Database.notifiesAcrossConnections).
  */
 export async function startEmbeddedPostgres(options: { dataDir: string; port?: number }): Promise<EmbeddedPostgres> {
   const dataDir = path.resolve(options.dataDir)
   const releaseLock = await lockDataDirectory(dataDir)
   let pglite: PGlite | undefined
-  let server: PGLiteSocketServer | undefined
+  let server: Server | undefined
+  const handlers = new Set<PGLiteSocketHandler>()
   const stop = async () => {
-    await server?.stop().catch(() => undefined)
+    await Promise.all([...handlers].map((handler) => handler.detach(true).catch(() => undefined)))
+    await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()))
     await pglite?.close().catch(() => undefined)
     await releaseLock()
   }
@@ -41,19 +45,37 @@ export async function startEmbeddedPostgres(options: { dataDir: string; port?: n
     } finally {
       await pool.end()
     }
-    server = new PGLiteSocketServer({ db: pglite, host: '127.0.0.1', port: options.port ?? 0, maxConnections: 32 })
-    await server.start()
+    server = await serve(new SessionQueue(pglite), handlers, options.port ?? 0)
   } catch (error) {
     await stop()
     throw error
   }
   let closed = false
   return {
-    url: `postgres://postgres:postgres@${server.getServerConn()}/postgres`,
+    url: `postgres://postgres:postgres@127.0.0.1:${(server.address() as { port: number }).port}/postgres`,
     async close() {
       if (closed) return
       closed = true
       await stop()
     },
   }
+}
+
+/** Serves each TCP connection with a pglite-socket protocol handler that shares the one session through `queue`. */
+async function serve(queue: SessionQueue, handlers: Set<PGLiteSocketHandler>, port: number): Promise<Server> {
+  const server = createServer((socket: Socket) => {
+    // The handler only calls the queue interface SessionQueue implements; its declared type is a class the package does not export.
+    const handler = new PGLiteSocketHandler({ queryQueue: queue as never, closeOnDetach: true })
+    handlers.add(handler)
+    const forget = () => handlers.delete(handler)
+    handler.addEventListener('close', forget)
+    handler.addEventListener('error', forget)
+    handler.attach(socket).catch(() => socket.destroy())
+  })
+  server.maxConnections = 64
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, '127.0.0.1', () => resolve())
+  })
+  return server
 }

@@ -15,6 +15,7 @@ import {
 } from '../../port'
 import { assertTenantId } from '../../streams'
 import type { Database } from './database'
+import { assertStreamName, matchesExpectedRevision, validateAppendBatch } from '../../appendRules'
 
 /** The NOTIFY channel every append signals on commit; the payload is the append's last global position. */
 export const EVENTS_CHANNEL = 'annalist_events'
@@ -36,7 +37,6 @@ const APPEND_LOCK_KEY = '7020670233826915188'
 
 const DEFAULT_READ_ALL_MAX_COUNT = 1000
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
 /** What one append did inside a transaction: wrote its events, or was rejected and must be rolled back and classified. */
 export type AppendInTransactionOutcome = { readonly status: 'written'; readonly result: AppendResult } | { readonly status: 'rejected' }
@@ -135,7 +135,7 @@ export class PostgresEventStore implements EventStore {
       [stream],
     )
     const currentRevision = current.rows[0]?.revision == null ? undefined : BigInt(current.rows[0].revision)
-    if (!matchesExpected(expected, currentRevision)) return { status: 'rejected' }
+    if (!matchesExpectedRevision(expected, currentRevision)) return { status: 'rejected' }
 
     const firstRevision = currentRevision === undefined ? 0n : currentRevision + 1n
     let inserted: pg.QueryResult<{ position: string; stream_revision: string }>
@@ -273,43 +273,9 @@ function toInsertPayload(event: NewEvent) {
   }
 }
 
-/**
- * Checks a batch before any I/O and returns it with event IDs in canonical lowercase (PostgreSQL returns uuids that
- * way, and the conflict classification compares IDs as strings). An empty batch is refused with a RangeError, by every
- * adapter: there is nothing to append, and no revision to report for a stream that does not exist. Pure: the
- * EventStoreDB adapter uses it too.
- */
-export function validateAppendBatch(stream: string, events: readonly NewEvent[]): NewEvent[] {
-  assertStreamName(stream)
-  if (!Array.isArray(events) || events.length === 0) throw new RangeError(`appendToStream(${stream}): empty batch; nothing to append`)
-  const seen = new Set<string>()
-  return events.map((event, index) => {
-    const eventId = typeof event.eventId === 'string' ? event.eventId.toLowerCase() : ''
-    if (!UUID.test(eventId)) throw new RangeError(`appendToStream(${stream}): event ${index} has event ID ${JSON.stringify(event.eventId)}, not a UUID`)
-    if (seen.has(eventId)) throw new RangeError(`appendToStream(${stream}): event ID ${eventId} appears twice in one batch`)
-    seen.add(eventId)
-    if (typeof event.type !== 'string' || event.type === '') throw new RangeError(`appendToStream(${stream}): event ${eventId} has no type`)
-    if (typeof event.metadata !== 'object' || event.metadata === null || Array.isArray(event.metadata)) {
-      throw new RangeError(`appendToStream(${stream}): event ${eventId} metadata must be an object`)
-    }
-    return { ...event, eventId }
-  })
-}
-
-function assertStreamName(stream: string): void {
-  if (typeof stream !== 'string' || stream === '') throw new RangeError('the stream name must be a non-empty string')
-}
-
 function assertExpectedRevision(expected: ExpectedRevision): void {
   const valid = expected === 'no_stream' || expected === 'stream_exists' || expected === 'any' || (typeof expected === 'bigint' && expected >= 0n)
   if (!valid) throw new RangeError(`expectedRevision must be a bigint >= 0, 'no_stream', 'stream_exists' or 'any', got ${String(expected)}`)
-}
-
-function matchesExpected(expected: ExpectedRevision, current: bigint | undefined): boolean {
-  if (expected === 'any') return true
-  if (expected === 'no_stream') return current === undefined
-  if (expected === 'stream_exists') return current !== undefined
-  return current === expected
 }
 
 function afterOf(after: bigint | undefined): string {

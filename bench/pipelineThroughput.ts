@@ -23,6 +23,9 @@ export interface ThroughputResult {
   readonly historianOverheadRatio: number
   readonly pipelinesPerSecWith: number
   readonly pipelinesPerSecWithout: number
+  /** Pipelines per second of each round, in run order. */
+  readonly roundsWith: readonly number[]
+  readonly roundsWithout: readonly number[]
   readonly roundsPerVariant: number
   readonly pipelinesPerRound: number
 }
@@ -35,7 +38,8 @@ const TASK_INPUTS = [
 
 /**
  * Measures pipelines per second with the durable historian and with an in-memory one behind the same port, in
- * interleaved rounds in one run (with, without, with, without, ...), so machine noise hits both alike.
+ * interleaved rounds in one run (with, without, without, with, ...), so machine noise hits both alike; each variant's
+ * figure is the median of its rounds.
  */
 export async function measurePipelineThroughput(options: {
   temporalAddress: string
@@ -44,6 +48,8 @@ export async function measurePipelineThroughput(options: {
   baseline: EventStore
   pipelinesPerRound: number
   rounds: number
+  /** Simulated think time of every scripted model call; 0 makes every millisecond of historian work visible. */
+  modelLatencyMs: number
   onRound?: (variant: string, round: number, perSec: number) => void
 }): Promise<ThroughputResult> {
   const workerConnection = await NativeConnection.connect({ address: options.temporalAddress })
@@ -52,10 +58,10 @@ export async function measurePipelineThroughput(options: {
   const bundle = await bundleWorkflows()
   const runTag = Date.now().toString(36)
   const variant = async (name: string, store: EventStore): Promise<Variant> => {
-    const taskQueue = `bench-${name}-${runTag}`
+    const taskQueue = `bench-${name}-${options.modelLatencyMs}ms-${runTag}`
     const activities = createActivities({
       historian: new Historian(store),
-      models: new ModelClient(modelsFromConfig({ provider: 'scripted', latencyMs: 0 })),
+      models: new ModelClient(modelsFromConfig({ provider: 'scripted', latencyMs: options.modelLatencyMs })),
       tools: createDefaultTools({ pool: options.database.pool }),
       clock: () => new Date(),
     })
@@ -83,16 +89,25 @@ export async function measurePipelineThroughput(options: {
     await clientConnection.close()
     await workerConnection.close()
   }
-  const perSec = (seconds: number[]) => (options.pipelinesPerRound * seconds.length) / seconds.reduce((a, b) => a + b, 0)
-  const pipelinesPerSecWith = perSec(timings.with!)
-  const pipelinesPerSecWithout = perSec(timings.without!)
+  const perSec = (seconds: number[]) => seconds.map((s) => options.pipelinesPerRound / s)
+  const pipelinesPerSecWith = median(perSec(timings.with!))
+  const pipelinesPerSecWithout = median(perSec(timings.without!))
   return {
     historianOverheadRatio: pipelinesPerSecWith / pipelinesPerSecWithout,
     pipelinesPerSecWith,
     pipelinesPerSecWithout,
+    roundsWith: perSec(timings.with!),
+    roundsWithout: perSec(timings.without!),
     roundsPerVariant: options.rounds,
     pipelinesPerRound: options.pipelinesPerRound,
   }
+}
+
+/** The median, robust to the one slow round a shared machine throws in. */
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
 }
 
 /** Runs `count` pipelines at once on a variant and returns the seconds until all have completed. */

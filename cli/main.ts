@@ -56,6 +56,7 @@ function buildProgram(): Command {
     .option('--json <path>', 'write the figures as JSON to this file')
     .option('--pipelines <n>', 'pipelines per measured round', '12')
     .option('--rounds <n>', 'interleaved rounds of each variant', '3')
+    .option('--model-latency-ms <ms>', 'think time per model call for the second, realistic measurement', '250')
     .action(async (options) => (await import('../bench/bench')).benchCommand(options))
 
   return program

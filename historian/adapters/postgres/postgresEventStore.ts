@@ -15,13 +15,14 @@ import {
 } from '../../port'
 import { assertTenantId } from '../../streams'
 import type { Database } from './database'
-import { assertStreamName, matchesExpectedRevision, validateAppendBatch } from '../../appendRules'
+import { assertStreamName, validateAppendBatch } from '../../appendRules'
 
 /** The NOTIFY channel every append signals on commit; the payload is the append's last global position. */
 export const EVENTS_CHANNEL = 'annalist_events'
 
-/**
- * Key of the transaction-scoped advisory lock that serializes appends ('annalist' in ASCII).
+/*
+ * Appends are serialized by a transaction-scoped advisory lock, taken first thing by annalist_append
+ * (migrations/004_append_function.sql; key 7020670233826915188).
  *
  * Why: `position` comes from a sequence, so a transaction can take position 7, stall, and commit after another
  * transaction committed position 8. A subscriber reading `position > checkpoint` would see 8, move its checkpoint to 8,
@@ -30,10 +31,9 @@ export const EVENTS_CHANNEL = 'annalist_events'
  * visible in commit order and a checkpoint can never pass an event that is still to commit.
  *
  * Cost: appends are serialized across the whole database (all streams, all tenants, all processes), so append
- * throughput is at most 1 / (latency of one append transaction: a handful of round trips plus the commit flush).
+ * throughput is at most 1 / (latency of one append transaction: one round trip plus the commit flush).
  * Reads never take the lock. test/int/globalOrdering.int.test.ts stalls a writer to prove the order holds.
  */
-const APPEND_LOCK_KEY = '7020670233826915188'
 
 const DEFAULT_READ_ALL_MAX_COUNT = 1000
 
@@ -78,25 +78,9 @@ export class PostgresEventStore implements EventStore {
     assertExpectedRevision(expected)
     const payload = serializeBatch(stream, batch)
 
-    const outcome = await this.unavailableOnFailure(async () => {
-      const client = await this.pool.connect()
-      const onClientError = () => undefined // a dropped connection fails the pending query; do not crash the process
-      client.on('error', onClientError)
-      let broken: Error | undefined
-      try {
-        await client.query('begin')
-        const result = await this.appendPayloadInTransaction(client, stream, payload, batch.length, expected)
-        await client.query(result.status === 'written' ? 'commit' : 'rollback')
-        return result
-      } catch (error) {
-        broken = error instanceof Error ? error : new Error(String(error))
-        await client.query('rollback').catch(() => undefined)
-        throw error
-      } finally {
-        client.off('error', onClientError)
-        client.release(broken)
-      }
-    })
+    // One statement, so one round trip: the function takes the append lock, checks the revision and inserts inside the
+    // statement's own transaction (migrations/004_append_function.sql).
+    const outcome = await this.unavailableOnFailure(() => appendWith(this.pool, stream, payload, batch.length, expected))
     if (outcome.status === 'written') return outcome.result
 
     // Rejected: the client is back in the pool (PGlite has only one), so reading the stream cannot deadlock.
@@ -117,52 +101,7 @@ export class PostgresEventStore implements EventStore {
   ): Promise<AppendInTransactionOutcome> {
     const batch = validateAppendBatch(stream, events)
     assertExpectedRevision(expectedRevision)
-    return this.appendPayloadInTransaction(client, stream, serializeBatch(stream, batch), batch.length, expectedRevision)
-  }
-
-  private async appendPayloadInTransaction(
-    client: pg.ClientBase,
-    stream: string,
-    payload: string,
-    count: number,
-    expected: ExpectedRevision,
-  ): Promise<AppendInTransactionOutcome> {
-    // First, before anything that draws a position: see APPEND_LOCK_KEY.
-    await client.query('select pg_advisory_xact_lock($1::bigint)', [APPEND_LOCK_KEY])
-    // A separate statement, so under READ COMMITTED its snapshot is taken after the lock: it sees every earlier append.
-    const current = await client.query<{ revision: string | null }>(
-      'select max(stream_revision)::text as revision from events where stream_name = $1',
-      [stream],
-    )
-    const currentRevision = current.rows[0]?.revision == null ? undefined : BigInt(current.rows[0].revision)
-    if (!matchesExpectedRevision(expected, currentRevision)) return { status: 'rejected' }
-
-    const firstRevision = currentRevision === undefined ? 0n : currentRevision + 1n
-    let inserted: pg.QueryResult<{ position: string; stream_revision: string }>
-    try {
-      inserted = await client.query(
-        `insert into events (stream_name, stream_revision, event_id, event_type, schema_version, data, metadata)
-         select $1, $2::bigint + e.ordinality - 1, (e.value->>'eventId')::uuid, e.value->>'type',
-                (e.value->>'schemaVersion')::integer, e.value->'data', e.value->'metadata'
-         from jsonb_array_elements($3::jsonb) with ordinality as e(value, ordinality)
-         order by e.ordinality
-         returning position::text, stream_revision::text`,
-        [stream, firstRevision.toString(), payload],
-      )
-    } catch (error) {
-      // 23505: an event ID of the batch is already in the stream (or, for a writer bypassing the lock, the revision is
-      // taken). Never surfaced as is: the caller rolls back the (now aborted) transaction and classifies from what the
-      // stream holds.
-      if (isUniqueViolation(error)) return { status: 'rejected' }
-      throw error
-    }
-    const last = inserted.rows.reduce<{ position: bigint; revision: bigint } | undefined>((max, row) => {
-      const position = BigInt(row.position)
-      return max && max.position > position ? max : { position, revision: BigInt(row.stream_revision) }
-    }, undefined)
-    if (!last || inserted.rows.length !== count) throw new Error(`append to ${stream}: inserted ${inserted.rows.length} of ${count} events`)
-    await client.query('select pg_notify($1, $2)', [EVENTS_CHANNEL, last.position.toString()])
-    return { status: 'written', result: { nextExpectedRevision: last.revision, position: last.position, written: true } }
+    return appendWith(client, stream, serializeBatch(stream, batch), batch.length, expectedRevision)
   }
 
   async readStream(stream: string, options: ReadStreamOptions = {}): Promise<RecordedEvent[]> {
@@ -290,6 +229,23 @@ function maxCountOf<D extends number | null>(maxCount: number | undefined, fallb
   return maxCount
 }
 
-function isUniqueViolation(error: unknown): boolean {
-  return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === '23505'
+/**
+ * Runs one append through `annalist_append` on `queryable` (a pool: its own implicit transaction; a client inside a
+ * transaction: the caller's, which then holds the append lock until it commits). No row back means rejected.
+ */
+async function appendWith(
+  queryable: pg.Pool | pg.ClientBase,
+  stream: string,
+  payload: string,
+  count: number,
+  expected: ExpectedRevision,
+): Promise<AppendInTransactionOutcome> {
+  const result = await queryable.query<{ last_position: string | null; last_revision: string | null }>(
+    'select last_position::text, last_revision::text from annalist_append($1, $2, $3::jsonb)',
+    [stream, typeof expected === 'bigint' ? expected.toString() : expected, payload],
+  )
+  const row = result.rows[0]
+  if (!row) return { status: 'rejected' }
+  if (row.last_position === null || row.last_revision === null) throw new Error(`append to ${stream}: wrote none of ${count} events`)
+  return { status: 'written', result: { nextExpectedRevision: BigInt(row.last_revision), position: BigInt(row.last_position), written: true } }
 }

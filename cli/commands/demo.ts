@@ -127,7 +127,11 @@ export async function demoCommand(options: { tenants: string; tasks: string; sum
     await projector.stop()
     const comparison = await rebuildAndCompare(store, database.pool, defaultProjections())
     const verification = await verifyRun({ historian, pool: database.pool, tasks: scenario.tasks, ledger: readModelLedger(ledgerPath) })
-    const summaries = await Promise.all(scenario.tenants.map((tenantId) => tenantSummary(database.pool, tenantId)))
+    const summaries = await Promise.all(
+      scenario.tenants.map((tenantId) =>
+        tenantSummary(database.pool, tenantId, { taskIds: scenario.tasks.filter((task) => task.tenantId === tenantId).map((task) => task.taskId) }),
+      ),
+    )
     const summary = buildSummary(runTag, scenario, results.outcomes, verification, worker, results.recoverySeconds, comparison, started)
     printReport(summary, summaries, verification)
     if (options.summaryJson) {
@@ -281,7 +285,7 @@ function buildSummary(
 }
 
 function printReport(summary: DemoSummary, tenants: readonly TenantSummary[], verification: RunVerification): void {
-  say('\nPer-tenant audit summary (from the task_summary read model)')
+  say('\nPer-tenant audit summary of this run (from the task_summary read model)')
   const columns = ['tenant', 'tasks', 'done', 'failed', 'tools ok', 'tools failed', 'failed model calls', 'tokens', 'cost USD']
   say(`  ${columns.map((column, i) => (i === 0 ? column.padEnd(10) : column.padStart(column.length + 1))).join(' ')}`)
   for (const tenant of tenants) {

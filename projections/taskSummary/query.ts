@@ -105,9 +105,10 @@ interface TenantRow {
   events_applied: string
 }
 
-/** Counts a tenant's tasks by status and totals their tool calls, failed model attempts, tokens and cost. */
-export async function tenantSummary(pool: pg.Pool, tenantId: string): Promise<TenantSummary> {
+/** Counts a tenant's tasks (all, or only `taskIds`) by status and totals their tool calls, failed model attempts, tokens and cost. */
+export async function tenantSummary(pool: pg.Pool, tenantId: string, options: { readonly taskIds?: readonly string[] } = {}): Promise<TenantSummary> {
   const tenant = assertTenantId(tenantId)
+  const taskIds = options.taskIds?.map(assertTaskId) ?? null
   const result = await pool.query<TenantRow>(
     `select count(*) as tasks,
             count(*) filter (where status = 'received') as received,
@@ -121,8 +122,8 @@ export async function tenantSummary(pool: pg.Pool, tenantId: string): Promise<Te
             coalesce(sum(total_cost_usd), 0) as total_cost_usd,
             coalesce(sum(events_applied), 0) as events_applied
        from task_summary
-      where tenant_id = $1`,
-    [tenant],
+      where tenant_id = $1 and ($2::text[] is null or task_id = any($2::text[]))`,
+    [tenant, taskIds],
   )
   const row = result.rows[0]!
   return {

@@ -252,6 +252,9 @@ describe.each(backends)('read models on $backend', ({ open }) => {
       eventsApplied: 12,
     })
     expect((await tenantSummary(database.pool, 'initech')).tasks).toBe(0)
+    const onlyCompleted = await tenantSummary(database.pool, 'acme', { taskIds: (await taskSummaries(database.pool, { tenantId: 'acme' })).filter((task) => task.status === 'completed').map((task) => task.taskId) })
+    expect(onlyCompleted).toMatchObject({ tasks: 1, byStatus: { completed: 1, failed: 0 } })
+    await expect(tenantSummary(database.pool, 'acme', { taskIds: ['../etc'] })).rejects.toBeInstanceOf(InvalidIdentifierError)
 
     for (const bad of ['Acme', 'acme-corp', '', "acme' or '1'='1"]) {
       await expect(auditTrail(database.pool, { tenantId: bad })).rejects.toBeInstanceOf(InvalidIdentifierError)

@@ -7,20 +7,10 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { DataDirectoryLockedError, openDatabase } from '../../historian/adapters/postgres/database'
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../historian/adapters/postgres/embeddedServer'
 import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEventStore'
-import { freshPgliteDatabase } from '../support/databases'
+import { freshPgliteDatabase, postgresStoreOn } from '../support/databases'
 import { eventStoreContract, freshStream, newEvents } from '../support/eventStoreContract'
 
-eventStoreContract('PGlite (embedded, in memory)', async () => {
-  const database = await freshPgliteDatabase()
-  const store = new PostgresEventStore(database)
-  return {
-    store,
-    async close() {
-      await store.close()
-      await database.close()
-    },
-  }
-})
+eventStoreContract('PGlite (embedded, in memory)', async () => postgresStoreOn(await freshPgliteDatabase()))
 
 describe('PGlite data directory', () => {
   let dir: string

@@ -2,20 +2,10 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { EventStoreUnavailableError } from '../../historian/port'
 import { openDatabase, DatabaseConnectionError } from '../../historian/adapters/postgres/database'
 import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEventStore'
-import { freshPostgresDatabase } from '../support/databases'
+import { freshPostgresDatabase, postgresStoreOn } from '../support/databases'
 import { eventStoreContract, freshStream, newEvents } from '../support/eventStoreContract'
 
-eventStoreContract('PostgreSQL server', async () => {
-  const database = await freshPostgresDatabase()
-  const store = new PostgresEventStore(database)
-  return {
-    store,
-    async close() {
-      await store.close()
-      await database.close()
-    },
-  }
-})
+eventStoreContract('PostgreSQL server', async () => postgresStoreOn(await freshPostgresDatabase()))
 
 describe('PostgresEventStore on a PostgreSQL server', () => {
   let database: Awaited<ReturnType<typeof freshPostgresDatabase>>

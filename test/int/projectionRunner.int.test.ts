@@ -1,7 +1,5 @@
 import type pg from 'pg'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import type { Database } from '../../historian/adapters/postgres/database'
-import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEventStore'
+import { describe, expect, it } from 'vitest'
 import { Historian } from '../../historian/historian'
 import type { EventStore } from '../../historian/port'
 import { auditTimelineProjection } from '../../projections/auditTimeline/projection'
@@ -12,13 +10,9 @@ import { rebuildAndCompare } from '../../projections/rebuild'
 import { ProjectionRunner, ProjectionTimeoutError, readCheckpoint, type ProjectionProgress } from '../../projections/runner'
 import { taskSummaryProjection } from '../../projections/taskSummary/projection'
 import { taskSummaries } from '../../projections/taskSummary/query'
-import { freshPgliteDatabase, freshPostgresDatabase } from '../support/databases'
+import { DATABASE_BACKENDS, freshPostgresDatabase, historianPerTest } from '../support/databases'
 import { appendTaskEvents, TaskEventFactory } from '../support/eventFactory'
 
-const backends = [
-  { backend: 'postgres server', open: (): Promise<Database> => freshPostgresDatabase() },
-  { backend: 'pglite', open: (): Promise<Database> => freshPgliteDatabase() },
-]
 
 const projections = () => [auditTimelineProjection(), taskSummaryProjection()]
 
@@ -75,34 +69,21 @@ async function eventually(condition: () => Promise<boolean>, timeoutMs = 10_000)
   }
 }
 
-describe.each(backends)('projection runner on $backend', ({ open }) => {
-  let database: Database
-  let store: PostgresEventStore
-  let historian: Historian
-
-  beforeEach(async () => {
-    database = await open()
-    store = new PostgresEventStore(database)
-    historian = new Historian(store)
-  })
-
-  afterEach(async () => {
-    await store.close()
-    await database.close()
-  })
+describe.each(DATABASE_BACKENDS)('projection runner on $backend', ({ open }) => {
+  const fixture = historianPerTest(open)
 
   it('records poison events as dead letters, moves its checkpoint past them and keeps applying later events', async () => {
-    await appendTaskRun(historian, 'acme', 'task-a', 3)
-    const unknown = await insertRawEvent(database.pool, 'tenant_acme-task-a', 'MysteryHappened', { anything: true })
-    const malformed = await insertRawEvent(database.pool, 'tenant_acme-task-a', 'ToolCallExecuted', { toolName: '' })
+    await appendTaskRun(fixture.historian, 'acme', 'task-a', 3)
+    const unknown = await insertRawEvent(fixture.database.pool, 'tenant_acme-task-a', 'MysteryHappened', { anything: true })
+    const malformed = await insertRawEvent(fixture.database.pool, 'tenant_acme-task-a', 'ToolCallExecuted', { toolName: '' })
     const f = new TaskEventFactory('acme', 'task-a')
-    const end = (await appendTaskEvents(historian, 'acme', 'task-a', [f.toolExecuted('call-9', 'search'), f.synthesisInvoked()])).position
+    const end = (await appendTaskEvents(fixture.historian, 'acme', 'task-a', [f.toolExecuted('call-9', 'search'), f.synthesisInvoked()])).position
 
     const progress: ProjectionProgress[] = []
-    const runner = new ProjectionRunner({ store, pool: database.pool, projections: projections(), batchSize: 3, onProgress: (p) => progress.push(p) })
+    const runner = new ProjectionRunner({ store: fixture.store, pool: fixture.database.pool, projections: projections(), batchSize: 3, onProgress: (p) => progress.push(p) })
     expect(await runner.catchUp()).toBe(end)
 
-    const letters = await listDeadLetters(database.pool)
+    const letters = await listDeadLetters(fixture.database.pool)
     expect(letters.map((letter) => [letter.projection, letter.position, letter.eventType])).toEqual([
       ['audit_timeline', unknown, 'MysteryHappened'],
       ['task_summary', unknown, 'MysteryHappened'],
@@ -112,31 +93,31 @@ describe.each(backends)('projection runner on $backend', ({ open }) => {
     expect(letters[0]!.error).toMatch(/^UnknownEventTypeError: unknown event type MysteryHappened/)
     expect(letters[2]!.error).toMatch(/^EventSchemaError: event ToolCallExecuted fails its schema/)
     expect(letters[0]).toMatchObject({ streamName: 'tenant_acme-task-a', eventId: expect.stringMatching(/^[0-9a-f-]{36}$/) })
-    expect((await listDeadLetters(database.pool, 'task_summary')).map((letter) => letter.position)).toEqual([unknown, malformed])
+    expect((await listDeadLetters(fixture.database.pool, 'task_summary')).map((letter) => letter.position)).toEqual([unknown, malformed])
 
     // Nothing silently dropped: every event is either applied or a dead letter, and the checkpoints are past them all.
     for (const name of ['audit_timeline', 'task_summary']) {
-      expect(await readCheckpoint(database.pool, name)).toBe(end)
+      expect(await readCheckpoint(fixture.database.pool, name)).toBe(end)
       const mine = progress.filter((p) => p.projection === name)
       expect(mine.reduce((sum, p) => sum + p.applied, 0)).toBe(5)
       expect(mine.reduce((sum, p) => sum + p.deadLettered, 0)).toBe(2)
     }
-    const trail = await auditTrail(database.pool, { tenantId: 'acme' })
+    const trail = await auditTrail(fixture.database.pool, { tenantId: 'acme' })
     expect(trail.map((entry) => entry.eventType)).toEqual(['AgentTaskReceived', 'RoutingModelInvoked', 'PlanCreated', 'ToolCallExecuted', 'SynthesisModelInvoked'])
-    const [summary] = await taskSummaries(database.pool, { tenantId: 'acme' })
+    const [summary] = await taskSummaries(fixture.database.pool, { tenantId: 'acme' })
     expect(summary).toMatchObject({ eventsApplied: 5, toolCallsSucceeded: 1, currentStep: 'synthesize', lastPosition: end })
 
     // A rebuild fails on the same events, so the live models (with their dead letters) still match it.
-    expect(await rebuildAndCompare(store, database.pool, projections())).toMatchObject({ matches: true, differences: [] })
-    await database.pool.query(`delete from projection_dead_letters where projection = 'task_summary' and position = $1`, [unknown.toString()])
-    const missing = await rebuildAndCompare(store, database.pool, projections())
+    expect(await rebuildAndCompare(fixture.store, fixture.database.pool, projections())).toMatchObject({ matches: true, differences: [] })
+    await fixture.database.pool.query(`delete from projection_dead_letters where projection = 'task_summary' and position = $1`, [unknown.toString()])
+    const missing = await rebuildAndCompare(fixture.store, fixture.database.pool, projections())
     expect(missing.differences).toEqual([
       expect.stringContaining(`task_summary dead letter at position ${unknown}: the rebuild failed (UnknownEventTypeError`),
     ])
   })
 
   it('rolls back what a failing apply wrote before it threw, and dead-letters only that event', async () => {
-    await database.pool.query('create table probe_rows (position bigint primary key, event_type text not null)')
+    await fixture.database.pool.query('create table probe_rows (position bigint primary key, event_type text not null)')
     const probe: Projection<'probe_rows'> = {
       name: 'probe',
       tables: ['probe_rows'],
@@ -145,61 +126,61 @@ describe.each(backends)('projection runner on $backend', ({ open }) => {
         if (stored.event.type === 'PlanCreated') throw new Error('probe cannot digest plans')
       },
     }
-    const end = await appendTaskRun(historian, 'acme', 'task-a', 5)
-    await new ProjectionRunner({ store, pool: database.pool, projections: [probe, auditTimelineProjection()] }).catchUp()
+    const end = await appendTaskRun(fixture.historian, 'acme', 'task-a', 5)
+    await new ProjectionRunner({ store: fixture.store, pool: fixture.database.pool, projections: [probe, auditTimelineProjection()] }).catchUp()
 
-    const rows = await database.pool.query<{ event_type: string }>('select event_type from probe_rows order by position')
+    const rows = await fixture.database.pool.query<{ event_type: string }>('select event_type from probe_rows order by position')
     expect(rows.rows.map((row) => row.event_type)).toEqual(['AgentTaskReceived', 'RoutingModelInvoked', 'ToolCallExecuted', 'ToolCallExecuted'])
-    const letters = await listDeadLetters(database.pool)
+    const letters = await listDeadLetters(fixture.database.pool)
     expect(letters).toHaveLength(1)
     expect(letters[0]).toMatchObject({ projection: 'probe', eventType: 'PlanCreated', error: 'Error: probe cannot digest plans', position: end - 2n })
-    expect(await rowCount(database.pool, 'audit_timeline')).toBe(5)
-    expect(await readCheckpoint(database.pool, 'probe')).toBe(end)
+    expect(await rowCount(fixture.database.pool, 'audit_timeline')).toBe(5)
+    expect(await readCheckpoint(fixture.database.pool, 'probe')).toBe(end)
   })
 
   it('commits a batch with its checkpoint or not at all', async () => {
-    await appendTaskRun(historian, 'acme', 'task-a', 3)
-    await insertRawEvent(database.pool, 'tenant_acme-task-a', 'MysteryHappened', {})
+    await appendTaskRun(fixture.historian, 'acme', 'task-a', 3)
+    await insertRawEvent(fixture.database.pool, 'tenant_acme-task-a', 'MysteryHappened', {})
     const f = new TaskEventFactory('acme', 'task-a')
-    const end = (await appendTaskEvents(historian, 'acme', 'task-a', [f.toolExecuted('call-9', 'search')])).position
+    const end = (await appendTaskEvents(fixture.historian, 'acme', 'task-a', [f.toolExecuted('call-9', 'search')])).position
 
     // The poison event's dead letter cannot be written, so the transaction fails after three events were applied.
-    await database.pool.query('alter table projection_dead_letters rename to projection_dead_letters_away')
-    const runner = new ProjectionRunner({ store, pool: database.pool, projections: projections() })
+    await fixture.database.pool.query('alter table projection_dead_letters rename to projection_dead_letters_away')
+    const runner = new ProjectionRunner({ store: fixture.store, pool: fixture.database.pool, projections: projections() })
     await expect(runner.catchUp()).rejects.toThrow(/projection_dead_letters/)
-    expect(await rowCount(database.pool, 'audit_timeline')).toBe(0)
-    expect(await rowCount(database.pool, 'task_summary')).toBe(0)
-    expect(await rowCount(database.pool, 'projection_checkpoints')).toBe(0)
+    expect(await rowCount(fixture.database.pool, 'audit_timeline')).toBe(0)
+    expect(await rowCount(fixture.database.pool, 'task_summary')).toBe(0)
+    expect(await rowCount(fixture.database.pool, 'projection_checkpoints')).toBe(0)
 
-    await database.pool.query('alter table projection_dead_letters_away rename to projection_dead_letters')
+    await fixture.database.pool.query('alter table projection_dead_letters_away rename to projection_dead_letters')
     expect(await runner.catchUp()).toBe(end)
-    expect(await rowCount(database.pool, 'audit_timeline')).toBe(4)
-    expect(await rowCount(database.pool, 'projection_dead_letters')).toBe(2)
-    expect(await rebuildAndCompare(store, database.pool, projections())).toMatchObject({ matches: true })
+    expect(await rowCount(fixture.database.pool, 'audit_timeline')).toBe(4)
+    expect(await rowCount(fixture.database.pool, 'projection_dead_letters')).toBe(2)
+    expect(await rebuildAndCompare(fixture.store, fixture.database.pool, projections())).toMatchObject({ matches: true })
   })
 
   it('wakes on an append notification instead of waiting for its poll', async () => {
     const notifications = { count: 0 }
-    const runner = new ProjectionRunner({ store: observedStore(store, notifications, true), pool: database.pool, projections: projections(), pollIntervalMs: 30_000 })
-    const first = await appendTaskRun(historian, 'acme', 'task-a')
+    const runner = new ProjectionRunner({ store: observedStore(fixture.store, notifications, true), pool: fixture.database.pool, projections: projections(), pollIntervalMs: 30_000 })
+    const first = await appendTaskRun(fixture.historian, 'acme', 'task-a')
     const running = runner.start()
     await runner.waitForPosition(first, 10_000) // the first pass runs at start
 
-    const later = await appendTaskRun(historian, 'acme', 'task-b')
+    const later = await appendTaskRun(fixture.historian, 'acme', 'task-b')
     // The next poll is 30 s away and the wait gives up after 10 s: only the notification can get the runner there.
     await runner.waitForPosition(later, 10_000)
     expect(notifications.count).toBeGreaterThan(0)
-    expect(await rowCount(database.pool, 'audit_timeline')).toBe(8)
+    expect(await rowCount(fixture.database.pool, 'audit_timeline')).toBe(8)
 
     await runner.stop()
     await expect(running).resolves.toBeUndefined()
   })
 
-  it('falls back to polling when the store cannot notify', async () => {
+  it('falls back to polling when the fixture.store cannot notify', async () => {
     const notifications = { count: 0 }
-    const runner = new ProjectionRunner({ store: observedStore(store, notifications, false), pool: database.pool, projections: projections(), pollIntervalMs: 50 })
+    const runner = new ProjectionRunner({ store: observedStore(fixture.store, notifications, false), pool: fixture.database.pool, projections: projections(), pollIntervalMs: 50 })
     const running = runner.start()
-    const end = await appendTaskRun(historian, 'acme', 'task-a')
+    const end = await appendTaskRun(fixture.historian, 'acme', 'task-a')
     await runner.waitForPosition(end, 10_000)
     expect(notifications.count).toBe(0)
     await runner.stop()
@@ -207,8 +188,8 @@ describe.each(backends)('projection runner on $backend', ({ open }) => {
   })
 
   it('waitForPosition times out naming the lagging projections when nothing runs them', async () => {
-    const end = await appendTaskRun(historian, 'acme', 'task-a')
-    const runner = new ProjectionRunner({ store, pool: database.pool, projections: projections() })
+    const end = await appendTaskRun(fixture.historian, 'acme', 'task-a')
+    const runner = new ProjectionRunner({ store: fixture.store, pool: fixture.database.pool, projections: projections() })
     const error = await runner.waitForPosition(end, 200).catch((caught: unknown) => caught)
     expect(error).toBeInstanceOf(ProjectionTimeoutError)
     expect((error as ProjectionTimeoutError).checkpoints).toEqual({ audit_timeline: 0n, task_summary: 0n })
@@ -217,35 +198,22 @@ describe.each(backends)('projection runner on $backend', ({ open }) => {
   })
 
   it('keeps a separate checkpoint per projection', async () => {
-    const first = await appendTaskRun(historian, 'acme', 'task-a')
-    await new ProjectionRunner({ store, pool: database.pool, projections: [auditTimelineProjection()] }).catchUp()
-    const second = await appendTaskRun(historian, 'acme', 'task-b')
-    expect(await readCheckpoint(database.pool, 'audit_timeline')).toBe(first)
-    expect(await readCheckpoint(database.pool, 'task_summary')).toBe(0n)
+    const first = await appendTaskRun(fixture.historian, 'acme', 'task-a')
+    await new ProjectionRunner({ store: fixture.store, pool: fixture.database.pool, projections: [auditTimelineProjection()] }).catchUp()
+    const second = await appendTaskRun(fixture.historian, 'acme', 'task-b')
+    expect(await readCheckpoint(fixture.database.pool, 'audit_timeline')).toBe(first)
+    expect(await readCheckpoint(fixture.database.pool, 'task_summary')).toBe(0n)
 
-    expect(await new ProjectionRunner({ store, pool: database.pool, projections: projections() }).catchUp()).toBe(second)
-    expect(await readCheckpoint(database.pool, 'task_summary')).toBe(second)
-    expect(await rowCount(database.pool, 'audit_timeline')).toBe(8)
+    expect(await new ProjectionRunner({ store: fixture.store, pool: fixture.database.pool, projections: projections() }).catchUp()).toBe(second)
+    expect(await readCheckpoint(fixture.database.pool, 'task_summary')).toBe(second)
+    expect(await rowCount(fixture.database.pool, 'audit_timeline')).toBe(8)
   })
 })
 
 describe('projection runner on the postgres server, with real connection failures and competition', () => {
-  let database: Database
-  let store: PostgresEventStore
-  let historian: Historian
+  const fixture = historianPerTest(freshPostgresDatabase)
 
-  beforeEach(async () => {
-    database = await freshPostgresDatabase()
-    store = new PostgresEventStore(database)
-    historian = new Historian(store)
-  })
-
-  afterEach(async () => {
-    await store.close()
-    await database.close()
-  })
-
-  /** Applies like `projection`, but kills its own database connection on the n-th event, mid-transaction. */
+  /** Applies like `projection`, but kills its own fixture.database connection on the n-th event, mid-transaction. */
   function dyingOn<T extends string>(projection: Projection<T>, n: number): Projection<T> {
     let calls = 0
     return {
@@ -259,64 +227,64 @@ describe('projection runner on the postgres server, with real connection failure
   }
 
   it('leaves nothing of a batch whose connection dies mid-transaction, then recovers', async () => {
-    const end = await appendTaskRun(historian, 'acme', 'task-a', 6)
-    await expect(new ProjectionRunner({ store, pool: database.pool, projections: [dyingOn(auditTimelineProjection(), 4)] }).catchUp()).rejects.toThrow()
-    expect(await rowCount(database.pool, 'audit_timeline')).toBe(0)
-    expect(await readCheckpoint(database.pool, 'audit_timeline')).toBe(0n)
+    const end = await appendTaskRun(fixture.historian, 'acme', 'task-a', 6)
+    await expect(new ProjectionRunner({ store: fixture.store, pool: fixture.database.pool, projections: [dyingOn(auditTimelineProjection(), 4)] }).catchUp()).rejects.toThrow()
+    expect(await rowCount(fixture.database.pool, 'audit_timeline')).toBe(0)
+    expect(await readCheckpoint(fixture.database.pool, 'audit_timeline')).toBe(0n)
 
-    expect(await new ProjectionRunner({ store, pool: database.pool, projections: projections() }).catchUp()).toBe(end)
-    expect(await rowCount(database.pool, 'audit_timeline')).toBe(6)
-    expect(await rebuildAndCompare(store, database.pool, projections())).toMatchObject({ matches: true })
+    expect(await new ProjectionRunner({ store: fixture.store, pool: fixture.database.pool, projections: projections() }).catchUp()).toBe(end)
+    expect(await rowCount(fixture.database.pool, 'audit_timeline')).toBe(6)
+    expect(await rebuildAndCompare(fixture.store, fixture.database.pool, projections())).toMatchObject({ matches: true })
   })
 
   it("does not let one projection's failing batches stall another's checkpoint", async () => {
-    const end = await appendTaskRun(historian, 'acme', 'task-a', 5)
+    const end = await appendTaskRun(fixture.historian, 'acme', 'task-a', 5)
     const errors: string[] = []
     const runner = new ProjectionRunner({
-      store,
-      pool: database.pool,
+      store: fixture.store,
+      pool: fixture.database.pool,
       projections: [dyingOn(taskSummaryProjection(), 1), auditTimelineProjection()],
       pollIntervalMs: 100,
       onError: (_error, where) => errors.push(where),
     })
     const running = runner.start()
-    await eventually(async () => (await readCheckpoint(database.pool, 'audit_timeline')) === end && errors.length >= 2)
+    await eventually(async () => (await readCheckpoint(fixture.database.pool, 'audit_timeline')) === end && errors.length >= 2)
     await runner.stop()
     await running
     expect(new Set(errors)).toEqual(new Set(['task_summary']))
-    expect(await readCheckpoint(database.pool, 'task_summary')).toBe(0n)
-    expect(await rowCount(database.pool, 'task_summary')).toBe(0)
-    expect(await rowCount(database.pool, 'audit_timeline')).toBe(5)
+    expect(await readCheckpoint(fixture.database.pool, 'task_summary')).toBe(0n)
+    expect(await rowCount(fixture.database.pool, 'task_summary')).toBe(0)
+    expect(await rowCount(fixture.database.pool, 'audit_timeline')).toBe(5)
   })
 
   it('compares a rebuild with live models that a running runner keeps moving', async () => {
-    const runner = new ProjectionRunner({ store, pool: database.pool, projections: projections(), batchSize: 1 })
+    const runner = new ProjectionRunner({ store: fixture.store, pool: fixture.database.pool, projections: projections(), batchSize: 1 })
     const running = runner.start()
     const appending = (async () => {
-      for (let i = 0; i < 6; i++) await appendTaskRun(historian, 'acme', `task-${i}`, 4)
+      for (let i = 0; i < 6; i++) await appendTaskRun(fixture.historian, 'acme', `task-${i}`, 4)
     })()
-    const comparisons = [await rebuildAndCompare(store, database.pool, projections(), { batchSize: 2 })]
+    const comparisons = [await rebuildAndCompare(fixture.store, fixture.database.pool, projections(), { batchSize: 2 })]
     await appending
-    comparisons.push(await rebuildAndCompare(store, database.pool, projections(), { batchSize: 2 }))
-    await runner.waitForPosition((await store.readAll({})).at(-1)!.position, 10_000)
+    comparisons.push(await rebuildAndCompare(fixture.store, fixture.database.pool, projections(), { batchSize: 2 }))
+    await runner.waitForPosition((await fixture.store.readAll({})).at(-1)!.position, 10_000)
     await runner.stop()
     await running
-    comparisons.push(await rebuildAndCompare(store, database.pool, projections()))
+    comparisons.push(await rebuildAndCompare(fixture.store, fixture.database.pool, projections()))
     for (const comparison of comparisons) expect(comparison).toMatchObject({ matches: true, differences: [] })
     expect(comparisons.at(-1)!.positions).toEqual({ audit_timeline: 24n, task_summary: 24n })
   })
 
   it('lets competing runners share a projection without applying anything twice', async () => {
-    await appendTaskRun(historian, 'acme', 'task-a', 7)
-    await appendTaskRun(historian, 'acme', 'task-b', 7)
-    const end = await appendTaskRun(historian, 'globex', 'task-c', 6)
-    const competitor = () => new ProjectionRunner({ store, pool: database.pool, projections: projections(), batchSize: 2 })
+    await appendTaskRun(fixture.historian, 'acme', 'task-a', 7)
+    await appendTaskRun(fixture.historian, 'acme', 'task-b', 7)
+    const end = await appendTaskRun(fixture.historian, 'globex', 'task-c', 6)
+    const competitor = () => new ProjectionRunner({ store: fixture.store, pool: fixture.database.pool, projections: projections(), batchSize: 2 })
     const reached = await Promise.all([competitor().catchUp(), competitor().catchUp(), competitor().catchUp()])
     expect(reached).toEqual([end, end, end])
 
-    expect(await rowCount(database.pool, 'audit_timeline')).toBe(20)
-    const summed = await database.pool.query<{ total: string }>('select sum(events_applied) as total from task_summary')
+    expect(await rowCount(fixture.database.pool, 'audit_timeline')).toBe(20)
+    const summed = await fixture.database.pool.query<{ total: string }>('select sum(events_applied) as total from task_summary')
     expect(Number(summed.rows[0]!.total)).toBe(20)
-    expect(await rebuildAndCompare(store, database.pool, projections())).toMatchObject({ matches: true })
+    expect(await rebuildAndCompare(fixture.store, fixture.database.pool, projections())).toMatchObject({ matches: true })
   })
 })

@@ -1,7 +1,5 @@
 import type pg from 'pg'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import type { Database } from '../../historian/adapters/postgres/database'
-import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEventStore'
+import { describe, expect, it } from 'vitest'
 import { Historian } from '../../historian/historian'
 import { InvalidIdentifierError } from '../../historian/streams'
 import { auditTimelineProjection } from '../../projections/auditTimeline/projection'
@@ -10,13 +8,9 @@ import { rebuildAndCompare } from '../../projections/rebuild'
 import { ProjectionRunner } from '../../projections/runner'
 import { taskSummaryProjection } from '../../projections/taskSummary/projection'
 import { taskSummaries, tenantSummary } from '../../projections/taskSummary/query'
-import { freshPgliteDatabase, freshPostgresDatabase } from '../support/databases'
+import { DATABASE_BACKENDS, historianPerTest } from '../support/databases'
 import { appendTaskEvents, FACTORY_MODELS, TaskEventFactory } from '../support/eventFactory'
 
-const backends = [
-  { backend: 'postgres server', open: (): Promise<Database> => freshPostgresDatabase() },
-  { backend: 'pglite', open: (): Promise<Database> => freshPgliteDatabase() },
-]
 
 /** A task that succeeds after one failed tool call and one retried synthesis attempt: 8 events. */
 async function appendCompletedTask(historian: Historian, tenantId: string, taskId: string): Promise<bigint> {
@@ -53,30 +47,17 @@ async function tableContents(pool: pg.Pool, table: 'audit_timeline' | 'task_summ
   return result.rows.map((r) => r.row)
 }
 
-describe.each(backends)('read models on $backend', ({ open }) => {
-  let database: Database
-  let store: PostgresEventStore
-  let historian: Historian
+describe.each(DATABASE_BACKENDS)('read models on $backend', ({ open }) => {
+  const fixture = historianPerTest(open)
   const projections = () => [auditTimelineProjection(), taskSummaryProjection()]
-  const runner = (batchSize = 100) => new ProjectionRunner({ store, pool: database.pool, projections: projections(), batchSize })
-
-  beforeEach(async () => {
-    database = await open()
-    store = new PostgresEventStore(database)
-    historian = new Historian(store)
-  })
-
-  afterEach(async () => {
-    await store.close()
-    await database.close()
-  })
+  const runner = (batchSize = 100) => new ProjectionRunner({ store: fixture.store, pool: fixture.database.pool, projections: projections(), batchSize })
 
   it('given two tasks, then new events, the read models hold exactly what happened', async () => {
-    const okEnd = await appendCompletedTask(historian, 'acme', 'task-ok')
-    const badEnd = await appendFailedTask(historian, 'acme', 'task-bad')
+    const okEnd = await appendCompletedTask(fixture.historian, 'acme', 'task-ok')
+    const badEnd = await appendFailedTask(fixture.historian, 'acme', 'task-bad')
     expect(await runner().catchUp()).toBe(badEnd)
 
-    const [ok, bad] = await taskSummaries(database.pool, { tenantId: 'acme' })
+    const [ok, bad] = await taskSummaries(fixture.database.pool, { tenantId: 'acme' })
     expect(ok).toEqual({
       tenantId: 'acme',
       taskId: 'task-ok',
@@ -117,7 +98,7 @@ describe.each(backends)('read models on $backend', ({ open }) => {
       lastPosition: badEnd,
     })
 
-    const trail = await auditTrail(database.pool, { tenantId: 'acme', taskId: 'task-ok' })
+    const trail = await auditTrail(fixture.database.pool, { tenantId: 'acme', taskId: 'task-ok' })
     expect(trail.map((entry) => entry.eventType)).toEqual([
       'AgentTaskReceived',
       'RoutingModelInvoked',
@@ -151,53 +132,53 @@ describe.each(backends)('read models on $backend', ({ open }) => {
 
     // When new events arrive for a new task and the runner catches up again, only they are added.
     const f = new TaskEventFactory('acme', 'task-new')
-    const newEnd = (await appendTaskEvents(historian, 'acme', 'task-new', [f.received(), f.routingInvoked('support')])).position
+    const newEnd = (await appendTaskEvents(fixture.historian, 'acme', 'task-new', [f.received(), f.routingInvoked('support')])).position
     expect(await runner().catchUp()).toBe(newEnd)
-    const [, , fresh] = await taskSummaries(database.pool, { tenantId: 'acme' })
+    const [, , fresh] = await taskSummaries(fixture.database.pool, { tenantId: 'acme' })
     expect(fresh).toMatchObject({ taskId: 'task-new', status: 'running', currentStep: 'route', route: 'support', eventsApplied: 2, finishedAt: null })
-    const all = await auditTrail(database.pool, { tenantId: 'acme' })
+    const all = await auditTrail(fixture.database.pool, { tenantId: 'acme' })
     expect(all).toHaveLength(14)
     expect(all.map((entry) => entry.position)).toEqual([...all.map((entry) => entry.position)].sort((a, b) => (a < b ? -1 : 1)))
-    expect(await taskSummaries(database.pool, { tenantId: 'acme', taskId: 'task-ok' })).toEqual([ok])
+    expect(await taskSummaries(fixture.database.pool, { tenantId: 'acme', taskId: 'task-ok' })).toEqual([ok])
   })
 
   it('applying the same events again, from 0 or from the middle, in any batch size, changes nothing', async () => {
-    await appendCompletedTask(historian, 'acme', 'task-ok')
-    await appendFailedTask(historian, 'acme', 'task-bad')
+    await appendCompletedTask(fixture.historian, 'acme', 'task-ok')
+    await appendFailedTask(fixture.historian, 'acme', 'task-bad')
     await runner().catchUp()
-    const audit = await tableContents(database.pool, 'audit_timeline')
-    const summary = await tableContents(database.pool, 'task_summary')
+    const audit = await tableContents(fixture.database.pool, 'audit_timeline')
+    const summary = await tableContents(fixture.database.pool, 'task_summary')
     expect(audit).toHaveLength(12)
     expect(summary).toHaveLength(2)
 
-    await database.pool.query('update projection_checkpoints set position = 0')
+    await fixture.database.pool.query('update projection_checkpoints set position = 0')
     await runner(1).catchUp()
-    expect(await tableContents(database.pool, 'audit_timeline')).toEqual(audit)
-    expect(await tableContents(database.pool, 'task_summary')).toEqual(summary)
+    expect(await tableContents(fixture.database.pool, 'audit_timeline')).toEqual(audit)
+    expect(await tableContents(fixture.database.pool, 'task_summary')).toEqual(summary)
 
-    const middle = (await auditTrail(database.pool, { tenantId: 'acme' }))[5]!.position
-    await database.pool.query('update projection_checkpoints set position = $1', [middle.toString()])
+    const middle = (await auditTrail(fixture.database.pool, { tenantId: 'acme' }))[5]!.position
+    await fixture.database.pool.query('update projection_checkpoints set position = $1', [middle.toString()])
     await runner(3).catchUp()
-    expect(await tableContents(database.pool, 'audit_timeline')).toEqual(audit)
-    expect(await tableContents(database.pool, 'task_summary')).toEqual(summary)
+    expect(await tableContents(fixture.database.pool, 'audit_timeline')).toEqual(audit)
+    expect(await tableContents(fixture.database.pool, 'task_summary')).toEqual(summary)
   })
 
   it('the incremental read models equal a rebuild from 0, and a corrupted live row is reported', async () => {
-    await appendCompletedTask(historian, 'acme', 'task-ok')
+    await appendCompletedTask(fixture.historian, 'acme', 'task-ok')
     // Applied in small batches, interleaved with appends, so incremental and rebuilt histories really differ in shape.
     await runner(2).catchUp()
-    const end = await appendFailedTask(historian, 'globex', 'task-bad')
+    const end = await appendFailedTask(fixture.historian, 'globex', 'task-bad')
     await runner(3).catchUp()
 
-    const clean = await rebuildAndCompare(store, database.pool, projections())
+    const clean = await rebuildAndCompare(fixture.store, fixture.database.pool, projections())
     expect(clean).toEqual({ matches: true, differences: [], positions: { audit_timeline: end, task_summary: end } })
 
-    const [, routing] = await auditTrail(database.pool, { tenantId: 'acme' })
-    await database.pool.query(`update audit_timeline set summary = 'nothing to see here' where position = $1`, [routing!.position.toString()])
-    await database.pool.query(`update task_summary set total_tokens = total_tokens + 1 where task_id = 'task-ok'`)
-    await database.pool.query(`delete from audit_timeline where tenant_id = 'globex' and event_type = 'AgentTaskFailed'`)
+    const [, routing] = await auditTrail(fixture.database.pool, { tenantId: 'acme' })
+    await fixture.database.pool.query(`update audit_timeline set summary = 'nothing to see here' where position = $1`, [routing!.position.toString()])
+    await fixture.database.pool.query(`update task_summary set total_tokens = total_tokens + 1 where task_id = 'task-ok'`)
+    await fixture.database.pool.query(`delete from audit_timeline where tenant_id = 'globex' and event_type = 'AgentTaskFailed'`)
 
-    const corrupted = await rebuildAndCompare(store, database.pool, projections())
+    const corrupted = await rebuildAndCompare(fixture.store, fixture.database.pool, projections())
     expect(corrupted.matches).toBe(false)
     expect(corrupted.differences).toHaveLength(3)
     expect(corrupted.differences).toContainEqual(
@@ -206,41 +187,41 @@ describe.each(backends)('read models on $backend', ({ open }) => {
     expect(corrupted.differences).toContainEqual(`task_summary [tenant_id="acme", task_id="task-ok"]: total_tokens live 1011 vs rebuilt 1010`)
     expect(corrupted.differences).toContainEqual(`audit_timeline [position=${end}]: in the rebuild but missing from the live table`)
 
-    const leftovers = await database.pool.query(`select table_name from information_schema.tables where table_name like '%rebuild%'`)
+    const leftovers = await fixture.database.pool.query(`select table_name from information_schema.tables where table_name like '%rebuild%'`)
     expect(leftovers.rows).toEqual([])
   })
 
   it('scopes every query to one validated tenant', async () => {
-    await appendCompletedTask(historian, 'acme', 'task-ok')
-    await appendFailedTask(historian, 'acme', 'task-bad')
-    await appendCompletedTask(historian, 'globex', 'task-ok')
-    await appendFailedTask(historian, 'globex', 'task-g')
+    await appendCompletedTask(fixture.historian, 'acme', 'task-ok')
+    await appendFailedTask(fixture.historian, 'acme', 'task-bad')
+    await appendCompletedTask(fixture.historian, 'globex', 'task-ok')
+    await appendFailedTask(fixture.historian, 'globex', 'task-g')
     await runner().catchUp()
 
-    const acme = await auditTrail(database.pool, { tenantId: 'acme' })
+    const acme = await auditTrail(fixture.database.pool, { tenantId: 'acme' })
     expect(acme).toHaveLength(12)
     expect(new Set(acme.map((entry) => entry.tenantId))).toEqual(new Set(['acme']))
-    expect(await auditTrail(database.pool, { tenantId: 'acme', taskId: 'task-g' })).toEqual([])
-    expect(await auditTrail(database.pool, { tenantId: 'initech' })).toEqual([])
-    const globexOk = await auditTrail(database.pool, { tenantId: 'globex', taskId: 'task-ok' })
+    expect(await auditTrail(fixture.database.pool, { tenantId: 'acme', taskId: 'task-g' })).toEqual([])
+    expect(await auditTrail(fixture.database.pool, { tenantId: 'initech' })).toEqual([])
+    const globexOk = await auditTrail(fixture.database.pool, { tenantId: 'globex', taskId: 'task-ok' })
     expect(globexOk).toHaveLength(8)
     expect(globexOk.every((entry) => entry.tenantId === 'globex' && entry.taskId === 'task-ok')).toBe(true)
 
     // Paging: pages of 5 after a position add up to the whole trail, with no overlap.
     const pages = []
     for (let after = 0n; ; ) {
-      const page = await auditTrail(database.pool, { tenantId: 'acme', afterPosition: after, limit: 5 })
+      const page = await auditTrail(fixture.database.pool, { tenantId: 'acme', afterPosition: after, limit: 5 })
       if (page.length === 0) break
       pages.push(...page)
       after = page[page.length - 1]!.position
     }
     expect(pages).toEqual(acme)
 
-    expect((await taskSummaries(database.pool, { tenantId: 'globex' })).map((task) => `${task.tenantId}/${task.taskId}`)).toEqual([
+    expect((await taskSummaries(fixture.database.pool, { tenantId: 'globex' })).map((task) => `${task.tenantId}/${task.taskId}`)).toEqual([
       'globex/task-ok',
       'globex/task-g',
     ])
-    expect(await tenantSummary(database.pool, 'acme')).toEqual({
+    expect(await tenantSummary(fixture.database.pool, 'acme')).toEqual({
       tenantId: 'acme',
       tasks: 2,
       byStatus: { received: 0, running: 0, completed: 1, failed: 1 },
@@ -251,17 +232,17 @@ describe.each(backends)('read models on $backend', ({ open }) => {
       totalCostUsd: 0.012,
       eventsApplied: 12,
     })
-    expect((await tenantSummary(database.pool, 'initech')).tasks).toBe(0)
-    const onlyCompleted = await tenantSummary(database.pool, 'acme', { taskIds: (await taskSummaries(database.pool, { tenantId: 'acme' })).filter((task) => task.status === 'completed').map((task) => task.taskId) })
+    expect((await tenantSummary(fixture.database.pool, 'initech')).tasks).toBe(0)
+    const onlyCompleted = await tenantSummary(fixture.database.pool, 'acme', { taskIds: (await taskSummaries(fixture.database.pool, { tenantId: 'acme' })).filter((task) => task.status === 'completed').map((task) => task.taskId) })
     expect(onlyCompleted).toMatchObject({ tasks: 1, byStatus: { completed: 1, failed: 0 } })
-    await expect(tenantSummary(database.pool, 'acme', { taskIds: ['../etc'] })).rejects.toBeInstanceOf(InvalidIdentifierError)
+    await expect(tenantSummary(fixture.database.pool, 'acme', { taskIds: ['../etc'] })).rejects.toBeInstanceOf(InvalidIdentifierError)
 
     for (const bad of ['Acme', 'acme-corp', '', "acme' or '1'='1"]) {
-      await expect(auditTrail(database.pool, { tenantId: bad })).rejects.toBeInstanceOf(InvalidIdentifierError)
-      await expect(taskSummaries(database.pool, { tenantId: bad })).rejects.toBeInstanceOf(InvalidIdentifierError)
-      await expect(tenantSummary(database.pool, bad)).rejects.toBeInstanceOf(InvalidIdentifierError)
+      await expect(auditTrail(fixture.database.pool, { tenantId: bad })).rejects.toBeInstanceOf(InvalidIdentifierError)
+      await expect(taskSummaries(fixture.database.pool, { tenantId: bad })).rejects.toBeInstanceOf(InvalidIdentifierError)
+      await expect(tenantSummary(fixture.database.pool, bad)).rejects.toBeInstanceOf(InvalidIdentifierError)
     }
-    await expect(auditTrail(database.pool, { tenantId: 'acme', taskId: '../etc' })).rejects.toBeInstanceOf(InvalidIdentifierError)
-    await expect(auditTrail(database.pool, { tenantId: 'acme', limit: 0 })).rejects.toThrow(/limit/)
+    await expect(auditTrail(fixture.database.pool, { tenantId: 'acme', taskId: '../etc' })).rejects.toBeInstanceOf(InvalidIdentifierError)
+    await expect(auditTrail(fixture.database.pool, { tenantId: 'acme', limit: 0 })).rejects.toThrow(/limit/)
   })
 })

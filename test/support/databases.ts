@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto'
 import pg from 'pg'
-import { inject } from 'vitest'
+import { afterEach, beforeEach, inject } from 'vitest'
 import { openDatabase, type Database } from '../../historian/adapters/postgres/database'
+import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEventStore'
+import { Historian } from '../../historian/historian'
 
 /** A random lowercase suffix for database, stream and tenant names. */
 export function randomSuffix(bytes = 6): string {
@@ -53,4 +55,38 @@ export async function freshPostgresDatabase(options: { migrate?: boolean } = {})
 /** A new in-memory PGlite database, migrated. */
 export async function freshPgliteDatabase(): Promise<Database> {
   return openDatabase({ pgliteDataDir: 'memory://' })
+}
+
+/** Both PostgreSQL backends every historian test runs against, for `describe.each`. */
+export const DATABASE_BACKENDS = [
+  { backend: 'postgres server', open: (): Promise<Database> => freshPostgresDatabase() },
+  { backend: 'pglite', open: (): Promise<Database> => freshPgliteDatabase() },
+] as const
+
+/** A PostgresEventStore over a database that `close()` drops or discards along with the store. */
+export async function postgresStoreOn(database: Database): Promise<{ database: Database; store: PostgresEventStore; close(): Promise<void> }> {
+  const store = new PostgresEventStore(database)
+  return {
+    database,
+    store,
+    async close() {
+      await store.close()
+      await database.close()
+    },
+  }
+}
+
+/** A fresh database, store and historian for each test of the enclosing describe block. */
+export function historianPerTest(open: () => Promise<Database>): { readonly database: Database; readonly store: PostgresEventStore; readonly historian: Historian } {
+  const fixture = {} as { database: Database; store: PostgresEventStore; historian: Historian }
+  beforeEach(async () => {
+    fixture.database = await open()
+    fixture.store = new PostgresEventStore(fixture.database)
+    fixture.historian = new Historian(fixture.store)
+  })
+  afterEach(async () => {
+    await fixture.store.close()
+    await fixture.database.close()
+  })
+  return fixture
 }

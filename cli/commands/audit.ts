@@ -1,3 +1,4 @@
+import { assertTaskId, assertTenantId } from '../../historian/streams'
 import { auditTrail, type AuditEntry } from '../../projections/auditTimeline/query'
 import { loadConfig } from '../runtime/config'
 import { openStorage } from '../runtime/storage'
@@ -11,6 +12,8 @@ function formatRow(entry: AuditEntry): string {
 export async function auditCommand(tenant: string, task: string | undefined, options: { format: 'table' | 'json'; limit: string }): Promise<void> {
   const limit = Number(options.limit)
   if (!Number.isInteger(limit) || limit < 1 || limit > 100_000) throw new RangeError(`--limit must be a whole number from 1 to 100000, got ${options.limit}`)
+  assertTenantId(tenant)
+  if (task !== undefined) assertTaskId(task)
   const config = loadConfig()
   const storage = await openStorage(config)
   try {

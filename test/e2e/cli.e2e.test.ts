@@ -1,0 +1,50 @@
+import { execFile } from 'node:child_process'
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { describe, expect, it } from 'vitest'
+
+const CLI = fileURLToPath(new URL('../../bin/annalist.js', import.meta.url))
+
+/** Runs the real CLI in a child process with a scratch data directory and no inherited Annalist settings. */
+function annalist(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  const base = Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^(ANNALIST_|DATABASE_URL|ESDB_|TEMPORAL_)/.test(key)))
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], { env: { ...base, ANNALIST_DATA_DIR: mkdtempSync(path.join(tmpdir(), 'annalist-cli-')), ...env } }, (error, stdout, stderr) =>
+      resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    )
+  })
+}
+
+describe('annalist CLI errors', () => {
+  it('names an invalid tenant in one line, exits 1, and prints no stack trace', async () => {
+    const result = await annalist(['audit', 'Bad-Tenant'])
+    expect(result.code).toBe(1)
+    const lines = result.stderr.trim().split('\n')
+    expect(lines).toHaveLength(1)
+    expect(lines[0]).toMatch(/^annalist: invalid tenant ID "Bad-Tenant": tenant ID must match/)
+    expect(result.stderr).not.toMatch(/\n\s+at /)
+  })
+
+  it('names the environment variable that is wrong', async () => {
+    const result = await annalist(['audit', 'acme'], { DATABASE_URL: 'mysql://localhost/x' })
+    expect(result.code).toBe(1)
+    expect(result.stderr.trim()).toMatch(/^annalist: DATABASE_URL: must be a postgres:\/\/ or postgresql:\/\/ URL/)
+    const faults = await annalist(['audit', 'acme'], { ANNALIST_FAULTS: '{not json' })
+    expect(faults.stderr.trim()).toMatch(/^annalist: ANNALIST_FAULTS is not a valid fault plan/)
+  })
+
+  it('prints the stack trace with --verbose', async () => {
+    const result = await annalist(['audit', 'Bad-Tenant', '--verbose'])
+    expect(result.code).toBe(1)
+    expect(result.stderr).toMatch(/InvalidIdentifierError: invalid tenant ID/)
+    expect(result.stderr).toMatch(/\n\s+at /)
+  })
+
+  it('refuses out-of-range demo sizes before starting anything', async () => {
+    const result = await annalist(['demo', '--tenants', '0'])
+    expect(result.code).toBe(1)
+    expect(result.stderr.trim()).toBe('annalist: --tenants must be a whole number from 1 to 10, got "0"  (run with --verbose for details)')
+  })
+})

@@ -46,14 +46,16 @@ export async function runModelStep<Parsed>(deps: ModelStepDeps, scope: ActivityS
       const { system, prompt, promptRef } = spec.render(state)
       const context = { tenantId: scope.tenantId, taskId: scope.taskId, activityId: scope.activityId, attempt: scope.attempt, abortSignal: scope.abortSignal }
       const startedAt = Date.now()
+      let repliedBy = deps.models.modelRef(spec.role)
       try {
         const reply = await withHeartbeat(scope, () => deps.models.call(spec.role, { system, prompt }, context))
+        repliedBy = reply.modelRef
         const invocation: ModelInvocation = { model: reply.modelRef, prompt: promptRef, responseText: reply.text, usage: reply.usage, latencyMs: reply.latencyMs }
         return [modelEvent(spec.invokedType, { ...invocation, ...spec.invokedData(spec.parse(reply.text)) }, scope, deps.clock(), stream)]
       } catch (error) {
         if (!(error instanceof ModelCallError)) throw error
         const failure: ModelFailure = {
-          model: error.modelRef ?? deps.models.modelRef(spec.role),
+          model: error.modelRef ?? repliedBy,
           prompt: promptRef,
           errorCode: error.code,
           message: error.message,

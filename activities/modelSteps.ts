@@ -3,7 +3,7 @@ import type { TaskState } from '../historian/taskState'
 import { brokenInvariant } from './failures'
 import type { ModelStepSpec } from './modelStep'
 import type { RenderedPrompt } from './models/modelClient'
-import { planningPrompt, promptRef, routingPrompt, synthesisPrompt, type PlanningReply, type PromptTemplate, type RoutingReply, type SynthesisToolResult } from './models/prompts'
+import { planningPrompt, promptRef, Route, routingPrompt, synthesisPrompt, type PlanningReply, type PromptTemplate, type RoutingReply, type SynthesisToolResult } from './models/prompts'
 import type { ToolRegistry } from './tools/registry'
 
 function rendered<V>(template: PromptTemplate<V, unknown>, vars: V): RenderedPrompt & { promptRef: PromptRef } {
@@ -16,6 +16,9 @@ function required<T>(value: T | undefined, what: string): T {
   return value
 }
 
+/** The routes the routing prompt offers the model, recorded on RoutingModelInvoked (schema v2) as `candidateRoutes`. */
+const OFFERED_ROUTES: readonly string[] = Object.values(Route)
+
 /** Routing: classifies the received task into a route. */
 export const routingStep: ModelStepSpec<RoutingReply> = {
   role: 'routing',
@@ -23,7 +26,7 @@ export const routingStep: ModelStepSpec<RoutingReply> = {
   failedType: 'RoutingModelFailed',
   render: (state: TaskState) => rendered(routingPrompt, { input: required(state.input, 'input') }),
   parse: (text) => routingPrompt.parseReply(text),
-  invokedData: (reply) => ({ route: reply.route }),
+  invokedData: (reply) => ({ route: reply.route, candidateRoutes: [...OFFERED_ROUTES] }),
 }
 
 /** Planning: turns the task and its route into tool calls from this worker's registry. */

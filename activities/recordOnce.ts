@@ -1,7 +1,7 @@
 import type { AnnalistEvent } from '../historian/events'
 import { attemptFailureEventId, outcomeEventId } from '../historian/eventIds'
-import type { Historian, PendingEvent, TaskStream } from '../historian/historian'
-import { ConcurrencyError, type ExpectedRevision } from '../historian/port'
+import type { Historian, PendingEvent, StreamTail, TaskStream } from '../historian/historian'
+import { ConcurrencyError } from '../historian/port'
 import type { ActivityScope } from './activityScope'
 
 /** How many times an append re-reads and retries after losing a race to a concurrent writer of the same stream. */
@@ -41,26 +41,22 @@ export function findRecordedOutcome(stream: TaskStream, scope: ActivityScope): R
 }
 
 /**
- * Appends `pending` at `expected`; when another writer got there first, re-reads the stream and either finds these
- * events already recorded (a retry or a zombie attempt of the same activity won the race) or tries again at the new revision.
+ * Appends `pending` after `tail` (the stream as the caller read it: its revision and hash-chain tail); when another
+ * writer got there first, re-reads the stream and either finds these events already recorded (a retry or a zombie
+ * attempt of the same activity won the race) or tries again after the new tail. No extra read when there is no race.
  * Returns the stream as re-read when the events were found already recorded, otherwise undefined.
  */
-export async function appendOrFind(
-  historian: Historian,
-  scope: ActivityScope,
-  pending: readonly PendingEvent[],
-  expected: ExpectedRevision,
-): Promise<TaskStream | undefined> {
-  let expectedRevision = expected
+export async function appendOrFind(historian: Historian, scope: ActivityScope, pending: readonly PendingEvent[], tail: StreamTail): Promise<TaskStream | undefined> {
+  let after = tail
   for (let race = 0; ; race++) {
     try {
-      await historian.appendToTask(scope.tenantId, scope.taskId, pending, expectedRevision)
+      await historian.appendToTask(scope.tenantId, scope.taskId, pending, after)
       return undefined
     } catch (error) {
       if (!(error instanceof ConcurrencyError) || race >= MAX_APPEND_RACES) throw error
       const stream = await historian.readTask(scope.tenantId, scope.taskId)
       if (stream.events.some((stored) => stored.eventId === pending[0]!.eventId)) return stream
-      expectedRevision = stream.revision
+      after = stream
     }
   }
 }
@@ -80,7 +76,7 @@ export async function recordOnce({ historian, scope, work }: RecordOnceOptions):
   const events = await work(stream)
   const ids = outcomeIds(scope, events.length)
   const pending = events.map((event, n) => ({ eventId: ids[n]!, event }))
-  const reread = await appendOrFind(historian, scope, pending, stream.revision)
+  const reread = await appendOrFind(historian, scope, pending, stream)
   if (reread) return findRecordedOutcome(reread, scope)!
   return { events, eventIds: ids, recordedNow: true }
 }
@@ -93,5 +89,5 @@ export async function recordAttemptFailure(historian: Historian, scope: Activity
   const eventId = attemptFailureEventId(scope.workflowId, scope.runId, scope.activityId, scope.attempt)
   const stream = await historian.readTask(scope.tenantId, scope.taskId)
   if (stream.events.some((stored) => stored.eventId === eventId)) return
-  await appendOrFind(historian, scope, [{ eventId, event }], stream.revision)
+  await appendOrFind(historian, scope, [{ eventId, event }], stream)
 }

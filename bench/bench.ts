@@ -5,7 +5,24 @@ import { InMemoryEventStore } from '../historian/adapters/memoryEventStore'
 import { PostgresEventStore } from '../historian/adapters/postgres/postgresEventStore'
 import { loadConfig } from '../cli/runtime/config'
 import { resolveTemporal } from '../cli/runtime/temporalServer'
+import { measureAppendVsRawInsert, type AppendVsRawInsertResult } from './appendVsRawInsert'
+import { selectBenchmarks } from './benchmarkSelection'
 import { measurePipelineThroughput } from './pipelineThroughput'
+import { measureSnapshotFold } from './snapshotFold'
+import { openScratchDatabase } from './scratchDatabase'
+import { measureTenantReadIsolation } from './tenantReadIsolation'
+
+/** The benchmarks `--only` can name, in the order they run. */
+export const BENCHMARKS = ['historianOverhead', 'appendVsRawInsert', 'tenantReadIsolation', 'snapshotFold'] as const
+type Figures = Record<string, unknown>
+
+/** Store benchmarks: interleaved rounds per variant (their rounds are short, so more of them than pipeline rounds). */
+const APPEND_ROUNDS = 25
+const APPEND_BATCHES_PER_ROUND = { 1: 200, 100: 20 } as const
+const TENANT_READ_ROUNDS = 11
+const TENANT_READS_PER_ROUND = 50
+const TENANTS = 1_000
+const EVENTS_PER_TENANT = 100
 
 function parseCount(value: string, flag: string): number {
   const n = Number(value)
@@ -13,15 +30,32 @@ function parseCount(value: string, flag: string): number {
   return n
 }
 
-/** `annalist bench` (`npm run bench`): every figure is a ratio of two variants measured side by side in this one run. */
-export async function benchCommand(options: { json?: string; pipelines: string; rounds: string; modelLatencyMs: string }): Promise<void> {
+/**
+ * `annalist bench` (`npm run bench`): every figure is a ratio of two variants measured side by side in this one run.
+ * The historian runs on DATABASE_URL when set, else on in-memory PGlite; each benchmark records which in its JSON.
+ */
+export async function benchCommand(options: { json?: string; pipelines: string; rounds: string; modelLatencyMs: string; only?: string }): Promise<void> {
+  const selected = selectBenchmarks(options.only, BENCHMARKS)
   const pipelinesPerRound = parseCount(options.pipelines, '--pipelines')
   const rounds = parseCount(options.rounds, '--rounds')
   const modelLatencyMs = parseCount(options.modelLatencyMs, '--model-latency-ms')
   const config = loadConfig()
+  const figures: Figures = {}
+  if (selected.has('historianOverhead')) Object.assign(figures, await historianOverhead(config.databaseUrl, { pipelinesPerRound, rounds, modelLatencyMs }))
+  if (selected.has('appendVsRawInsert')) Object.assign(figures, await appendVsRawInsert(config.databaseUrl))
+  if (selected.has('tenantReadIsolation')) Object.assign(figures, await tenantReadIsolation(config.databaseUrl))
+  if (selected.has('snapshotFold')) Object.assign(figures, await snapshotFold(config.databaseUrl))
+  figures.node = process.version
+  console.log(JSON.stringify(figures, null, 2))
+  if (options.json) writeFileSync(options.json, `${JSON.stringify(figures, null, 2)}\n`)
+}
+
+/** The pipeline through a real Temporal worker, with the durable historian and with an in-memory one. */
+async function historianOverhead(databaseUrl: string | undefined, options: { pipelinesPerRound: number; rounds: number; modelLatencyMs: number }): Promise<Figures> {
+  const { pipelinesPerRound, rounds, modelLatencyMs } = options
   Runtime.install({ logger: new DefaultLogger('WARN') })
   const temporal = await resolveTemporal({ allowBuild: true, onProgress: (line) => console.error(`temporal: ${line}`) })
-  const database = await openDatabase({ url: config.databaseUrl, pgliteDataDir: config.databaseUrl ? undefined : 'memory://' })
+  const database = await openDatabase({ url: databaseUrl, pgliteDataDir: databaseUrl ? undefined : 'memory://' })
   const durable = new PostgresEventStore(database)
   try {
     const measure = (latencyMs: number) => {
@@ -40,7 +74,7 @@ export async function benchCommand(options: { json?: string; pipelines: string; 
     // The headline figure uses instant model calls: the worst case, where nothing hides the historian's cost.
     const throughput = await measure(0)
     const withLatency = await measure(modelLatencyMs)
-    const figures = {
+    return {
       ...throughput,
       modelLatencyMs: modelLatencyMs,
       historianOverheadRatioWithModelLatency: withLatency.historianOverheadRatio,
@@ -48,13 +82,73 @@ export async function benchCommand(options: { json?: string; pipelines: string; 
       pipelinesPerSecWithoutModelLatency: withLatency.pipelinesPerSecWithout,
       roundsWithModelLatency: { with: withLatency.roundsWith, without: withLatency.roundsWithout },
       historianStore: database.kind,
-      node: process.version,
     }
-    console.log(JSON.stringify(figures, null, 2))
-    if (options.json) writeFileSync(options.json, `${JSON.stringify(figures, null, 2)}\n`)
   } finally {
     await durable.close()
     await database.close()
     await temporal.stop()
+  }
+}
+
+/** Event-store appends against plain INSERTs of the same payloads, at batch sizes 1 and 100, in a scratch database. */
+async function appendVsRawInsert(databaseUrl: string | undefined): Promise<Figures> {
+  const database = await openScratchDatabase(databaseUrl, 'append')
+  const store = new PostgresEventStore(database)
+  try {
+    const measure = (batchSize: 1 | 100): Promise<AppendVsRawInsertResult> => {
+      const batchesPerRound = APPEND_BATCHES_PER_ROUND[batchSize]
+      console.log(`appends vs plain INSERTs, batch ${batchSize}: ${APPEND_ROUNDS} interleaved rounds x ${batchesPerRound} batches, one writer, on ${database.kind}`)
+      return measureAppendVsRawInsert({
+        database,
+        store,
+        batchSize,
+        batchesPerRound,
+        rounds: APPEND_ROUNDS,
+        onRound: (variant, round, perSec) => console.log(`  round ${round + 1}/${APPEND_ROUNDS} ${variant.padEnd(17)} ${perSec.toFixed(0)} events/s`),
+      })
+    }
+    const batch1 = await measure(1)
+    const batch100 = await measure(100)
+    return {
+      appendVsRawInsertRatioBatch1: batch1.ratio,
+      appendVsRawInsertRatioBatch100: batch100.ratio,
+      appendVsRawInsertStore: database.kind,
+      appendVsRawInsert: { batch1, batch100 },
+    }
+  } finally {
+    await store.close()
+    await database.close()
+  }
+}
+
+/** One tenant's log read from a store holding only it, and from one holding 1,000 tenants, in two scratch databases. */
+async function tenantReadIsolation(databaseUrl: string | undefined): Promise<Figures> {
+  console.log(`tenant log reads: ${EVENTS_PER_TENANT} events of one tenant, store of 1 tenant vs ${TENANTS} tenants; filling both...`)
+  const result = await measureTenantReadIsolation({
+    openDatabase: (label) => openScratchDatabase(databaseUrl, label),
+    tenants: TENANTS,
+    eventsPerTenant: EVENTS_PER_TENANT,
+    readsPerRound: TENANT_READS_PER_ROUND,
+    rounds: TENANT_READ_ROUNDS,
+    onProgress: (line) => console.log(`  ${line}`),
+    onRound: (variant, round, ms) => console.log(`  round ${round + 1}/${TENANT_READ_ROUNDS} ${variant.padEnd(11)} ${ms.toFixed(3)} ms per read`),
+  })
+  return {
+    tenantReadIsolationRatio: result.ratio,
+    tenantReadIsolationStore: result.store,
+    tenantReadIsolationIndexUsed: result.plan.manyTenants.indexUsed,
+    tenantReadIsolation: result,
+  }
+}
+
+/** Reconstructing the state of a 100,000-event stream with snapshots against folding every event, in a scratch database. */
+async function snapshotFold(databaseUrl: string | undefined): Promise<Figures> {
+  const database = await openScratchDatabase(databaseUrl, 'snapshots')
+  try {
+    console.log(`state of a 100,000-event stream with and without snapshots, on ${database.kind}`)
+    const figures = await measureSnapshotFold({ database, eventCount: 100_000, snapshotEvery: 50, rounds: 3, onProgress: (line) => console.log(`  ${line}`) })
+    return { snapshotFoldRatio: figures.snapshotFoldRatio, snapshotFold: figures }
+  } finally {
+    await database.close()
   }
 }

@@ -9,7 +9,9 @@ import { createPipelineWorker } from '../cli/runtime/pipelineWorker'
 import { bundleWorkflows } from '../cli/runtime/workflowBundle'
 import type { Database } from '../historian/adapters/postgres/database'
 import { Historian } from '../historian/historian'
+import { generateIntegrityKey, TenantKeyRing } from '../historian/integrity/tenantKeyRing'
 import type { EventStore } from '../historian/port'
+import { median } from './interleavedRounds'
 
 /** One variant of the pipeline under load: a worker on its own task queue over one event store. */
 interface Variant {
@@ -57,10 +59,12 @@ export async function measurePipelineThroughput(options: {
   const client = new Client({ connection: clientConnection })
   const bundle = await bundleWorkflows()
   const runTag = Date.now().toString(36)
+  // Both variants chain their events under a throwaway key, so the ratio includes the cost of the hashing.
+  const keyRing = TenantKeyRing.fromText(generateIntegrityKey())
   const variant = async (name: string, store: EventStore): Promise<Variant> => {
     const taskQueue = `bench-${name}-${options.modelLatencyMs}ms-${runTag}`
     const activities = createActivities({
-      historian: new Historian(store),
+      historian: new Historian(store, { keyRing }),
       models: new ModelClient(modelsFromConfig({ provider: 'scripted', latencyMs: options.modelLatencyMs })),
       tools: createDefaultTools({ pool: options.database.pool }),
       clock: () => new Date(),
@@ -101,13 +105,6 @@ export async function measurePipelineThroughput(options: {
     roundsPerVariant: options.rounds,
     pipelinesPerRound: options.pipelinesPerRound,
   }
-}
-
-/** The median, robust to the one slow round a shared machine throws in. */
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  const middle = Math.floor(sorted.length / 2)
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
 }
 
 /** Runs `count` pipelines at once on a variant and returns the seconds until all have completed. */

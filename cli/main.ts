@@ -46,6 +46,23 @@ function buildProgram(): Command {
     .action(async (tenant, task, options) => (await import('./commands/audit')).auditCommand(tenant, task, options))
 
   program
+    .command('state')
+    .description("reconstruct one task's state from its events, now or as it was at a revision or time (snapshots make it fast)")
+    .requiredOption('--tenant <tenantId>', 'tenant ID')
+    .requiredOption('--task <taskId>', 'task ID')
+    .option('--at <revision|timestamp>', 'a stream revision (0 = after the first event) or an ISO 8601 time with zone, e.g. 2026-02-03T14:22:10Z')
+    .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
+    .action(async (options) => (await import('./commands/state')).stateCommand(options))
+
+  program
+    .command('verify')
+    .description("verify the hash chains of one tenant's task streams (or one task's): exit 0 intact, 2 tampering found, 1 error")
+    .requiredOption('--tenant <tenantId>', 'tenant ID')
+    .option('--task <taskId>', 'task ID (default: every task of the tenant)')
+    .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
+    .action(async (options) => (await import('./commands/verify')).verifyCommand(options))
+
+  program
     .command('setup-temporal')
     .description('build and cache the temporal CLI (go install github.com/temporalio/cli/cmd/temporal@v1.5.1)')
     .action(async () => (await import('./runtime/temporalBinary')).setupTemporalCommand())
@@ -57,6 +74,7 @@ function buildProgram(): Command {
     .option('--pipelines <n>', 'pipelines per measured round', '12')
     .option('--rounds <n>', 'interleaved rounds of each variant', '3')
     .option('--model-latency-ms <ms>', 'think time per model call for the second, realistic measurement', '250')
+    .option('--only <names>', 'run only these benchmarks, comma-separated (an unknown name lists them)')
     .action(async (options) => (await import('../bench/bench')).benchCommand(options))
 
   return program

@@ -1,14 +1,6 @@
-import type { ExpectedRevision, NewEvent } from './port'
+import type { NewEvent } from './port'
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
-
-/** True when a stream at `current` (undefined: no stream) satisfies the append's expected revision. */
-export function matchesExpectedRevision(expected: ExpectedRevision, current: bigint | undefined): boolean {
-  if (expected === 'any') return true
-  if (expected === 'no_stream') return current === undefined
-  if (expected === 'stream_exists') return current !== undefined
-  return current === expected
-}
 
 /**
  * Checks a batch before any I/O and returns it with event IDs in canonical lowercase (PostgreSQL returns uuids that

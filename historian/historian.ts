@@ -1,5 +1,8 @@
 import { readEvent, validateEvent, type AnnalistEvent } from './events'
-import type { AppendResult, EventStore, ExpectedRevision, ReadAllOptions, RecordedEvent } from './port'
+import { anchorHash, linkHash, storedIntegrity } from './integrity/chainHash'
+import { ChainTailError, MissingIntegrityKeyError } from './integrity/integrityErrors'
+import type { TenantKeyRing } from './integrity/tenantKeyRing'
+import type { AppendResult, EventStore, ReadAllOptions, RecordedEvent } from './port'
 import { assertTenantId, taskStreamName } from './streams'
 
 /** A domain event as stored, with its place in the log. */
@@ -12,11 +15,32 @@ export interface StoredEvent<E extends AnnalistEvent = AnnalistEvent> {
   readonly event: E
 }
 
-/** One task's stream as read now: its events and the revision to expect when appending next. */
-export interface TaskStream {
-  readonly streamName: string
+/**
+ * Where the next append to a stream goes: the revision to expect, and the hash-chain link of the event at that revision
+ * (`lastHash`, its `metadata.integrity.hash`), which the first appended event chains from. A stream that does not exist
+ * yet has no `lastHash`: its first event chains from the tenant-keyed anchor.
+ */
+export interface StreamTail {
   readonly revision: bigint | 'no_stream'
+  readonly lastHash?: string
+}
+
+/** One task's stream as read now: its events, and its tail, which is where the next append goes. */
+export interface TaskStream extends StreamTail {
+  readonly streamName: string
   readonly events: readonly StoredEvent[]
+}
+
+/** The tail of a stream whose last stored event is `last` (undefined: the stream does not exist). */
+export function streamTail(last: RecordedEvent | undefined): StreamTail {
+  if (!last) return { revision: 'no_stream' }
+  return { revision: last.revision, lastHash: storedIntegrity(last.metadata)?.hash }
+}
+
+/** Optional collaborators of a Historian. */
+export interface HistorianOptions {
+  /** The tenant-scoped integrity keys; required to append (every appended event extends its stream's hash chain). */
+  readonly keyRing?: TenantKeyRing
 }
 
 /** A domain event ready to append, with its deterministic ID. */
@@ -38,26 +62,59 @@ export function toStoredEvent(recorded: RecordedEvent): StoredEvent {
 
 /**
  * The typed face of the event store: validates every event against its schema before anything is written,
- * and upcasts every event it reads. Tenant and task IDs are checked before any I/O.
+ * and upcasts every event it reads. Tenant and task IDs are checked before any I/O. Every append extends the
+ * stream's tenant-keyed hash chain (docs/tamper-evidence.md; historian/integrity/verifyChain.ts checks it).
  */
 export class Historian {
-  constructor(readonly store: EventStore) {}
+  readonly keyRing: TenantKeyRing | undefined
+
+  constructor(
+    readonly store: EventStore,
+    options: HistorianOptions = {},
+  ) {
+    this.keyRing = options.keyRing
+  }
 
   async readTask(tenantId: string, taskId: string): Promise<TaskStream> {
     const streamName = taskStreamName(tenantId, taskId)
     const recorded = await this.store.readStream(streamName)
-    const last = recorded[recorded.length - 1]
-    return { streamName, revision: last ? last.revision : 'no_stream', events: recorded.map(toStoredEvent) }
+    return { streamName, ...streamTail(recorded[recorded.length - 1]), events: recorded.map(toStoredEvent) }
   }
 
-  async appendToTask(tenantId: string, taskId: string, pending: readonly PendingEvent[], expectedRevision: ExpectedRevision): Promise<AppendResult> {
+  /**
+   * Appends `pending` right after `after` (the stream's tail as the caller read it, e.g. a TaskStream), with
+   * `after.revision` as the expected revision, so the store refuses the append if anything was appended since; the
+   * caller re-reads and passes the new tail. Each event's `metadata.integrity` is computed here from the tail: event i
+   * gets revision `after.revision + 1 + i` (or `i` for a new stream) and chains from the event before it.
+   */
+  async appendToTask(tenantId: string, taskId: string, pending: readonly PendingEvent[], after: StreamTail): Promise<AppendResult> {
     const streamName = taskStreamName(tenantId, taskId)
-    const events = pending.map(({ eventId, event }) => {
-      const valid = validateEvent(event)
-      if (valid.metadata.tenantId !== tenantId || valid.metadata.taskId !== taskId) {
-        throw new RangeError(`event ${valid.type} names tenant ${valid.metadata.tenantId}/${valid.metadata.taskId} but is being appended to ${streamName}`)
+    const valid = pending.map(({ eventId, event }) => {
+      const checked = validateEvent(event)
+      if (checked.metadata.tenantId !== tenantId || checked.metadata.taskId !== taskId) {
+        throw new RangeError(`event ${checked.type} names tenant ${checked.metadata.tenantId}/${checked.metadata.taskId} but is being appended to ${streamName}`)
       }
-      return { eventId, type: valid.type, data: valid.data, metadata: valid.metadata }
+      const { integrity: _replaced, ...metadata } = checked.metadata
+      return { eventId: typeof eventId === 'string' ? eventId.toLowerCase() : eventId, type: checked.type, data: checked.data, metadata }
+    })
+    const { revision: expectedRevision } = after
+    if (expectedRevision !== 'no_stream' && (typeof expectedRevision !== 'bigint' || expectedRevision < 0n)) {
+      throw new RangeError(`appendToTask(${streamName}): the tail's revision must be 'no_stream' or a bigint >= 0, got ${String(expectedRevision)}`)
+    }
+    if (!this.keyRing) throw new MissingIntegrityKeyError(streamName)
+    const tenantKey = this.keyRing.keyFor(tenantId)
+    let prevHash: string
+    if (expectedRevision === 'no_stream') prevHash = anchorHash(tenantKey, streamName)
+    else if (after.lastHash === undefined) throw new ChainTailError(streamName, expectedRevision)
+    else if (!/^[0-9a-f]{64}$/.test(after.lastHash)) throw new RangeError(`appendToTask(${streamName}): the tail's lastHash must be 64 lowercase hex characters`)
+    else prevHash = after.lastHash
+    let revision = expectedRevision === 'no_stream' ? 0n : expectedRevision + 1n
+    const events = valid.map((event) => {
+      const hash = linkHash(tenantKey, prevHash, { streamName, revision, ...event })
+      const chained = { ...event, metadata: { ...event.metadata, integrity: { prevHash, hash } } }
+      prevHash = hash
+      revision += 1n
+      return chained
     })
     return this.store.appendToStream(streamName, events, { expectedRevision })
   }

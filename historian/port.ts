@@ -4,6 +4,10 @@
  *
  * Revisions are 0-based per stream (the first event is revision 0). Global positions are opaque, strictly increasing
  * bigints; `after` bounds are exclusive, so a checkpoint is simply the last position processed.
+ *
+ * Every read (one stream, a tenant's log, an event type, the whole log, a subscription) shows only the events that are
+ * visible: not in a soft-deleted or tombstoned stream, not below the stream's truncate-before, not beyond its newest
+ * `maxCount`, not older than its `maxAge`. Where the adapters differ underneath: docs/event-store-contract.md.
  */
 
 /** The revision an append expects the stream to be at. Annalist's activities always pass a number or 'no_stream'. */
@@ -47,6 +51,49 @@ export interface ReadAllOptions {
 /** Stops a notification listener. */
 export type Unsubscribe = () => Promise<void>
 
+/** The revision a delete or tombstone expects the stream to be at ('stream_exists' has no EventStoreDB equivalent here). */
+export type ExpectedRevisionForDelete = Exclude<ExpectedRevision, 'stream_exists'>
+
+/**
+ * Retention rules of one stream, enforced on every read. Setting them replaces the previous rules as a whole
+ * (a field left out is cleared).
+ */
+export interface StreamMetadata {
+  /** Events recorded more than this many seconds ago are no longer read. A whole number >= 1. */
+  readonly maxAge?: number
+  /** Only the newest `maxCount` events of the stream are read. A whole number >= 1. */
+  readonly maxCount?: number
+  /** Events below this revision are no longer read. */
+  readonly truncateBefore?: bigint
+}
+
+/** The metadata revision a `setStreamMetadata` expects: a number, 'no_metadata' (never set) or 'any'. */
+export type ExpectedMetadataRevision = bigint | 'no_metadata' | 'any'
+
+/** A stream's metadata as stored now. */
+export interface StreamMetadataResult {
+  readonly metadata: StreamMetadata
+  /** 0 after the first change of the stream's metadata (a delete counts as one), +1 for each further change. */
+  readonly metadataRevision: bigint | 'no_metadata'
+  /** True while the stream is soft-deleted and has not been appended to since. */
+  readonly deleted: boolean
+}
+
+export interface SubscribeToAllOptions {
+  /** Exclusive checkpoint: deliver events after this global position. Omit to start at the beginning of the log. */
+  readonly from?: bigint
+}
+
+/**
+ * A catch-up subscription to the whole log: iterate it (`for await`) to receive every visible event after the
+ * checkpoint in global order, history first and then live events, each exactly once, until `stop()` or a `break`.
+ * It can be iterated once. A store failure ends the iteration with that error; resubscribe from your checkpoint.
+ */
+export interface AllSubscription extends AsyncIterable<RecordedEvent> {
+  /** Ends delivery: once it resolves no further event is delivered and the iteration is done. Safe to call twice. */
+  stop(): Promise<void>
+}
+
 /** The event-store port. */
 export interface EventStore {
   readonly kind: 'postgres' | 'esdb' | 'memory'
@@ -61,6 +108,24 @@ export interface EventStore {
   readAll(options?: ReadAllOptions): Promise<RecordedEvent[]>
   /** Calls `listener` soon after new events are appended anywhere. A hint only: readers must still poll as a fallback. */
   onAppend(listener: () => void): Promise<Unsubscribe>
+  /**
+   * Soft-deletes a stream: it then reads as a missing stream, everywhere. Appending again is allowed ('no_stream', 'any' or
+   * the last revision before the delete are accepted) and continues the revision numbering; the earlier events stay
+   * invisible (the delete set truncate-before to the last revision + 1).
+   */
+  deleteStream(stream: string, options: { expectedRevision: ExpectedRevisionForDelete }): Promise<void>
+  /** Tombstones a stream for good: every later append, read, delete or metadata call on it fails with StreamTombstonedError. */
+  tombstoneStream(stream: string, options: { expectedRevision: ExpectedRevisionForDelete }): Promise<void>
+  /** Replaces the stream's retention rules; returns the new metadata revision. */
+  setStreamMetadata(
+    stream: string,
+    metadata: StreamMetadata,
+    options?: { expectedMetadataRevision?: ExpectedMetadataRevision },
+  ): Promise<{ metadataRevision: bigint }>
+  /** The stream's retention rules and whether it is soft-deleted; a stream without metadata has `metadataRevision: 'no_metadata'`. */
+  getStreamMetadata(stream: string): Promise<StreamMetadataResult>
+  /** Subscribes to the whole log from a checkpoint: history, then live events, without gap or duplicate (see AllSubscription). */
+  subscribeToAll(options?: SubscribeToAllOptions): AllSubscription
   close(): Promise<void>
 }
 
@@ -84,6 +149,26 @@ export class EventIdConflictError extends Error {
   ) {
     super(`stream ${stream}: event IDs ${conflictingEventIds.join(', ')} already stored at another place; refusing a partial or misplaced re-append`)
     this.name = 'EventIdConflictError'
+  }
+}
+
+/** Thrown when a stream was tombstoned: it can never be appended to, read, deleted or given metadata again. Nothing is written. */
+export class StreamTombstonedError extends Error {
+  constructor(readonly stream: string) {
+    super(`stream ${stream} is tombstoned: it can never be written or read again`)
+    this.name = 'StreamTombstonedError'
+  }
+}
+
+/** Thrown when setStreamMetadata's expected metadata revision does not match the stream's metadata revision. Nothing is written. */
+export class MetadataConcurrencyError extends Error {
+  constructor(
+    readonly stream: string,
+    readonly expected: ExpectedMetadataRevision,
+    readonly actual: bigint | 'no_metadata',
+  ) {
+    super(`stream ${stream}: expected metadata revision ${String(expected)}, actual ${String(actual)}`)
+    this.name = 'MetadataConcurrencyError'
   }
 }
 

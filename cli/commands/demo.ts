@@ -14,6 +14,7 @@ import { readCheckpoint } from '../../projections/runner'
 import { tenantSummary, type TenantSummary } from '../../projections/taskSummary/query'
 import type { AgentPipelineResult } from '../../workflows/api'
 import { loadConfig } from '../runtime/config'
+import { demoIntegrityKey } from '../runtime/demoIntegrityKey'
 import { readModelLedger } from '../runtime/modelLedger'
 import { startPipeline } from '../runtime/pipelineClient'
 import { SupervisedProcess } from '../runtime/supervisedProcess'
@@ -38,6 +39,8 @@ export interface DemoSummary {
   readonly workerCrashesBySignal: Record<string, number>
   readonly recoverySeconds: readonly number[]
   readonly auditMatchesRebuild: boolean
+  /** True when every demo task's hash chain verifies intact (historian/integrity/verifyChain.ts). */
+  readonly chainsIntact: boolean
   readonly rebuildDifferences: readonly string[]
   readonly wallSeconds: number
 }
@@ -91,7 +94,15 @@ export async function demoCommand(options: { tenants: string; tasks: string; sum
     teardown.add(() => database.close())
     const store = new PostgresEventStore(database)
     teardown.add(() => store.close())
-    const historian = new Historian(store)
+    let keyRing = config.integrityKeyRing
+    const integrityEnv: NodeJS.ProcessEnv = {}
+    if (!keyRing) {
+      const demoKey = demoIntegrityKey(config.dataDir)
+      keyRing = demoKey.keyRing
+      integrityEnv.ANNALIST_INTEGRITY_KEY_FILE = demoKey.path
+      say(`  integrity: no key configured, so the hash chains use ${demoKey.created ? 'a new random key written to' : 'the key in'} ${demoKey.path} (mode 0600)`)
+    }
+    const historian = new Historian(store, { keyRing })
 
     const bundlePath = path.join(runDir, 'workflow-bundle.js')
     writeFileSync(bundlePath, (await bundleWorkflows()).code)
@@ -107,6 +118,7 @@ export async function demoCommand(options: { tenants: string; tasks: string; sum
       ANNALIST_SCRIPTED_LATENCY_MS: '250',
       ANNALIST_MODEL_TIMEOUT_MS: '1500',
       ANNALIST_FAULTS: JSON.stringify(scenario.faults),
+      ...integrityEnv,
     }
     const worker = new SupervisedProcess('worker', ['worker'], childEnv, path.join(runDir, 'worker.log'))
     const projector = new SupervisedProcess('projector', ['projector'], childEnv, path.join(runDir, 'projector.log'))
@@ -126,7 +138,7 @@ export async function demoCommand(options: { tenants: string; tasks: string; sum
     await waitForProjections(database.pool, lastPosition, 120_000)
     await projector.stop()
     const comparison = await rebuildAndCompare(store, database.pool, defaultProjections())
-    const verification = await verifyRun({ historian, pool: database.pool, tasks: scenario.tasks, ledger: readModelLedger(ledgerPath) })
+    const verification = await verifyRun({ historian, pool: database.pool, tasks: scenario.tasks, ledger: readModelLedger(ledgerPath), keyRing })
     const summaries = await Promise.all(
       scenario.tenants.map((tenantId) =>
         tenantSummary(database.pool, tenantId, { taskIds: scenario.tasks.filter((task) => task.tenantId === tenantId).map((task) => task.taskId) }),
@@ -139,6 +151,10 @@ export async function demoCommand(options: { tenants: string; tasks: string; sum
       say(`summary written to ${options.summaryJson}`)
     }
     say(`\nNext: npx annalist audit ${scenario.tenants[0]} ${scenario.tasks[0]!.taskId}    (the audit trail of one task)`)
+    const keyFile = integrityEnv.ANNALIST_INTEGRITY_KEY_FILE
+    const shownKeyFile = keyFile && (path.relative(process.cwd(), keyFile).startsWith('..') ? keyFile : path.relative(process.cwd(), keyFile))
+    const keyHint = shownKeyFile ? `ANNALIST_INTEGRITY_KEY_FILE=${shownKeyFile} ` : ''
+    say(`      ${keyHint}npx annalist verify --tenant ${scenario.tenants[0]}    (check that nobody altered the tenant's streams)`)
   } finally {
     await teardown.run()
   }
@@ -279,6 +295,7 @@ function buildSummary(
     workerCrashesBySignal: bySignal,
     recoverySeconds,
     auditMatchesRebuild: comparison.matches,
+    chainsIntact: verification.chainsIntact,
     rebuildDifferences: comparison.differences.slice(0, 20),
     wallSeconds: Math.round((Date.now() - started) / 100) / 10,
   }
@@ -298,4 +315,6 @@ function printReport(summary: DemoSummary, tenants: readonly TenantSummary[], ve
   say(`  events appended: ${summary.eventsAppended}   duplicate event IDs: ${summary.duplicateEventIds}   duplicate side effects: ${summary.duplicateSideEffects}`)
   say(`  model calls: ${summary.modelCalls}   recorded model calls made again after a crash: ${summary.modelCallsRepeatedAfterCrash}`)
   say(`  read models equal a rebuild from position 0: ${summary.auditMatchesRebuild ? 'yes' : `NO (${summary.rebuildDifferences.length} differences)`}`)
+  const firstBreak = verification.brokenChains[0]
+  say(`  hash chains of every task intact: ${summary.chainsIntact ? 'yes' : `NO (${verification.brokenChains.length} broken; first: ${firstBreak?.streamName} revision ${firstBreak?.revision}: ${firstBreak?.kind})`}`)
 }

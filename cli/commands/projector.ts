@@ -2,6 +2,7 @@ import { ProjectionRunner } from '../../projections/runner'
 import { defaultProjections } from '../../projections/defaultProjections'
 import { loadConfig } from '../runtime/config'
 import { openStorage } from '../runtime/storage'
+import { exitWhenSupervisorDies } from '../runtime/supervisorWatchdog'
 
 /** `annalist projector`: follows the event log and keeps the read models current until SIGINT/SIGTERM, printing live counts. */
 export async function projectorCommand(): Promise<void> {
@@ -29,6 +30,7 @@ export async function projectorCommand(): Promise<void> {
   const stop = () => void runner.stop()
   process.once('SIGINT', stop)
   process.once('SIGTERM', stop)
+  exitWhenSupervisorDies(stop)
   console.error(`projector ${process.pid} following the ${storage.store.kind} event log`)
   try {
     await runner.start()

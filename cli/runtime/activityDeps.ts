@@ -2,11 +2,15 @@ import { createActivities } from '../../activities/pipelineActivities'
 import { ModelClient } from '../../activities/models/modelClient'
 import { modelsFromConfig } from '../../activities/models/modelsFromConfig'
 import { createDefaultTools } from '../../activities/tools/registry'
-import type { AnnalistConfig } from './config'
+import { requireIntegrityKeyRing, type AnnalistConfig } from './config'
 import type { Storage } from './storage'
 
-/** Builds the pipeline activities of one worker process from its configuration and storage. */
+/**
+ * Builds the pipeline activities of one worker process from its configuration and storage. Activities append, so the
+ * storage's Historian must hold the integrity key ring: without it this throws ConfigError before any activity runs.
+ */
 export function pipelineActivities(config: Pick<AnnalistConfig, 'models' | 'faults'>, storage: Storage) {
+  requireIntegrityKeyRing({ integrityKeyRing: storage.historian.keyRing })
   return createActivities({
     historian: storage.historian,
     models: new ModelClient(modelsFromConfig(config.models)),

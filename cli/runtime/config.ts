@@ -1,7 +1,9 @@
+import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import { z } from 'zod'
 import { faultPlanFromEnv, type FaultPlan } from '../../activities/faults'
 import { modelConfigFromEnv, type ModelConfig } from '../../activities/models/modelsFromConfig'
+import { TenantKeyRing } from '../../historian/integrity/tenantKeyRing'
 import { AGENT_PIPELINE_TASK_QUEUE } from '../../workflows/api'
 
 /** Thrown when an environment variable is missing or invalid; the message names the variable. */
@@ -25,6 +27,8 @@ const Env = z.object({
   TEMPORAL_ADDRESS: optional(z.string().regex(/^[^\s:/]+:\d+$/, 'must be host:port, e.g. 127.0.0.1:7233')),
   TEMPORAL_NAMESPACE: optional(z.string().min(1)),
   ANNALIST_TASK_QUEUE: optional(z.string().min(1)),
+  ANNALIST_INTEGRITY_KEY: optional(z.string()),
+  ANNALIST_INTEGRITY_KEY_FILE: optional(z.string()),
 })
 
 /** Everything a process needs to know from its environment, validated once in its composition root. */
@@ -38,6 +42,8 @@ export interface AnnalistConfig {
   readonly taskQueue: string
   readonly models: ModelConfig
   readonly faults: FaultPlan
+  /** The tenant-scoped hash-chain keys, from ANNALIST_INTEGRITY_KEY or ANNALIST_INTEGRITY_KEY_FILE; unset if neither is. */
+  readonly integrityKeyRing?: TenantKeyRing
 }
 
 /** Reads and validates the environment; throws ConfigError naming the first bad variable. */
@@ -59,5 +65,40 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AnnalistConfig
     taskQueue: vars.ANNALIST_TASK_QUEUE ?? AGENT_PIPELINE_TASK_QUEUE,
     models: modelConfigFromEnv(env),
     faults: faultPlanFromEnv(env),
+    integrityKeyRing: integrityKeyRingFrom(vars.ANNALIST_INTEGRITY_KEY, vars.ANNALIST_INTEGRITY_KEY_FILE),
   }
+}
+
+/** The master integrity key from the one variable that holds it, if any; a malformed key throws ConfigError naming it. */
+function integrityKeyRingFrom(inline: string | undefined, file: string | undefined): TenantKeyRing | undefined {
+  if (inline !== undefined && file !== undefined) throw new ConfigError('ANNALIST_INTEGRITY_KEY', 'set either it or ANNALIST_INTEGRITY_KEY_FILE, not both')
+  if (inline !== undefined) {
+    try {
+      return TenantKeyRing.fromText(inline)
+    } catch (error) {
+      throw new ConfigError('ANNALIST_INTEGRITY_KEY', (error as Error).message)
+    }
+  }
+  if (file === undefined) return undefined
+  const keyPath = path.resolve(file)
+  let text: string
+  try {
+    text = readFileSync(keyPath, 'utf8')
+  } catch (error) {
+    throw new ConfigError('ANNALIST_INTEGRITY_KEY_FILE', `cannot read ${keyPath}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`)
+  }
+  try {
+    return TenantKeyRing.fromText(text)
+  } catch (error) {
+    throw new ConfigError('ANNALIST_INTEGRITY_KEY_FILE', `the key in ${keyPath} ${(error as Error).message}`)
+  }
+}
+
+/** The integrity key ring, for processes that append or verify; throws ConfigError naming the variable when it is unset. */
+export function requireIntegrityKeyRing(config: Pick<AnnalistConfig, 'integrityKeyRing'>): TenantKeyRing {
+  if (config.integrityKeyRing) return config.integrityKeyRing
+  throw new ConfigError(
+    'ANNALIST_INTEGRITY_KEY',
+    'not set; appending and verifying need the master integrity key: set it to at least 32 random bytes as hex or base64 (e.g. `openssl rand -hex 32`), or set ANNALIST_INTEGRITY_KEY_FILE to a file holding one',
+  )
 }

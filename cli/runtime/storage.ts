@@ -15,15 +15,16 @@ export interface Storage {
 
 /**
  * Opens storage from configuration: PostgreSQL at DATABASE_URL or embedded PGlite in the data directory, and the event log
- * in EventStoreDB when ESDB_CONNECTION_STRING is set, otherwise in that same PostgreSQL database.
+ * in EventStoreDB when ESDB_CONNECTION_STRING is set, otherwise in that same PostgreSQL database. The Historian gets the
+ * integrity key ring when one is configured; without it, it reads but refuses to append (MissingIntegrityKeyError).
  */
-export async function openStorage(config: Pick<AnnalistConfig, 'databaseUrl' | 'pgliteDataDir' | 'esdbConnectionString'>): Promise<Storage> {
+export async function openStorage(config: Pick<AnnalistConfig, 'databaseUrl' | 'pgliteDataDir' | 'esdbConnectionString' | 'integrityKeyRing'>): Promise<Storage> {
   const database = await openDatabase({ url: config.databaseUrl, pgliteDataDir: config.pgliteDataDir })
   const store: EventStore = config.esdbConnectionString ? EsdbEventStore.connect(config.esdbConnectionString) : new PostgresEventStore(database)
   return {
     database,
     store,
-    historian: new Historian(store),
+    historian: new Historian(store, { keyRing: config.integrityKeyRing }),
     async close() {
       await store.close()
       await database.close()

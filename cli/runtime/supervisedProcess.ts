@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { openSync, closeSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
+import { SUPERVISOR_PID_VARIABLE } from './supervisorWatchdog'
 
 const CLI_ENTRY = fileURLToPath(new URL('../../bin/annalist.js', import.meta.url))
 
@@ -40,9 +41,14 @@ export class SupervisedProcess {
 
   start(): void {
     const log = openSync(this.logPath, 'a')
-    const child = spawn(process.execPath, [CLI_ENTRY, ...this.args], { env: this.env, stdio: ['ignore', log, log] })
+    const child = spawn(process.execPath, [CLI_ENTRY, ...this.args], { env: { ...this.env, [SUPERVISOR_PID_VARIABLE]: String(process.pid) }, stdio: ['ignore', log, log] })
     closeSync(log)
     this.child = child
+    // However the supervisor ends (an uncaught error included), its children go with it; a SIGKILLed supervisor is covered
+    // by the children's own watchdog (exitWhenSupervisorDies).
+    const killOnExit = () => child.kill('SIGKILL')
+    process.once('exit', killOnExit)
+    child.once('exit', () => process.off('exit', killOnExit))
     child.once('exit', (code, signal) => {
       if (this.child === child) this.child = undefined
       if (this.stopping) return

@@ -1,5 +1,7 @@
 import type pg from 'pg'
 import type { Historian, StoredEvent } from '../../historian/historian'
+import type { TenantKeyRing } from '../../historian/integrity/tenantKeyRing'
+import { verifyChain, type ChainBreak } from '../../historian/integrity/verifyChain'
 import type { TaskRef } from '../../workflows/api'
 import type { LedgerCall } from './modelLedger'
 
@@ -16,6 +18,10 @@ export interface RunVerification {
   /** Tasks whose stream has no AgentTaskCompleted or AgentTaskFailed event. */
   readonly tasksWithoutTerminalEvent: number
   readonly modelCalls: number
+  /** True when every task's hash chain verifies intact with its tenant's key. */
+  readonly chainsIntact: boolean
+  /** The first broken link of each task whose chain does not verify. */
+  readonly brokenChains: readonly ChainBreak[]
 }
 
 const MODEL_OUTCOME_TYPES = new Set(['RoutingModelInvoked', 'PlanCreated', 'SynthesisModelInvoked'])
@@ -29,9 +35,16 @@ const activityKey = (tenantId: string, taskId: string, activityId: string) => `$
 
 /**
  * Checks the promises Annalist makes after crashes: no duplicate events, no repeated recorded model call, no duplicate side
- * effect, every task ended. A model call counts as repeated when it started after its activity's outcome was recorded.
+ * effect, every task ended, every task's hash chain intact. A model call counts as repeated when it started after its
+ * activity's outcome was recorded.
  */
-export async function verifyRun(options: { historian: Historian; pool: pg.Pool; tasks: readonly TaskRef[]; ledger: readonly LedgerCall[] }): Promise<RunVerification> {
+export async function verifyRun(options: {
+  historian: Historian
+  pool: pg.Pool
+  tasks: readonly TaskRef[]
+  ledger: readonly LedgerCall[]
+  keyRing: TenantKeyRing
+}): Promise<RunVerification> {
   const seenEventIds = new Map<string, number>()
   const outcomeRecordedAt = new Map<string, number>()
   let eventsAppended = 0
@@ -46,6 +59,11 @@ export async function verifyRun(options: { historian: Historian; pool: pg.Pool; 
     if (!stream.events.some((stored) => stored.event.type === 'AgentTaskCompleted' || stored.event.type === 'AgentTaskFailed')) tasksWithoutTerminalEvent++
   }
   const duplicateEventIds = [...seenEventIds.values()].reduce((sum, count) => sum + count - 1, 0)
+  const brokenChains: ChainBreak[] = []
+  for (const task of options.tasks) {
+    const chain = await verifyChain({ store: options.historian.store, keyRing: options.keyRing, tenantId: task.tenantId, taskId: task.taskId })
+    if (chain.firstBreak) brokenChains.push(chain.firstBreak)
+  }
 
   const taskKeys = new Set(options.tasks.map((task) => `${task.tenantId}/${task.taskId}`))
   const ledger = options.ledger.filter((call) => taskKeys.has(`${call.tenantId}/${call.taskId}`))
@@ -69,5 +87,7 @@ export async function verifyRun(options: { historian: Historian; pool: pg.Pool; 
     duplicateSideEffects: Number(outbox.rows[0]?.extra ?? 0),
     tasksWithoutTerminalEvent,
     modelCalls: ledger.length,
+    chainsIntact: brokenChains.length === 0,
+    brokenChains,
   }
 }

@@ -9,13 +9,23 @@ export class EventSchemaError extends Error {
   }
 }
 
-/** Thrown when a stored event has a type or schema version this build cannot read. */
+/**
+ * Thrown when a stored event has a type, or a schema version of a known type, that this build cannot read. It names
+ * both; readers surface it (a projection dead-letters the event) and never skip the event silently.
+ */
 export class UnknownEventTypeError extends Error {
   constructor(
     readonly eventType: string,
     readonly schemaVersion: number | undefined,
+    /** Why a known type cannot be read, e.g. the versions this build reads; absent for an unknown type. */
+    readonly reason?: string,
   ) {
-    super(`unknown event type ${eventType} (schema version ${schemaVersion ?? 'missing'}): this build cannot read it`)
+    const version = `schema version ${schemaVersion ?? 'missing'}`
+    super(
+      reason === undefined
+        ? `unknown event type ${eventType} (${version}): this build cannot read it`
+        : `unknown event version: ${eventType} ${version}: ${reason}`,
+    )
     this.name = 'UnknownEventTypeError'
   }
 }

@@ -1,6 +1,6 @@
 import { z } from 'zod'
 import { EventSchemaError, UnknownEventTypeError } from './errors'
-import { ModelEvent } from './model'
+import { ModelEvent, upcastRoutingModelInvokedV1 } from './model'
 import { TaskEvent } from './task'
 import { ToolEvent } from './tool'
 
@@ -23,7 +23,7 @@ export const CURRENT_SCHEMA_VERSION = {
   AgentTaskReceived: 1,
   AgentTaskCompleted: 1,
   AgentTaskFailed: 1,
-  RoutingModelInvoked: 1,
+  RoutingModelInvoked: 2,
   RoutingModelFailed: 1,
   PlanCreated: 1,
   PlanningModelFailed: 1,
@@ -39,41 +39,93 @@ export function isAnnalistEventType(type: string): type is AnnalistEventType {
   return Object.hasOwn(CURRENT_SCHEMA_VERSION, type)
 }
 
-/** Raises a stored event's data from version `from` to `from + 1`. */
+/** Raises a stored event's data from version `from` to `from + 1`. Pure: it sees only the stored data. */
 export type Upcaster = (data: Record<string, unknown>) => Record<string, unknown>
 
-/** Upcasters by event type and the version they read; empty until a schema first changes. */
-export const UPCASTERS: Partial<Record<AnnalistEventType, Record<number, Upcaster>>> = {}
+/** Upcasters by event type, keyed by the version each one reads (it returns version + 1). */
+export type Upcasters = Readonly<Partial<Record<AnnalistEventType, Readonly<Record<number, Upcaster>>>>>
+
+/**
+ * Every upcaster of this build. A type at version N needs one entry for each of 1 .. N-1, so that any stored version
+ * reads as the current one (docs/schema-evolution.md).
+ */
+export const UPCASTERS: Upcasters = {
+  RoutingModelInvoked: { 1: upcastRoutingModelInvokedV1 },
+}
+
+/** What a reader knows about the catalog: the current version of each type and how to raise older ones. */
+export interface EventCatalogVersions {
+  readonly current: Readonly<Record<AnnalistEventType, number>>
+  readonly upcasters: Upcasters
+}
+
+/** This build's catalog: CURRENT_SCHEMA_VERSION and UPCASTERS. */
+export const CURRENT_CATALOG: EventCatalogVersions = { current: CURRENT_SCHEMA_VERSION, upcasters: UPCASTERS }
 
 function describeIssues(error: z.ZodError): string[] {
   return error.issues.map((issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`)
 }
 
-/** Validates an event before it is written. Throws EventSchemaError naming every failing field. */
-export function validateEvent(candidate: { type: string; data: unknown; metadata: unknown }): AnnalistEvent {
-  if (!isAnnalistEventType(candidate.type)) throw new UnknownEventTypeError(candidate.type, undefined)
+function parseEvent(candidate: { type: string; data: unknown; metadata: unknown }): AnnalistEvent {
   const parsed = AnnalistEvent.safeParse(candidate)
   if (!parsed.success) throw new EventSchemaError(candidate.type, describeIssues(parsed.error))
   return parsed.data
 }
 
 /**
- * Reads a stored event: upcasts its data to the current version, then validates it.
- * Unknown types and versions throw UnknownEventTypeError; they are never dropped silently.
+ * Validates an event before it is written: its schema, and that it is written at its type's current version (older
+ * versions are only ever read, through upcasters). Throws EventSchemaError naming every failing field.
  */
-export function readEvent(stored: { type: string; data: unknown; metadata: unknown }): AnnalistEvent {
-  if (!isAnnalistEventType(stored.type)) throw new UnknownEventTypeError(stored.type, undefined)
-  const metadata = (stored.metadata ?? {}) as Record<string, unknown>
-  const storedVersion = typeof metadata.schemaVersion === 'number' ? metadata.schemaVersion : undefined
-  const current = CURRENT_SCHEMA_VERSION[stored.type]
+export function validateEvent(candidate: { type: string; data: unknown; metadata: unknown }): AnnalistEvent {
+  if (!isAnnalistEventType(candidate.type)) throw new UnknownEventTypeError(candidate.type, schemaVersionOf(candidate.metadata))
+  const event = parseEvent(candidate)
+  const current = CURRENT_SCHEMA_VERSION[event.type]
+  if (event.metadata.schemaVersion !== current) {
+    throw new EventSchemaError(event.type, [
+      `metadata.schemaVersion: ${event.type} is written at schema version ${current}, got ${event.metadata.schemaVersion} (older versions are read through upcasters, never written)`,
+    ])
+  }
+  return event
+}
+
+function schemaVersionOf(metadata: unknown): number | undefined {
+  const version = metadata !== null && typeof metadata === 'object' ? (metadata as Record<string, unknown>).schemaVersion : undefined
+  return typeof version === 'number' && Number.isSafeInteger(version) ? version : undefined
+}
+
+/**
+ * Reads a stored event: upcasts its data step by step (v1 -> v2 -> ... -> current), then validates the result against
+ * the current schema, so what an upcaster produces is checked like anything written. An unknown type, a missing or
+ * future version, or a gap in the upcaster chain throws UnknownEventTypeError naming the type and version; an upcaster
+ * that fails, or whose output fails the schema, throws EventSchemaError. Nothing is ever dropped silently.
+ * `catalog` defaults to this build's; tests pass another to exercise longer chains.
+ */
+export function readEvent(stored: { type: string; data: unknown; metadata: unknown }, catalog: EventCatalogVersions = CURRENT_CATALOG): AnnalistEvent {
+  const storedVersion = schemaVersionOf(stored.metadata)
+  if (!isAnnalistEventType(stored.type)) throw new UnknownEventTypeError(stored.type, storedVersion)
+  const current = catalog.current[stored.type]
   if (storedVersion === undefined || storedVersion < 1 || storedVersion > current) {
-    throw new UnknownEventTypeError(stored.type, storedVersion)
+    throw new UnknownEventTypeError(stored.type, storedVersion, `this build reads ${stored.type} schema versions 1 to ${current}`)
   }
-  let data = stored.data as Record<string, unknown>
+  let data = stored.data
   for (let version = storedVersion; version < current; version++) {
-    const upcast = UPCASTERS[stored.type]?.[version]
-    if (!upcast) throw new UnknownEventTypeError(stored.type, version)
-    data = upcast(data)
+    const upcast = catalog.upcasters[stored.type]?.[version]
+    if (!upcast) throw new UnknownEventTypeError(stored.type, storedVersion, `this build has no upcaster from ${stored.type} v${version} to v${version + 1}`)
+    if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+      throw new EventSchemaError(stored.type, [`(root): stored v${storedVersion} data is not an object, so it cannot be upcast`])
+    }
+    try {
+      data = upcast(data as Record<string, unknown>)
+    } catch (error) {
+      throw new EventSchemaError(stored.type, [`upcasting v${version} -> v${version + 1} failed: ${error instanceof Error ? error.message : String(error)}`])
+    }
   }
-  return validateEvent({ type: stored.type, data, metadata: { ...metadata, schemaVersion: current } })
+  const metadata = { ...(stored.metadata as Record<string, unknown>), schemaVersion: current }
+  if (storedVersion === current) return parseEvent({ type: stored.type, data, metadata })
+  try {
+    return parseEvent({ type: stored.type, data, metadata })
+  } catch (error) {
+    if (!(error instanceof EventSchemaError)) throw error
+    throw new EventSchemaError(stored.type, [...error.issues, `(stored as v${storedVersion}, upcast to v${current})`])
+  }
 }

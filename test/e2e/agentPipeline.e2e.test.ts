@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { outcomeEventId } from '../../historian/eventIds'
 import { AnnalistEvent } from '../../historian/events'
+import { verifyChain } from '../../historian/integrity/verifyChain'
 import { InvalidIdentifierError, taskStreamName } from '../../historian/streams'
 import { startPipeline } from '../../cli/runtime/pipelineClient'
 import { pipelineWorkflowId } from '../../workflows/api'
@@ -36,6 +37,8 @@ describe.each(['postgres', 'pglite'] as const)('agentPipeline on a real Temporal
     }
     const calculator = recorded.find((event) => event.type === 'ToolCallExecuted')!.data as { result: { value: number } }
     expect(calculator.result.value).toBe(15_380)
+    // Parallel tool calls appended concurrently, and the stream's hash chain is still one unbroken line.
+    expect(await verifyChain({ store: harness.store, keyRing: harness.keyRing, tenantId: tenant, taskId: 'calc-1' })).toMatchObject({ intact: true, eventsChecked: recorded.length })
   })
 
   it('records a malformed tool response as ToolCallFailed with a clear error code and still completes the task', async () => {

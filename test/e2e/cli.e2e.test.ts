@@ -1,21 +1,5 @@
-import { execFile } from 'node:child_process'
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
-
-const CLI = fileURLToPath(new URL('../../bin/annalist.js', import.meta.url))
-
-/** Runs the real CLI in a child process with a scratch data directory and no inherited Annalist settings. */
-function annalist(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^(ANNALIST_|DATABASE_URL|ESDB_|TEMPORAL_)/.test(key)))
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { env: { ...base, ANNALIST_DATA_DIR: mkdtempSync(path.join(tmpdir(), 'annalist-cli-')), ...env } }, (error, stdout, stderr) =>
-      resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    )
-  })
-}
+import { runAnnalist as annalist } from '../support/runCli'
 
 describe('annalist CLI errors', () => {
   it('names an invalid tenant in one line, exits 1, and prints no stack trace', async () => {

@@ -13,6 +13,8 @@ import { openDatabase } from '../../historian/adapters/postgres/database'
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../historian/adapters/postgres/embeddedServer'
 import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEventStore'
 import { Historian } from '../../historian/historian'
+import { generateIntegrityKey, TenantKeyRing } from '../../historian/integrity/tenantKeyRing'
+import { verifyChain } from '../../historian/integrity/verifyChain'
 import type { TaskRef } from '../../workflows/api'
 import { freshPostgresDatabase } from '../support/databases'
 import { sharedWorkflowBundle, uniqueSuffix } from '../support/pipelineHarness'
@@ -40,6 +42,8 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('worker SIGKILL a
   let workDir: string
   let ledgerPath: string
   const taskQueue = `crash-${uniqueSuffix()}`
+  const integrityKey = generateIntegrityKey()
+  const keyRing = TenantKeyRing.fromText(integrityKey)
 
   beforeAll(async () => {
     workDir = mkdtempSync(path.join(tmpdir(), 'annalist-crash-'))
@@ -65,6 +69,8 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('worker SIGKILL a
         ANNALIST_MODEL_LEDGER: ledgerPath,
         ANNALIST_SCRIPTED_LATENCY_MS: '700',
         ANNALIST_FAULTS: JSON.stringify(faults),
+        ANNALIST_INTEGRITY_KEY: integrityKey,
+        ANNALIST_INTEGRITY_KEY_FILE: '',
       },
       path.join(workDir, 'worker.log'),
     )
@@ -79,24 +85,28 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('worker SIGKILL a
   it('completes every pipeline with no lost or duplicate events, no duplicate side effect and no repeated recorded model call', async () => {
     const client = new Client({ connection })
     worker.start()
-    const inputs = [
-      { ...midCall, input: 'Search the knowledge base for the data retention policy' },
-      { ...afterPlan, input: 'Calculate (1250 * 12) + 380 for the annual budget line' },
-      { ...afterNotify, input: 'Notify the on-call team on slack that the nightly export finished' },
-    ]
-    const handles = await Promise.all(
-      inputs.map((input) => startPipeline(client, { ...input, requestedBy: 'crash-test', tuning: { heartbeatTimeoutMs: 2_000, retryInitialIntervalMs: 100 } }, taskQueue)),
-    )
+    const start = (task: TaskRef, input: string) =>
+      startPipeline(client, { ...task, input, requestedBy: 'crash-test', tuning: { heartbeatTimeoutMs: 2_000, retryInitialIntervalMs: 100 } }, taskQueue)
+    const waitFor = async (what: string, happened: () => boolean) => {
+      const deadline = Date.now() + 60_000
+      while (!happened()) {
+        if (Date.now() > deadline) throw new Error(`${what} never happened`)
+        await new Promise((resolve) => setTimeout(resolve, 10))
+      }
+    }
+
+    // One awkward moment at a time: a crash in one pipeline must not cut short the attempt whose fault another waits for.
+    const planned = await start(afterPlan, 'Calculate (1250 * 12) + 380 for the annual budget line')
+    await waitFor('the crash right after the plan was stored', () => worker.unplannedExits.length >= 1)
+    const notified = await start(afterNotify, 'Notify the on-call team on slack that the nightly export finished')
+    await waitFor('the crash right after the notification was sent', () => worker.unplannedExits.length >= 2)
+    const interrupted = await start(midCall, 'Search the knowledge base for the data retention policy')
 
     // SIGKILL the worker from outside while the synthesis call of one task is in flight.
-    const deadline = Date.now() + 60_000
-    while (!readModelLedger(ledgerPath).some((call) => call.taskId === midCall.taskId && call.role === 'synthesis')) {
-      if (Date.now() > deadline) throw new Error('the synthesis call never started')
-      await new Promise((resolve) => setTimeout(resolve, 10))
-    }
+    await waitFor('the synthesis call', () => readModelLedger(ledgerPath).some((call) => call.taskId === midCall.taskId && call.role === 'synthesis'))
     worker.kill('SIGKILL')
 
-    const results = await Promise.all(handles.map((handle) => handle.result()))
+    const results = await Promise.all([interrupted, planned, notified].map((handle) => handle.result()))
     expect(results.map((result) => result.status)).toEqual(['completed', 'completed', 'completed'])
 
     const kills = worker.unplannedExits.filter((exit) => exit.signal === 'SIGKILL')
@@ -104,8 +114,14 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('worker SIGKILL a
 
     const store = new PostgresEventStore(database)
     const ledger = readModelLedger(ledgerPath)
-    const verification = await verifyRun({ historian: new Historian(store), pool: database.pool, tasks: [midCall, afterPlan, afterNotify], ledger })
+    const verification = await verifyRun({ historian: new Historian(store), pool: database.pool, tasks: [midCall, afterPlan, afterNotify], ledger, keyRing })
     expect(verification).toMatchObject({ duplicateEventIds: 0, modelCallsRepeatedAfterCrash: 0, duplicateSideEffects: 0, tasksWithoutTerminalEvent: 0 })
+
+    // Every task's hash chain is intact although workers died mid-append and zombie attempts raced their retries.
+    expect(verification).toMatchObject({ chainsIntact: true, brokenChains: [] })
+    const chains = await verifyChain({ store, keyRing, tenantId: tenant })
+    expect(chains).toMatchObject({ intact: true, streamsChecked: 3, brokenStreams: 0, firstBreak: null })
+    expect(chains.eventsChecked).toBe(verification.eventsAppended)
 
     // The plan was stored before the crash: its retry found it and did not call the planner again.
     expect(ledger.filter((call) => call.taskId === afterPlan.taskId && call.role === 'planning')).toHaveLength(1)

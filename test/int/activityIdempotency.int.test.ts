@@ -13,8 +13,9 @@ import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEv
 import { outcomeEventId } from '../../historian/eventIds'
 import { EventSchemaError } from '../../historian/events'
 import { Historian } from '../../historian/historian'
+import { verifyChain } from '../../historian/integrity/verifyChain'
 import { taskStreamName } from '../../historian/streams'
-import { freshPgliteDatabase, freshPostgresDatabase } from '../support/databases'
+import { freshPgliteDatabase, freshPostgresDatabase, randomKeyRing } from '../support/databases'
 import { uniqueSuffix } from '../support/pipelineHarness'
 
 const WORKFLOW_ID = 'agent-pipeline:test'
@@ -42,7 +43,7 @@ describe.each(['postgres', 'pglite'] as const)('activities in their idempotent b
 
   beforeAll(async () => {
     database = kind === 'postgres' ? await freshPostgresDatabase() : await freshPgliteDatabase()
-    historian = new Historian(new PostgresEventStore(database))
+    historian = new Historian(new PostgresEventStore(database), { keyRing: randomKeyRing() })
     ledgerPath = path.join(mkdtempSync(path.join(tmpdir(), 'annalist-ledger-')), 'calls.jsonl')
     activities = createActivities({
       historian,
@@ -85,6 +86,7 @@ describe.each(['postgres', 'pglite'] as const)('activities in their idempotent b
     const stream = await historian.readTask(tenantId, 'k2')
     expect(stream.events.filter((stored) => stored.event.type === 'PlanCreated')).toHaveLength(1)
     expect(new Set(stream.events.map((stored) => stored.eventId)).size).toBe(stream.events.length)
+    expect(await verifyChain({ store: historian.store, keyRing: historian.keyRing!, tenantId, taskId: 'k2' })).toMatchObject({ intact: true, eventsChecked: stream.events.length })
   })
 
   it('concurrent attempts of a side-effecting tool call leave one outbox row and one event', async () => {
@@ -110,9 +112,9 @@ describe.each(['postgres', 'pglite'] as const)('activities in their idempotent b
     await received(tenantId, 'k4')
     const before = await historian.readTask(tenantId, 'k4')
     const broken = { ...before.events[0]!.event, data: { input: '', inputSha256: 'not-a-hash', requestedBy: 'x' } }
-    const attempt = historian.appendToTask(tenantId, 'k4', [{ eventId: '0b7d1c8e-2f1a-5b3c-9d4e-5f6a7b8c9d0e', event: broken as never }], before.revision)
+    const attempt = historian.appendToTask(tenantId, 'k4', [{ eventId: '0b7d1c8e-2f1a-5b3c-9d4e-5f6a7b8c9d0e', event: broken as never }], before)
     await expect(attempt).rejects.toThrow(EventSchemaError)
-    await expect(historian.appendToTask(tenantId, 'k4', [{ eventId: '0b7d1c8e-2f1a-5b3c-9d4e-5f6a7b8c9d0e', event: broken as never }], before.revision)).rejects.toThrow(
+    await expect(historian.appendToTask(tenantId, 'k4', [{ eventId: '0b7d1c8e-2f1a-5b3c-9d4e-5f6a7b8c9d0e', event: broken as never }], before)).rejects.toThrow(
       /AgentTaskReceived fails its schema: data\.input/,
     )
     expect((await historian.store.readStream(taskStreamName(tenantId, 'k4'))).length).toBe(before.events.length)

@@ -44,6 +44,11 @@ function observedStore(store: EventStore, notifications: { count: number }, deli
     readTenantLog: (tenantId, options) => store.readTenantLog(tenantId, options),
     readEventType: (type, options) => store.readEventType(type, options),
     readAll: (options) => store.readAll(options),
+    deleteStream: (stream, options) => store.deleteStream(stream, options),
+    tombstoneStream: (stream, options) => store.tombstoneStream(stream, options),
+    setStreamMetadata: (stream, metadata, options) => store.setStreamMetadata(stream, metadata, options),
+    getStreamMetadata: (stream) => store.getStreamMetadata(stream),
+    subscribeToAll: (options) => store.subscribeToAll(options),
     onAppend: (listener) =>
       deliver
         ? store.onAppend(() => {
@@ -176,7 +181,7 @@ describe.each(DATABASE_BACKENDS)('projection runner on $backend', ({ open }) => 
     await expect(running).resolves.toBeUndefined()
   })
 
-  it('falls back to polling when the fixture.store cannot notify', async () => {
+  it('falls back to polling when the store cannot notify', async () => {
     const notifications = { count: 0 }
     const runner = new ProjectionRunner({ store: observedStore(fixture.store, notifications, false), pool: fixture.database.pool, projections: projections(), pollIntervalMs: 50 })
     const running = runner.start()

@@ -4,10 +4,16 @@ import { afterEach, beforeEach, inject } from 'vitest'
 import { openDatabase, type Database } from '../../historian/adapters/postgres/database'
 import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEventStore'
 import { Historian } from '../../historian/historian'
+import { generateIntegrityKey, TenantKeyRing } from '../../historian/integrity/tenantKeyRing'
 
 /** A random lowercase suffix for database, stream and tenant names. */
 export function randomSuffix(bytes = 6): string {
   return randomBytes(bytes).toString('hex')
+}
+
+/** A key ring over a fresh random master key: tests never share or hard-code integrity keys. */
+export function randomKeyRing(): TenantKeyRing {
+  return TenantKeyRing.fromText(generateIntegrityKey())
 }
 
 /** The URL of `database` on the server that `adminUrl` points at. */
@@ -76,13 +82,19 @@ export async function postgresStoreOn(database: Database): Promise<{ database: D
   }
 }
 
-/** A fresh database, store and historian for each test of the enclosing describe block. */
-export function historianPerTest(open: () => Promise<Database>): { readonly database: Database; readonly store: PostgresEventStore; readonly historian: Historian } {
-  const fixture = {} as { database: Database; store: PostgresEventStore; historian: Historian }
+/** A fresh database, store, historian and random integrity key ring for each test of the enclosing describe block. */
+export function historianPerTest(open: () => Promise<Database>): {
+  readonly database: Database
+  readonly store: PostgresEventStore
+  readonly historian: Historian
+  readonly keyRing: TenantKeyRing
+} {
+  const fixture = {} as { database: Database; store: PostgresEventStore; historian: Historian; keyRing: TenantKeyRing }
   beforeEach(async () => {
     fixture.database = await open()
     fixture.store = new PostgresEventStore(fixture.database)
-    fixture.historian = new Historian(fixture.store)
+    fixture.keyRing = randomKeyRing()
+    fixture.historian = new Historian(fixture.store, { keyRing: fixture.keyRing })
   })
   afterEach(async () => {
     await fixture.store.close()

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
-import type { AnnalistEvent, EventMetadata, ModelRef, PromptRef } from '../../historian/events'
+import { CURRENT_SCHEMA_VERSION, ROUTES_OFFERED_IN_V1, type AnnalistEvent, type EventMetadata, type ModelRef, type PromptRef } from '../../historian/events'
 import { outcomeEventId } from '../../historian/eventIds'
-import type { Historian, PendingEvent } from '../../historian/historian'
+import { streamTail, type Historian, type PendingEvent } from '../../historian/historian'
 import type { AppendResult } from '../../historian/port'
 import { taskStreamName } from '../../historian/streams'
 
@@ -38,7 +38,7 @@ export class TaskEventFactory {
   private make(activityId: string, type: AnnalistEvent['type'], data: unknown, attempt = 1): PendingEvent {
     const n = this.sequence++
     const metadata: EventMetadata = {
-      schemaVersion: 1,
+      schemaVersion: CURRENT_SCHEMA_VERSION[type],
       tenantId: this.tenantId,
       taskId: this.taskId,
       workflowId: this.workflowId,
@@ -57,7 +57,8 @@ export class TaskEventFactory {
     return this.make('receive', 'AgentTaskReceived', { input, inputSha256: sha256(input), requestedBy: 'analyst@example.test' })
   }
 
-  routingInvoked(route = 'research', usage = { inputTokens: 100, outputTokens: 10, costUsd: 0.0011 }): PendingEvent {
+  /** A routing outcome (schema v2); the candidate routes default to the classic five plus `route` if it is another. */
+  routingInvoked(route = 'research', usage = { inputTokens: 100, outputTokens: 10, costUsd: 0.0011 }, candidateRoutes?: readonly string[]): PendingEvent {
     return this.make('route', 'RoutingModelInvoked', {
       model: FACTORY_MODELS.routing,
       prompt: prompt('route', 'route prompt'),
@@ -65,6 +66,7 @@ export class TaskEventFactory {
       usage,
       latencyMs: 120,
       route,
+      candidateRoutes: candidateRoutes ?? [...new Set([...ROUTES_OFFERED_IN_V1, route])],
     })
   }
 
@@ -160,9 +162,11 @@ export class TaskEventFactory {
 
 /**
  * Appends events to a task's stream at its current revision, through the typed Historian (so they are validated).
- * The revision is read raw, so a stream that already holds an unreadable (poison) event can still be appended to.
+ * The tail is read raw, so a stream that already holds an unreadable (poison) event can still be appended to; a poison
+ * row inserted with SQL has no hash-chain link, so the events after it chain from a zero hash (verify reports the row).
  */
 export async function appendTaskEvents(historian: Historian, tenantId: string, taskId: string, pending: readonly PendingEvent[]): Promise<AppendResult> {
   const [last] = await historian.store.readStream(taskStreamName(tenantId, taskId), { direction: 'backwards', maxCount: 1 })
-  return historian.appendToTask(tenantId, taskId, pending, last ? last.revision : 'no_stream')
+  const tail = streamTail(last)
+  return historian.appendToTask(tenantId, taskId, pending, tail.revision !== 'no_stream' && tail.lastHash === undefined ? { ...tail, lastHash: '0'.repeat(64) } : tail)
 }

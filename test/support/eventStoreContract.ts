@@ -1,6 +1,18 @@
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
-import { ConcurrencyError, EventIdConflictError, type EventStore, type NewEvent, type RecordedEvent } from '../../historian/port'
+import {
+  ConcurrencyError,
+  EventIdConflictError,
+  MetadataConcurrencyError,
+  StreamTombstonedError,
+  type AllSubscription,
+  type EventStore,
+  type ExpectedRevision,
+  type ExpectedRevisionForDelete,
+  type NewEvent,
+  type RecordedEvent,
+  type StreamMetadata,
+} from '../../historian/port'
 import { taskStreamName } from '../../historian/streams'
 import { randomSuffix } from './databases'
 
@@ -43,6 +55,23 @@ const positions = (events: readonly RecordedEvent[]) => events.map((event) => ev
 
 function expectStrictlyIncreasing(values: readonly bigint[]): void {
   for (let index = 1; index < values.length; index += 1) expect(values[index]! > values[index - 1]!).toBe(true)
+}
+
+/** How long to poll for something another part of the store does asynchronously (notifications, EventStoreDB's metadata). */
+const WAIT = { timeout: 10_000, interval: 20 }
+
+/** The events of `tenant`'s streams among `events`. */
+function ofTenant(events: readonly RecordedEvent[], tenant: string): RecordedEvent[] {
+  return events.filter((event) => event.streamName.startsWith(`tenant_${tenant}-`))
+}
+
+/** Iterates `subscription` in the background; `ended` settles when the iteration ends (stop, or an error). */
+function collect(subscription: AllSubscription): { received: RecordedEvent[]; ended: Promise<void> } {
+  const received: RecordedEvent[] = []
+  const ended = (async () => {
+    for await (const event of subscription) received.push(event)
+  })()
+  return { received, ended }
 }
 
 async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
@@ -336,6 +365,328 @@ export function eventStoreContract(name: string, factory: () => Promise<EventSto
         expect(firstCalls).toBe(callsAtUnsubscribe)
         await unsubscribeSecond()
         if (!notifies) expect([firstCalls, secondCalls]).toEqual([0, 0])
+      })
+    })
+
+    describe('soft delete', () => {
+      it('hides the stream from every read, then lets it be written again, continuing its revisions', async () => {
+        const tenant = freshTenant()
+        const type = `ContractProbe_${randomSuffix()}`
+        const [stream, other] = [freshStream(tenant), freshStream(tenant)]
+        const start = await store().appendToStream(other, newEvents(1), { expectedRevision: 'no_stream' })
+        await store().appendToStream(stream, newEvents(3, type), { expectedRevision: 'no_stream' })
+
+        await store().deleteStream(stream, { expectedRevision: 2n })
+        expect(await store().readStream(stream)).toEqual([])
+        expect(await store().readStream(stream, { direction: 'backwards' })).toEqual([])
+        expect((await store().readTenantLog(tenant)).map((event) => event.streamName)).toEqual([other])
+        expect(await store().readEventType(type)).toEqual([])
+        expect((await store().readAll({ after: start.position })).filter((event) => event.streamName === stream)).toEqual([])
+        expect(await store().getStreamMetadata(stream)).toMatchObject({ deleted: true })
+
+        const again = newEvents(2, type)
+        const result = await store().appendToStream(stream, again, { expectedRevision: 'no_stream' })
+        expect(result).toMatchObject({ nextExpectedRevision: 4n, written: true })
+        // EventStoreDB re-hides the deleted events with a metadata write just after the append: poll, do not assume.
+        await vi.waitFor(
+          async () => expect((await store().readStream(stream)).map((event) => [event.eventId, event.revision])).toEqual([[again[0]!.eventId, 3n], [again[1]!.eventId, 4n]]),
+          WAIT,
+        )
+        expect(ids(await store().readEventType(type))).toEqual(ids(again))
+        expect((await store().readTenantLog(tenant)).map((event) => event.streamName)).toEqual([other, stream, stream])
+        expect(await store().getStreamMetadata(stream)).toMatchObject({ deleted: false, metadata: { truncateBefore: 3n } })
+      })
+
+      it("accepts 'any' or the last revision after a delete, refuses 'stream_exists' and other revisions", async () => {
+        const stream = freshStream()
+        await store().appendToStream(stream, newEvents(2), { expectedRevision: 'no_stream' })
+        await store().deleteStream(stream, { expectedRevision: 'any' })
+
+        const exists = await rejectionOf(store().appendToStream(stream, newEvents(1), { expectedRevision: 'stream_exists' }))
+        expect(exists).toBeInstanceOf(ConcurrencyError)
+        expect(exists).toMatchObject({ stream, expected: 'stream_exists', actual: 'no_stream' })
+        const stale = await rejectionOf(store().appendToStream(stream, newEvents(1), { expectedRevision: 0n }))
+        expect(stale).toBeInstanceOf(ConcurrencyError)
+        expect(stale).toMatchObject({ expected: 0n, actual: 'no_stream' })
+        expect(await store().readStream(stream)).toEqual([])
+
+        expect(await store().appendToStream(stream, newEvents(1), { expectedRevision: 1n })).toMatchObject({ nextExpectedRevision: 2n, written: true })
+        await vi.waitFor(async () => expect((await store().readStream(stream)).map((event) => event.revision)).toEqual([2n]), WAIT)
+        // Written again, the stream exists: 'no_stream' is refused from now on.
+        const recreated = await rejectionOf(store().appendToStream(stream, newEvents(1), { expectedRevision: 'no_stream' }))
+        expect(recreated).toMatchObject({ expected: 'no_stream', actual: 2n })
+        expect(await store().appendToStream(stream, newEvents(1), { expectedRevision: 'any' })).toMatchObject({ nextExpectedRevision: 3n })
+        expect((await store().readStream(stream)).map((event) => event.revision)).toEqual([2n, 3n])
+      })
+
+      it('refuses a delete at a stale revision with ConcurrencyError and deletes nothing', async () => {
+        const stream = freshStream()
+        await store().appendToStream(stream, newEvents(3), { expectedRevision: 'no_stream' })
+        const stale = await rejectionOf(store().deleteStream(stream, { expectedRevision: 0n }))
+        expect(stale).toBeInstanceOf(ConcurrencyError)
+        expect(stale).toMatchObject({ stream, expected: 0n, actual: 2n })
+        expect(await rejectionOf(store().deleteStream(stream, { expectedRevision: 'no_stream' }))).toBeInstanceOf(ConcurrencyError)
+        expect(await store().readStream(stream)).toHaveLength(3)
+        expect(await store().getStreamMetadata(stream)).toMatchObject({ deleted: false, metadataRevision: 'no_metadata' })
+      })
+    })
+
+    describe('tombstone', () => {
+      it('closes a stream for good: appends, reads and stream operations fail with StreamTombstonedError, nothing is written', async () => {
+        const tenant = freshTenant()
+        const type = `ContractProbe_${randomSuffix()}`
+        const [stream, other] = [freshStream(tenant), freshStream(tenant)]
+        await store().appendToStream(stream, newEvents(2, type), { expectedRevision: 'no_stream' })
+        await store().tombstoneStream(stream, { expectedRevision: 1n })
+
+        const read = await rejectionOf(store().readStream(stream))
+        expect(read).toBeInstanceOf(StreamTombstonedError)
+        expect(read).toMatchObject({ stream })
+        for (const expectedRevision of ['any', 'no_stream', 'stream_exists', 1n] as const) {
+          const append = await rejectionOf(store().appendToStream(stream, newEvents(1, type), { expectedRevision }))
+          expect(append).toBeInstanceOf(StreamTombstonedError)
+          expect(append).toMatchObject({ stream })
+        }
+        // Tombstoning twice fails like every other write (EventStoreDB's behaviour), and so does everything else.
+        expect(await rejectionOf(store().tombstoneStream(stream, { expectedRevision: 'any' }))).toBeInstanceOf(StreamTombstonedError)
+        expect(await rejectionOf(store().deleteStream(stream, { expectedRevision: 'any' }))).toBeInstanceOf(StreamTombstonedError)
+        expect(await rejectionOf(store().setStreamMetadata(stream, { maxCount: 1 }))).toBeInstanceOf(StreamTombstonedError)
+        expect(await rejectionOf(store().getStreamMetadata(stream))).toBeInstanceOf(StreamTombstonedError)
+
+        await store().appendToStream(other, newEvents(1), { expectedRevision: 'no_stream' })
+        expect((await store().readTenantLog(tenant)).map((event) => event.streamName)).toEqual([other])
+        expect(await store().readEventType(type)).toEqual([])
+      })
+
+      it('refuses a tombstone at a stale revision with ConcurrencyError and leaves the stream writable', async () => {
+        const stream = freshStream()
+        await store().appendToStream(stream, newEvents(2), { expectedRevision: 'no_stream' })
+        const stale = await rejectionOf(store().tombstoneStream(stream, { expectedRevision: 0n }))
+        expect(stale).toBeInstanceOf(ConcurrencyError)
+        expect(stale).toMatchObject({ stream, expected: 0n, actual: 1n })
+        expect(await store().appendToStream(stream, newEvents(1), { expectedRevision: 1n })).toMatchObject({ nextExpectedRevision: 2n })
+        expect(await store().readStream(stream)).toHaveLength(3)
+      })
+
+      it('tombstones a stream name that was never written, so it can never be created', async () => {
+        const stream = freshStream()
+        await store().tombstoneStream(stream, { expectedRevision: 'no_stream' })
+        expect(await rejectionOf(store().appendToStream(stream, newEvents(1), { expectedRevision: 'no_stream' }))).toBeInstanceOf(StreamTombstonedError)
+        expect(await rejectionOf(store().readStream(stream))).toBeInstanceOf(StreamTombstonedError)
+      })
+
+      it("refuses 'stream_exists' and malformed revisions for deletes with RangeError", async () => {
+        const stream = freshStream()
+        await store().appendToStream(stream, newEvents(1), { expectedRevision: 'no_stream' })
+        const bad = ['stream_exists', -1n, 1] as unknown as ExpectedRevisionForDelete[]
+        for (const expectedRevision of bad) {
+          await expect(store().deleteStream(stream, { expectedRevision })).rejects.toThrow(RangeError)
+          await expect(store().tombstoneStream(stream, { expectedRevision })).rejects.toThrow(RangeError)
+        }
+        expect(await store().readStream(stream)).toHaveLength(1)
+      })
+    })
+
+    describe('retention metadata', () => {
+      it('reports no metadata for a stream that never had any', async () => {
+        expect(await store().getStreamMetadata(freshStream())).toEqual({ metadata: {}, metadataRevision: 'no_metadata', deleted: false })
+      })
+
+      it('keeps only the newest maxCount events in every read', async () => {
+        const tenant = freshTenant()
+        const type = `ContractProbe_${randomSuffix()}`
+        const stream = freshStream(tenant)
+        const start = await store().appendToStream(freshStream(tenant), newEvents(1), { expectedRevision: 'no_stream' })
+        const batch = newEvents(5, type)
+        await store().appendToStream(stream, batch, { expectedRevision: 'no_stream' })
+
+        expect(await store().setStreamMetadata(stream, { maxCount: 2 }, { expectedMetadataRevision: 'no_metadata' })).toEqual({ metadataRevision: 0n })
+        expect(await store().getStreamMetadata(stream)).toEqual({ metadata: { maxCount: 2 }, metadataRevision: 0n, deleted: false })
+        expect(ids(await store().readStream(stream))).toEqual(ids(batch.slice(3)))
+        expect(ids(await store().readStream(stream, { fromRevision: 0n }))).toEqual(ids(batch.slice(3)))
+        expect(ids(await store().readStream(stream, { direction: 'backwards' }))).toEqual(ids(batch.slice(3)).reverse())
+        expect(ids((await store().readTenantLog(tenant)).filter((event) => event.streamName === stream))).toEqual(ids(batch.slice(3)))
+        expect(ids(await store().readEventType(type))).toEqual(ids(batch.slice(3)))
+        expect(ids((await store().readAll({ after: start.position })).filter((event) => event.streamName === stream))).toEqual(ids(batch.slice(3)))
+
+        const next = newEvents(1, type)
+        await store().appendToStream(stream, next, { expectedRevision: 4n })
+        expect(ids(await store().readStream(stream))).toEqual([batch[4]!.eventId, next[0]!.eventId])
+        expect(ids(await store().readEventType(type))).toEqual([batch[4]!.eventId, next[0]!.eventId])
+      })
+
+      it('hides the events below truncateBefore in every read; new metadata replaces the old as a whole', async () => {
+        const tenant = freshTenant()
+        const stream = freshStream(tenant)
+        const batch = newEvents(4)
+        await store().appendToStream(stream, batch, { expectedRevision: 'no_stream' })
+        await store().setStreamMetadata(stream, { maxCount: 3 })
+        const { metadataRevision } = await store().setStreamMetadata(stream, { truncateBefore: 2n }, { expectedMetadataRevision: 0n })
+        expect(metadataRevision).toBe(1n)
+        expect(await store().getStreamMetadata(stream)).toEqual({ metadata: { truncateBefore: 2n }, metadataRevision: 1n, deleted: false })
+        expect((await store().readStream(stream)).map((event) => event.revision)).toEqual([2n, 3n])
+        expect(ids(await store().readTenantLog(tenant))).toEqual(ids(batch.slice(2)))
+        // The revision numbering is untouched: appends still expect the last revision written.
+        await store().appendToStream(stream, newEvents(1), { expectedRevision: 3n })
+        expect((await store().readStream(stream)).map((event) => event.revision)).toEqual([2n, 3n, 4n])
+      })
+
+      it('hides events older than maxAge seconds from every read', async () => {
+        const tenant = freshTenant()
+        const stream = freshStream(tenant)
+        const old = newEvents(2)
+        await store().appendToStream(stream, old, { expectedRevision: 'no_stream' })
+        await store().setStreamMetadata(stream, { maxAge: 3600 })
+        expect(ids(await store().readStream(stream))).toEqual(ids(old))
+
+        await store().setStreamMetadata(stream, { maxAge: 2 })
+        await vi.waitFor(async () => expect(await store().readStream(stream)).toEqual([]), { timeout: 20_000, interval: 100 })
+        expect(await store().readTenantLog(tenant)).toEqual([])
+
+        const fresh = newEvents(1)
+        await store().appendToStream(stream, fresh, { expectedRevision: 1n })
+        expect(ids(await store().readStream(stream))).toEqual(ids(fresh))
+        expect(ids(await store().readTenantLog(tenant))).toEqual(ids(fresh))
+      })
+
+      it('refuses a stale expected metadata revision with MetadataConcurrencyError and changes nothing', async () => {
+        const stream = freshStream()
+        await store().appendToStream(stream, newEvents(3), { expectedRevision: 'no_stream' })
+        await store().setStreamMetadata(stream, { maxCount: 2 }, { expectedMetadataRevision: 'no_metadata' })
+
+        const again = await rejectionOf(store().setStreamMetadata(stream, { maxCount: 1 }, { expectedMetadataRevision: 'no_metadata' }))
+        expect(again).toBeInstanceOf(MetadataConcurrencyError)
+        expect(again).toMatchObject({ stream, expected: 'no_metadata', actual: 0n })
+        const ahead = await rejectionOf(store().setStreamMetadata(stream, { maxCount: 1 }, { expectedMetadataRevision: 5n }))
+        expect(ahead).toMatchObject({ expected: 5n, actual: 0n })
+        expect(await store().readStream(stream)).toHaveLength(2)
+
+        const missing = await rejectionOf(store().setStreamMetadata(freshStream(), { maxCount: 1 }, { expectedMetadataRevision: 0n }))
+        expect(missing).toMatchObject({ expected: 0n, actual: 'no_metadata' })
+        expect(await store().setStreamMetadata(stream, { maxCount: 1 }, { expectedMetadataRevision: 0n })).toEqual({ metadataRevision: 1n })
+        expect(await store().setStreamMetadata(stream, {}, { expectedMetadataRevision: 'any' })).toEqual({ metadataRevision: 2n })
+        expect(await store().readStream(stream)).toHaveLength(3)
+      })
+
+      it('refuses malformed metadata with RangeError naming the field, and writes nothing', async () => {
+        const stream = freshStream()
+        const bad: [unknown, RegExp][] = [
+          [{ maxAge: 0 }, /maxAge/],
+          [{ maxCount: 1.5 }, /maxCount/],
+          [{ maxCount: '3' }, /maxCount/],
+          [{ truncateBefore: -1n }, /truncateBefore/],
+          [{ truncateBefore: 3 }, /truncateBefore/],
+          [{ maxAgeSeconds: 5 }, /maxAgeSeconds/],
+          [null, /object/],
+        ]
+        for (const [metadata, message] of bad) {
+          await expect(store().setStreamMetadata(stream, metadata as StreamMetadata)).rejects.toThrow(message)
+        }
+        await expect(store().setStreamMetadata(stream, {}, { expectedMetadataRevision: -1n })).rejects.toThrow(RangeError)
+        expect(await store().getStreamMetadata(stream)).toEqual({ metadata: {}, metadataRevision: 'no_metadata', deleted: false })
+      })
+    })
+
+    describe('catch-up subscription to the whole log', () => {
+      it('delivers the tail of history after a mid-log checkpoint, then live events, in order and exactly once', async () => {
+        const tenant = freshTenant()
+        const [s1, s2, s3] = [freshStream(tenant), freshStream(tenant), freshStream(tenant)]
+        await store().appendToStream(s1, newEvents(2), { expectedRevision: 'no_stream' })
+        const checkpoint = (await store().appendToStream(s2, newEvents(1), { expectedRevision: 'no_stream' })).position
+        const appended: NewEvent[] = []
+        const append = async (stream: string, events: NewEvent[], expectedRevision: ExpectedRevision) => {
+          await store().appendToStream(stream, events, { expectedRevision })
+          appended.push(...events)
+        }
+        await append(s1, newEvents(2), 1n)
+        await append(s2, newEvents(1), 0n)
+
+        const subscription = store().subscribeToAll({ from: checkpoint })
+        const { received, ended } = collect(subscription)
+        try {
+          await vi.waitFor(() => expect(ofTenant(received, tenant)).toHaveLength(3), WAIT)
+          await append(s3, newEvents(2), 'no_stream')
+          const racing = [newEvents(1), newEvents(2), newEvents(1)]
+          await Promise.all([append(s1, racing[0]!, 3n), append(s2, racing[1]!, 1n), append(freshStream(tenant), racing[2]!, 'no_stream')])
+          await append(s3, newEvents(1), 1n)
+          await vi.waitFor(() => expect(ofTenant(received, tenant)).toHaveLength(appended.length), WAIT)
+
+          expectStrictlyIncreasing(positions(received))
+          expect(received.every((event) => event.position > checkpoint)).toBe(true)
+          expect(new Set(ids(ofTenant(received, tenant)))).toEqual(new Set(ids(appended)))
+          expect(ids(ofTenant(received, tenant))).toEqual(ids(await store().readTenantLog(tenant, { after: checkpoint })))
+        } finally {
+          await subscription.stop()
+          await ended
+        }
+      })
+
+      it('stop() ends delivery: later appends never arrive, while a new subscription from the same checkpoint gets them', async () => {
+        const tenant = freshTenant()
+        const stream = freshStream(tenant)
+        const checkpoint = (await store().appendToStream(freshStream(tenant), newEvents(1), { expectedRevision: 'no_stream' })).position
+        const subscription = store().subscribeToAll({ from: checkpoint })
+        const { received, ended } = collect(subscription)
+        const first = newEvents(1)
+        await store().appendToStream(stream, first, { expectedRevision: 'no_stream' })
+        await vi.waitFor(() => expect(ids(ofTenant(received, tenant))).toEqual(ids(first)), WAIT)
+        await subscription.stop()
+        await ended
+        await subscription.stop()
+        const receivedAtStop = received.length
+
+        const late = newEvents(2)
+        await store().appendToStream(stream, late, { expectedRevision: 0n })
+        const control = store().subscribeToAll({ from: checkpoint })
+        const watched = collect(control)
+        try {
+          await vi.waitFor(() => expect(ids(ofTenant(watched.received, tenant))).toEqual(ids([...first, ...late])), WAIT)
+        } finally {
+          await control.stop()
+          await watched.ended
+        }
+        expect(received).toHaveLength(receivedAtStop)
+        expect(ids(received)).not.toContain(late[0]!.eventId)
+      })
+
+      it('starts at the beginning of the log without a checkpoint, and a break out of the loop stops it', async () => {
+        await store().appendToStream(freshStream(), newEvents(1), { expectedRevision: 'no_stream' })
+        const [firstInLog] = await store().readAll({ maxCount: 1 })
+        const subscription = store().subscribeToAll()
+        let first: RecordedEvent | undefined
+        for await (const event of subscription) {
+          first = event
+          break
+        }
+        expect(first?.eventId).toBe(firstInLog!.eventId)
+        expect(first?.position).toBe(firstInLog!.position)
+        const iterator = subscription[Symbol.asyncIterator]
+        expect(() => iterator.call(subscription)).toThrow(/only once/)
+      })
+
+      it('skips what reads hide: a stream deleted before it is read', async () => {
+        const tenant = freshTenant()
+        const [deleted, kept] = [freshStream(tenant), freshStream(tenant)]
+        const checkpoint = (await store().appendToStream(freshStream(tenant), newEvents(1), { expectedRevision: 'no_stream' })).position
+        await store().appendToStream(deleted, newEvents(2), { expectedRevision: 'no_stream' })
+        await store().deleteStream(deleted, { expectedRevision: 1n })
+        const marker = newEvents(1)
+        await store().appendToStream(kept, marker, { expectedRevision: 'no_stream' })
+
+        const subscription = store().subscribeToAll({ from: checkpoint })
+        const { received, ended } = collect(subscription)
+        try {
+          await vi.waitFor(() => expect(ids(received)).toContain(marker[0]!.eventId), WAIT)
+          expect(ofTenant(received, tenant).map((event) => event.streamName)).toEqual([kept])
+        } finally {
+          await subscription.stop()
+          await ended
+        }
+      })
+
+      it('refuses a checkpoint that is not a bigint position with RangeError', () => {
+        expect(() => store().subscribeToAll({ from: -1n })).toThrow(RangeError)
+        expect(() => store().subscribeToAll({ from: 3 as unknown as bigint })).toThrow(RangeError)
       })
     })
   })

@@ -10,11 +10,12 @@ import { createDefaultTools } from '../../activities/tools/registry'
 import type { Database } from '../../historian/adapters/postgres/database'
 import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEventStore'
 import { Historian } from '../../historian/historian'
+import type { TenantKeyRing } from '../../historian/integrity/tenantKeyRing'
 import { startPipeline } from '../../cli/runtime/pipelineClient'
 import { createPipelineWorker } from '../../cli/runtime/pipelineWorker'
 import { bundleWorkflows } from '../../cli/runtime/workflowBundle'
 import type { AgentPipelineInput, AgentPipelineResult } from '../../workflows/api'
-import { freshPgliteDatabase, freshPostgresDatabase } from './databases'
+import { freshPgliteDatabase, freshPostgresDatabase, randomKeyRing } from './databases'
 
 let bundle: Promise<WorkflowBundleWithSourceMap> | undefined
 
@@ -31,6 +32,8 @@ export interface PipelineHarness {
   readonly database: Database
   readonly store: PostgresEventStore
   readonly historian: Historian
+  /** The random integrity key ring the activities append with. */
+  readonly keyRing: TenantKeyRing
   readonly client: Client
   readonly connection: NativeConnection
   readonly taskQueue: string
@@ -45,7 +48,8 @@ export interface PipelineHarness {
 export async function pipelineHarness(kind: 'postgres' | 'pglite', options: { faults?: FaultPlan; latencyMs?: number; ledgerPath?: string } = {}): Promise<PipelineHarness> {
   const database = kind === 'postgres' ? await freshPostgresDatabase() : await freshPgliteDatabase()
   const store = new PostgresEventStore(database)
-  const historian = new Historian(store)
+  const keyRing = randomKeyRing()
+  const historian = new Historian(store, { keyRing })
   const address = inject('temporalAddress')
   const connection = await NativeConnection.connect({ address })
   const clientConnection = await Connection.connect({ address })
@@ -66,6 +70,7 @@ export async function pipelineHarness(kind: 'postgres' | 'pglite', options: { fa
     database,
     store,
     historian,
+    keyRing,
     client,
     connection,
     taskQueue,

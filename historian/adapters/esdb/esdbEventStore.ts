@@ -7,37 +7,60 @@ import {
   NO_STREAM,
   START,
   STREAM_EXISTS,
+  StreamDeletedError,
   StreamNotFoundError,
   WrongExpectedVersionError,
   eventTypeFilter,
   excludeSystemEvents,
   jsonEvent,
+  metastreamOf,
   streamNameFilter,
   type AllStreamRecordedEvent,
+  type AllStreamResolvedEvent,
   type AppendExpectedRevision,
+  type CurrentRevision,
+  type ExpectedRevision as EsdbExpectedRevision,
   type Filter,
   type JSONType,
   type RecordedEvent as EsdbRecordedEvent,
 } from '@eventstore/db-client'
-import { classifyRejectedAppend } from '../../appendConflicts'
+import { assertStreamName, validateAppendBatch } from '../../appendRules'
+import { CatchUpSubscription, checkpointOf } from '../../catchUpSubscription'
 import {
   ConcurrencyError,
   EventIdConflictError,
   EventStoreUnavailableError,
+  MetadataConcurrencyError,
+  StreamTombstonedError,
+  type AllSubscription,
   type AppendResult,
   type EventStore,
+  type ExpectedMetadataRevision,
   type ExpectedRevision,
+  type ExpectedRevisionForDelete,
   type NewEvent,
   type ReadAllOptions,
   type ReadStreamOptions,
   type RecordedEvent,
+  type StreamMetadata,
+  type StreamMetadataResult,
+  type SubscribeToAllOptions,
   type Unsubscribe,
 } from '../../port'
+import {
+  actualRevisionOf,
+  assertDeleteArguments,
+  classifyRejectedWrite,
+  validateMetadataWrite,
+} from '../../streamState'
 import { tenantCategory } from '../../streams'
-import { validateAppendBatch } from '../../appendRules'
 
 const DEFAULT_READ_ALL_MAX_COUNT = 1000
 const READ_ALL_PAGE = 500
+/** EventStoreDB marks a soft-deleted stream with `$tb` = long.MaxValue, which JSON.parse reads as about 2^63. */
+const SOFT_DELETED_TRUNCATE_BEFORE = 2 ** 62
+/** How long a subscription trusts what it learnt about a stream's visible revisions. */
+const SUBSCRIPTION_VISIBILITY_TTL_MS = 1_000
 
 /**
  * The event store on EventStoreDB / KurrentDB (selected by ESDB_CONNECTION_STRING). Thin: it passes the same contract
@@ -50,12 +73,16 @@ const READ_ALL_PAGE = 500
  *   (the server accepts the second idempotently without saying so), though the events are stored once.
  * - Tenant logs and event types are read from $all with server-side filters (see readTenantLog), and onAppend is a
  *   live $all subscription.
+ * - $all keeps the events of deleted, tombstoned and truncated streams until a scavenge; the port hides them on every
+ *   read, so $all reads and subscribeToAll check each stream's first visible revision (one stream read per stream per
+ *   read, see StreamVisibility). Retention itself is the server's own ($maxAge, $maxCount, $tb in `$$<stream>`).
  */
 export class EsdbEventStore implements EventStore {
   readonly kind = 'esdb' as const
   /** Every client hears every append through its $all subscription. */
   readonly notifiesOnAppend = true
   private readonly subscriptions = new Set<Unsubscribe>()
+  private readonly allSubscriptions = new Set<CatchUpSubscription>()
 
   constructor(
     private readonly client: EventStoreDBClient,
@@ -74,17 +101,22 @@ export class EsdbEventStore implements EventStore {
       jsonEvent({ id: event.eventId, type: event.type, data: (event.data ?? null) as JSONType, metadata: event.metadata }),
     )
     // Our own duplicate check first (task streams are short): the server only checks the events right after the
-    // expected revision, and not at all durably with ANY.
+    // expected revision, and not at all durably with ANY. Reading also refuses a tombstoned stream before any write.
     const before = await this.readStream(stream)
     const ids = new Set(batch.map((event) => event.eventId))
-    if (before.some((event) => ids.has(event.eventId))) return classifyRejectedAppend(stream, batch, expected, before)
+    if (before.some((event) => ids.has(event.eventId))) return this.classifyRejection(stream, batch, expected, undefined)
     try {
       const result = await this.client.appendToStream(stream, eventData, { expectedRevision: toEsdbExpected(expected) })
       return { nextExpectedRevision: result.nextExpectedRevision, position: result.position?.commit ?? -1n, written: true }
     } catch (error) {
+      if (error instanceof StreamDeletedError) {
+        // The server answers 'stream_exists' on a soft-deleted stream with StreamDeleted; the port calls that a conflict.
+        if (expected === 'stream_exists' && !(await this.isTombstoned(stream))) throw new ConcurrencyError(stream, expected, 'no_stream')
+        throw new StreamTombstonedError(stream)
+      }
       if (!(error instanceof WrongExpectedVersionError)) throw unavailable(error)
+      return this.classifyRejection(stream, batch, expected, error.actualVersion)
     }
-    return classifyRejectedAppend(stream, batch, expected, await this.readStream(stream))
   }
 
   async readStream(stream: string, options: ReadStreamOptions = {}): Promise<RecordedEvent[]> {
@@ -98,7 +130,9 @@ export class EsdbEventStore implements EventStore {
       })
       for await (const resolved of read) if (resolved.event) events.push(toRecordedEvent(resolved.event))
     } catch (error) {
+      // Not found: never written, or soft-deleted. Deleted: tombstoned.
       if (error instanceof StreamNotFoundError) return []
+      if (error instanceof StreamDeletedError) throw new StreamTombstonedError(stream)
       throw unavailable(error)
     }
     return events
@@ -107,6 +141,7 @@ export class EsdbEventStore implements EventStore {
   async readAll(options: ReadAllOptions = {}): Promise<RecordedEvent[]> {
     const maxCount = options.maxCount ?? DEFAULT_READ_ALL_MAX_COUNT
     const events: RecordedEvent[] = []
+    const visibility = new StreamVisibility(this.client, Number.POSITIVE_INFINITY)
     let cursor = options.after
     try {
       while (events.length < maxCount) {
@@ -118,7 +153,7 @@ export class EsdbEventStore implements EventStore {
           // fromPosition is inclusive while `after` is exclusive; system events ($-types, $-streams) are not ours.
           if (!event || (cursor !== undefined && event.position.commit <= cursor)) continue
           cursor = event.position.commit
-          if (isSystemEvent(event)) continue
+          if (isSystemEvent(event) || !(await visibility.isVisible(event))) continue
           events.push(toRecordedEvent(event))
           if (events.length >= maxCount) break
         }
@@ -157,57 +192,194 @@ export class EsdbEventStore implements EventStore {
     return unsubscribe
   }
 
+  async deleteStream(stream: string, options: { expectedRevision: ExpectedRevisionForDelete }): Promise<void> {
+    await this.changeLifecycle(stream, options.expectedRevision, (expectedRevision) => this.client.deleteStream(stream, { expectedRevision }))
+  }
+
+  async tombstoneStream(stream: string, options: { expectedRevision: ExpectedRevisionForDelete }): Promise<void> {
+    await this.changeLifecycle(stream, options.expectedRevision, (expectedRevision) => this.client.tombstoneStream(stream, { expectedRevision }))
+  }
+
+  /** Writes the server's own retention metadata ($maxAge, $maxCount, $tb) to `$$<stream>`, replacing what was there. */
+  async setStreamMetadata(
+    stream: string,
+    metadata: StreamMetadata,
+    options: { expectedMetadataRevision?: ExpectedMetadataRevision } = {},
+  ): Promise<{ metadataRevision: bigint }> {
+    const { metadata: valid, expected } = validateMetadataWrite(stream, metadata, options)
+    try {
+      const result = await this.client.setStreamMetadata(
+        stream,
+        {
+          ...(valid.maxAge === undefined ? {} : { maxAge: valid.maxAge }),
+          ...(valid.maxCount === undefined ? {} : { maxCount: valid.maxCount }),
+          ...(valid.truncateBefore === undefined ? {} : { truncateBefore: Number(valid.truncateBefore) }),
+        },
+        { expectedRevision: expected === 'no_metadata' ? NO_STREAM : expected === 'any' ? ANY : expected },
+      )
+      return { metadataRevision: result.nextExpectedRevision }
+    } catch (error) {
+      if (error instanceof StreamDeletedError) throw new StreamTombstonedError(stream)
+      if (error instanceof WrongExpectedVersionError) {
+        const actual = revisionOf(error.actualVersion)
+        throw new MetadataConcurrencyError(stream, expected, actual === undefined ? 'no_metadata' : actual)
+      }
+      throw unavailable(error)
+    }
+  }
+
+  /** Reads the last event of `$$<stream>` (the client's own getStreamMetadata reports a log position as the revision). */
+  async getStreamMetadata(stream: string): Promise<StreamMetadataResult> {
+    assertStreamName(stream)
+    try {
+      for await (const resolved of this.client.readStream(metastreamOf(stream), { direction: BACKWARDS, fromRevision: END, maxCount: 1 })) {
+        if (resolved.event) return toMetadataResult(resolved.event.revision, resolved.event.data)
+      }
+    } catch (error) {
+      if (error instanceof StreamDeletedError) throw new StreamTombstonedError(stream)
+      if (!(error instanceof StreamNotFoundError)) throw unavailable(error)
+    }
+    return { metadata: {}, metadataRevision: 'no_metadata', deleted: false }
+  }
+
+  /**
+   * The server's own catch-up subscription to $all from the checkpoint (exclusive), without system events, and without
+   * the events every read hides (deleted, tombstoned, truncated streams: checked per stream, trusted for a second).
+   */
+  subscribeToAll(options: SubscribeToAllOptions = {}): AllSubscription {
+    const from = checkpointOf(options.from)
+    const client = this.client
+    const subscription = new CatchUpSubscription(async function* (stopRequested, isStopped) {
+      const native = client.subscribeToAll({
+        fromPosition: from === undefined ? START : { commit: from, prepare: from },
+        filter: excludeSystemEvents(),
+      })
+      // Unsubscribing ends the stream, so a source waiting for the next live event finishes at once.
+      void stopRequested.then(() => native.unsubscribe().catch(() => undefined))
+      const visibility = new StreamVisibility(client, SUBSCRIPTION_VISIBILITY_TTL_MS)
+      try {
+        for await (const resolved of native as AsyncIterable<AllStreamResolvedEvent>) {
+          if (isStopped()) return
+          const event = resolved.event
+          if (!event || isSystemEvent(event) || (from !== undefined && event.position.commit <= from)) continue
+          if (!(await visibility.isVisible(event))) continue
+          yield toRecordedEvent(event)
+        }
+      } catch (error) {
+        if (!isStopped()) throw unavailable(error)
+      } finally {
+        await native.unsubscribe().catch(() => undefined)
+      }
+    })
+    this.allSubscriptions.add(subscription)
+    return subscription
+  }
+
   async close(): Promise<void> {
+    await Promise.all([...this.allSubscriptions].map((subscription) => subscription.stop().catch(() => undefined)))
+    this.allSubscriptions.clear()
     await Promise.all([...this.subscriptions].map((unsubscribe) => unsubscribe().catch(() => undefined)))
     if (this.ownsClient) await this.client.dispose()
   }
 
-  /**
-   * Reads $all after `after` through a server-side filter until `maxCount` matches or the end of the log as it was when
-   * the read began. readAll takes no filter in this client, so this is a catch-up subscription that stops at the end
-   * (the server's caught-up signal, or a filter checkpoint at or past that end).
-   */
+  /** Runs a soft delete or tombstone and translates the server's refusals into the port's errors. */
+  private async changeLifecycle(
+    stream: string,
+    expected: ExpectedRevisionForDelete,
+    run: (expectedRevision: EsdbExpectedRevision) => Promise<unknown>,
+  ): Promise<void> {
+    assertDeleteArguments(stream, expected)
+    try {
+      await run(expected === 'no_stream' ? NO_STREAM : expected === 'any' ? ANY : expected)
+    } catch (error) {
+      if (error instanceof StreamDeletedError) throw new StreamTombstonedError(stream)
+      if (!(error instanceof WrongExpectedVersionError)) throw unavailable(error)
+      const { deleted } = await this.getStreamMetadata(stream)
+      throw new ConcurrencyError(stream, expected, actualRevisionOf({ lastRevision: revisionOf(error.actualVersion), deleted }))
+    }
+  }
+
+  /** Why an append was refused, from the stream as it reads now and the revision the server reported (if it did). */
+  private async classifyRejection(
+    stream: string,
+    batch: readonly NewEvent[],
+    expected: ExpectedRevision,
+    serverActual: CurrentRevision | undefined,
+  ): Promise<AppendResult> {
+    const visible = await this.readStream(stream)
+    const { deleted } = await this.getStreamMetadata(stream)
+    const lastRevision = serverActual === undefined ? visible[visible.length - 1]?.revision : revisionOf(serverActual)
+    // Events hidden by a delete or retention cannot be read back here, so their IDs are left to the server.
+    return classifyRejectedWrite(stream, batch, expected, visible, { lastRevision, deleted }, [])
+  }
+
+  private async isTombstoned(stream: string): Promise<boolean> {
+    try {
+      await this.readStream(stream, { maxCount: 1 })
+      return false
+    } catch (error) {
+      if (error instanceof StreamTombstonedError) return true
+      throw error
+    }
+  }
+
+  /** Reads $all after `after` through a server-side filter, keeping only visible events, until `maxCount` or the end. */
   private async readFiltered(filter: Filter, options: ReadAllOptions): Promise<RecordedEvent[]> {
     const maxCount = options.maxCount ?? DEFAULT_READ_ALL_MAX_COUNT
-    const after = options.after
     if (maxCount === 0) return []
+    const visibility = new StreamVisibility(this.client, Number.POSITIVE_INFINITY)
+    const events: RecordedEvent[] = []
     try {
       let end: bigint | undefined
       for await (const resolved of this.client.readAll({ direction: BACKWARDS, fromPosition: END, maxCount: 1 })) end = resolved.event?.position.commit
-      if (end === undefined || (after !== undefined && after >= end)) return []
-      const endOfLog = end
-
-      const events: RecordedEvent[] = []
-      await new Promise<void>((resolve, reject) => {
-        const subscription = this.client.subscribeToAll({
-          fromPosition: after === undefined ? START : { commit: after, prepare: after },
-          filter: { ...filter, checkpointReached: (_subscription, position) => (position.commit >= endOfLog ? finish() : undefined) },
-        })
-        let done = false
-        const finish = (error?: unknown) => {
-          if (done) return
-          done = true
-          subscription.unsubscribe().then(
-            () => (error === undefined ? resolve() : reject(error)),
-            () => (error === undefined ? resolve() : reject(error)),
-          )
-        }
-        subscription.on('data', (resolved) => {
-          const event = resolved.event
-          if (done || !event) return
-          const position = event.position.commit
-          if (after !== undefined && position <= after) return
-          if (position > endOfLog) return finish()
-          events.push(toRecordedEvent(event))
-          if (events.length >= maxCount || position === endOfLog) finish()
-        })
-        subscription.on('caughtUp', () => finish())
-        subscription.on('error', (error) => finish(error))
-      })
-      return events
+      if (end === undefined) return []
+      let after = options.after
+      while (events.length < maxCount && (after === undefined || after < end)) {
+        const wanted = maxCount - events.length
+        const page = await this.readFilteredPage(filter, after, wanted, end)
+        for (const event of page) if (await visibility.isVisible(event)) events.push(toRecordedEvent(event))
+        if (page.length < wanted) break
+        after = page[page.length - 1]!.position.commit
+      }
     } catch (error) {
       throw unavailable(error)
     }
+    return events
+  }
+
+  /**
+   * Up to `maxCount` events of $all after `after` that pass a server-side filter, up to the end of the log as it was
+   * when the read began. readAll takes no filter in this client, so this is a catch-up subscription that stops at that
+   * end (the server's caught-up signal, or a filter checkpoint at or past it).
+   */
+  private readFilteredPage(filter: Filter, after: bigint | undefined, maxCount: number, endOfLog: bigint): Promise<AllStreamRecordedEvent[]> {
+    const events: AllStreamRecordedEvent[] = []
+    return new Promise<AllStreamRecordedEvent[]>((resolve, reject) => {
+      const subscription = this.client.subscribeToAll({
+        fromPosition: after === undefined ? START : { commit: after, prepare: after },
+        filter: { ...filter, checkpointReached: (_subscription, position) => (position.commit >= endOfLog ? finish() : undefined) },
+      })
+      let done = false
+      const finish = (error?: unknown) => {
+        if (done) return
+        done = true
+        subscription.unsubscribe().then(
+          () => (error === undefined ? resolve(events) : reject(error)),
+          () => (error === undefined ? resolve(events) : reject(error)),
+        )
+      }
+      subscription.on('data', (resolved) => {
+        const event = resolved.event
+        if (done || !event) return
+        const position = event.position.commit
+        if (after !== undefined && position <= after) return
+        if (position > endOfLog) return finish()
+        events.push(event)
+        if (events.length >= maxCount || position === endOfLog) finish()
+      })
+      subscription.on('caughtUp', () => finish())
+      subscription.on('error', (error) => finish(error))
+    })
   }
 }
 
@@ -237,6 +409,72 @@ function toRecordedEvent(event: EsdbRecordedEvent | AllStreamRecordedEvent): Rec
 }
 
 function unavailable(error: unknown): Error {
-  if (error instanceof ConcurrencyError || error instanceof EventIdConflictError || error instanceof EventStoreUnavailableError) return error
+  if (
+    error instanceof ConcurrencyError ||
+    error instanceof EventIdConflictError ||
+    error instanceof EventStoreUnavailableError ||
+    error instanceof StreamTombstonedError ||
+    error instanceof MetadataConcurrencyError
+  ) {
+    return error
+  }
   return new EventStoreUnavailableError('esdb', error)
 }
+
+/** A revision the server reported: undefined for no stream (NO_STREAM, or -1 in older servers' error metadata). */
+function revisionOf(current: CurrentRevision): bigint | undefined {
+  return typeof current === 'bigint' && current >= 0n ? current : undefined
+}
+
+/** The port's view of a `$$<stream>` event: retention fields, and soft deletion read from the `$tb` marker. */
+function toMetadataResult(revision: bigint, data: unknown): StreamMetadataResult {
+  const raw = (typeof data === 'object' && data !== null ? data : {}) as Record<string, unknown>
+  const wholeNumber = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value)
+  const truncateBefore = raw.$tb
+  const deleted = typeof truncateBefore === 'number' && truncateBefore >= SOFT_DELETED_TRUNCATE_BEFORE
+  const metadata: StreamMetadata = {
+    ...(wholeNumber(raw.$maxAge) ? { maxAge: raw.$maxAge } : {}),
+    ...(wholeNumber(raw.$maxCount) ? { maxCount: raw.$maxCount } : {}),
+    ...(!deleted && wholeNumber(truncateBefore) ? { truncateBefore: BigInt(truncateBefore) } : {}),
+  }
+  return { metadata, metadataRevision: revision, deleted }
+}
+
+/**
+ * Which events of a stream the port shows now. Every retention rule (soft delete, $tb, $maxCount, $maxAge) hides a
+ * prefix of the stream, so the stream's first readable revision decides; a stream that cannot be read (deleted,
+ * tombstoned, all expired) shows nothing. Learnt once per stream and trusted for `ttlMs`.
+ */
+class StreamVisibility {
+  private readonly firstVisible = new Map<string, { readonly at: number; readonly revision: Promise<bigint | undefined> }>()
+
+  constructor(
+    private readonly client: EventStoreDBClient,
+    private readonly ttlMs: number,
+  ) {}
+
+  async isVisible(event: AllStreamRecordedEvent): Promise<boolean> {
+    const now = Date.now()
+    let known = this.firstVisible.get(event.streamId)
+    if (!known || now - known.at > this.ttlMs) {
+      if (this.firstVisible.size >= 10_000) this.firstVisible.clear()
+      known = { at: now, revision: this.firstVisibleRevision(event.streamId) }
+      this.firstVisible.set(event.streamId, known)
+    }
+    const first = await known.revision
+    return first !== undefined && event.revision >= first
+  }
+
+  private async firstVisibleRevision(stream: string): Promise<bigint | undefined> {
+    try {
+      for await (const resolved of this.client.readStream(stream, { direction: FORWARDS, fromRevision: START, maxCount: 1 })) {
+        if (resolved.event) return resolved.event.revision
+      }
+      return undefined
+    } catch (error) {
+      if (error instanceof StreamNotFoundError || error instanceof StreamDeletedError) return undefined
+      throw error
+    }
+  }
+}
+

@@ -27,6 +27,11 @@ export interface Database {
    * committed it, not to listeners; readers of such a database must rely on polling.
    */
   readonly notifiesAcrossConnections: boolean
+  /**
+   * True when several connections share one database session (behind the embedded PGlite socket server), so
+   * session state such as named prepared statements would collide between connections.
+   */
+  readonly sharesSessionAcrossConnections: boolean
   /** Calls `listener` with the payload of every NOTIFY on `channel` after its transaction commits. A hint: poll as well. */
   listen(channel: string, listener: (payload: string) => void): Promise<StopListening>
   close(): Promise<void>
@@ -115,6 +120,7 @@ async function openServer(url: string): Promise<Database> {
     kind: 'postgres',
     pool,
     notifiesAcrossConnections: !behindPgliteSocket,
+    sharesSessionAcrossConnections: behindPgliteSocket,
     listen: (channel, listener) => (hub ? hub.listen(channel, listener) : Promise.resolve(async () => undefined)),
     async close() {
       if (closed) return
@@ -144,6 +150,7 @@ async function openPglite(dataDir: string): Promise<Database> {
     kind: 'pglite',
     pool,
     notifiesAcrossConnections: true,
+    sharesSessionAcrossConnections: false,
     async listen(channel, listener) {
       // PGlite is one session in this process, and every append goes through it, so LISTEN once on that session and
       // take notifications from PGlite's own dispatcher. LISTEN goes through the pool so it never lands inside another

@@ -1,18 +1,32 @@
 import type pg from 'pg'
-import { classifyRejectedAppend } from '../../appendConflicts'
+import { checkpointOf, pollingSubscription, type CatchUpSubscription } from '../../catchUpSubscription'
 import {
   ConcurrencyError,
   EventIdConflictError,
   EventStoreUnavailableError,
+  MetadataConcurrencyError,
+  StreamTombstonedError,
+  type AllSubscription,
   type AppendResult,
   type EventStore,
+  type ExpectedMetadataRevision,
   type ExpectedRevision,
+  type ExpectedRevisionForDelete,
   type NewEvent,
   type ReadAllOptions,
   type ReadStreamOptions,
   type RecordedEvent,
+  type StreamMetadata,
+  type StreamMetadataResult,
+  type SubscribeToAllOptions,
   type Unsubscribe,
 } from '../../port'
+import {
+  actualRevisionOf,
+  assertDeleteArguments,
+  classifyRejectedWrite,
+  validateMetadataWrite,
+} from '../../streamState'
 import { assertTenantId } from '../../streams'
 import type { Database } from './database'
 import { assertStreamName, validateAppendBatch } from '../../appendRules'
@@ -36,7 +50,8 @@ export const EVENTS_CHANNEL = 'annalist_events'
  */
 
 const DEFAULT_READ_ALL_MAX_COUNT = 1000
-
+const SUBSCRIPTION_BATCH = 500
+const DEFAULT_SUBSCRIPTION_POLL_MS = 500
 
 /** What one append did inside a transaction: wrote its events, or was rejected and must be rolled back and classified. */
 export type AppendInTransactionOutcome = { readonly status: 'written'; readonly result: AppendResult } | { readonly status: 'rejected' }
@@ -54,6 +69,39 @@ interface EventRow {
 
 const EVENT_COLUMNS = 'position, stream_name, stream_revision, event_id, event_type, data, metadata, recorded_at'
 
+/** The event columns of alias `e`. */
+const columnsOf = (e: string) => EVENT_COLUMNS.split(', ').map((column) => `${e}.${column}`).join(', ')
+
+/**
+ * Whether event `e` is visible under its stream's metadata row `m` (all nulls when the stream has none): the SQL twin
+ * of the port's retention rules (migrations/005_stream_lifecycle.sql). A soft delete hides through truncate_before.
+ * maxCount looks up the stream's head through the (stream_name, stream_revision) index, only for streams that set it.
+ */
+const visible = (e: string) => `(m.stream_name is null or (not m.tombstoned
+  and (m.truncate_before is null or ${e}.stream_revision >= m.truncate_before)
+  and (m.max_age_seconds is null or ${e}.recorded_at > now() - make_interval(secs => m.max_age_seconds))
+  and (m.max_count is null
+       or ${e}.stream_revision > (select max(h.stream_revision) from events h where h.stream_name = ${e}.stream_name) - m.max_count)))`
+
+/**
+ * Events of the whole log (or of the part `where` selects) with their stream's metadata row as `m`. The lateral
+ * subquery with `limit 1` keeps the metadata lookup a primary-key probe per event: the planner cannot turn it into a
+ * hash join that would read every stream's metadata, other tenants' included.
+ */
+const globalRead = (where: string) => `select ${columnsOf('e')} from events e
+  left join lateral (select * from stream_metadata sm where sm.stream_name = e.stream_name limit 1) m on true
+  where ${where} and ${visible('e')}
+  order by e.position limit`
+
+interface MetadataRow {
+  max_age_seconds: number | null
+  max_count: number | null
+  truncate_before: string | null
+  metadata_revision: string
+  deleted: boolean
+  tombstoned: boolean
+}
+
 /**
  * The event store on PostgreSQL: a real server or embedded PGlite, through the same `pg` pool code.
  *
@@ -64,12 +112,23 @@ export class PostgresEventStore implements EventStore {
   readonly kind = 'postgres' as const
   /** Whether `onAppend` hears appends made by every writer (false behind the embedded socket server: poll instead). */
   readonly notifiesOnAppend: boolean
+  /** Whether appends may use a named prepared statement (not behind the embedded server, where connections share a session). */
+  private readonly preparedAppend: boolean
   private readonly pool: pg.Pool
   private readonly subscriptions = new Set<Unsubscribe>()
+  private readonly allSubscriptions = new Set<CatchUpSubscription>()
+  private readonly subscriptionPollIntervalMs: number
 
-  constructor(private readonly database: Database) {
+  /** `subscriptionPollIntervalMs`: how long a catch-up subscription waits for a notification before reading anyway (500 ms). */
+  constructor(
+    private readonly database: Database,
+    options: { subscriptionPollIntervalMs?: number } = {},
+  ) {
     this.pool = database.pool
     this.notifiesOnAppend = database.notifiesAcrossConnections
+    this.preparedAppend = !database.sharesSessionAcrossConnections
+    this.subscriptionPollIntervalMs = options.subscriptionPollIntervalMs ?? DEFAULT_SUBSCRIPTION_POLL_MS
+    if (!(this.subscriptionPollIntervalMs > 0)) throw new RangeError(`subscriptionPollIntervalMs must be positive, got ${this.subscriptionPollIntervalMs}`)
   }
 
   async appendToStream(stream: string, events: readonly NewEvent[], options: { expectedRevision: ExpectedRevision }): Promise<AppendResult> {
@@ -80,12 +139,11 @@ export class PostgresEventStore implements EventStore {
 
     // One statement, so one round trip: the function takes the append lock, checks the revision and inserts inside the
     // statement's own transaction (migrations/004_append_function.sql).
-    const outcome = await this.unavailableOnFailure(() => appendWith(this.pool, stream, payload, batch.length, expected))
+    const outcome = await this.unavailableOnFailure(() => appendWith(this.pool, stream, payload, batch.length, expected, this.preparedAppend))
     if (outcome.status === 'written') return outcome.result
 
     // Rejected: the client is back in the pool (PGlite has only one), so reading the stream cannot deadlock.
-    const stored = await this.readStream(stream)
-    return classifyRejectedAppend(stream, batch, expected, stored)
+    return this.classifyRejection(stream, batch, expected)
   }
 
   /**
@@ -101,7 +159,7 @@ export class PostgresEventStore implements EventStore {
   ): Promise<AppendInTransactionOutcome> {
     const batch = validateAppendBatch(stream, events)
     assertExpectedRevision(expectedRevision)
-    return appendWith(client, stream, serializeBatch(stream, batch), batch.length, expectedRevision)
+    return appendWith(client, stream, serializeBatch(stream, batch), batch.length, expectedRevision, this.preparedAppend)
   }
 
   async readStream(stream: string, options: ReadStreamOptions = {}): Promise<RecordedEvent[]> {
@@ -110,24 +168,33 @@ export class PostgresEventStore implements EventStore {
     const limit = maxCountOf(options.maxCount, null)
     const from = options.fromRevision
     if (from !== undefined && (typeof from !== 'bigint' || from < 0n)) throw new RangeError(`readStream(${stream}): fromRevision must be a bigint >= 0, got ${String(from)}`)
-    const sql = backwards
-      ? `select ${EVENT_COLUMNS} from events where stream_name = $1 and ($2::bigint is null or stream_revision <= $2::bigint)
-         order by stream_revision desc limit $3`
-      : `select ${EVENT_COLUMNS} from events where stream_name = $1 and stream_revision >= coalesce($2::bigint, 0)
-         order by stream_revision asc limit $3`
-    return this.select(sql, [stream, from?.toString() ?? null, limit])
+    const range = backwards ? '($2::bigint is null or ev.stream_revision <= $2::bigint)' : 'ev.stream_revision >= coalesce($2::bigint, 0)'
+    const order = backwards ? 'desc' : 'asc'
+    // One round trip: the stream's metadata row (to tell a tombstone from an empty stream) and its visible events.
+    const { rows } = await this.unavailableOnFailure(() =>
+      this.pool.query<Partial<EventRow> & { tombstoned: boolean | null }>(
+        `select m.tombstoned, ${columnsOf('x')} from (values (1)) as one (n)
+         left join stream_metadata m on m.stream_name = $1
+         left join lateral (
+           select ${columnsOf('ev')} from events ev
+           where ev.stream_name = $1 and ${range} and ${visible('ev')}
+           order by ev.stream_revision ${order} limit $3
+         ) x on true
+         order by x.stream_revision ${order}`,
+        [stream, from?.toString() ?? null, limit],
+      ),
+    )
+    if (rows[0]?.tombstoned) throw new StreamTombstonedError(stream)
+    return rows.filter((row): row is EventRow & { tombstoned: boolean | null } => row.position != null).map(toRecordedEvent)
   }
 
   async readAll(options: ReadAllOptions = {}): Promise<RecordedEvent[]> {
-    return this.select(`select ${EVENT_COLUMNS} from events where position > $1 order by position limit $2`, [
-      afterOf(options.after),
-      maxCountOf(options.maxCount, DEFAULT_READ_ALL_MAX_COUNT),
-    ])
+    return this.select(`${globalRead('e.position > $1')} $2`, [afterOf(options.after), maxCountOf(options.maxCount, DEFAULT_READ_ALL_MAX_COUNT)])
   }
 
   async readTenantLog(tenantId: string, options: ReadAllOptions = {}): Promise<RecordedEvent[]> {
-    // Served by the (tenant_id, position) index: other tenants' rows are never visited.
-    return this.select(`select ${EVENT_COLUMNS} from events where tenant_id = $1 and position > $2 order by position limit $3`, [
+    // Served by the (tenant_id, position) index: other tenants' rows, and their streams' metadata, are never visited.
+    return this.select(`${globalRead('e.tenant_id = $1 and e.position > $2')} $3`, [
       assertTenantId(tenantId),
       afterOf(options.after),
       maxCountOf(options.maxCount, DEFAULT_READ_ALL_MAX_COUNT),
@@ -136,11 +203,75 @@ export class PostgresEventStore implements EventStore {
 
   async readEventType(type: string, options: ReadAllOptions = {}): Promise<RecordedEvent[]> {
     if (typeof type !== 'string' || type === '') throw new RangeError('readEventType: the event type must be a non-empty string')
-    return this.select(`select ${EVENT_COLUMNS} from events where event_type = $1 and position > $2 order by position limit $3`, [
+    return this.select(`${globalRead('e.event_type = $1 and e.position > $2')} $3`, [
       type,
       afterOf(options.after),
       maxCountOf(options.maxCount, DEFAULT_READ_ALL_MAX_COUNT),
     ])
+  }
+
+  async deleteStream(stream: string, options: { expectedRevision: ExpectedRevisionForDelete }): Promise<void> {
+    await this.changeLifecycle(stream, options.expectedRevision, false)
+  }
+
+  async tombstoneStream(stream: string, options: { expectedRevision: ExpectedRevisionForDelete }): Promise<void> {
+    await this.changeLifecycle(stream, options.expectedRevision, true)
+  }
+
+  async setStreamMetadata(
+    stream: string,
+    metadata: StreamMetadata,
+    options: { expectedMetadataRevision?: ExpectedMetadataRevision } = {},
+  ): Promise<{ metadataRevision: bigint }> {
+    const { metadata: valid, expected } = validateMetadataWrite(stream, metadata, options)
+    const { rows } = await this.unavailableOnFailure(() =>
+      this.pool.query<{ result: string; revision: string | null }>(
+        'select result, result_metadata_revision::text as revision from annalist_set_stream_metadata($1, $2, $3, $4, $5)',
+        [stream, String(expected), valid.maxAge ?? null, valid.maxCount ?? null, valid.truncateBefore?.toString() ?? null],
+      ),
+    )
+    const row = rows[0]
+    if (row?.result === 'tombstoned') throw new StreamTombstonedError(stream)
+    if (row?.result === 'wrong_expected') throw new MetadataConcurrencyError(stream, expected, row.revision === null ? 'no_metadata' : BigInt(row.revision))
+    if (row?.result !== 'ok' || row.revision === null) throw new EventStoreUnavailableError('postgres', new Error(`setStreamMetadata(${stream}): unexpected result ${JSON.stringify(row)}`))
+    return { metadataRevision: BigInt(row.revision) }
+  }
+
+  async getStreamMetadata(stream: string): Promise<StreamMetadataResult> {
+    assertStreamName(stream)
+    const { rows } = await this.unavailableOnFailure(() =>
+      this.pool.query<MetadataRow>(
+        `select max_age_seconds, max_count, truncate_before::text, metadata_revision::text, deleted, tombstoned
+         from stream_metadata where stream_name = $1`,
+        [stream],
+      ),
+    )
+    const row = rows[0]
+    if (!row) return { metadata: {}, metadataRevision: 'no_metadata', deleted: false }
+    if (row.tombstoned) throw new StreamTombstonedError(stream)
+    // While soft-deleted, truncate_before is the delete's own doing, not a retention rule: report the deletion instead.
+    const truncateBefore = row.deleted || row.truncate_before === null ? undefined : BigInt(row.truncate_before)
+    const metadata: StreamMetadata = {
+      ...(row.max_age_seconds === null ? {} : { maxAge: row.max_age_seconds }),
+      ...(row.max_count === null ? {} : { maxCount: row.max_count }),
+      ...(truncateBefore === undefined ? {} : { truncateBefore }),
+    }
+    return { metadata, metadataRevision: BigInt(row.metadata_revision), deleted: row.deleted }
+  }
+
+  /**
+   * A catch-up subscription over `readAll`, woken by `onAppend` and polling every `subscriptionPollIntervalMs` as a
+   * fallback (the only way behind the embedded socket server). It never skips an event because appends are serialized
+   * by the advisory lock, so positions become visible in order (docs/ordering.md).
+   */
+  subscribeToAll(options: SubscribeToAllOptions = {}): AllSubscription {
+    const subscription = pollingSubscription(this, {
+      from: checkpointOf(options.from),
+      batchSize: SUBSCRIPTION_BATCH,
+      pollIntervalMs: this.subscriptionPollIntervalMs,
+    })
+    this.allSubscriptions.add(subscription)
+    return subscription
   }
 
   /**
@@ -159,7 +290,49 @@ export class PostgresEventStore implements EventStore {
   }
 
   async close(): Promise<void> {
+    await Promise.all([...this.allSubscriptions].map((subscription) => subscription.stop()))
+    this.allSubscriptions.clear()
     await Promise.all([...this.subscriptions].map((unsubscribe) => unsubscribe()))
+  }
+
+  /** Soft-deletes or tombstones `stream` in one statement under the append lock (migrations/005_stream_lifecycle.sql). */
+  private async changeLifecycle(stream: string, expected: ExpectedRevisionForDelete, tombstone: boolean): Promise<void> {
+    assertDeleteArguments(stream, expected)
+    const { rows } = await this.unavailableOnFailure(() =>
+      this.pool.query<{ result: string; revision: string | null; deleted: boolean | null }>(
+        'select result, result_revision::text as revision, result_deleted as deleted from annalist_delete_stream($1, $2, $3)',
+        [stream, String(expected), tombstone],
+      ),
+    )
+    const row = rows[0]
+    if (row?.result === 'tombstoned') throw new StreamTombstonedError(stream)
+    if (row?.result === 'wrong_expected') {
+      const state = { lastRevision: row.revision === null ? undefined : BigInt(row.revision), deleted: row.deleted === true }
+      throw new ConcurrencyError(stream, expected, actualRevisionOf(state))
+    }
+    if (row?.result !== 'ok') throw new EventStoreUnavailableError('postgres', new Error(`deleting ${stream}: unexpected result ${JSON.stringify(row)}`))
+  }
+
+  /**
+   * Why an append was rejected, from the stream as it is now: tombstoned, an idempotent repeat, an ID conflict (with
+   * visible events, or with events a soft delete or retention hides) or a concurrency conflict.
+   */
+  private async classifyRejection(stream: string, batch: readonly NewEvent[], expected: ExpectedRevision): Promise<AppendResult> {
+    const { rows } = await this.unavailableOnFailure(() =>
+      this.pool.query<{ tombstoned: boolean | null; deleted: boolean | null; last_revision: string | null; stored_ids: string[] }>(
+        `select m.tombstoned, m.deleted,
+                (select max(stream_revision) from events where stream_name = $1)::text as last_revision,
+                array(select event_id::text from events where stream_name = $1 and event_id = any($2::uuid[])) as stored_ids
+         from (values (1)) as one (n) left join stream_metadata m on m.stream_name = $1`,
+        [stream, batch.map((event) => event.eventId)],
+      ),
+    )
+    const row = rows[0]!
+    if (row.tombstoned) throw new StreamTombstonedError(stream)
+    const visibleEvents = await this.readStream(stream)
+    const shown = new Set(visibleEvents.map((event) => event.eventId))
+    const state = { lastRevision: row.last_revision === null ? undefined : BigInt(row.last_revision), deleted: row.deleted === true }
+    return classifyRejectedWrite(stream, batch, expected, visibleEvents, state, row.stored_ids.filter((id) => !shown.has(id)))
   }
 
   private async select(sql: string, values: unknown[]): Promise<RecordedEvent[]> {
@@ -172,7 +345,15 @@ export class PostgresEventStore implements EventStore {
     try {
       return await operation()
     } catch (error) {
-      if (error instanceof ConcurrencyError || error instanceof EventIdConflictError || error instanceof EventStoreUnavailableError) throw error
+      if (
+        error instanceof ConcurrencyError ||
+        error instanceof EventIdConflictError ||
+        error instanceof EventStoreUnavailableError ||
+        error instanceof StreamTombstonedError ||
+        error instanceof MetadataConcurrencyError
+      ) {
+        throw error
+      }
       throw new EventStoreUnavailableError('postgres', error)
     }
   }
@@ -239,11 +420,14 @@ async function appendWith(
   payload: string,
   count: number,
   expected: ExpectedRevision,
+  prepared: boolean,
 ): Promise<AppendInTransactionOutcome> {
-  const result = await queryable.query<{ last_position: string | null; last_revision: string | null }>(
-    'select last_position::text, last_revision::text from annalist_append($1, $2, $3::jsonb)',
-    [stream, typeof expected === 'bigint' ? expected.toString() : expected, payload],
-  )
+  const result = await queryable.query<{ last_position: string | null; last_revision: string | null }>({
+    // A named statement is parsed and planned once per connection; not where connections share one session.
+    ...(prepared ? { name: 'annalist_append' } : {}),
+    text: 'select last_position::text, last_revision::text from annalist_append($1, $2, $3::jsonb)',
+    values: [stream, typeof expected === 'bigint' ? expected.toString() : expected, payload],
+  })
   const row = result.rows[0]
   if (!row) return { status: 'rejected' }
   if (row.last_position === null || row.last_revision === null) throw new Error(`append to ${stream}: wrote none of ${count} events`)

@@ -1,0 +1,17 @@
+/**
+ * Which benchmarks `--only` selects: a comma-separated list of names from `available` (spaces allowed); unset
+ * selects all of them. An empty list or an unknown name is refused with an error that lists the valid names.
+ */
+export function selectBenchmarks<Name extends string>(only: string | undefined, available: readonly Name[]): Set<Name> {
+  if (only === undefined) return new Set(available)
+  const names = only.split(',').map((name) => name.trim())
+  if (names.every((name) => name === '')) throw new RangeError(`--only needs at least one benchmark name: ${available.join(', ')}`)
+  const selected = new Set<Name>()
+  for (const name of names) {
+    if (name === '') continue
+    const known = available.find((candidate) => candidate === name)
+    if (!known) throw new RangeError(`--only: unknown benchmark ${JSON.stringify(name)}; choose from ${available.join(', ')}`)
+    selected.add(known)
+  }
+  return selected
+}

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { z } from 'zod'
 
 /** Ways an injected fault makes a model or tool fail, in the terms real systems fail. */
@@ -11,13 +12,19 @@ export const FaultTarget = z.union([
 ])
 export type FaultTarget = z.infer<typeof FaultTarget>
 
-/** One injected fault: which target fails how, optionally only for one tenant or task, on the listed attempts (default the first). */
+/**
+ * One injected fault: which target fails how, optionally only for one tenant or task, on the listed attempts (default the
+ * first). With `rate`, it hits each matching call only with that probability, drawn from a hash of `seed` and the call,
+ * so every process (and every rerun with the same seed) decides the same way for the same call.
+ */
 export const FaultRule = z.strictObject({
   target: FaultTarget,
   kind: FaultKind,
   tenantId: z.string().min(1).optional(),
   taskId: z.string().min(1).optional(),
   attempts: z.array(z.number().int().positive()).min(1).default([1]),
+  rate: z.number().min(0).max(1).optional(),
+  seed: z.number().int().nonnegative().optional(),
 })
 export type FaultRule = z.infer<typeof FaultRule>
 
@@ -44,14 +51,24 @@ export class FaultPlanError extends Error {
   }
 }
 
-/** The first rule of `plan` that applies to this target, tenant, task and attempt, if any. */
+/**
+ * A number in [0, 1) fixed by the seed, the rule's target and kind, and the call (tenant, task, attempt): the draw a
+ * rule with a `rate` compares against. Pure, so any process can tell afterwards whether a call was hit.
+ */
+export function faultDraw(rule: Pick<FaultRule, 'target' | 'kind' | 'seed'>, probe: FaultProbe): number {
+  const digest = createHash('sha256').update(`${rule.seed ?? 0}|${rule.target}|${rule.kind}|${probe.tenantId}|${probe.taskId}|${probe.attempt}`).digest()
+  return digest.readUInt32BE(0) / 4_294_967_296
+}
+
+/** The first rule of `plan` that applies to this target, tenant, task and attempt (and wins its seeded draw, if it has a rate), if any. */
 export function matchFault(plan: FaultPlan | undefined, probe: FaultProbe): FaultRule | undefined {
   return plan?.rules.find(
     (rule) =>
       rule.target === probe.target &&
       (rule.tenantId === undefined || rule.tenantId === probe.tenantId) &&
       (rule.taskId === undefined || rule.taskId === probe.taskId) &&
-      rule.attempts.includes(probe.attempt),
+      rule.attempts.includes(probe.attempt) &&
+      (rule.rate === undefined || faultDraw(rule, probe) < rule.rate),
   )
 }
 

@@ -1,4 +1,4 @@
-import { Command, Option } from 'commander'
+import { Argument, Command, Option } from 'commander'
 import { reportFatal } from './runtime/reportFatal'
 
 /** The `annalist` CLI: one program, one sub-command per process or query. Commands load lazily so each starts fast. */
@@ -18,6 +18,25 @@ function buildProgram(): Command {
     .action(async (options) => (await import('./commands/demo')).demoCommand(options))
 
   program
+    .command('chaos')
+    .description('run a seeded fault campaign (worker, projector, PostgreSQL and Temporal kills, model and tool faults) and check that nothing was lost or repeated')
+    .option('--tenants <n>', 'number of tenants', '4')
+    .option('--tasks <n>', 'tasks per tenant', '25')
+    .option('--seed <n>', 'seed of the fault schedule and fault draws (default: random, printed so the run can be repeated)')
+    .option('--faults <kinds>', 'fault kinds to inject, comma-separated: worker,projector,postgres,temporal,model,tool', 'worker,projector,postgres,temporal,model,tool')
+    .option('--postgres-server', 'run a private PostgreSQL cluster (initdb + pg_ctl) instead of the embedded PGlite')
+    .option('--deadline <seconds>', 'how long to wait for every workflow to end after the last start', '600')
+    .option('--json <path>', 'write the invariants, faults injected and counts as JSON to this file')
+    .action(async (options) => (await import('./commands/chaos')).chaosCommand(options))
+
+  program
+    .command('embedded-postgres', { hidden: true })
+    .description('serve an embedded PGlite data directory over the PostgreSQL protocol (used by chaos)')
+    .requiredOption('--data-dir <dir>', 'PGlite data directory')
+    .requiredOption('--port <port>', 'TCP port on 127.0.0.1')
+    .action(async (options) => (await import('./runtime/chaos/embeddedPostgresProcess')).embeddedPostgresCommand(options))
+
+  program
     .command('worker')
     .description('run a pipeline worker (Temporal activities and workflows) until SIGINT/SIGTERM')
     .action(async () => (await import('./commands/worker')).workerCommand())
@@ -25,7 +44,40 @@ function buildProgram(): Command {
   program
     .command('projector')
     .description('run the projection worker: follows the event log and builds the audit timeline and task summaries')
-    .action(async () => (await import('./commands/projector')).projectorCommand())
+    .option('--batch-size <n>', 'events per transaction', '100')
+    .option('--metrics-port <port>', 'serve Prometheus metrics (projection lag, events behind, dead letters) on this port at /metrics')
+    .action(async (options) => (await import('./commands/projector')).projectorCommand(options))
+
+  program
+    .command('rebuild')
+    .description('rebuild a projection (or all) into fresh tables and swap them in atomically; reports whether it equals the incremental model')
+    .argument('<projection>', "a projection name, or 'all'")
+    .option('--batch-size <n>', 'events per transaction', '2000')
+    .action(async (name, options) => (await import('./commands/rebuild')).rebuildCommand(name, options))
+
+  const deadLetters = program.command('dead-letters').description('events a projection could not handle: list them, retry them')
+  deadLetters
+    .command('list')
+    .description('list dead letters with position and error')
+    .option('--projection <name>', 'only this projection')
+    .addOption(new Option('--format <format>', 'output format').choices(['table', 'json', 'csv']).default('table'))
+    .action(async (options) => (await import('./commands/deadLetters')).listDeadLettersCommand(options))
+  deadLetters
+    .command('retry')
+    .description('apply dead-lettered events again once their cause is fixed; prints what happened to each (exit 2 if any failed again)')
+    .option('--projection <name>', 'only this projection')
+    .option('--position <n>', 'only the dead letter at this global position')
+    .option('--all', 'every dead letter (of --projection, if given)')
+    .addOption(new Option('--format <format>', 'output format').choices(['table', 'json', 'csv']).default('table'))
+    .action(async (options) => (await import('./commands/deadLetters')).retryDeadLettersCommand(options))
+
+  program
+    .command('lag')
+    .description('projection lag: checkpoint, head of the log, events behind, oldest unprojected event, last batch lag, dead letters')
+    .addOption(new Option('--format <format>', 'output format').choices(['table', 'json', 'csv']).default('table'))
+    .option('--watch', 'print again every --interval until interrupted')
+    .option('--interval <ms>', 'how often --watch prints', '2000')
+    .action(async (options) => (await import('./commands/lag')).lagCommand(options))
 
   program
     .command('start')
@@ -38,12 +90,58 @@ function buildProgram(): Command {
 
   program
     .command('audit')
-    .description("print one tenant's audit timeline (optionally one task) from the read model")
+    .description("print one tenant's audit trail (optionally one task) from the read model, filtered and paged")
     .argument('<tenant>', 'tenant ID')
     .argument('[task]', 'task ID')
-    .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
-    .option('--limit <n>', 'most rows to print', '500')
+    .option('--from <time>', 'only events that occurred at or after this ISO 8601 time (e.g. 2026-02-03 or 2026-02-03T14:00:00Z)')
+    .option('--to <time>', 'only events that occurred before this ISO 8601 time')
+    .option('--event-type <types>', 'only these event types (repeatable, or a comma-separated list)', (value: string, previous: string[]) => [...previous, ...value.split(',').map((type) => type.trim())], [] as string[])
+    .option('--model-version <version>', 'only events of a model with this version')
+    .option('--prompt-version <version>', 'only events rendered from a prompt template of this version')
+    .option('--after <position>', 'only entries after this global position (paging: the last position printed)')
+    .option('--limit <n>', 'most entries to print, 1 to 10000 (default 1000)')
+    .addOption(new Option('--format <format>', 'output format').choices(['table', 'json', 'csv']).default('table'))
     .action(async (tenant, task, options) => (await import('./commands/audit')).auditCommand(tenant, task, options))
+
+  program
+    .command('report')
+    .description("print one tenant's task summaries (status, steps, attempts, tokens, cost, models) and the tenant's totals")
+    .requiredOption('--tenant <tenantId>', 'tenant ID')
+    .option('--task <taskId>', 'only this task')
+    .option('--status <status>', 'only tasks in this status: received, running, completed or failed')
+    .option('--limit <n>', 'most tasks to list, 1 to 10000 (default 1000; the totals cover every matching task)')
+    .addOption(new Option('--format <format>', 'output format').choices(['table', 'json', 'csv']).default('table'))
+    .action(async (options) => (await import('./commands/report')).reportCommand(options))
+
+  program
+    .command('export')
+    .description("export one tenant's events from the event store with a manifest holding the hash-chain verification")
+    .requiredOption('--tenant <tenantId>', 'tenant ID')
+    .option('--from <time>', 'only events recorded at or after this ISO 8601 time')
+    .option('--to <time>', 'only events recorded before this ISO 8601 time')
+    .addOption(new Option('--format <format>', 'export format (only jsonl can be checked by verify-export)').choices(['jsonl', 'csv']).default('jsonl'))
+    .option('--out <file>', 'write the export to this file instead of stdout')
+    .action(async (options) => (await import('./commands/export')).exportCommand(options))
+
+  program
+    .command('verify-export')
+    .description('check a JSONL export offline with the integrity key: exit 0 intact, 2 altered, 1 error')
+    .argument('<file>', 'the export file')
+    .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
+    .action(async (file, options) => (await import('./commands/verifyExport')).verifyExportCommand(file, options))
+
+  program
+    .command('analytics')
+    .description('cross-tenant analytics from the read model: failures by step and error code, model calls, cost per tenant per day, tool usage')
+    .addArgument(new Argument('<report>', 'which report').choices(['failures', 'models', 'costs', 'tools']))
+    .option('--from <time>', 'window start, ISO 8601 with zone (default: 24 hours before --to for failures, 30 days otherwise)')
+    .option('--to <time>', 'window end, exclusive (default: now)')
+    .option('--step <step>', 'failures only: route, plan, tools or synthesize')
+    .option('--error-code <code>', 'failures only: one error code, e.g. MODEL_CONTEXT_LENGTH_EXCEEDED')
+    .option('--kind <kind>', 'failures only: task (tasks that gave up), attempt (failed attempts and tool calls) or any (default)')
+    .option('--tenant <tenantId>', 'one tenant only')
+    .addOption(new Option('--format <format>', 'output format').choices(['table', 'json', 'csv']).default('table'))
+    .action(async (report, options) => (await import('./commands/analytics')).analyticsCommand(report, options))
 
   program
     .command('state')
@@ -61,6 +159,42 @@ function buildProgram(): Command {
     .option('--task <taskId>', 'task ID (default: every task of the tenant)')
     .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
     .action(async (options) => (await import('./commands/verify')).verifyCommand(options))
+
+  program
+    .command('reconcile')
+    .description("compare Temporal's workflow histories of a tenant's tasks with the event store: exit 0 when they agree, 2 on findings, 1 on errors")
+    .requiredOption('--tenant <tenantId>', 'tenant ID')
+    .option('--task <taskId>', 'only this task (repeatable)', (value: string, previous: string[]) => [...previous, value], [] as string[])
+    .option('--from <time>', 'only tasks whose workflow started at or after this ISO 8601 time')
+    .option('--to <time>', 'only tasks whose workflow started before this ISO 8601 time')
+    .addOption(new Option('--format <format>', 'output format').choices(['table', 'json', 'csv']).default('table'))
+    .action(async (options) => (await import('./commands/reconcile')).reconcileCommand(options))
+
+  program
+    .command('serve')
+    .description('serve the tenant-scoped HTTP query API (OpenAPI at /openapi.json) until SIGINT/SIGTERM')
+    .option('--port <port>', 'TCP port (0 = any free port)', '8080')
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .action(async (options) => (await import('./commands/serve')).serveCommand(options))
+
+  const apiKeys = program.command('api-keys').description('create, list and revoke API keys of the HTTP query API')
+  apiKeys
+    .command('create')
+    .description('create a key scoped to one tenant (--tenant) or an analyst key (--analyst); prints the key once')
+    .option('--tenant <tenantId>', 'the one tenant the key may read')
+    .option('--analyst', 'a cross-tenant analyst key')
+    .option('--label <label>', 'what the key is for, shown in listings')
+    .action(async (options) => (await import('./commands/apiKeys')).apiKeysCreateCommand(options))
+  apiKeys
+    .command('list')
+    .description('list the keys (ID, display prefix, role, tenant, label, revoked); never the keys themselves')
+    .addOption(new Option('--format <format>', 'output format').choices(['table', 'json', 'csv']).default('table'))
+    .action(async (options) => (await import('./commands/apiKeys')).apiKeysListCommand(options))
+  apiKeys
+    .command('revoke')
+    .description('revoke a key by its ID; it stops working at once')
+    .argument('<id>', 'key ID (from `api-keys list`)')
+    .action(async (id) => (await import('./commands/apiKeys')).apiKeysRevokeCommand(id))
 
   program
     .command('setup-temporal')

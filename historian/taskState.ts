@@ -1,11 +1,11 @@
 import { z } from 'zod'
-import { PlannedToolCall, type AnnalistEvent } from './events'
+import { PlannedToolCall, RunOverrides, type AnnalistEvent, type ReplayableStep } from './events'
 
 /**
  * Version of the TaskState shape and of what `evolve` computes. Bump it whenever either changes: snapshots record the
  * version they were folded with, and a snapshot of another version is ignored (never trusted), so the fold can evolve.
  */
-export const TASK_STATE_VERSION = 1
+export const TASK_STATE_VERSION = 2
 
 /** The state of one task as its events describe it. */
 export interface TaskState {
@@ -23,6 +23,19 @@ export interface TaskState {
   readonly modelAttemptsFailed: number
   readonly failedStep?: string
   readonly errorCode?: string
+  /** The pipeline run the state describes: the Temporal run ID that began it (AgentTaskReceived or TaskRunStarted). */
+  readonly runId?: string
+  /** For a replay or redrive: the run it started from, why, and what it runs differently. */
+  readonly parentRunId?: string
+  readonly runReason?: 'replay' | 'redrive'
+  readonly overrides?: RunOverrides
+  /** Runs of this task so far, the first included. */
+  readonly runs: number
+  /** Long agent loops: planner iterations so far, and whether the planner said it is done (absent outside loops). */
+  readonly iterations: number
+  readonly loopDone?: boolean
+  /** The task failed by exhausting a step's retries and awaits a redrive (TaskDeadLettered). */
+  readonly deadLettered: boolean
   /** How many events have been folded into this state. */
   readonly eventsApplied: number
   /** `occurredAt` of the last event folded (the writer's clock, not the store's). */
@@ -31,8 +44,11 @@ export interface TaskState {
 
 /** What one tool call ended with. */
 export type ToolOutcomeState =
-  | { readonly ok: true; readonly toolName: string; readonly result: unknown; readonly sideEffectId: string | null }
+  | { readonly ok: true; readonly toolName: string; readonly result: unknown; readonly sideEffectId: string | null; readonly compensation?: CompensationState }
   | { readonly ok: false; readonly toolName: string; readonly errorCode: string; readonly message: string }
+
+/** What became of a side effect's compensation (saga style) after its task failed. */
+export type CompensationState = { readonly ok: true; readonly compensationId: string } | { readonly ok: false; readonly errorCode: string }
 
 export const initialTaskState: TaskState = {
   status: 'new',
@@ -42,11 +58,16 @@ export const initialTaskState: TaskState = {
   totalTokens: 0,
   totalCostUsd: 0,
   modelAttemptsFailed: 0,
+  runs: 0,
+  iterations: 0,
+  deadLettered: false,
   eventsApplied: 0,
 }
 
+const CompensationStateSchema = z.union([z.object({ ok: z.literal(true), compensationId: z.string() }), z.object({ ok: z.literal(false), errorCode: z.string() })])
+
 const ToolOutcomeStateSchema = z.union([
-  z.object({ ok: z.literal(true), toolName: z.string(), result: z.unknown(), sideEffectId: z.string().nullable() }),
+  z.object({ ok: z.literal(true), toolName: z.string(), result: z.unknown(), sideEffectId: z.string().nullable(), compensation: CompensationStateSchema.optional() }),
   z.object({ ok: z.literal(false), toolName: z.string(), errorCode: z.string(), message: z.string() }),
 ])
 
@@ -65,6 +86,14 @@ export const TaskStateSchema: z.ZodType<TaskState> = z.object({
   modelAttemptsFailed: z.number().int().nonnegative(),
   failedStep: z.string().optional(),
   errorCode: z.string().optional(),
+  runId: z.string().optional(),
+  parentRunId: z.string().optional(),
+  runReason: z.enum(['replay', 'redrive']).optional(),
+  overrides: RunOverrides.optional(),
+  runs: z.number().int().nonnegative(),
+  iterations: z.number().int().nonnegative(),
+  loopDone: z.boolean().optional(),
+  deadLettered: z.boolean(),
   eventsApplied: z.number().int().nonnegative(),
   lastOccurredAt: z.string().optional(),
 })
@@ -73,16 +102,63 @@ function withUsage(state: TaskState, usage: { inputTokens: number; outputTokens:
   return { ...state, totalTokens: state.totalTokens + usage.inputTokens + usage.outputTokens, totalCostUsd: state.totalCostUsd + usage.costUsd }
 }
 
+/** The step after a tool outcome: the next planner iteration of an unfinished loop, otherwise synthesis once all are in. */
+function stepAfterTools(state: TaskState, toolOutcomes: TaskState['toolOutcomes']): TaskState['currentStep'] {
+  if (!state.toolCalls.every((call) => call.toolCallId in toolOutcomes)) return state.currentStep
+  return state.loopDone === false ? 'plan' : 'synthesize'
+}
+
+/** The state a new run starts from: the parent run's state at the boundary before `fromStep`, outcomes of later steps cleared. */
+function startRunFrom(state: TaskState, fromStep: ReplayableStep): TaskState {
+  const kept = { ...state, status: 'running' as const, currentStep: fromStep, failedStep: undefined, errorCode: undefined, deadLettered: false, answer: undefined }
+  switch (fromStep) {
+    case 'route':
+      return { ...kept, route: undefined, candidateRoutes: undefined, toolCalls: [], toolOutcomes: {}, iterations: 0, loopDone: undefined }
+    case 'plan':
+      return { ...kept, toolCalls: [], toolOutcomes: {}, iterations: 0, loopDone: undefined }
+    case 'tools':
+      return { ...kept, toolOutcomes: {} }
+    case 'synthesize':
+      return kept
+  }
+}
+
+function withCompensation(state: TaskState, toolCallId: string, compensation: CompensationState): TaskState {
+  const outcome = state.toolOutcomes[toolCallId]
+  if (!outcome?.ok) return state
+  return { ...state, toolOutcomes: { ...state.toolOutcomes, [toolCallId]: { ...outcome, compensation } } }
+}
+
 /** Applies one event to a task's state. Pure: the same events always fold to the same state. */
 export function evolve(state: TaskState, event: AnnalistEvent): TaskState {
   const counted: TaskState = { ...state, eventsApplied: state.eventsApplied + 1, lastOccurredAt: event.metadata.occurredAt }
   switch (event.type) {
     case 'AgentTaskReceived':
-      return { ...counted, status: 'running', currentStep: 'route', input: event.data.input }
+      return { ...counted, status: 'running', currentStep: 'route', input: event.data.input, runId: event.metadata.runId, runs: counted.runs + 1 }
+    case 'TaskRunStarted':
+      return {
+        ...startRunFrom(counted, event.data.fromStep),
+        runId: event.metadata.runId,
+        parentRunId: event.data.parentRunId,
+        runReason: event.data.reason,
+        overrides: event.data.overrides,
+        runs: counted.runs + 1,
+      }
+    case 'TaskRunContinued':
+      return counted
     case 'RoutingModelInvoked':
       return { ...withUsage(counted, event.data.usage), currentStep: 'plan', route: event.data.route, candidateRoutes: event.data.candidateRoutes }
     case 'PlanCreated':
       return { ...withUsage(counted, event.data.usage), currentStep: 'tools', toolCalls: event.data.toolCalls }
+    case 'PlanIterationCreated': {
+      const iterated: TaskState = {
+        ...withUsage(counted, event.data.usage),
+        toolCalls: [...counted.toolCalls, ...event.data.toolCalls],
+        iterations: event.data.iteration,
+        loopDone: event.data.done,
+      }
+      return { ...iterated, currentStep: event.data.toolCalls.length > 0 ? 'tools' : stepAfterTools(iterated, iterated.toolOutcomes) }
+    }
     case 'SynthesisModelInvoked':
       return { ...withUsage(counted, event.data.usage), currentStep: 'complete', answer: event.data.answer }
     case 'RoutingModelFailed':
@@ -96,13 +172,18 @@ export function evolve(state: TaskState, event: AnnalistEvent): TaskState {
           ? { ok: true, toolName: event.data.toolName, result: event.data.result, sideEffectId: event.data.sideEffectId }
           : { ok: false, toolName: event.data.toolName, errorCode: event.data.errorCode, message: event.data.message }
       const toolOutcomes = { ...counted.toolOutcomes, [event.data.toolCallId]: outcome }
-      const allDone = counted.toolCalls.every((call) => call.toolCallId in toolOutcomes)
-      return { ...counted, toolOutcomes, currentStep: allDone ? 'synthesize' : counted.currentStep }
+      return { ...counted, toolOutcomes, currentStep: stepAfterTools(counted, toolOutcomes) }
     }
+    case 'ToolCallCompensated':
+      return withCompensation(counted, event.data.toolCallId, { ok: true, compensationId: event.data.compensationId })
+    case 'ToolCompensationFailed':
+      return withCompensation(counted, event.data.toolCallId, { ok: false, errorCode: event.data.errorCode })
     case 'AgentTaskCompleted':
       return { ...counted, status: 'completed', currentStep: 'complete' }
     case 'AgentTaskFailed':
       return { ...counted, status: 'failed', failedStep: event.data.failedStep, errorCode: event.data.errorCode }
+    case 'TaskDeadLettered':
+      return { ...counted, deadLettered: true }
   }
 }
 

@@ -1,8 +1,9 @@
+import { analyticsProjection } from './analytics/projection'
 import { auditTimelineProjection } from './auditTimeline/projection'
 import type { Projection } from './projection'
 import { taskSummaryProjection } from './taskSummary/projection'
 
 /** The read models a projector maintains by default. */
 export function defaultProjections(): Projection[] {
-  return [auditTimelineProjection(), taskSummaryProjection()]
+  return [auditTimelineProjection(), taskSummaryProjection(), analyticsProjection()]
 }

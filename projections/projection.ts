@@ -17,7 +17,20 @@ export interface Projection<TableName extends string = string> {
   readonly name: string
   /** The live tables this projection owns (created by a migration). */
   readonly tables: readonly TableName[]
+  /**
+   * True when applying an event late, after events that follow it in the log, leaves the same rows as applying it in
+   * order (rows keyed by the event's position, say; no fold over earlier state). A dead-letter retry then applies just
+   * that event; otherwise (the default) a retry rebuilds the projection so that the event lands in its place in the log.
+   */
+  readonly orderIndependent?: boolean
   apply(client: pg.PoolClient, event: StoredEvent, tables: ProjectionTables<TableName>): Promise<void>
+  /**
+   * Optional: writes the rows for several events, in log order, with as few statements as it can. Same contract as
+   * `apply` (idempotent, values only from the events, SQL only from `tables`), and it must leave EXACTLY the rows that
+   * applying the events one by one would. The runner and the rebuild call it under one savepoint per batch; if it
+   * throws, they roll the batch back and apply its events one at a time, so that a poison event is isolated.
+   */
+  applyBatch?(client: pg.PoolClient, events: readonly StoredEvent[], tables: ProjectionTables<TableName>): Promise<void>
 }
 
 /** The table mapping for a projection's live tables. */
@@ -34,4 +47,23 @@ export function suffixedTables<TableName extends string>(projection: Projection<
 function tableMapping<TableName extends string>(projection: Projection<TableName>, rename: (table: TableName) => string): ProjectionTables<TableName> {
   const entries = projection.tables.map((table) => [table, pg.escapeIdentifier(rename(table))] as const)
   return Object.freeze(Object.fromEntries(entries)) as ProjectionTables<TableName>
+}
+
+/** A column of a multi-row insert: its name and SQL type, both constants of the projection (never event data). */
+export interface RowColumn {
+  readonly name: string
+  readonly type: string
+}
+
+/**
+ * Inserts `rows` (values in `columns` order) into `table` in one statement: each column travels as one array
+ * parameter and `unnest` turns the arrays back into rows, so the statement text does not grow with the batch.
+ * `tail` follows the insert (an `on conflict` clause).
+ */
+export async function insertRows(client: pg.ClientBase, table: string, columns: readonly RowColumn[], rows: readonly (readonly unknown[])[], tail: string): Promise<void> {
+  if (rows.length === 0) return
+  const names = columns.map((column) => column.name).join(', ')
+  const arrays = columns.map((_, index) => rows.map((row) => row[index]))
+  const unnested = columns.map((column, index) => `$${index + 1}::${column.type}[]`).join(', ')
+  await client.query(`insert into ${table} (${names}) select * from unnest(${unnested}) ${tail}`, arrays)
 }

@@ -1,5 +1,5 @@
 import type pg from 'pg'
-import { toStoredEvent } from '../historian/historian'
+import { toStoredEvent, type StoredEvent } from '../historian/historian'
 import type { EventStore, RecordedEvent, Unsubscribe } from '../historian/port'
 import { recordDeadLetter } from './deadLetters'
 import { liveTables, type Projection, type ProjectionTables } from './projection'
@@ -13,6 +13,13 @@ export interface ProjectionProgress {
   readonly applied: number
   /** Events of the batch recorded as dead letters instead. */
   readonly deadLettered: number
+  /**
+   * The batch's lag in milliseconds, from the database clock: `clock_timestamp()` when the batch was about to commit
+   * minus the oldest `recorded_at` among its events (persisted with the checkpoint as `last_batch_lag_ms`).
+   */
+  readonly lagMs: number
+  /** The same measure for each event of the batch, in log order (what a lag histogram observes). */
+  readonly eventLagsMs: readonly number[]
 }
 
 export interface ProjectionRunnerOptions {
@@ -49,10 +56,34 @@ export interface AppliedBatch {
   readonly poisoned: readonly { readonly event: RecordedEvent; readonly error: unknown }[]
 }
 
+/** An event as read for a projection: typed, or the error reading it raised (unknown type, failing schema). */
+export type ReadOutcome = { readonly recorded: RecordedEvent; readonly stored: StoredEvent } | { readonly recorded: RecordedEvent; readonly error: unknown }
+
+/** Reads a recorded event for the projections (toStoredEvent), keeping the error instead of throwing it. */
+export function readRecorded(recorded: RecordedEvent): ReadOutcome {
+  try {
+    return { recorded, stored: toStoredEvent(recorded) }
+  } catch (error) {
+    return { recorded, error }
+  }
+}
+
+/** Applies readable events in one call: the projection's applyBatch when it has one, else apply for each in turn. */
+async function applyReadable(client: pg.PoolClient, projection: Projection, tables: ProjectionTables, events: readonly StoredEvent[]): Promise<void> {
+  if (projection.applyBatch) {
+    await projection.applyBatch(client, events, tables)
+    return
+  }
+  for (const stored of events) await projection.apply(client, stored, tables)
+}
+
 /**
- * Applies `events` to one projection inside the caller's open transaction. Each event runs under its own savepoint:
- * if reading it (`toStoredEvent`: unknown type, failing schema) or applying it throws, its partial writes are rolled
- * back and it is handed to `onPoison`, in the same transaction, and the batch goes on.
+ * Applies `events` to one projection inside the caller's open transaction. Events that cannot be read
+ * (`toStoredEvent`: unknown type, failing schema) are split off first and handed to `onPoison` one by one. The readable
+ * ones are applied together under one savepoint (through `applyBatch` when the projection has it); only if that throws
+ * is the batch rolled back and applied again with a savepoint per event (`apply`): an event whose applying throws then
+ * has its partial writes rolled back and is handed to `onPoison`, in the same transaction, and the batch goes on.
+ * Either way the outcome is the same rows and the same dead letters.
  */
 export async function applyEvents(
   client: pg.PoolClient,
@@ -61,22 +92,60 @@ export async function applyEvents(
   events: readonly RecordedEvent[],
   onPoison: (event: RecordedEvent, error: unknown) => Promise<void>,
 ): Promise<AppliedBatch> {
-  let applied = 0
+  return applyReadEvents(client, projection, tables, events.map(readRecorded), onPoison)
+}
+
+/** applyEvents for events already read (readRecorded), so that several projections can share one reading. */
+export async function applyReadEvents(
+  client: pg.PoolClient,
+  projection: Projection,
+  tables: ProjectionTables,
+  read: readonly ReadOutcome[],
+  onPoison: (event: RecordedEvent, error: unknown) => Promise<void>,
+): Promise<AppliedBatch> {
+  const readable = read.flatMap((outcome) => ('stored' in outcome ? [outcome.stored] : []))
   const poisoned: { event: RecordedEvent; error: unknown }[] = []
-  for (const recorded of events) {
+  const poison = async (event: RecordedEvent, error: unknown) => {
+    await onPoison(event, error)
+    poisoned.push({ event, error })
+  }
+  if (readable.length > 1) {
+    await client.query('savepoint projection_batch')
+    let whole = true
+    try {
+      await applyReadable(client, projection, tables, readable)
+    } catch {
+      whole = false
+      await client.query('rollback to savepoint projection_batch')
+    }
+    await client.query('release savepoint projection_batch')
+    if (whole) {
+      for (const outcome of read) if ('error' in outcome) await poison(outcome.recorded, outcome.error)
+      return { applied: readable.length, poisoned }
+    }
+  }
+  let applied = 0
+  for (const outcome of read) {
+    if ('error' in outcome) {
+      await poison(outcome.recorded, outcome.error)
+      continue
+    }
     await client.query('savepoint projection_event')
     try {
-      await projection.apply(client, toStoredEvent(recorded), tables)
+      await projection.apply(client, outcome.stored, tables)
       await client.query('release savepoint projection_event')
       applied++
     } catch (error) {
       await client.query('rollback to savepoint projection_event')
       await client.query('release savepoint projection_event')
-      await onPoison(recorded, error)
-      poisoned.push({ event: recorded, error })
+      await poison(outcome.recorded, error)
     }
   }
   return { applied, poisoned }
+}
+
+function oldestRecordedAt(events: readonly RecordedEvent[]): Date {
+  return events.reduce((oldest, event) => (event.recordedAt < oldest ? event.recordedAt : oldest), events[0]!.recordedAt)
 }
 
 /** The checkpoint `after` bound for a store read: 0 means "from the beginning". */
@@ -93,11 +162,20 @@ interface BatchOutcome {
 const DEFAULT_BATCH_SIZE = 100
 const DEFAULT_POLL_INTERVAL_MS = 500
 
+/** One projection's loop: its wake-up state and the checkpoint it last committed or read (undefined: read it again). */
+interface ProjectionLoop {
+  readonly projection: Projection
+  checkpoint: bigint | undefined
+  pendingWake: boolean
+  wakeSleeper: (() => void) | undefined
+}
+
 /**
  * Follows the event log and keeps projections up to date. Each projection has its own checkpoint in
- * `projection_checkpoints`; a batch's read-model writes, dead letters and checkpoint commit in one transaction.
- * Wakes on the store's append notification, polls as a fallback, and never holds a pooled client while reading
- * the store or querying through the pool (PGlite's pool has a single connection).
+ * `projection_checkpoints` and its own loop, so a slow or failing projection does not hold up the others; a batch's
+ * read-model writes, dead letters and checkpoint commit in one transaction. Every loop wakes on the store's append
+ * notification and polls as a fallback, and never holds a pooled client while reading the store or querying through
+ * the pool (PGlite's pool has a single connection: the loops take turns on it).
  * Several runners may follow the same projection: the checkpoint row is locked and re-checked, so only one commits a batch.
  */
 export class ProjectionRunner {
@@ -105,8 +183,7 @@ export class ProjectionRunner {
   private readonly pollIntervalMs: number
   private running: Promise<void> | undefined
   private stopRequested = false
-  private pendingWake = false
-  private wakeSleeper: (() => void) | undefined
+  private readonly loops: readonly ProjectionLoop[]
   private readonly progressWaiters = new Set<() => void>()
 
   constructor(private readonly options: ProjectionRunnerOptions) {
@@ -117,6 +194,7 @@ export class ProjectionRunner {
     const names = options.projections.map((projection) => projection.name)
     const duplicate = names.find((name, index) => names.indexOf(name) !== index)
     if (duplicate !== undefined) throw new RangeError(`projection name ${duplicate} is used twice`)
+    this.loops = options.projections.map((projection) => ({ projection, checkpoint: undefined, pendingWake: false, wakeSleeper: undefined }))
   }
 
   /** Runs until stop(): catches up, then processes new events as they are appended. */
@@ -129,23 +207,31 @@ export class ProjectionRunner {
     return this.running
   }
 
-  /** Stops the runner after its current batch and waits for it to finish. */
+  /** Stops the runner after each projection's current batch and waits for it to finish. */
   async stop(): Promise<void> {
     this.stopRequested = true
     this.wake()
     await this.running
   }
 
-  /** Processes every projection until no events are left; returns the lowest checkpoint reached. */
+  /**
+   * Processes every projection until no events are left, the projections side by side; returns the lowest checkpoint
+   * reached. Rejects with the first error once every projection has stopped.
+   */
   async catchUp(): Promise<bigint> {
-    let lowest: bigint | undefined
-    for (const projection of this.options.projections) {
-      let outcome: BatchOutcome
-      do outcome = await this.runBatch(projection)
-      while (outcome.more)
-      if (lowest === undefined || outcome.position < lowest) lowest = outcome.position
-    }
-    return lowest ?? 0n
+    const settled = await Promise.allSettled(
+      this.loops.map(async (loop) => {
+        loop.checkpoint = undefined
+        let outcome: BatchOutcome
+        do outcome = await this.runBatch(loop)
+        while (outcome.more)
+        return outcome.position
+      }),
+    )
+    const failed = settled.find((result): result is PromiseRejectedResult => result.status === 'rejected')
+    if (failed) throw failed.reason
+    const positions = settled.map((result) => (result as PromiseFulfilledResult<bigint>).value)
+    return positions.reduce((lowest, position) => (position < lowest ? position : lowest), positions[0] ?? 0n)
   }
 
   /** Resolves when every projection's committed checkpoint is at or past `position`; rejects with ProjectionTimeoutError. */
@@ -169,62 +255,85 @@ export class ProjectionRunner {
       this.reportError(error, '(append notifications; polling only)')
     }
     try {
-      while (!this.stopRequested) {
-        this.pendingWake = false
-        let more = false
-        for (const projection of this.options.projections) {
-          if (this.stopRequested) break
-          try {
-            if ((await this.runBatch(projection)).more) more = true
-          } catch (error) {
-            this.reportError(error, projection.name)
-          }
-        }
-        if (!more && !this.stopRequested) await this.sleep(this.pollIntervalMs)
-      }
+      await Promise.all(this.loops.map((loop) => this.follow(loop)))
     } finally {
       await unsubscribe?.().catch((error: unknown) => this.reportError(error, '(append notifications)'))
     }
   }
 
-  private async runBatch(projection: Projection): Promise<BatchOutcome> {
+  /** One projection's loop: a batch at a time while there is more, then sleep until woken or the poll interval passes. */
+  private async follow(loop: ProjectionLoop): Promise<void> {
+    while (!this.stopRequested) {
+      loop.pendingWake = false
+      let more = false
+      try {
+        more = (await this.runBatch(loop)).more
+      } catch (error) {
+        loop.checkpoint = undefined
+        this.reportError(error, loop.projection.name)
+      }
+      if (!more && !this.stopRequested) await this.sleep(loop, this.pollIntervalMs)
+    }
+  }
+
+  private async runBatch(loop: ProjectionLoop): Promise<BatchOutcome> {
     const { pool, store } = this.options
-    const checkpoint = await readCheckpoint(pool, projection.name)
+    const { projection } = loop
+    // The loop knows the checkpoint it committed last; the locked re-check below catches another runner moving it.
+    const checkpoint = loop.checkpoint ?? (await readCheckpoint(pool, projection.name))
+    loop.checkpoint = checkpoint
     const events = await store.readAll({ after: readAfter(checkpoint), maxCount: this.batchSize })
     const last = events[events.length - 1]
-    if (!last) return { position: checkpoint, more: false }
+    if (!last) {
+      // Idle: read the checkpoint again next time, in case it was moved or reset from outside.
+      loop.checkpoint = undefined
+      return { position: checkpoint, more: false }
+    }
 
-    const outcome = await withClient(pool, async (client): Promise<{ applied: AppliedBatch } | { raced: bigint }> => {
+    const outcome = await withClient(pool, async (client): Promise<{ applied: AppliedBatch; committingAt: Date } | { raced: bigint }> => {
       await client.query('begin')
       try {
-        await client.query(`insert into projection_checkpoints (name, position) values ($1, 0) on conflict (name) do nothing`, [projection.name])
+        if (checkpoint === 0n) {
+          await client.query(`insert into projection_checkpoints (name, position) values ($1, 0) on conflict (name) do nothing`, [projection.name])
+        }
         const locked = await client.query<{ position: string }>(`select position from projection_checkpoints where name = $1 for update`, [projection.name])
-        const current = BigInt(locked.rows[0]!.position)
-        if (current !== checkpoint) {
+        const current = BigInt(locked.rows[0]?.position ?? 0)
+        if (current !== checkpoint || locked.rows.length === 0) {
           await client.query('rollback')
           return { raced: current }
         }
         const applied = await applyEvents(client, projection, liveTables(projection), events, (event, error) =>
           recordDeadLetter(client, projection.name, event, error),
         )
-        await client.query(`update projection_checkpoints set position = $2, updated_at = now() where name = $1`, [
-          projection.name,
-          last.position.toString(),
-        ])
+        const committing = await client.query<{ at: Date }>(
+          `update projection_checkpoints
+              set position = $2, updated_at = now(), last_batch_at = clock_timestamp(),
+                  last_batch_lag_ms = greatest(0, extract(epoch from clock_timestamp() - $3::timestamptz) * 1000)
+            where name = $1
+        returning last_batch_at as at`,
+          [projection.name, last.position.toString(), oldestRecordedAt(events).toISOString()],
+        )
         await client.query('commit')
-        return { applied }
+        return { applied, committingAt: committing.rows[0]!.at }
       } catch (error) {
         await client.query('rollback').catch(() => undefined)
         throw error
       }
     })
 
-    if ('raced' in outcome) return { position: outcome.raced, more: true }
+    if ('raced' in outcome) {
+      loop.checkpoint = outcome.raced
+      return { position: outcome.raced, more: true }
+    }
+    loop.checkpoint = last.position
+    const eventLagsMs = events.map((event) => Math.max(0, outcome.committingAt.getTime() - event.recordedAt.getTime()))
     this.notifyProgress({
       projection: projection.name,
       position: last.position,
       applied: outcome.applied.applied,
       deadLettered: outcome.applied.poisoned.length,
+      lagMs: Math.max(...eventLagsMs),
+      eventLagsMs,
     })
     return { position: last.position, more: events.length >= this.batchSize }
   }
@@ -264,24 +373,26 @@ export class ProjectionRunner {
   }
 
   private wake(): void {
-    const sleeper = this.wakeSleeper
-    if (sleeper) sleeper()
-    else this.pendingWake = true
+    for (const loop of this.loops) {
+      const sleeper = loop.wakeSleeper
+      if (sleeper) sleeper()
+      else loop.pendingWake = true
+    }
   }
 
-  private sleep(ms: number): Promise<void> {
-    if (this.pendingWake) {
-      this.pendingWake = false
+  private sleep(loop: ProjectionLoop, ms: number): Promise<void> {
+    if (loop.pendingWake) {
+      loop.pendingWake = false
       return Promise.resolve()
     }
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(timer)
-        this.wakeSleeper = undefined
+        loop.wakeSleeper = undefined
         resolve()
       }
       const timer = setTimeout(done, ms)
-      this.wakeSleeper = done
+      loop.wakeSleeper = done
     })
   }
 

@@ -7,21 +7,23 @@ import { openDatabase } from '../../historian/adapters/postgres/database'
 import { startEmbeddedPostgres } from '../../historian/adapters/postgres/embeddedServer'
 import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEventStore'
 import { Historian } from '../../historian/historian'
-import { taskStreamName } from '../../historian/streams'
 import { defaultProjections } from '../../projections/defaultProjections'
 import { rebuildAndCompare } from '../../projections/rebuild'
-import { readCheckpoint } from '../../projections/runner'
 import { tenantSummary, type TenantSummary } from '../../projections/taskSummary/query'
 import type { AgentPipelineResult } from '../../workflows/api'
 import { loadConfig } from '../runtime/config'
 import { demoIntegrityKey } from '../runtime/demoIntegrityKey'
 import { readModelLedger } from '../runtime/modelLedger'
+import { pipelineChildEnv, preparePipelineRun } from '../runtime/pipelineChildEnv'
 import { startPipeline } from '../runtime/pipelineClient'
+import { countTaskEvents, headPosition, waitForProjections } from '../runtime/projectionCatchUp'
+import { killMidModelCall } from '../runtime/recoveryProbe'
 import { SupervisedProcess } from '../runtime/supervisedProcess'
+import { Teardown } from '../runtime/teardown'
 import { resolveTemporal } from '../runtime/temporalServer'
 import { verifyRun, type RunVerification } from '../runtime/verifyRun'
-import { bundleWorkflows } from '../runtime/workflowBundle'
 import { demoScenario, type DemoScenario } from './demoScenario'
+import { parseWholeNumber } from './lag'
 
 /** What `annalist demo --summary-json` writes. */
 export interface DemoSummary {
@@ -45,29 +47,12 @@ export interface DemoSummary {
   readonly wallSeconds: number
 }
 
-function parseCount(value: string, flag: string, max: number): number {
-  const n = Number(value)
-  if (!Number.isInteger(n) || n < 1 || n > max) throw new RangeError(`${flag} must be a whole number from 1 to ${max}, got ${JSON.stringify(value)}`)
-  return n
-}
-
 const say = (line: string) => console.log(line)
-
-/** Cleanup steps, run in reverse order however the demo ends. */
-class Teardown {
-  private readonly steps: (() => Promise<unknown>)[] = []
-  add(step: () => Promise<unknown>): void {
-    this.steps.push(step)
-  }
-  async run(): Promise<void> {
-    for (const step of this.steps.reverse()) await step().catch((error: unknown) => console.error(`cleanup: ${(error as Error).message}`))
-  }
-}
 
 /** `annalist demo`: the whole system on one machine, with crashes injected, then the proof that nothing was lost or repeated. */
 export async function demoCommand(options: { tenants: string; tasks: string; summaryJson?: string; keepData?: boolean }): Promise<void> {
-  const tenantCount = parseCount(options.tenants, '--tenants', 10)
-  const tasksPerTenant = parseCount(options.tasks, '--tasks', 50)
+  const tenantCount = parseWholeNumber(options.tenants, '--tenants', 1, 10)
+  const tasksPerTenant = parseWholeNumber(options.tasks, '--tasks', 1, 50)
   const config = loadConfig()
   const started = Date.now()
   const runTag = `demo${started.toString(36)}`
@@ -104,22 +89,17 @@ export async function demoCommand(options: { tenants: string; tasks: string; sum
     }
     const historian = new Historian(store, { keyRing })
 
-    const bundlePath = path.join(runDir, 'workflow-bundle.js')
-    writeFileSync(bundlePath, (await bundleWorkflows()).code)
-    const ledgerPath = path.join(runDir, 'model-calls.jsonl')
-    const childEnv: NodeJS.ProcessEnv = {
-      ...process.env,
-      DATABASE_URL: databaseUrl,
-      TEMPORAL_ADDRESS: temporal.address,
-      TEMPORAL_NAMESPACE: temporal.namespace,
-      ANNALIST_TASK_QUEUE: `annalist-${runTag}`,
-      ANNALIST_WORKFLOW_BUNDLE: bundlePath,
-      ANNALIST_MODEL_LEDGER: ledgerPath,
-      ANNALIST_SCRIPTED_LATENCY_MS: '250',
-      ANNALIST_MODEL_TIMEOUT_MS: '1500',
-      ANNALIST_FAULTS: JSON.stringify(scenario.faults),
-      ...integrityEnv,
-    }
+    const run = await preparePipelineRun(runDir, `annalist-${runTag}`)
+    const childEnv = pipelineChildEnv({
+      ...run,
+      databaseUrl,
+      temporalAddress: temporal.address,
+      temporalNamespace: temporal.namespace,
+      modelLatencyMs: 250,
+      modelTimeoutMs: 1_500,
+      faults: scenario.faults,
+      integrity: integrityEnv,
+    })
     const worker = new SupervisedProcess('worker', ['worker'], childEnv, path.join(runDir, 'worker.log'))
     const projector = new SupervisedProcess('projector', ['projector'], childEnv, path.join(runDir, 'projector.log'))
     teardown.add(() => worker.stop())
@@ -131,14 +111,14 @@ export async function demoCommand(options: { tenants: string; tasks: string; sum
     const connection = await Connection.connect({ address: temporal.address })
     teardown.add(() => connection.close())
     const client = new Client({ connection, namespace: temporal.namespace })
-    const results = await runTasks(client, scenario, childEnv.ANNALIST_TASK_QUEUE!, worker, ledgerPath, store, database.pool)
+    const results = await runTasks(client, scenario, run.taskQueue, worker, run.modelLedgerPath, store, database.pool)
 
     say('  all pipelines terminal; waiting for the projector to catch up')
     const lastPosition = await headPosition(database.pool)
     await waitForProjections(database.pool, lastPosition, 120_000)
     await projector.stop()
     const comparison = await rebuildAndCompare(store, database.pool, defaultProjections())
-    const verification = await verifyRun({ historian, pool: database.pool, tasks: scenario.tasks, ledger: readModelLedger(ledgerPath), keyRing })
+    const verification = await verifyRun({ historian, pool: database.pool, tasks: scenario.tasks, ledger: readModelLedger(run.modelLedgerPath), keyRing })
     const summaries = await Promise.all(
       scenario.tenants.map((tenantId) =>
         tenantSummary(database.pool, tenantId, { taskIds: scenario.tasks.filter((task) => task.tenantId === tenantId).map((task) => task.taskId) }),
@@ -157,29 +137,6 @@ export async function demoCommand(options: { tenants: string; tasks: string; sum
     say(`      ${keyHint}npx annalist verify --tenant ${scenario.tenants[0]}    (check that nobody altered the tenant's streams)`)
   } finally {
     await teardown.run()
-  }
-}
-
-/** The highest global position in the log: what the projections must reach. */
-async function headPosition(pool: pg.Pool): Promise<bigint> {
-  const result = await pool.query<{ position: string }>('select coalesce(max(position), 0)::text as position from events')
-  return BigInt(result.rows[0]!.position)
-}
-
-/** Events stored so far for the demo's tasks. */
-async function countTaskEvents(pool: pg.Pool, tasks: readonly { tenantId: string; taskId: string }[]): Promise<number> {
-  const streams = tasks.map((task) => taskStreamName(task.tenantId, task.taskId))
-  const result = await pool.query<{ count: string }>('select count(*)::text as count from events where stream_name = any($1::text[])', [streams])
-  return Number(result.rows[0]!.count)
-}
-
-async function waitForProjections(pool: pg.Pool, position: bigint, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const checkpoints = await Promise.all(defaultProjections().map((projection) => readCheckpoint(pool, projection.name)))
-    if (checkpoints.every((checkpoint) => checkpoint >= position)) return
-    if (Date.now() > deadline) throw new Error(`projections did not reach position ${position} within ${timeoutMs} ms (at ${checkpoints.join(', ')})`)
-    await new Promise((resolve) => setTimeout(resolve, 100))
   }
 }
 
@@ -242,29 +199,17 @@ async function runTasks(
  * then measures how long the pipeline takes to record its next event (recovery time).
  */
 function killDuringSynthesis(scenario: DemoScenario, worker: SupervisedProcess, ledgerPath: string, store: PostgresEventStore, onRecovered: (seconds: number) => void) {
-  const victim = scenario.externalKillVictim
   let cancelled = false
-  const done = (async () => {
-    while (!cancelled) {
-      const call = readModelLedger(ledgerPath).find((entry) => entry.tenantId === victim.tenantId && entry.taskId === victim.taskId && entry.role === 'synthesis')
-      if (call) {
-        const killedAt = Date.now()
-        worker.kill('SIGKILL')
-        const stream = taskStreamName(victim.tenantId, victim.taskId)
-        const before = (await store.readStream(stream)).length
-        while (!cancelled) {
-          const events = await store.readStream(stream)
-          if (events.length > before) {
-            onRecovered((events[before]!.recordedAt.getTime() - killedAt) / 1_000)
-            return
-          }
-          await new Promise((resolve) => setTimeout(resolve, 100))
-        }
-        return
-      }
-      await new Promise((resolve) => setTimeout(resolve, 20))
-    }
-  })()
+  const done = killMidModelCall({
+    ledgerPath,
+    store,
+    task: scenario.externalKillVictim,
+    role: 'synthesis',
+    kill: () => worker.kill('SIGKILL') !== undefined,
+    cancelled: () => cancelled,
+  }).then((measured) => {
+    if (measured) onRecovered(measured.recoverySeconds)
+  })
   return { done, cancel: () => (cancelled = true) }
 }
 

@@ -1,9 +1,11 @@
 import type { FaultPlan } from '../../activities/faults'
 import type { TaskRef } from '../../workflows/api'
 
-const TENANT_NAMES = ['acme', 'globex', 'initech', 'umbrella', 'hooli', 'stark', 'wayne', 'tyrell', 'cyberdyne', 'soylent']
+/** Tenant names of generated workloads, in order (more tenants get tenant_<n>). */
+export const TENANT_NAMES = ['acme', 'globex', 'initech', 'umbrella', 'hooli', 'stark', 'wayne', 'tyrell', 'cyberdyne', 'soylent']
 
-const TASK_INPUTS = [
+/** Task inputs of generated workloads, one per route the scripted model knows. */
+export const TASK_INPUTS = [
   'Calculate (1250 * 12) + 380 for the annual budget line',
   'Notify the on-call team on slack that the nightly export finished',
   'Look up account ACC-1042 and summarize its balance',

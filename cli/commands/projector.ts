@@ -1,32 +1,62 @@
-import { ProjectionRunner } from '../../projections/runner'
+import { createServer, type Server } from 'node:http'
+import { Registry } from 'prom-client'
 import { defaultProjections } from '../../projections/defaultProjections'
+import { projectionLag, registerProjectionMetrics } from '../../projections/lag'
+import { ProjectionRunner } from '../../projections/runner'
 import { loadConfig } from '../runtime/config'
 import { openStorage } from '../runtime/storage'
 import { exitWhenSupervisorDies } from '../runtime/supervisorWatchdog'
+import { parseWholeNumber } from './lag'
 
-/** `annalist projector`: follows the event log and keeps the read models current until SIGINT/SIGTERM, printing live counts. */
-export async function projectorCommand(): Promise<void> {
+/** Options of `annalist projector`. */
+export interface ProjectorOptions {
+  readonly batchSize?: string
+  readonly metricsPort?: string
+}
+
+/**
+ * `annalist projector`: follows the event log and keeps the read models current until SIGINT/SIGTERM, printing live
+ * counts. With `--metrics-port` it serves Prometheus metrics (projection lag, events behind, dead letters) on /metrics.
+ */
+export async function projectorCommand(options: ProjectorOptions = {}): Promise<void> {
+  const batchSize = options.batchSize === undefined ? undefined : parseWholeNumber(options.batchSize, '--batch-size', 1, 100_000)
+  const metricsPort = options.metricsPort === undefined ? undefined : parseWholeNumber(options.metricsPort, '--metrics-port', 0, 65_535)
   const config = loadConfig()
   const storage = await openStorage(config)
-  const applied = new Map<string, { position: bigint; events: number; deadLettered: number }>()
+  const projections = defaultProjections()
+  const registry = new Registry()
+  const metrics = registerProjectionMetrics(registry, () =>
+    projectionLag(
+      storage.database.pool,
+      storage.store,
+      projections.map((projection) => projection.name),
+    ),
+  )
+  const applied = new Map<string, { position: bigint; events: number; deadLettered: number; lagMs: number }>()
   let lastPrint = 0
   const runner = new ProjectionRunner({
     store: storage.store,
     pool: storage.database.pool,
-    projections: defaultProjections(),
+    projections,
+    batchSize,
     onProgress: (progress) => {
-      const total = applied.get(progress.projection) ?? { position: 0n, events: 0, deadLettered: 0 }
+      metrics.observe(progress)
+      const total = applied.get(progress.projection) ?? { position: 0n, events: 0, deadLettered: 0, lagMs: 0 }
       applied.set(progress.projection, {
         position: progress.position,
         events: total.events + progress.applied,
         deadLettered: total.deadLettered + progress.deadLettered,
+        lagMs: progress.lagMs,
       })
       if (Date.now() - lastPrint < 1_000) return
       lastPrint = Date.now()
-      const line = [...applied].map(([name, at]) => `${name}@${at.position} (+${at.events}${at.deadLettered ? `, ${at.deadLettered} dead-lettered` : ''})`)
+      const line = [...applied].map(
+        ([name, at]) => `${name}@${at.position} (+${at.events}${at.deadLettered ? `, ${at.deadLettered} dead-lettered` : ''}, lag ${Math.round(at.lagMs)} ms)`,
+      )
       console.error(`projector ${process.pid}: ${line.join('  ')}`)
     },
   })
+  const server = metricsPort === undefined ? undefined : await serveMetrics(registry, metricsPort)
   const stop = () => void runner.stop()
   process.once('SIGINT', stop)
   process.once('SIGTERM', stop)
@@ -35,6 +65,28 @@ export async function projectorCommand(): Promise<void> {
   try {
     await runner.start()
   } finally {
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()))
     await storage.close()
   }
+}
+
+/** Serves `registry` on GET /metrics (Prometheus text format); anything else is 404. */
+async function serveMetrics(registry: Registry, port: number): Promise<Server> {
+  const server = createServer((request, response) => {
+    if (request.method !== 'GET' || request.url?.split('?')[0] !== '/metrics') {
+      response.writeHead(404, { 'content-type': 'text/plain' }).end('not found: metrics are on GET /metrics\n')
+      return
+    }
+    registry.metrics().then(
+      (text) => response.writeHead(200, { 'content-type': registry.contentType }).end(text),
+      (error: unknown) => response.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics failed: ${error instanceof Error ? error.message : String(error)}\n`),
+    )
+  })
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, '0.0.0.0', () => resolve())
+  })
+  const address = server.address()
+  console.error(`projector ${process.pid}: metrics on http://127.0.0.1:${typeof address === 'object' && address ? address.port : port}/metrics`)
+  return server
 }

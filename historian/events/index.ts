@@ -1,6 +1,7 @@
 import { z } from 'zod'
 import { EventSchemaError, UnknownEventTypeError } from './errors'
 import { ModelEvent, upcastRoutingModelInvokedV1 } from './model'
+import { RunEvent } from './run'
 import { TaskEvent } from './task'
 import { ToolEvent } from './tool'
 
@@ -9,11 +10,12 @@ export * from './errors'
 export * from './ids'
 export * from './metadata'
 export * from './model'
+export * from './run'
 export * from './task'
 export * from './tool'
 
 /** Every Annalist domain event, current version. */
-export const AnnalistEvent = z.discriminatedUnion('type', [...TaskEvent.options, ...ModelEvent.options, ...ToolEvent.options])
+export const AnnalistEvent = z.discriminatedUnion('type', [...TaskEvent.options, ...RunEvent.options, ...ModelEvent.options, ...ToolEvent.options])
 export type AnnalistEvent = z.infer<typeof AnnalistEvent>
 export type AnnalistEventType = AnnalistEvent['type']
 export type EventOfType<T extends AnnalistEventType> = Extract<AnnalistEvent, { type: T }>
@@ -26,11 +28,17 @@ export const CURRENT_SCHEMA_VERSION = {
   RoutingModelInvoked: 2,
   RoutingModelFailed: 1,
   PlanCreated: 1,
+  PlanIterationCreated: 1,
   PlanningModelFailed: 1,
   SynthesisModelInvoked: 1,
   SynthesisModelFailed: 1,
   ToolCallExecuted: 1,
   ToolCallFailed: 1,
+  ToolCallCompensated: 1,
+  ToolCompensationFailed: 1,
+  TaskRunStarted: 1,
+  TaskRunContinued: 1,
+  TaskDeadLettered: 1,
 } as const satisfies Record<AnnalistEventType, number>
 
 export const EVENT_TYPES = Object.keys(CURRENT_SCHEMA_VERSION) as AnnalistEventType[]

@@ -59,6 +59,21 @@ export const PlanCreated = z.object({
 })
 export type PlanCreated = z.infer<typeof PlanCreated>
 
+/**
+ * One iteration of a long agent loop: the planner looked at everything done so far and asked for the next tool calls,
+ * or said it is done. Tool calls accumulate across iterations (PlanCreated, by contrast, is the whole plan).
+ */
+export const PlanIterationCreated = z.object({
+  type: z.literal('PlanIterationCreated'),
+  data: ModelInvocation.extend({
+    iteration: z.number().int().positive(),
+    toolCalls: z.array(PlannedToolCall).max(64),
+    done: z.boolean(),
+  }),
+  metadata: EventMetadata,
+})
+export type PlanIterationCreated = z.infer<typeof PlanIterationCreated>
+
 /** A planning model call failed. */
 export const PlanningModelFailed = z.object({ type: z.literal('PlanningModelFailed'), data: ModelFailure, metadata: EventMetadata })
 export type PlanningModelFailed = z.infer<typeof PlanningModelFailed>
@@ -80,6 +95,7 @@ export const ModelEvent = z.discriminatedUnion('type', [
   RoutingModelInvoked,
   RoutingModelFailed,
   PlanCreated,
+  PlanIterationCreated,
   PlanningModelFailed,
   SynthesisModelInvoked,
   SynthesisModelFailed,

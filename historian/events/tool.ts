@@ -31,6 +31,36 @@ export const ToolCallFailed = z.object({
 })
 export type ToolCallFailed = z.infer<typeof ToolCallFailed>
 
+/** Which side effect a compensation undoes. */
+const CompensationFacts = z.object({
+  toolCallId: ToolCallId,
+  toolName: z.string().min(1),
+  /** The side effect being undone, as ToolCallExecuted recorded it. */
+  sideEffectId: z.string().min(1),
+  /** The compensation's own idempotency key: the tool undoes a side effect at most once per key. */
+  idempotencyKey: z.string().min(1),
+  latencyMs: z.number().nonnegative(),
+})
+
+/**
+ * A side effect of a task that then failed was undone (saga style): the tool's compensation ran, exactly once, and
+ * `compensationId` names what it did (for example the retraction it sent).
+ */
+export const ToolCallCompensated = z.object({
+  type: z.literal('ToolCallCompensated'),
+  data: CompensationFacts.extend({ compensationId: z.string().min(1) }),
+  metadata: EventMetadata,
+})
+export type ToolCallCompensated = z.infer<typeof ToolCallCompensated>
+
+/** A compensation could not be carried out: the side effect stands, and someone must look at it. */
+export const ToolCompensationFailed = z.object({
+  type: z.literal('ToolCompensationFailed'),
+  data: CompensationFacts.extend({ errorCode: z.string().min(1), message: z.string() }),
+  metadata: EventMetadata,
+})
+export type ToolCompensationFailed = z.infer<typeof ToolCompensationFailed>
+
 /** Tool call events. */
-export const ToolEvent = z.discriminatedUnion('type', [ToolCallExecuted, ToolCallFailed])
+export const ToolEvent = z.discriminatedUnion('type', [ToolCallExecuted, ToolCallFailed, ToolCallCompensated, ToolCompensationFailed])
 export type ToolEvent = z.infer<typeof ToolEvent>

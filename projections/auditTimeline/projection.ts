@@ -1,7 +1,7 @@
 import type pg from 'pg'
 import type { AnnalistEvent, ModelRef, PromptRef } from '../../historian/events'
 import type { StoredEvent } from '../../historian/historian'
-import type { Projection, ProjectionTables } from '../projection'
+import { insertRows, type Projection, type ProjectionTables, type RowColumn } from '../projection'
 
 /** Name of the audit timeline projection (its checkpoint and dead-letter key). */
 export const AUDIT_TIMELINE_PROJECTION = 'audit_timeline'
@@ -45,15 +45,16 @@ export function auditFacts(event: AnnalistEvent): AuditFacts {
       return { summary: `task received from ${event.data.requestedBy} (${event.data.input.length} chars, sha256 ${event.data.inputSha256.slice(0, 12)})` }
     case 'RoutingModelInvoked':
     case 'PlanCreated':
+    case 'PlanIterationCreated':
     case 'SynthesisModelInvoked': {
       const { model, prompt, usage, latencyMs } = event.data
-      const role = event.type === 'RoutingModelInvoked' ? 'routing' : event.type === 'PlanCreated' ? 'planning' : 'synthesis'
+      const role = event.type === 'RoutingModelInvoked' ? 'routing' : event.type === 'SynthesisModelInvoked' ? 'synthesis' : 'planning'
       const did =
         event.type === 'RoutingModelInvoked'
           ? `chose route '${event.data.route}'`
-          : event.type === 'PlanCreated'
-            ? `planned ${event.data.toolCalls.length} tool call(s)${event.data.toolCalls.length > 0 ? `: ${event.data.toolCalls.map((call) => call.toolName).join(', ')}` : ''}`
-            : `wrote a ${event.data.answer.length}-char answer`
+          : event.type === 'SynthesisModelInvoked'
+            ? `wrote a ${event.data.answer.length}-char answer`
+            : `${event.type === 'PlanIterationCreated' ? `iteration ${event.data.iteration}: ` : ''}${plannedCalls(event.data.toolCalls)}${event.type === 'PlanIterationCreated' && event.data.done ? ', done' : ''}`
       return {
         model,
         prompt,
@@ -105,65 +106,140 @@ export function auditFacts(event: AnnalistEvent): AuditFacts {
     }
     case 'AgentTaskFailed':
       return { errorCode: event.data.errorCode, summary: `task failed at step ${event.data.failedStep} with ${event.data.errorCode}` }
+    case 'ToolCallCompensated':
+    case 'ToolCompensationFailed': {
+      const { toolName, toolCallId, idempotencyKey, sideEffectId, latencyMs } = event.data
+      const outcome = event.type === 'ToolCallCompensated' ? `compensated by ${event.data.compensationId}` : `could not be compensated: ${event.data.errorCode}`
+      return {
+        toolName,
+        toolCallId,
+        idempotencyKey,
+        sideEffectId,
+        errorCode: event.type === 'ToolCompensationFailed' ? event.data.errorCode : undefined,
+        latencyMs,
+        summary: `side effect ${sideEffectId} of tool ${toolName} (call ${toolCallId}) ${outcome}`,
+      }
+    }
+    case 'TaskRunStarted': {
+      const { reason, parentRunId, fromStep, requestedBy, checkpoint, overrides } = event.data
+      const changed = [
+        ...Object.entries(overrides.models).map(([role, model]) => `${role} model ${model}`),
+        ...Object.entries(overrides.promptVersions).map(([role, version]) => `${role} prompt v${version}`),
+      ]
+      return {
+        summary:
+          `${reason} run started by ${requestedBy} from step ${fromStep} of run ${parentRunId} ` +
+          `(signed checkpoint at revision ${checkpoint.revision})${changed.length > 0 ? ` with ${changed.join(', ')}` : ''}`,
+      }
+    }
+    case 'TaskRunContinued':
+      return {
+        summary: `continued as a new Temporal run after ${event.data.iterationsDone} iteration(s) and ${event.data.toolCallsDone} tool call(s) (history ${event.data.historyLength} events)`,
+      }
+    case 'TaskDeadLettered':
+      return {
+        errorCode: event.data.errorCode,
+        summary: `task dead-lettered: step ${event.data.failedStep} exhausted ${event.data.attempts} attempt(s) with ${event.data.errorCode}; awaiting redrive`,
+      }
   }
 }
 
-/** Per-tenant audit timeline: one row per event, keyed by global position, so applying an event twice inserts nothing. */
+function plannedCalls(calls: readonly { toolName: string }[]): string {
+  return `planned ${calls.length} tool call(s)${calls.length > 0 ? `: ${calls.map((call) => call.toolName).join(', ')}` : ''}`
+}
+
+const AUDIT_COLUMNS: readonly RowColumn[] = [
+  ['position', 'bigint'],
+  ['tenant_id', 'text'],
+  ['task_id', 'text'],
+  ['stream_revision', 'bigint'],
+  ['event_id', 'text'],
+  ['event_type', 'text'],
+  ['occurred_at', 'timestamptz'],
+  ['recorded_at', 'timestamptz'],
+  ['workflow_id', 'text'],
+  ['run_id', 'text'],
+  ['activity_id', 'text'],
+  ['attempt', 'integer'],
+  ['correlation_id', 'text'],
+  ['causation_id', 'text'],
+  ['classification', 'text'],
+  ['model_provider', 'text'],
+  ['model_id', 'text'],
+  ['model_version', 'text'],
+  ['prompt_template_id', 'text'],
+  ['prompt_template_version', 'text'],
+  ['prompt_ref', 'text'],
+  ['prompt_sha256', 'text'],
+  ['route', 'text'],
+  ['tool_name', 'text'],
+  ['tool_call_id', 'text'],
+  ['idempotency_key', 'text'],
+  ['side_effect_id', 'text'],
+  ['error_code', 'text'],
+  ['will_retry', 'boolean'],
+  ['input_tokens', 'integer'],
+  ['output_tokens', 'integer'],
+  ['cost_usd', 'numeric'],
+  ['latency_ms', 'numeric'],
+  ['summary', 'text'],
+].map(([name, type]) => ({ name: name!, type: type! }))
+
+/** The audit_timeline row of one event, in AUDIT_COLUMNS order. */
+function auditRow(stored: StoredEvent): unknown[] {
+  const { event } = stored
+  const { metadata } = event
+  const facts = auditFacts(event)
+  return [
+    stored.position.toString(),
+    metadata.tenantId,
+    metadata.taskId,
+    stored.revision.toString(),
+    stored.eventId,
+    event.type,
+    metadata.occurredAt,
+    stored.recordedAt,
+    metadata.workflowId,
+    metadata.runId,
+    metadata.activityId,
+    metadata.attempt,
+    metadata.correlationId,
+    metadata.causationId,
+    metadata.classification,
+    facts.model?.provider ?? null,
+    facts.model?.modelId ?? null,
+    facts.model?.modelVersion ?? null,
+    facts.prompt?.templateId ?? null,
+    facts.prompt?.templateVersion ?? null,
+    facts.prompt?.ref ?? null,
+    facts.prompt?.sha256 ?? null,
+    facts.route ?? null,
+    facts.toolName ?? null,
+    facts.toolCallId ?? null,
+    facts.idempotencyKey ?? null,
+    facts.sideEffectId ?? null,
+    facts.errorCode ?? null,
+    facts.willRetry ?? null,
+    facts.inputTokens ?? null,
+    facts.outputTokens ?? null,
+    facts.costUsd === undefined ? null : String(facts.costUsd),
+    facts.latencyMs === undefined ? null : String(facts.latencyMs),
+    facts.summary,
+  ]
+}
+
+/**
+ * Per-tenant audit timeline: one row per event, keyed by global position, so applying an event twice inserts nothing.
+ * A batch is one multi-row insert; `apply` is the batch of one event.
+ */
 export function auditTimelineProjection(): Projection<AuditTimelineTable> {
+  const applyBatch = async (client: pg.PoolClient, events: readonly StoredEvent[], tables: ProjectionTables<AuditTimelineTable>): Promise<void> => {
+    await insertRows(client, tables.audit_timeline, AUDIT_COLUMNS, events.map(auditRow), 'on conflict (position) do nothing')
+  }
   return {
     name: AUDIT_TIMELINE_PROJECTION,
     tables: ['audit_timeline'],
-    async apply(client: pg.PoolClient, stored: StoredEvent, tables: ProjectionTables<AuditTimelineTable>): Promise<void> {
-      const { event } = stored
-      const { metadata } = event
-      const facts = auditFacts(event)
-      await client.query(
-        `insert into ${tables.audit_timeline} (
-           position, tenant_id, task_id, stream_revision, event_id, event_type, occurred_at, recorded_at,
-           workflow_id, run_id, activity_id, attempt, correlation_id, causation_id, classification,
-           model_provider, model_id, model_version, prompt_template_id, prompt_template_version, prompt_ref, prompt_sha256,
-           route, tool_name, tool_call_id, idempotency_key, side_effect_id, error_code, will_retry,
-           input_tokens, output_tokens, cost_usd, latency_ms, summary
-         ) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22,
-                   $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34)
-         on conflict (position) do nothing`,
-        [
-          stored.position.toString(),
-          metadata.tenantId,
-          metadata.taskId,
-          stored.revision.toString(),
-          stored.eventId,
-          event.type,
-          metadata.occurredAt,
-          stored.recordedAt,
-          metadata.workflowId,
-          metadata.runId,
-          metadata.activityId,
-          metadata.attempt,
-          metadata.correlationId,
-          metadata.causationId,
-          metadata.classification,
-          facts.model?.provider ?? null,
-          facts.model?.modelId ?? null,
-          facts.model?.modelVersion ?? null,
-          facts.prompt?.templateId ?? null,
-          facts.prompt?.templateVersion ?? null,
-          facts.prompt?.ref ?? null,
-          facts.prompt?.sha256 ?? null,
-          facts.route ?? null,
-          facts.toolName ?? null,
-          facts.toolCallId ?? null,
-          facts.idempotencyKey ?? null,
-          facts.sideEffectId ?? null,
-          facts.errorCode ?? null,
-          facts.willRetry ?? null,
-          facts.inputTokens ?? null,
-          facts.outputTokens ?? null,
-          facts.costUsd === undefined ? null : String(facts.costUsd),
-          facts.latencyMs === undefined ? null : String(facts.latencyMs),
-          facts.summary,
-        ],
-      )
-    },
+    applyBatch,
+    apply: (client, stored, tables) => applyBatch(client, [stored], tables),
   }
 }

@@ -1,5 +1,7 @@
 import type pg from 'pg'
+import { EVENT_TYPES, isAnnalistEventType, type AnnalistEventType } from '../../historian/events'
 import { assertTaskId, assertTenantId } from '../../historian/streams'
+import { filterValue, InvalidQueryError, pageLimit, parseInstant, timeWindow } from '../queryFilters'
 
 /** One line of a tenant's audit trail. */
 export interface AuditEntry {
@@ -39,13 +41,86 @@ export interface AuditEntry {
   readonly summary: string
 }
 
+/** Filters of one tenant's audit trail. Every filter is optional except the tenant; they combine with AND. */
 export interface AuditTrailQuery {
   readonly tenantId: string
   readonly taskId?: string
-  /** Exclusive: only entries after this global position (for paging). */
+  /** Inclusive lower bound on `occurredAt` (ISO 8601 with a zone, or a Date). No `from` and no `to`: the whole history. */
+  readonly from?: string | Date
+  /** Exclusive upper bound on `occurredAt`. */
+  readonly to?: string | Date
+  /** Only these event types (each must be a type of the event catalog). */
+  readonly eventTypes?: readonly string[]
+  /** Only events of a model with this provider-reported version. */
+  readonly modelVersion?: string
+  /** Only events that name a prompt template of this version. */
+  readonly promptTemplateVersion?: string
+  /** Exclusive: only entries after this global position (for paging: pass the last position of the previous page). */
   readonly afterPosition?: bigint
-  /** At most this many entries, 1 to 10,000. Default 1,000. */
+  /** At most this many entries, 1 to AUDIT_TRAIL_MAX_LIMIT. Default AUDIT_TRAIL_DEFAULT_LIMIT. */
   readonly limit?: number
+}
+
+/** An AuditTrailQuery after validation: every value checked and normalized, ready to bind as SQL parameters. */
+export interface ValidAuditTrailQuery {
+  readonly tenantId: string
+  readonly taskId: string | null
+  readonly from: Date | null
+  readonly to: Date | null
+  readonly eventTypes: readonly AnnalistEventType[] | null
+  readonly modelVersion: string | null
+  readonly promptTemplateVersion: string | null
+  readonly afterPosition: bigint
+  readonly limit: number
+}
+
+/** The most audit entries one query returns. */
+export const AUDIT_TRAIL_MAX_LIMIT = 10_000
+/** How many audit entries a query returns when it names no limit. */
+export const AUDIT_TRAIL_DEFAULT_LIMIT = 1_000
+
+/** Checks an event-type filter against the catalog; throws InvalidQueryError naming the known types. */
+function eventTypeFilter(types: readonly string[]): AnnalistEventType[] {
+  if (!Array.isArray(types) || types.length === 0) throw new InvalidQueryError('event type', 'name at least one event type, or leave the filter out')
+  const unknown = types.find((type) => typeof type !== 'string' || !isAnnalistEventType(type))
+  if (unknown !== undefined) {
+    throw new InvalidQueryError('event type', `${JSON.stringify(String(unknown).slice(0, 64))} is not a known event type; known: ${EVENT_TYPES.join(', ')}`)
+  }
+  return [...new Set(types as AnnalistEventType[])]
+}
+
+/** The largest global position there can be (PostgreSQL bigint). */
+const MAX_POSITION = 9_223_372_036_854_775_807n
+
+function positionFilter(value: bigint): bigint {
+  if (typeof value !== 'bigint' || value < 0n || value > MAX_POSITION) {
+    throw new InvalidQueryError('after position', `must be a whole number from 0 to ${MAX_POSITION}, got ${JSON.stringify(String(value))}`)
+  }
+  return value
+}
+
+/**
+ * Validates an AuditTrailQuery without touching the database: tenant and task IDs (InvalidIdentifierError), then the
+ * time range, event types, versions, position and limit (InvalidQueryError naming the filter). With both `from` and
+ * `to`, `from` must be before `to` and the window at most MAX_WINDOW_DAYS wide. Commands call it before they open storage.
+ */
+export function validateAuditTrailQuery(query: AuditTrailQuery): ValidAuditTrailQuery {
+  const tenantId = assertTenantId(query.tenantId)
+  const taskId = query.taskId === undefined ? null : assertTaskId(query.taskId)
+  let from = query.from === undefined ? null : parseInstant('from', query.from)
+  let to = query.to === undefined ? null : parseInstant('to', query.to)
+  if (from && to) ({ from, to } = timeWindow({ from, to }, to, 0))
+  return {
+    tenantId,
+    taskId,
+    from,
+    to,
+    eventTypes: query.eventTypes === undefined ? null : eventTypeFilter(query.eventTypes),
+    modelVersion: query.modelVersion === undefined ? null : filterValue('model version', query.modelVersion),
+    promptTemplateVersion: query.promptTemplateVersion === undefined ? null : filterValue('prompt template version', query.promptTemplateVersion),
+    afterPosition: query.afterPosition === undefined ? 0n : positionFilter(query.afterPosition),
+    limit: pageLimit(query.limit, AUDIT_TRAIL_MAX_LIMIT, AUDIT_TRAIL_DEFAULT_LIMIT),
+  }
 }
 
 interface AuditRow {
@@ -85,26 +160,28 @@ interface AuditRow {
   summary: string
 }
 
-const MAX_LIMIT = 10_000
-
 /**
- * One tenant's audit trail in log order, optionally for one task and from a position on. The tenant ID is validated
- * first (InvalidIdentifierError) and every query filters on it: there is no way to read across tenants here.
+ * One tenant's audit trail in log order, filtered by task, occurrence time [from, to), event types, model version and
+ * prompt template version, after a position, at most `limit` entries. Everything is validated first
+ * (validateAuditTrailQuery), and the SQL always filters on the tenant; the WHERE clause is assembled from constant
+ * fragments and every value travels as a parameter. There is no way to read across tenants here.
  */
 export async function auditTrail(pool: pg.Pool, query: AuditTrailQuery): Promise<AuditEntry[]> {
-  const tenantId = assertTenantId(query.tenantId)
-  const taskId = query.taskId === undefined ? null : assertTaskId(query.taskId)
-  const limit = query.limit ?? 1_000
-  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT) throw new RangeError(`limit must be an integer from 1 to ${MAX_LIMIT}, got ${limit}`)
-  const result = await pool.query<AuditRow>(
-    `select * from audit_timeline
-      where tenant_id = $1
-        and ($2::text is null or task_id = $2::text)
-        and position > $3
-      order by position
-      limit $4`,
-    [tenantId, taskId, (query.afterPosition ?? 0n).toString(), limit],
-  )
+  const valid = validateAuditTrailQuery(query)
+  const params: unknown[] = [valid.tenantId, valid.afterPosition.toString()]
+  const conditions = ['tenant_id = $1', 'position > $2']
+  const add = (fragment: (placeholder: string) => string, value: unknown) => {
+    params.push(value)
+    conditions.push(fragment(`$${params.length}`))
+  }
+  if (valid.taskId !== null) add((p) => `task_id = ${p}`, valid.taskId)
+  if (valid.from !== null) add((p) => `occurred_at >= ${p}`, valid.from)
+  if (valid.to !== null) add((p) => `occurred_at < ${p}`, valid.to)
+  if (valid.eventTypes !== null) add((p) => `event_type = any(${p}::text[])`, valid.eventTypes)
+  if (valid.modelVersion !== null) add((p) => `model_version = ${p}`, valid.modelVersion)
+  if (valid.promptTemplateVersion !== null) add((p) => `prompt_template_version = ${p}`, valid.promptTemplateVersion)
+  params.push(valid.limit)
+  const result = await pool.query<AuditRow>(`select * from audit_timeline where ${conditions.join(' and ')} order by position limit $${params.length}`, params)
   return result.rows.map(toAuditEntry)
 }
 

@@ -24,8 +24,11 @@ export interface ModelUse {
 
 /** What one event contributes to its task's summary row. */
 interface SummaryDelta {
-  status: TaskStatus
-  step: 'receive' | 'route' | 'plan' | 'tools' | 'synthesize' | 'complete'
+  /** Absent: the event does not move the task (a compensation, a dead letter, a continue-as-new). */
+  status?: TaskStatus
+  step?: 'receive' | 'route' | 'plan' | 'tools' | 'synthesize' | 'complete'
+  /** A new run (replay or redrive) re-opens a finished task and clears its failure. */
+  reopens?: boolean
   failedStep?: string
   errorCode?: string
   route?: string
@@ -69,15 +72,18 @@ export function summaryDelta(event: AnnalistEvent): SummaryDelta {
         costUsd: event.data.usage.costUsd,
       }
     case 'PlanCreated':
-    case 'SynthesisModelInvoked':
+    case 'PlanIterationCreated':
+    case 'SynthesisModelInvoked': {
+      const planning = event.type !== 'SynthesisModelInvoked'
       return {
         ...NONE,
         status: 'running',
-        step: event.type === 'PlanCreated' ? 'plan' : 'synthesize',
-        modelUsed: modelUse(event.type === 'PlanCreated' ? 'planning' : 'synthesis', event.data.model, event.data.prompt),
+        step: planning ? 'plan' : 'synthesize',
+        modelUsed: modelUse(planning ? 'planning' : 'synthesis', event.data.model, event.data.prompt),
         tokens: event.data.usage.inputTokens + event.data.usage.outputTokens,
         costUsd: event.data.usage.costUsd,
       }
+    }
     case 'RoutingModelFailed':
     case 'PlanningModelFailed':
     case 'SynthesisModelFailed': {
@@ -104,71 +110,233 @@ export function summaryDelta(event: AnnalistEvent): SummaryDelta {
         errorCode: event.data.errorCode,
         finishedAt: event.metadata.occurredAt,
       }
+    case 'TaskRunStarted':
+      return { ...NONE, status: 'running', step: event.data.fromStep, reopens: true }
+    case 'TaskRunContinued':
+    case 'TaskDeadLettered':
+    case 'ToolCallCompensated':
+    case 'ToolCompensationFailed':
+      return { ...NONE }
   }
 }
 
 /**
- * Per-task summary: one row per (tenant, task), folded from its events in log order. The upsert's guard
- * `last_position < excluded.last_position` makes an event at or below the row's last position change nothing,
- * so applying events twice, or replaying from 0, is harmless. Once a task is completed or failed its status and
- * step stay put.
+ * The key of the activity an event was recorded by, within its task: run ID and activity ID. Attempts are counted per
+ * key (`activity_attempts`), so a replay as a new run counts its own attempts.
+ */
+export function activityKey(metadata: { readonly runId: string; readonly activityId: string }): string {
+  return `${metadata.runId}/${metadata.activityId}`
+}
+
+/** The columns a batch folds in JS, starting from the task's existing row. */
+interface FoldedColumns {
+  status: TaskStatus
+  current_step: SummaryDelta['step']
+  failed_step: string | null
+  error_code: string | null
+  route: string | null
+  models_used: Record<string, unknown>[]
+  attempts: number
+  activity_attempts: Record<string, number>
+}
+
+/** What folding a batch needs of a task's existing row, read once per batch. */
+interface SummaryRow extends FoldedColumns {
+  tenant_id: string
+  task_id: string
+  last_position: string
+}
+
+/**
+ * A task's row after a batch: the folded columns (status and step, the latest failed step, error and route, the
+ * distinct models, attempts), and the batch's sums, which the upsert adds to the row in SQL (costs as the events' own
+ * decimal strings, summed as numeric, so that the total is exactly the per-event one).
+ */
+interface SummaryWrite extends FoldedColumns {
+  tenant_id: string
+  task_id: string
+  tool_calls_succeeded: number
+  tool_calls_failed: number
+  model_attempts_failed: number
+  total_tokens: number
+  costs: string[]
+  events_applied: number
+  started_at: string | null
+  finished_at: string | null
+  first_position: string
+  last_position: string
+}
+
+const FINISHED: readonly TaskStatus[] = [TaskStatus.completed, TaskStatus.failed]
+
+/** jsonb equality for the flat string-valued objects in models_used: the same keys with the same values. */
+function sameModel(a: Record<string, unknown>, b: Record<string, unknown>): boolean {
+  const keys = Object.keys(a)
+  return keys.length === Object.keys(b).length && keys.every((key) => Object.hasOwn(b, key) && a[key] === b[key])
+}
+
+/**
+ * Folds one task's events (log order) into its row, exactly as applying them one at a time would: an event at or below
+ * the row's last position changes nothing; the first event creates the row; a finished task keeps its status and step
+ * until a new run (TaskRunStarted) re-opens it and clears its failure;
+ * a failed step, error code or route replaces the old one only when the event has one; a model use is added once;
+ * each activity's highest attempt is kept and `attempts` grows by what an event raises it by. Undefined when no event applies.
+ */
+function foldTask(row: SummaryRow | undefined, events: readonly StoredEvent[]): SummaryWrite | undefined {
+  let write: SummaryWrite | undefined
+  const lastPosition = row ? BigInt(row.last_position) : undefined
+  for (const stored of events) {
+    if (lastPosition !== undefined && stored.position <= lastPosition) continue
+    const delta = summaryDelta(stored.event)
+    const key = activityKey(stored.event.metadata)
+    const attempt = stored.event.metadata.attempt
+    const position = stored.position.toString()
+    if (!write) {
+      const base = row ?? {
+        status: delta.status ?? 'received',
+        current_step: delta.step ?? 'receive',
+        failed_step: null,
+        error_code: null,
+        route: null,
+        models_used: [],
+        attempts: 0,
+        activity_attempts: {},
+      }
+      write = {
+        tenant_id: stored.event.metadata.tenantId,
+        task_id: stored.event.metadata.taskId,
+        status: base.status,
+        current_step: base.current_step,
+        failed_step: base.failed_step,
+        error_code: base.error_code,
+        route: base.route,
+        tool_calls_succeeded: 0,
+        tool_calls_failed: 0,
+        model_attempts_failed: 0,
+        models_used: [...base.models_used],
+        total_tokens: 0,
+        costs: [],
+        events_applied: 0,
+        started_at: null,
+        finished_at: null,
+        first_position: position,
+        last_position: position,
+        attempts: base.attempts,
+        activity_attempts: { ...base.activity_attempts },
+      }
+    }
+    if (delta.reopens) {
+      write.failed_step = null
+      write.error_code = null
+    }
+    if (!FINISHED.includes(write.status) || delta.reopens) {
+      write.status = delta.status ?? write.status
+      write.current_step = delta.step ?? write.current_step
+    }
+    write.failed_step = delta.failedStep ?? write.failed_step
+    write.error_code = delta.errorCode ?? write.error_code
+    write.route = delta.route ?? write.route
+    write.tool_calls_succeeded += delta.toolCallsSucceeded
+    write.tool_calls_failed += delta.toolCallsFailed
+    write.model_attempts_failed += delta.modelAttemptsFailed
+    const used = delta.modelUsed as Record<string, unknown> | undefined
+    if (used && !write.models_used.some((known) => sameModel(known, used))) write.models_used.push(used)
+    write.total_tokens += delta.tokens
+    write.costs.push(String(delta.costUsd))
+    write.events_applied++
+    write.started_at ??= delta.startedAt ?? null
+    write.finished_at = delta.finishedAt ?? write.finished_at
+    write.last_position = position
+    const highest = Object.hasOwn(write.activity_attempts, key) ? write.activity_attempts[key]! : 0
+    if (attempt > highest) {
+      write.attempts += attempt - highest
+      write.activity_attempts[key] = attempt
+    }
+  }
+  return write
+}
+
+/** The existing rows of the batch's tasks, keyed by tenant and task. */
+async function readRows(client: pg.PoolClient, table: string, tasks: readonly (readonly [string, string])[]): Promise<Map<string, SummaryRow>> {
+  const result = await client.query<SummaryRow>(
+    `select tenant_id, task_id, status, current_step, failed_step, error_code, route, models_used, attempts, activity_attempts, last_position
+       from ${table}
+      where (tenant_id, task_id) in (select * from unnest($1::text[], $2::text[]))`,
+    [tasks.map(([tenant]) => tenant), tasks.map(([, task]) => task)],
+  )
+  return new Map(result.rows.map((row) => [taskKey(row.tenant_id, row.task_id), row]))
+}
+
+const taskKey = (tenantId: string, taskId: string) => JSON.stringify([tenantId, taskId])
+
+/**
+ * Per-task summary: one row per (tenant, task), folded from its events in log order. An event at or below the row's
+ * `last_position` changes nothing, so applying events twice, or replaying from 0, is harmless. Once a task is
+ * completed or failed its status and step stay put.
+ *
+ * Attempts: `activity_attempts` maps each activity (activityKey) to the highest Temporal attempt number any of its
+ * events carries, and `attempts` is their sum. An attempt that crashed before recording anything is counted once a
+ * later attempt of the same activity records something, because that event carries the higher attempt number.
+ *
+ * A batch reads its tasks' rows once, folds each task's events in JS (foldTask) and writes one multi-row upsert;
+ * `apply` is the batch of one event.
  */
 export function taskSummaryProjection(): Projection<TaskSummaryTable> {
+  const applyBatch = async (client: pg.PoolClient, events: readonly StoredEvent[], tables: ProjectionTables<TaskSummaryTable>): Promise<void> => {
+    const byTask = new Map<string, StoredEvent[]>()
+    for (const stored of events) {
+      const key = taskKey(stored.event.metadata.tenantId, stored.event.metadata.taskId)
+      const mine = byTask.get(key)
+      if (mine) mine.push(stored)
+      else byTask.set(key, [stored])
+    }
+    if (byTask.size === 0) return
+    const tasks = [...byTask.values()].map((mine) => [mine[0]!.event.metadata.tenantId, mine[0]!.event.metadata.taskId] as const)
+    const rows = await readRows(client, tables.task_summary, tasks)
+    const writes = [...byTask].flatMap(([key, mine]) => foldTask(rows.get(key), mine) ?? [])
+    if (writes.length === 0) return
+    await client.query(
+      `insert into ${tables.task_summary} as s (
+         tenant_id, task_id, status, current_step, failed_step, error_code, route,
+         tool_calls_succeeded, tool_calls_failed, model_attempts_failed, models_used,
+         total_tokens, total_cost_usd, events_applied, started_at, finished_at, first_position, last_position,
+         attempts, activity_attempts
+       )
+       select r.tenant_id, r.task_id, r.status, r.current_step, r.failed_step, r.error_code, r.route,
+              r.tool_calls_succeeded, r.tool_calls_failed, r.model_attempts_failed, r.models_used,
+              r.total_tokens, (select sum(cost::numeric) from jsonb_array_elements_text(r.costs) as cost), r.events_applied,
+              r.started_at, r.finished_at, r.first_position, r.last_position, r.attempts, r.activity_attempts
+         from jsonb_to_recordset($1::jsonb) as r(
+                tenant_id text, task_id text, status text, current_step text, failed_step text, error_code text, route text,
+                tool_calls_succeeded integer, tool_calls_failed integer, model_attempts_failed integer, models_used jsonb,
+                total_tokens bigint, costs jsonb, events_applied integer, started_at timestamptz, finished_at timestamptz,
+                first_position bigint, last_position bigint, attempts integer, activity_attempts jsonb)
+       on conflict (tenant_id, task_id) do update set
+         status = excluded.status,
+         current_step = excluded.current_step,
+         failed_step = excluded.failed_step,
+         error_code = excluded.error_code,
+         route = excluded.route,
+         tool_calls_succeeded = s.tool_calls_succeeded + excluded.tool_calls_succeeded,
+         tool_calls_failed = s.tool_calls_failed + excluded.tool_calls_failed,
+         model_attempts_failed = s.model_attempts_failed + excluded.model_attempts_failed,
+         models_used = excluded.models_used,
+         total_tokens = s.total_tokens + excluded.total_tokens,
+         total_cost_usd = s.total_cost_usd + excluded.total_cost_usd,
+         events_applied = s.events_applied + excluded.events_applied,
+         started_at = coalesce(s.started_at, excluded.started_at),
+         finished_at = coalesce(excluded.finished_at, s.finished_at),
+         last_position = excluded.last_position,
+         attempts = excluded.attempts,
+         activity_attempts = excluded.activity_attempts
+       where s.last_position < excluded.last_position`,
+      [JSON.stringify(writes)],
+    )
+  }
   return {
     name: TASK_SUMMARY_PROJECTION,
     tables: ['task_summary'],
-    async apply(client: pg.PoolClient, stored: StoredEvent, tables: ProjectionTables<TaskSummaryTable>): Promise<void> {
-      const { event } = stored
-      const delta = summaryDelta(event)
-      const t = tables.task_summary
-      await client.query(
-        `insert into ${t} as s (
-           tenant_id, task_id, status, current_step, failed_step, error_code, route,
-           tool_calls_succeeded, tool_calls_failed, model_attempts_failed, models_used,
-           total_tokens, total_cost_usd, events_applied, started_at, finished_at, first_position, last_position
-         ) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
-                   case when $11::jsonb is null then '[]'::jsonb else jsonb_build_array($11::jsonb) end,
-                   $12, $13, 1, $14, $15, $16, $16)
-         on conflict (tenant_id, task_id) do update set
-           status = case when s.status in ('completed', 'failed') then s.status else excluded.status end,
-           current_step = case when s.status in ('completed', 'failed') then s.current_step else excluded.current_step end,
-           failed_step = coalesce(excluded.failed_step, s.failed_step),
-           error_code = coalesce(excluded.error_code, s.error_code),
-           route = coalesce(excluded.route, s.route),
-           tool_calls_succeeded = s.tool_calls_succeeded + excluded.tool_calls_succeeded,
-           tool_calls_failed = s.tool_calls_failed + excluded.tool_calls_failed,
-           model_attempts_failed = s.model_attempts_failed + excluded.model_attempts_failed,
-           models_used = case
-             when $11::jsonb is null or exists (select 1 from jsonb_array_elements(s.models_used) as used(m) where used.m = $11::jsonb)
-               then s.models_used
-             else s.models_used || jsonb_build_array($11::jsonb)
-           end,
-           total_tokens = s.total_tokens + excluded.total_tokens,
-           total_cost_usd = s.total_cost_usd + excluded.total_cost_usd,
-           events_applied = s.events_applied + 1,
-           started_at = coalesce(s.started_at, excluded.started_at),
-           finished_at = coalesce(excluded.finished_at, s.finished_at),
-           last_position = excluded.last_position
-         where s.last_position < excluded.last_position`,
-        [
-          event.metadata.tenantId,
-          event.metadata.taskId,
-          delta.status,
-          delta.step,
-          delta.failedStep ?? null,
-          delta.errorCode ?? null,
-          delta.route ?? null,
-          delta.toolCallsSucceeded,
-          delta.toolCallsFailed,
-          delta.modelAttemptsFailed,
-          delta.modelUsed ? JSON.stringify(delta.modelUsed) : null,
-          delta.tokens,
-          String(delta.costUsd),
-          delta.startedAt ?? null,
-          delta.finishedAt ?? null,
-          stored.position.toString(),
-        ],
-      )
-    },
+    applyBatch,
+    apply: (client, stored, tables) => applyBatch(client, [stored], tables),
   }
 }

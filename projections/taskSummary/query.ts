@@ -1,6 +1,21 @@
 import type pg from 'pg'
 import { assertTaskId, assertTenantId } from '../../historian/streams'
-import type { ModelUse, TaskStatus } from './projection'
+import { InvalidQueryError, pageLimit } from '../queryFilters'
+import { TaskStatus, type ModelUse } from './projection'
+
+/** The most task summaries one query returns. */
+export const TASK_SUMMARIES_MAX_LIMIT = 10_000
+/** How many task summaries a query returns when it names no limit. */
+export const TASK_SUMMARIES_DEFAULT_LIMIT = 1_000
+
+/** Filters of `taskSummaries`: one tenant, optionally one task and one status, at most `limit` rows. */
+export interface TaskSummaryQuery {
+  readonly tenantId: string
+  readonly taskId?: string
+  readonly status?: TaskStatus
+  /** 1 to TASK_SUMMARIES_MAX_LIMIT; default TASK_SUMMARIES_DEFAULT_LIMIT. */
+  readonly limit?: number
+}
 
 /** Where one task stands, as the task summary read model has it. */
 export interface TaskSummary {
@@ -14,6 +29,11 @@ export interface TaskSummary {
   readonly toolCallsSucceeded: number
   readonly toolCallsFailed: number
   readonly modelAttemptsFailed: number
+  /**
+   * Activity attempts recorded for the task: for each of its activities, the highest Temporal attempt number any of
+   * its events carries, summed. A first try that succeeds counts 1; a retry after a failure or a crash counts again.
+   */
+  readonly attempts: number
   readonly modelsUsed: readonly ModelUse[]
   readonly totalTokens: number
   readonly totalCostUsd: number
@@ -33,6 +53,8 @@ export interface TenantSummary {
   readonly toolCallsSucceeded: number
   readonly toolCallsFailed: number
   readonly modelAttemptsFailed: number
+  /** The sum of the tasks' `attempts`. */
+  readonly attempts: number
   readonly totalTokens: number
   readonly totalCostUsd: number
   readonly eventsApplied: number
@@ -49,6 +71,7 @@ interface SummaryRow {
   tool_calls_succeeded: number
   tool_calls_failed: number
   model_attempts_failed: number
+  attempts: number
   models_used: ModelUse[]
   total_tokens: string
   total_cost_usd: string
@@ -59,15 +82,47 @@ interface SummaryRow {
   last_position: string
 }
 
-/** A tenant's task summaries (or one task's) in the order they entered the log. The tenant ID is validated before any query. */
-export async function taskSummaries(pool: pg.Pool, query: { readonly tenantId: string; readonly taskId?: string }): Promise<TaskSummary[]> {
-  const tenantId = assertTenantId(query.tenantId)
-  const taskId = query.taskId === undefined ? null : assertTaskId(query.taskId)
+/** Checks a task status filter; throws InvalidQueryError naming the statuses there are. */
+export function taskStatusFilter(value: string): TaskStatus {
+  if (!Object.hasOwn(TaskStatus, value)) {
+    throw new InvalidQueryError('status', `${JSON.stringify(value.slice(0, 64))} is not a task status; use one of ${Object.values(TaskStatus).join(', ')}`)
+  }
+  return value as TaskStatus
+}
+
+/** A TaskSummaryQuery after validation, ready to bind as parameters. */
+export interface ValidTaskSummaryQuery {
+  readonly tenantId: string
+  readonly taskId: string | null
+  readonly status: TaskStatus | null
+  readonly limit: number
+}
+
+/**
+ * Validates a TaskSummaryQuery without touching the database: tenant and task IDs (InvalidIdentifierError), status
+ * and limit (InvalidQueryError). Commands call it before they open storage.
+ */
+export function validateTaskSummaryQuery(query: TaskSummaryQuery): ValidTaskSummaryQuery {
+  return {
+    tenantId: assertTenantId(query.tenantId),
+    taskId: query.taskId === undefined ? null : assertTaskId(query.taskId),
+    status: query.status === undefined ? null : taskStatusFilter(query.status),
+    limit: pageLimit(query.limit, TASK_SUMMARIES_MAX_LIMIT, TASK_SUMMARIES_DEFAULT_LIMIT),
+  }
+}
+
+/**
+ * A tenant's task summaries (or one task's, or those in one status) in the order they entered the log, at most
+ * `limit`. Everything is validated before any query, and every query filters on the tenant.
+ */
+export async function taskSummaries(pool: pg.Pool, query: TaskSummaryQuery): Promise<TaskSummary[]> {
+  const { tenantId, taskId, status, limit } = validateTaskSummaryQuery(query)
   const result = await pool.query<SummaryRow>(
     `select * from task_summary
-      where tenant_id = $1 and ($2::text is null or task_id = $2::text)
-      order by first_position`,
-    [tenantId, taskId],
+      where tenant_id = $1 and ($2::text is null or task_id = $2::text) and ($3::text is null or status = $3::text)
+      order by first_position
+      limit $4`,
+    [tenantId, taskId, status, limit],
   )
   return result.rows.map((row) => ({
     tenantId: row.tenant_id,
@@ -80,6 +135,7 @@ export async function taskSummaries(pool: pg.Pool, query: { readonly tenantId: s
     toolCallsSucceeded: row.tool_calls_succeeded,
     toolCallsFailed: row.tool_calls_failed,
     modelAttemptsFailed: row.model_attempts_failed,
+    attempts: row.attempts,
     modelsUsed: row.models_used,
     totalTokens: Number(row.total_tokens),
     totalCostUsd: Number(row.total_cost_usd),
@@ -100,15 +156,24 @@ interface TenantRow {
   tool_calls_succeeded: string
   tool_calls_failed: string
   model_attempts_failed: string
+  attempts: string
   total_tokens: string
   total_cost_usd: string
   events_applied: string
 }
 
-/** Counts a tenant's tasks (all, or only `taskIds`) by status and totals their tool calls, failed model attempts, tokens and cost. */
-export async function tenantSummary(pool: pg.Pool, tenantId: string, options: { readonly taskIds?: readonly string[] } = {}): Promise<TenantSummary> {
+/**
+ * Counts a tenant's tasks (all, only `taskIds`, or only those in `status`) by status and totals their tool calls,
+ * failed model attempts, attempts, tokens and cost.
+ */
+export async function tenantSummary(
+  pool: pg.Pool,
+  tenantId: string,
+  options: { readonly taskIds?: readonly string[]; readonly status?: TaskStatus } = {},
+): Promise<TenantSummary> {
   const tenant = assertTenantId(tenantId)
   const taskIds = options.taskIds?.map(assertTaskId) ?? null
+  const status = options.status === undefined ? null : taskStatusFilter(options.status)
   const result = await pool.query<TenantRow>(
     `select count(*) as tasks,
             count(*) filter (where status = 'received') as received,
@@ -118,12 +183,13 @@ export async function tenantSummary(pool: pg.Pool, tenantId: string, options: { 
             coalesce(sum(tool_calls_succeeded), 0) as tool_calls_succeeded,
             coalesce(sum(tool_calls_failed), 0) as tool_calls_failed,
             coalesce(sum(model_attempts_failed), 0) as model_attempts_failed,
+            coalesce(sum(attempts), 0) as attempts,
             coalesce(sum(total_tokens), 0) as total_tokens,
             coalesce(sum(total_cost_usd), 0) as total_cost_usd,
             coalesce(sum(events_applied), 0) as events_applied
        from task_summary
-      where tenant_id = $1 and ($2::text[] is null or task_id = any($2::text[]))`,
-    [tenant, taskIds],
+      where tenant_id = $1 and ($2::text[] is null or task_id = any($2::text[])) and ($3::text is null or status = $3::text)`,
+    [tenant, taskIds, status],
   )
   const row = result.rows[0]!
   return {
@@ -133,6 +199,7 @@ export async function tenantSummary(pool: pg.Pool, tenantId: string, options: { 
     toolCallsSucceeded: Number(row.tool_calls_succeeded),
     toolCallsFailed: Number(row.tool_calls_failed),
     modelAttemptsFailed: Number(row.model_attempts_failed),
+    attempts: Number(row.attempts),
     totalTokens: Number(row.total_tokens),
     totalCostUsd: Number(row.total_cost_usd),
     eventsApplied: Number(row.events_applied),

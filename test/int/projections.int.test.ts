@@ -69,6 +69,7 @@ describe.each(DATABASE_BACKENDS)('read models on $backend', ({ open }) => {
       toolCallsSucceeded: 1,
       toolCallsFailed: 1,
       modelAttemptsFailed: 1,
+      attempts: 7,
       modelsUsed: [
         { role: 'routing', ...FACTORY_MODELS.routing, templateId: 'route', templateVersion: '1' },
         { role: 'planning', ...FACTORY_MODELS.planning, templateId: 'plan', templateVersion: '1' },
@@ -228,6 +229,7 @@ describe.each(DATABASE_BACKENDS)('read models on $backend', ({ open }) => {
       toolCallsSucceeded: 1,
       toolCallsFailed: 1,
       modelAttemptsFailed: 3,
+      attempts: 7 + 4,
       totalTokens: 1010,
       totalCostUsd: 0.012,
       eventsApplied: 12,

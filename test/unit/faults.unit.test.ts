@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { FaultPlanError, faultPlanFromEnv, matchFault, parseFaultPlan } from '../../activities/faults'
+import { FaultPlanError, faultDraw, faultPlanFromEnv, matchFault, parseFaultPlan } from '../../activities/faults'
 
 describe('fault plan', () => {
   it('defaults attempts to the first attempt and carries crash_after_append', () => {
@@ -51,5 +51,31 @@ describe('fault plan', () => {
       expect((error as FaultPlanError).source).toBe('ANNALIST_FAULTS')
       expect((error as FaultPlanError).problems.join()).toMatch(/rules\.0\.kind/)
     }
+  })
+
+  it('hits a seeded share of calls with a rate: the same calls for the same seed, other calls for another seed', () => {
+    const rule = { target: 'routing', kind: 'timeout', attempts: [1, 2, 3], rate: 0.25, seed: 7 } as const
+    const plan = parseFaultPlan({ rules: [rule] })
+    const probes = Array.from({ length: 2_000 }, (_, i) => ({ target: 'routing', tenantId: `t${i % 5}`, taskId: `task-${i}`, attempt: 1 + (i % 3) }))
+    const hits = probes.filter((probe) => matchFault(plan, probe) !== undefined)
+    expect(hits.length / probes.length).toBeGreaterThan(0.2)
+    expect(hits.length / probes.length).toBeLessThan(0.3)
+    // Deterministic: a second plan parsed from the same JSON hits exactly the same calls (as another worker process would).
+    const again = parseFaultPlan(JSON.parse(JSON.stringify(plan)))
+    expect(probes.filter((probe) => matchFault(again, probe) !== undefined)).toEqual(hits)
+    for (const probe of hits) expect(faultDraw(rule, probe)).toBeLessThan(0.25)
+    // Another seed picks other calls.
+    const reseeded = parseFaultPlan({ rules: [{ ...rule, seed: 8 }] })
+    expect(probes.filter((probe) => matchFault(reseeded, probe) !== undefined)).not.toEqual(hits)
+    // Rate 0 never hits, rate 1 always does; the other conditions still apply.
+    expect(probes.some((probe) => matchFault(parseFaultPlan({ rules: [{ ...rule, rate: 0 }] }), probe))).toBe(false)
+    expect(probes.every((probe) => matchFault(parseFaultPlan({ rules: [{ ...rule, rate: 1 }] }), probe))).toBe(true)
+    expect(matchFault(plan, { ...probes[0]!, attempt: 4 })).toBeUndefined()
+  })
+
+  it('rejects a rate outside 0..1 and a negative or fractional seed', () => {
+    expect(() => parseFaultPlan({ rules: [{ target: 'routing', kind: 'timeout', rate: 1.5 }] })).toThrow(/rules\.0\.rate/)
+    expect(() => parseFaultPlan({ rules: [{ target: 'routing', kind: 'timeout', rate: 0.1, seed: -1 }] })).toThrow(/rules\.0\.seed/)
+    expect(() => parseFaultPlan({ rules: [{ target: 'routing', kind: 'timeout', rate: 0.1, seed: 1.5 }] })).toThrow(/rules\.0\.seed/)
   })
 })

@@ -1,0 +1,107 @@
+import type pg from 'pg'
+import type { ApiRole } from './keys'
+
+/** One API request as the access log records it: who asked, for what, and what they got. */
+export interface ApiAccess {
+  readonly keyId: string | null
+  readonly role: ApiRole | null
+  readonly keyTenantId: string | null
+  readonly method: string
+  readonly route: string
+  readonly requestedTenant: string | null
+  readonly query: Readonly<Record<string, unknown>>
+  readonly status: number
+  readonly rowsReturned: number | null
+  readonly deniedReason: string | null
+}
+
+/** A recorded access, with its sequence number and time. */
+export interface ApiAccessEntry extends ApiAccess {
+  readonly id: bigint
+  readonly at: Date
+}
+
+const MAX_TEXT = 256
+
+/**
+ * Makes caller-controlled text storable: PostgreSQL text cannot hold NUL, and nobody needs more than 256 characters of
+ * a probe to see what it was.
+ */
+export function storableText(value: string): string {
+  // eslint-disable-next-line no-control-regex
+  const clean = value.replace(/\u0000/g, '\uFFFD')
+  return clean.length > MAX_TEXT ? `${clean.slice(0, MAX_TEXT)}…` : clean
+}
+
+/** The same for every string in a JSON-like value (keys too), so a hostile query string always fits in jsonb. */
+export function storableJson(value: unknown): unknown {
+  if (typeof value === 'string') return storableText(value)
+  if (typeof value === 'bigint') return value.toString()
+  if (value instanceof Date) return value.toISOString()
+  if (Array.isArray(value)) return value.slice(0, 50).map(storableJson)
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).slice(0, 50).map(([key, item]) => [storableText(key), storableJson(item)]))
+  }
+  return value ?? null
+}
+
+/** Appends one access to the log. The log is append-only: there is deliberately no update or delete. */
+export async function recordApiAccess(pool: pg.Pool, access: ApiAccess): Promise<void> {
+  await pool.query(
+    `insert into api_access_log (key_id, role, key_tenant_id, method, route, requested_tenant, query, status, rows_returned, denied_reason)
+     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+    [
+      access.keyId,
+      access.role,
+      access.keyTenantId,
+      storableText(access.method),
+      storableText(access.route),
+      access.requestedTenant === null ? null : storableText(access.requestedTenant),
+      JSON.stringify(storableJson(access.query)),
+      access.status,
+      access.rowsReturned,
+      access.deniedReason === null ? null : storableText(access.deniedReason),
+    ],
+  )
+}
+
+interface AccessRow {
+  id: string
+  at: Date
+  key_id: string | null
+  role: ApiRole | null
+  key_tenant_id: string | null
+  method: string
+  route: string
+  requested_tenant: string | null
+  query: Record<string, unknown>
+  status: number
+  rows_returned: number | null
+  denied_reason: string | null
+}
+
+/** The most recent accesses, oldest first (at most `limit`, default 100), optionally only one key's. */
+export async function recentApiAccesses(pool: pg.Pool, options: { readonly keyId?: string; readonly limit?: number } = {}): Promise<ApiAccessEntry[]> {
+  const limit = options.limit ?? 100
+  if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new RangeError(`limit must be a whole number from 1 to 10000, got ${limit}`)
+  const result = await pool.query<AccessRow>(
+    `select * from (
+       select * from api_access_log where ($1::uuid is null or key_id = $1::uuid) order by id desc limit $2
+     ) recent order by id`,
+    [options.keyId ?? null, limit],
+  )
+  return result.rows.map((row) => ({
+    id: BigInt(row.id),
+    at: row.at,
+    keyId: row.key_id,
+    role: row.role,
+    keyTenantId: row.key_tenant_id,
+    method: row.method,
+    route: row.route,
+    requestedTenant: row.requested_tenant,
+    query: row.query,
+    status: row.status,
+    rowsReturned: row.rows_returned,
+    deniedReason: row.denied_reason,
+  }))
+}

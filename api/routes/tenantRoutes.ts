@@ -1,0 +1,196 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
+import { z } from 'zod'
+import { auditTrail, validateAuditTrailQuery, type AuditTrailQuery } from '../../projections/auditTimeline/query'
+import { exportTenant, renderExport, validateExportQuery } from '../../projections/export/tenantExport'
+import { InvalidQueryError, pageLimit } from '../../projections/queryFilters'
+import { TaskStatus } from '../../projections/taskSummary/projection'
+import { taskSummaries, tenantSummary, validateTaskSummaryQuery } from '../../projections/taskSummary/query'
+import type { ApiDeps } from '../apiDeps'
+import { RouteAccess } from '../accessControl'
+import { AUTHENTICATED_ERRORS, AuditPageBody, ErrorBody, jsonified, NoQuery, TaskSummaryBody, TenantParams, TenantSummaryBody } from '../schemas'
+
+/** Most entries or tasks one page may hold. */
+export const MAX_PAGE = 1_000
+const DEFAULT_PAGE = 100
+const MAX_POSITION = 9_223_372_036_854_775_807n
+
+const once = (description: string) => z.string().optional().describe(description)
+const instant = (description: string) => once(`${description}: ISO 8601 date or time with a zone, e.g. 2026-02-03T14:22:10Z`)
+const limit = once(`page size, 1 to ${MAX_PAGE} (default ${DEFAULT_PAGE})`)
+
+const AuditQuery = z.strictObject({
+  taskId: once('only this task'),
+  from: instant('only events that occurred at or after this time'),
+  to: instant('only events that occurred before this time'),
+  eventType: z
+    .union([z.string(), z.array(z.string()).max(50)])
+    .optional()
+    .describe('only these event types: repeat the parameter or separate them with commas'),
+  modelVersion: once('only events of model calls with this model version'),
+  promptVersion: once('only events of model calls with this prompt-template version'),
+  after: once('cursor: only entries after this global position (the nextAfter of the previous page)'),
+  limit,
+})
+
+const TasksQuery = z.strictObject({
+  status: z.enum(TaskStatus).optional().describe('only tasks with this status'),
+  limit,
+})
+
+const ExportQuery = z.strictObject({
+  from: instant('only events recorded at or after this time'),
+  to: instant('only events recorded before this time'),
+  format: z.enum(['jsonl', 'csv']).optional().describe('jsonl (default, verifiable with `annalist verify-export`) or csv'),
+})
+
+const tenantRoute = (summary: string, description?: string) => ({
+  tags: ['tenant'],
+  summary,
+  ...(description ? { description } : {}),
+  security: [{ bearerAuth: [] }],
+})
+
+/** `after` as a global position; a value out of the 64-bit range is a bad filter, not a server error. */
+function afterPosition(value: string | undefined): bigint | undefined {
+  if (value === undefined) return undefined
+  if (!/^\d{1,19}$/.test(value) || BigInt(value) > MAX_POSITION) throw new InvalidQueryError('after', `${JSON.stringify(value.slice(0, 32))} is not a global position (a whole number)`)
+  return BigInt(value)
+}
+
+/** A repeatable, comma-separable parameter as a list. */
+function listParameter(value: string | string[] | undefined): string[] | undefined {
+  if (value === undefined) return undefined
+  return (Array.isArray(value) ? value : [value]).flatMap((item) => item.split(',')).map((item) => item.trim())
+}
+
+/** The tenant routes: audit trail, task summaries, tenant summary, export. Every one reads only the tenant in its path. */
+export const tenantRoutes: FastifyPluginAsyncZod<{ deps: ApiDeps }> = async (app, { deps }) => {
+  const config = { access: RouteAccess.tenant }
+
+  app.get(
+    '/tenants/:tenantId/audit',
+    {
+      config,
+      schema: {
+        ...tenantRoute('The tenant audit trail', `Every recorded decision and action, in log order, a page at a time (at most ${MAX_PAGE} entries).`),
+        params: TenantParams,
+        querystring: AuditQuery,
+        response: { 200: AuditPageBody, ...AUTHENTICATED_ERRORS },
+      },
+    },
+    async (request) => {
+      const q = request.query
+      const pageSize = pageLimit(q.limit, MAX_PAGE, DEFAULT_PAGE)
+      const query: AuditTrailQuery = {
+        tenantId: request.params.tenantId,
+        taskId: q.taskId,
+        from: q.from,
+        to: q.to,
+        eventTypes: listParameter(q.eventType),
+        modelVersion: q.modelVersion,
+        promptTemplateVersion: q.promptVersion,
+        afterPosition: afterPosition(q.after),
+        limit: pageSize,
+      }
+      request.accessQuery = { ...validateAuditTrailQuery(query) }
+      const entries = await auditTrail(deps.pool, query)
+      request.rowsReturned = entries.length
+      const last = entries.at(-1)
+      return { entries: jsonified(entries), nextAfter: entries.length === pageSize && last ? last.position.toString() : null }
+    },
+  )
+
+  app.get(
+    '/tenants/:tenantId/tasks',
+    {
+      config,
+      schema: {
+        ...tenantRoute("The tenant's task summaries", 'Status, current or failed step, attempts, tokens, cost and models of each task, oldest first.'),
+        params: TenantParams,
+        querystring: TasksQuery,
+        response: { 200: z.object({ tasks: z.array(TaskSummaryBody) }), ...AUTHENTICATED_ERRORS },
+      },
+    },
+    async (request) => {
+      const query = { tenantId: request.params.tenantId, status: request.query.status, limit: pageLimit(request.query.limit, MAX_PAGE, DEFAULT_PAGE) }
+      request.accessQuery = { ...validateTaskSummaryQuery(query) }
+      const tasks = await taskSummaries(deps.pool, query)
+      request.rowsReturned = tasks.length
+      return { tasks: jsonified(tasks) }
+    },
+  )
+
+  app.get(
+    '/tenants/:tenantId/tasks/:taskId',
+    {
+      config,
+      schema: {
+        ...tenantRoute('One task summary'),
+        params: TenantParams.extend({ taskId: z.string().describe('the task') }),
+        querystring: NoQuery,
+        response: { 200: TaskSummaryBody, 404: ErrorBody, ...AUTHENTICATED_ERRORS },
+      },
+    },
+    async (request, reply) => {
+      const query = { tenantId: request.params.tenantId, taskId: request.params.taskId }
+      request.accessQuery = { ...query }
+      const [task] = await taskSummaries(deps.pool, query)
+      request.rowsReturned = task ? 1 : 0
+      if (!task) {
+        request.deniedReason = 'no such task'
+        return reply.code(404).send({ error: 'Not Found', message: `no task ${JSON.stringify(query.taskId)} in this tenant's read model` })
+      }
+      return jsonified(task)
+    },
+  )
+
+  app.get(
+    '/tenants/:tenantId/summary',
+    {
+      config,
+      schema: {
+        ...tenantRoute("The tenant's tasks in aggregate"),
+        params: TenantParams,
+        querystring: NoQuery,
+        response: { 200: TenantSummaryBody, ...AUTHENTICATED_ERRORS },
+      },
+    },
+    async (request) => {
+      request.accessQuery = { tenantId: request.params.tenantId }
+      const summary = await tenantSummary(deps.pool, request.params.tenantId)
+      request.rowsReturned = 1
+      return jsonified(summary)
+    },
+  )
+
+  app.get(
+    '/tenants/:tenantId/export',
+    {
+      config,
+      schema: {
+        ...tenantRoute(
+          'A complete, verifiable export of the tenant',
+          'Every event of the tenant in the window with a manifest holding the hash-chain verification of each exported stream. ' +
+            'Content type application/x-ndjson (jsonl) or text/csv.',
+        ),
+        params: TenantParams,
+        querystring: ExportQuery,
+        response: {
+          200: {
+            description: 'the export: a manifest line, then one record per event',
+            content: { 'application/x-ndjson': { schema: z.string() }, 'text/csv': { schema: z.string() } },
+          },
+          ...AUTHENTICATED_ERRORS,
+        },
+      },
+    },
+    async (request, reply) => {
+      const format = request.query.format ?? 'jsonl'
+      const query = { tenantId: request.params.tenantId, from: request.query.from, to: request.query.to }
+      request.accessQuery = { ...validateExportQuery(query), format }
+      const exported = await exportTenant({ store: deps.store, keyRing: deps.keyRing, clock: deps.now }, query)
+      request.rowsReturned = exported.records.length
+      return reply.type(format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson; charset=utf-8').send(renderExport(exported, format))
+    },
+  )
+}

@@ -1,0 +1,155 @@
+import { z } from 'zod'
+import { TenantId } from '../historian/events/ids'
+import { TaskStatus } from '../projections/taskSummary/projection'
+
+/** A value as it travels in JSON: bigints (positions) and dates become strings, recursively. */
+export type Jsonified<T> = T extends bigint
+  ? string
+  : T extends Date
+    ? string
+    : T extends readonly (infer Item)[]
+      ? Jsonified<Item>[]
+      : T extends object
+        ? { -readonly [Key in keyof T]: Jsonified<T[Key]> }
+        : T
+
+/** Converts query results for a JSON response: bigints as decimal strings, dates as ISO 8601. */
+export function jsonified<T>(value: T): Jsonified<T> {
+  const convert = (item: unknown): unknown => {
+    if (typeof item === 'bigint') return item.toString()
+    if (item instanceof Date) return item.toISOString()
+    if (Array.isArray(item)) return item.map(convert)
+    if (item !== null && typeof item === 'object') return Object.fromEntries(Object.entries(item).map(([key, field]) => [key, convert(field)]))
+    return item
+  }
+  return convert(value) as Jsonified<T>
+}
+
+/** The body of every error response: what kind of error, one line saying what went wrong, and the parameter at fault. */
+export const ErrorBody = z
+  .object({
+    error: z.string().describe('HTTP status text, e.g. Bad Request'),
+    message: z.string().describe('one line saying what was wrong'),
+    parameter: z.string().optional().describe('the path or query parameter at fault (400 only)'),
+  })
+  .meta({ id: 'Error' })
+export type ErrorBody = z.infer<typeof ErrorBody>
+
+const position = z.string().regex(/^\d+$/).describe('global log position (a 64-bit integer as a decimal string)')
+const instant = z.string().describe('ISO 8601 time (UTC)')
+const nullableText = z.string().nullable()
+
+/** The query string of a route that takes no parameters: any parameter is a 400, never silently ignored. */
+export const NoQuery = z.strictObject({})
+
+/** Path parameters of every tenant route. */
+export const TenantParams = z.object({ tenantId: TenantId.describe('the tenant to read; a tenant key may name only its own') })
+
+/** One line of a tenant's audit trail. */
+export const AuditEntryBody = z
+  .looseObject({
+    position,
+    tenantId: z.string(),
+    taskId: z.string(),
+    streamRevision: z.string(),
+    eventId: z.string(),
+    eventType: z.string(),
+    occurredAt: instant,
+    recordedAt: instant,
+    workflowId: z.string(),
+    runId: z.string(),
+    activityId: z.string(),
+    attempt: z.number(),
+    correlationId: z.string(),
+    causationId: nullableText,
+    classification: z.string(),
+    modelProvider: nullableText,
+    modelId: nullableText,
+    modelVersion: nullableText,
+    promptTemplateId: nullableText,
+    promptTemplateVersion: nullableText,
+    promptRef: nullableText,
+    promptSha256: nullableText,
+    route: nullableText,
+    toolName: nullableText,
+    toolCallId: nullableText,
+    idempotencyKey: nullableText,
+    sideEffectId: nullableText,
+    errorCode: nullableText,
+    willRetry: z.boolean().nullable(),
+    inputTokens: z.number().nullable(),
+    outputTokens: z.number().nullable(),
+    costUsd: z.number().nullable(),
+    latencyMs: z.number().nullable(),
+    summary: z.string(),
+  })
+  .meta({ id: 'AuditEntry' })
+
+/** A page of the audit trail and the cursor of the next page. */
+export const AuditPageBody = z.object({
+  entries: z.array(AuditEntryBody),
+  nextAfter: position.nullable().describe('pass as `after` to read the next page; null on the last page'),
+})
+
+const ModelUseBody = z.looseObject({
+  role: z.string(),
+  provider: z.string(),
+  modelId: z.string(),
+  modelVersion: z.string(),
+  templateId: z.string(),
+  templateVersion: z.string(),
+})
+
+/** Where one task stands. */
+export const TaskSummaryBody = z
+  .looseObject({
+    tenantId: z.string(),
+    taskId: z.string(),
+    status: z.enum(TaskStatus),
+    currentStep: z.string(),
+    failedStep: nullableText,
+    errorCode: nullableText,
+    attempts: z.number().optional(),
+    modelsUsed: z.array(ModelUseBody),
+    totalTokens: z.number(),
+    totalCostUsd: z.number(),
+    startedAt: instant.nullable(),
+    finishedAt: instant.nullable(),
+  })
+  .meta({ id: 'TaskSummary' })
+
+/** One tenant's tasks in aggregate. */
+export const TenantSummaryBody = z
+  .looseObject({
+    tenantId: z.string(),
+    tasks: z.number(),
+    byStatus: z.record(z.string(), z.number()),
+    toolCallsSucceeded: z.number(),
+    toolCallsFailed: z.number(),
+    modelAttemptsFailed: z.number(),
+    totalTokens: z.number(),
+    totalCostUsd: z.number(),
+    eventsApplied: z.number(),
+  })
+  .meta({ id: 'TenantSummary' })
+
+/** Rows of an analytics query. Each row's fields are those of the query (see docs/api.md). */
+export const AnalyticsRowsBody = z.object({ rows: z.array(z.record(z.string(), z.unknown())) })
+
+/** The lag of each projection behind the event log. */
+export const ProjectionLagBody = z.object({
+  projections: z.array(
+    z.looseObject({
+      projection: z.string(),
+      checkpoint: position,
+      headPosition: position,
+      eventsBehind: z.number(),
+      oldestUnprojectedAgeMs: z.number(),
+      lastBatchLagMs: z.number().nullable(),
+      deadLetters: z.number(),
+    }),
+  ),
+})
+
+/** Standard error responses of an authenticated route, for the OpenAPI document. */
+export const AUTHENTICATED_ERRORS = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 500: ErrorBody } as const

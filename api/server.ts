@@ -1,0 +1,91 @@
+import fastifySwagger from '@fastify/swagger'
+import Fastify, { type FastifyInstance } from 'fastify'
+import { jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod'
+import type pg from 'pg'
+import { Counter, Registry } from 'prom-client'
+import type { TenantKeyRing } from '../historian/integrity/tenantKeyRing'
+import type { EventStore } from '../historian/port'
+import { defaultProjections } from '../projections/defaultProjections'
+import { projectionLag, registerProjectionMetrics } from '../projections/lag'
+import { addAccessControl, refuseMalformedUrl } from './accessControl'
+import type { ApiDeps } from './apiDeps'
+import { errorResponse } from './errorResponse'
+import { analyticsRoutes } from './routes/analyticsRoutes'
+import { operationsRoutes } from './routes/operationsRoutes'
+import { tenantRoutes } from './routes/tenantRoutes'
+
+/** What the API server is built from. */
+export interface ApiServerOptions {
+  readonly pool: pg.Pool
+  readonly store: EventStore
+  readonly keyRing: TenantKeyRing
+  /** The clock for default time windows and lag; defaults to the system clock (the database clock for lag). */
+  readonly now?: () => Date
+  /** Where unexpected errors (5xx) are reported with their stack; defaults to stderr. */
+  readonly onError?: (error: unknown) => void
+  /** The Prometheus registry /metrics exposes; the server adds its request counter and the projection lag gauges. */
+  readonly registry?: Registry
+}
+
+function reportToStderr(error: unknown): void {
+  process.stderr.write(`[annalist api] ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`)
+}
+
+/**
+ * Builds the tenant-scoped HTTP API (not listening: call `listen`, or `inject` in tests). Routes are under /v1 except
+ * /healthz, /openapi.json and /metrics. See docs/api.md for authentication, the isolation rule and the access log.
+ */
+export function buildApiServer(options: ApiServerOptions): FastifyInstance {
+  const onError = options.onError ?? reportToStderr
+  const deps: ApiDeps = { pool: options.pool, store: options.store, keyRing: options.keyRing, now: options.now }
+  const registry = options.registry ?? new Registry()
+  const requests = new Counter({
+    name: 'annalist_api_requests_total',
+    help: 'API requests answered, by route pattern, method and status',
+    labelNames: ['route', 'method', 'status'] as const,
+    registers: [registry],
+  })
+  const projections = defaultProjections().map((projection) => projection.name)
+  registerProjectionMetrics(registry, () => projectionLag(deps.pool, deps.store, projections, deps.now?.()))
+
+  const app = Fastify({
+    logger: false,
+    routerOptions: { maxParamLength: 1_000 },
+    frameworkErrors: refuseMalformedUrl({ pool: options.pool, onError }),
+  })
+  app.setValidatorCompiler(validatorCompiler)
+  app.setSerializerCompiler(serializerCompiler)
+  addAccessControl(app, { pool: deps.pool, onError })
+
+  app.setErrorHandler(async (error, request, reply) => {
+    const response = errorResponse(error)
+    if (response.unexpected) onError(error)
+    request.deniedReason = response.status === 400 ? `bad request: ${response.body.message}` : response.unexpected ? 'server error' : response.body.message
+    return reply.code(response.status).send(response.body)
+  })
+  app.setNotFoundHandler(async (request, reply) => {
+    request.deniedReason = 'no such route'
+    return reply.code(404).send({ error: 'Not Found', message: `no route ${request.method} ${request.url.split('?')[0]!.slice(0, 200)}` })
+  })
+  app.addHook('onResponse', async (request, reply) => {
+    requests.inc({ route: request.routeOptions.url ?? 'unmatched', method: request.method, status: String(reply.statusCode) })
+  })
+
+  app.register(fastifySwagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Annalist query API',
+        version: '1.0.0',
+        description: 'Tenant-scoped audit trail, task summaries and exports, and cross-tenant analytics for the analyst role.',
+      },
+      components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'an API key from `annalist api-keys create`' } } },
+    },
+    transform: jsonSchemaTransform,
+    transformObject: jsonSchemaTransformObject,
+  })
+  app.register(operationsRoutes, { registry })
+  app.register(tenantRoutes, { prefix: '/v1', deps })
+  app.register(analyticsRoutes, { prefix: '/v1', deps })
+  return app
+}

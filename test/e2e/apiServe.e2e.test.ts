@@ -1,0 +1,120 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { FORBIDDEN, UNAUTHORIZED } from '../../api/accessControl'
+import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEventStore'
+import { Historian } from '../../historian/historian'
+import { generateIntegrityKey, TenantKeyRing } from '../../historian/integrity/tenantKeyRing'
+import { verifyExport } from '../../projections/export/tenantExport'
+import { API_SEED, seedApiTenants } from '../support/apiSeed'
+import { freshPostgresDatabase } from '../support/databases'
+import { runAnnalist } from '../support/runCli'
+
+const CLI = fileURLToPath(new URL('../../bin/annalist.js', import.meta.url))
+
+/** `annalist serve` as an operator runs it: keys made with `annalist api-keys`, queried over real HTTP with fetch. */
+describe('annalist serve and api-keys', () => {
+  const integrityKey = generateIntegrityKey()
+  let database: Awaited<ReturnType<typeof freshPostgresDatabase>>
+  let server: ChildProcess | undefined
+  let baseUrl: string
+  let stderr = ''
+  const env = () => ({ DATABASE_URL: database.url, ANNALIST_INTEGRITY_KEY: integrityKey })
+
+  async function createKey(args: string[]): Promise<{ key: string; id: string }> {
+    const run = await runAnnalist(['api-keys', 'create', ...args], env())
+    expect(run.code, run.stderr).toBe(0)
+    expect(run.stderr).toMatch(/shown only now: it is not stored/)
+    return { key: run.stdout.trim(), id: /ID ([0-9a-f-]{36})/.exec(run.stderr)![1]! }
+  }
+
+  beforeAll(async () => {
+    database = await freshPostgresDatabase()
+    const store = new PostgresEventStore(database)
+    await seedApiTenants({ historian: new Historian(store, { keyRing: TenantKeyRing.fromText(integrityKey) }), store, pool: database.pool })
+  })
+
+  afterAll(async () => {
+    server?.kill('SIGKILL')
+    await database?.close()
+  })
+
+  it('serves the API until SIGTERM; tenant keys see only their tenant; revoked keys stop working', async () => {
+    const acme = await createKey(['--tenant', 'acme', '--label', 'acme auditors'])
+    const analyst = await createKey(['--analyst'])
+    expect(acme.key).toMatch(/^[A-Za-z0-9_-]{43}$/)
+
+    const listed = await runAnnalist(['api-keys', 'list', '--format', 'json'], env())
+    expect(listed.code, listed.stderr).toBe(0)
+    expect(listed.stdout).not.toContain(acme.key)
+    expect(JSON.parse(listed.stdout)).toEqual([
+      expect.objectContaining({ keyId: acme.id, role: 'tenant', tenantId: 'acme', label: 'acme auditors', prefix: acme.key.slice(0, 8), revokedAt: null }),
+      expect.objectContaining({ keyId: analyst.id, role: 'analyst', tenantId: null }),
+    ])
+    const both = await runAnnalist(['api-keys', 'create', '--tenant', 'acme', '--analyst'], env())
+    expect(both.code).toBe(1)
+    expect(both.stderr).toMatch(/^annalist: give exactly one of --tenant <tenantId> or --analyst/)
+
+    const child = spawn(process.execPath, [CLI, 'serve', '--port', '0'], { env: { ...process.env, ...env() }, stdio: ['ignore', 'pipe', 'pipe'] })
+    server = child
+    let stdout = ''
+    child.stdout!.on('data', (chunk) => (stdout += chunk))
+    child.stderr!.on('data', (chunk) => (stderr += chunk))
+    const deadline = Date.now() + 30_000
+    for (let match = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(stdout); ; match = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(stdout)) {
+      if (match) {
+        baseUrl = match[1]!
+        break
+      }
+      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`serve did not start: ${stdout}${stderr}`)
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+
+    const get = (path: string, key?: string) => fetch(`${baseUrl}${path}`, { headers: key ? { authorization: `Bearer ${key}` } : {} })
+
+    expect(await (await get('/healthz')).json()).toEqual({ status: 'ok' })
+    const unauthorized = await get('/v1/tenants/acme/audit')
+    expect(unauthorized.status).toBe(401)
+    expect(await unauthorized.json()).toEqual(UNAUTHORIZED)
+
+    const own = await get('/v1/tenants/acme/audit?limit=1000', acme.key)
+    expect(own.status).toBe(200)
+    const page = (await own.json()) as { entries: { tenantId: string }[]; nextAfter: string | null }
+    expect(page.entries).toHaveLength(API_SEED.acme.events)
+    expect(page.nextAfter).toBeNull()
+
+    for (const path of ['/v1/tenants/globex/audit', '/v1/tenants/nobody/audit', '/v1/tenants/acme%2F..%2Fglobex/audit', '/v1/analytics/failures']) {
+      const refused = await get(path, acme.key)
+      expect(refused.status, path).toBe(403)
+      expect(await refused.text(), path).toBe(JSON.stringify(FORBIDDEN))
+    }
+
+    const exported = await get('/v1/tenants/globex/export', analyst.key)
+    expect(exported.headers.get('content-type')).toBe('application/x-ndjson; charset=utf-8')
+    expect(verifyExport(await exported.text(), 'jsonl', TenantKeyRing.fromText(integrityKey))).toMatchObject({ ok: true, tenantId: 'globex' })
+
+    const revoke = await runAnnalist(['api-keys', 'revoke', acme.id], env())
+    expect(revoke.code, revoke.stderr).toBe(0)
+    expect(revoke.stdout).toMatch(new RegExp(`API key ${acme.id} revoked`))
+    expect((await get('/v1/tenants/acme/audit', acme.key)).status).toBe(401)
+
+    const { rows } = await database.pool.query<{ key_id: string | null; requested_tenant: string; status: number }>(
+      `select key_id, requested_tenant, status from api_access_log order by id`,
+    )
+    expect(rows.map((row) => [row.key_id, row.requested_tenant, row.status])).toEqual([
+      [null, 'acme', 401],
+      [acme.id, 'acme', 200],
+      [acme.id, 'globex', 403],
+      [acme.id, 'nobody', 403],
+      [acme.id, 'acme/../globex', 403],
+      [acme.id, null, 403],
+      [analyst.id, 'globex', 200],
+      [null, 'acme', 401],
+    ])
+
+    child.kill('SIGTERM')
+    const code = await new Promise<number | null>((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.once('exit', (exitCode) => resolve(exitCode))))
+    expect(code).toBe(0)
+    expect(stderr).toMatch(/annalist API stopping/)
+  }, 90_000)
+})

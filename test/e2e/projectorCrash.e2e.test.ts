@@ -1,0 +1,101 @@
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { seededRandom } from '../../cli/runtime/chaos/seededRandom'
+import { SupervisedProcess } from '../../cli/runtime/supervisedProcess'
+import { openDatabase, type Database } from '../../historian/adapters/postgres/database'
+import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../historian/adapters/postgres/embeddedServer'
+import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEventStore'
+import { Historian } from '../../historian/historian'
+import { defaultProjections } from '../../projections/defaultProjections'
+import { listDeadLetters } from '../../projections/deadLetters'
+import { rebuildAndCompare } from '../../projections/rebuild'
+import { freshPostgresDatabase, randomKeyRing } from '../support/databases'
+import { appendTaskRuns } from '../support/taskRuns'
+
+async function until<T>(probe: () => Promise<T | undefined>, timeoutMs: number, what: string): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await probe()
+    if (value !== undefined) return value
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
+
+/**
+ * SIGKILLs a real `annalist projector` process mid-stream, several times at seeded-random moments, lets its supervisor
+ * restart it, and checks that the read models it leaves are exactly what a rebuild from position 0 gives.
+ */
+describe.each(['postgres server', 'embedded PGlite'] as const)('projector SIGKILL and restart (%s)', (kind) => {
+  const projections = defaultProjections()
+  const names = projections.map((projection) => projection.name)
+  let database: Database & { url?: string }
+  let embedded: EmbeddedPostgres | undefined
+  let store: PostgresEventStore
+  let projector: SupervisedProcess
+  let workDir: string
+
+  beforeAll(async () => {
+    workDir = mkdtempSync(path.join(tmpdir(), 'annalist-projector-'))
+    if (kind === 'postgres server') {
+      database = await freshPostgresDatabase()
+    } else {
+      embedded = await startEmbeddedPostgres({ dataDir: path.join(workDir, 'pgdata') })
+      database = Object.assign(await openDatabase({ url: embedded.url }), { url: embedded.url })
+    }
+    store = new PostgresEventStore(database)
+  })
+  afterAll(async () => {
+    await projector?.stop()
+    await store?.close()
+    await database?.close()
+    await embedded?.close()
+  })
+
+  it('leaves read models equal to a rebuild, with no dead letters, however often it is killed', async () => {
+    const historian = new Historian(store, { keyRing: randomKeyRing() })
+    const firstWave = await appendTaskRuns(historian, { tenants: 4, events: 2_800 })
+    const checkpoints = async () => {
+      const result = await database.pool.query<{ position: string }>(`select position from projection_checkpoints where name = any($1::text[])`, [names])
+      const committed = result.rows.map((row) => BigInt(row.position))
+      return [...committed, ...names.slice(committed.length).map(() => 0n)]
+    }
+    const lowest = async () => (await checkpoints()).reduce((low, at) => (at < low ? at : low))
+    const highest = async () => (await checkpoints()).reduce((high, at) => (at > high ? at : high))
+
+    projector = new SupervisedProcess('projector', ['projector', '--batch-size', '20'], { ...process.env, DATABASE_URL: database.url! }, path.join(workDir, 'projector.log'), 100)
+    projector.start()
+    const random = seededRandom(20_260_204)
+    const killedAt: bigint[] = []
+    let floor = 0n
+    for (let kill = 0; kill < 4; kill++) {
+      // A random point in what is left of the first wave, so each kill lands while the projector is busy.
+      const left = Number(firstWave - floor)
+      const threshold = floor + BigInt(Math.floor(left * (0.1 + random() * 0.3)))
+      await until(async () => ((await highest()) >= threshold ? true : undefined), 60_000, `a checkpoint past ${threshold}`)
+      expect(projector.kill('SIGKILL')).toBeGreaterThan(0)
+      const at = await highest()
+      killedAt.push(at)
+      floor = at
+      // Wait for the supervisor's restart before the next kill.
+      await until(async () => (projector.pid !== undefined ? true : undefined), 10_000, 'the restart')
+    }
+    const more = await appendTaskRuns(historian, { tenants: 2, events: 140, prefix: 'wave' })
+    await until(async () => ((await lowest()) === more ? true : undefined), 120_000, `every checkpoint at ${more}`)
+    await projector.stop()
+
+    expect(projector.unplannedExits.map((exit) => exit.signal)).toEqual(['SIGKILL', 'SIGKILL', 'SIGKILL', 'SIGKILL'])
+    // The kills really landed mid-stream: the projector had not yet caught up with the first wave.
+    expect(killedAt.some((at) => at < firstWave)).toBe(true)
+    for (const at of killedAt) expect(at).toBeLessThan(firstWave)
+    expect(await listDeadLetters(database.pool)).toEqual([])
+    const comparison = await rebuildAndCompare(store, database.pool, projections)
+    expect(comparison.differences).toEqual([])
+    expect(comparison.matches).toBe(true)
+    expect(comparison.positions).toEqual(Object.fromEntries(names.map((name) => [name, more])))
+    const rows = await database.pool.query<{ n: string }>('select count(*) as n from audit_timeline')
+    expect(Number(rows.rows[0]!.n)).toBe(2_800 + 140)
+  })
+})

@@ -1,0 +1,230 @@
+import { describe, expect, it } from 'vitest'
+import { taskStreamName } from '../../historian/streams'
+import {
+  CSV_EXPORT_COLUMNS,
+  ExportFormatError,
+  exportTenant,
+  renderExport,
+  verifyExport,
+  type ExportManifest,
+  type ExportRecord,
+  type TenantExport,
+} from '../../projections/export/tenantExport'
+import { appendAuditScenario } from '../support/auditFixtures'
+import { DATABASE_BACKENDS, historianPerTest, randomKeyRing } from '../support/databases'
+import { appendTaskEvents, TaskEventFactory } from '../support/eventFactory'
+
+const lines = (text: string) => text.trimEnd().split('\n')
+const joinLines = (parts: readonly string[]) => `${parts.join('\n')}\n`
+
+/** Splits one CSV line (RFC 4180, no line breaks inside fields: JSON text never has raw newlines) into its fields. */
+function csvFields(line: string): string[] {
+  const fields: string[] = []
+  const field = /("(?:[^"]|"")*"|[^,]*)(,|$)/g
+  for (let match = field.exec(line); match && match.index < line.length; match = field.exec(line)) {
+    const text = match[1]!
+    fields.push(text.startsWith('"') ? text.slice(1, -1).replaceAll('""', '"') : text)
+    if (match[2] === '') break
+  }
+  return fields
+}
+
+/** Waits until the clock has moved past `since` by a few milliseconds, so that later appends get later recordedAt times. */
+async function clockPast(since: Date): Promise<void> {
+  const deadline = Date.now() + 5_000
+  while (Date.now() <= since.getTime() + 3) {
+    if (Date.now() > deadline) throw new Error('clock did not move')
+    await new Promise((resolve) => setImmediate(resolve))
+  }
+}
+
+describe.each(DATABASE_BACKENDS)('tenant export on $backend', ({ open }) => {
+  const fixture = historianPerTest(open)
+  const exportOf = (tenantId: string, window: { from?: string | Date; to?: string | Date } = {}): Promise<TenantExport> =>
+    exportTenant({ store: fixture.store, keyRing: fixture.keyRing }, { tenantId, ...window })
+
+  it('exports every event of the tenant as stored, with a manifest holding counts, streams and the chain verification', async () => {
+    await appendAuditScenario(fixture.historian, 'acme')
+    await appendAuditScenario(fixture.historian, 'globex')
+    const exported = await exportOf('acme')
+    const { manifest, records } = exported
+    expect(records).toHaveLength(17)
+    expect(records.every((record) => record.stream.startsWith('tenant_acme-'))).toBe(true)
+    expect(records.map((record) => BigInt(record.position))).toEqual(records.map((record) => BigInt(record.position)).sort((a, b) => (a < b ? -1 : 1)))
+    const stored = await fixture.store.readStream(taskStreamName('acme', 'task-a'))
+    expect(records.filter((record) => record.stream === 'tenant_acme-task-a')).toEqual(
+      stored.map(
+        (event): ExportRecord => ({
+          position: event.position.toString(),
+          stream: event.streamName,
+          revision: event.revision.toString(),
+          eventId: event.eventId,
+          type: event.type,
+          schemaVersion: event.metadata.schemaVersion as number,
+          recordedAt: event.recordedAt.toISOString(),
+          data: event.data,
+          metadata: event.metadata,
+        }),
+      ),
+    )
+    expect(records[0]!.metadata.integrity).toMatchObject({ prevHash: expect.stringMatching(/^[0-9a-f]{64}$/), hash: expect.stringMatching(/^[0-9a-f]{64}$/) })
+    expect(manifest).toMatchObject({
+      format: 'annalist-export',
+      formatVersion: 1,
+      tenantId: 'acme',
+      window: { from: null, to: null, on: 'recordedAt' },
+      counts: { records: 17, streams: 3, byType: { AgentTaskReceived: 3, RoutingModelFailed: 2, SynthesisModelInvoked: 2 } },
+      chainVerification: { tenantId: 'acme', intact: true, streamsChecked: 3, eventsChecked: 17 },
+    })
+    expect(manifest.streams).toEqual([
+      { stream: 'tenant_acme-task-a', taskId: 'task-a', firstRevision: '0', lastRevision: '7', records: 8, chain: 'intact', verifiedFromRevision: '0', chainBreak: null },
+      { stream: 'tenant_acme-task-b', taskId: 'task-b', firstRevision: '0', lastRevision: '3', records: 4, chain: 'intact', verifiedFromRevision: '0', chainBreak: null },
+      { stream: 'tenant_acme-task-c', taskId: 'task-c', firstRevision: '0', lastRevision: '4', records: 5, chain: 'intact', verifiedFromRevision: '0', chainBreak: null },
+    ])
+
+    const text = renderExport(exported, 'jsonl')
+    expect(JSON.parse(lines(text)[0]!) as ExportManifest).toEqual(manifest)
+    const verified = verifyExport(text, 'jsonl', fixture.keyRing)
+    expect(verified).toMatchObject({ ok: true, tenantId: 'acme', records: 17, streams: 3, chainIntactAtExport: true, problems: [], firstProblem: null, unanchoredStreams: [] })
+  })
+
+  it('fails verification naming the stream and revision when a byte of a record changes, or a record is dropped', async () => {
+    await appendAuditScenario(fixture.historian, 'acme')
+    const text = renderExport(await exportOf('acme'), 'jsonl')
+    const all = lines(text)
+    const toolLine = all.findIndex((line) => line.includes('"type":"ToolCallExecuted"'))
+    expect(all[toolLine]).toContain('"hits":3')
+
+    const edited = verifyExport(joinLines(all.map((line, index) => (index === toolLine ? line.replace('"hits":3', '"hits":4') : line))), 'jsonl', fixture.keyRing)
+    expect(edited.ok).toBe(false)
+    expect(edited.firstProblem).toMatchObject({ kind: 'content_edited', stream: 'tenant_acme-task-a', revision: '3', line: toolLine + 1 })
+    expect(edited.problems.map((problem) => problem.kind)).toEqual(['records_digest_mismatch', 'content_edited'])
+
+    const dropped = verifyExport(joinLines(all.filter((_, index) => index !== toolLine)), 'jsonl', fixture.keyRing)
+    expect(dropped.firstProblem).toMatchObject({ kind: 'revision_gap', stream: 'tenant_acme-task-a', revision: '4' })
+    expect(dropped.problems.map((problem) => problem.kind)).toEqual(['records_digest_mismatch', 'count_mismatch', 'revision_gap'])
+
+    // Dropping a stream's last record leaves a valid chain: the manifest's revisions and counts catch it.
+    const lastOfB = all.findLastIndex((line) => line.includes('"stream":"tenant_acme-task-b"'))
+    const truncated = verifyExport(joinLines(all.filter((_, index) => index !== lastOfB)), 'jsonl', fixture.keyRing)
+    expect(truncated.firstProblem).toMatchObject({ kind: 'stream_mismatch', stream: 'tenant_acme-task-b' })
+    expect(truncated.firstProblem!.message).toMatch(/revisions 0 to 2; the manifest says 4, revisions 0 to 3/)
+
+    // Two records swapped: revision 2 now follows revision 0.
+    const swapped = [...all]
+    ;[swapped[2], swapped[3]] = [swapped[3]!, swapped[2]!]
+    expect(verifyExport(joinLines(swapped), 'jsonl', fixture.keyRing).firstProblem).toMatchObject({ stream: 'tenant_acme-task-a', revision: '2', kind: 'revision_gap' })
+
+    // The manifest's counts edited to match a dropped record: its HMAC no longer matches.
+    const manifest = JSON.parse(all[0]!) as ExportManifest
+    const forged = JSON.stringify({ ...manifest, counts: { ...manifest.counts, records: manifest.counts.records - 1 } })
+    const forgedResult = verifyExport(joinLines([forged, ...all.slice(1).filter((_, index) => index !== lastOfB - 1)]), 'jsonl', fixture.keyRing)
+    expect(forgedResult.problems.map((problem) => problem.kind)).toContain('manifest_altered')
+
+    // Unreadable input is an error, not a verdict.
+    expect(() => verifyExport('hello\n', 'jsonl', fixture.keyRing)).toThrow(ExportFormatError)
+    expect(() => verifyExport(`${JSON.stringify({ ...manifest, tenantId: 'Not-A-Tenant' })}\n`, 'jsonl', fixture.keyRing)).toThrow(/manifest tenantId: invalid tenant ID/)
+    expect(() => verifyExport(`${JSON.stringify({ ...manifest, recordsSha256: 'x' })}\n`, 'jsonl', fixture.keyRing)).toThrow(/manifest recordsSha256/)
+    // A malformed record line is a problem of the export.
+    const garbled = verifyExport(joinLines([...all.slice(0, 3), '{"position":', ...all.slice(4)]), 'jsonl', fixture.keyRing)
+    expect(garbled.problems.map((problem) => problem.kind)).toContain('malformed_record')
+  })
+
+  it('fails under another key, and for records spliced in from another tenant', async () => {
+    await appendAuditScenario(fixture.historian, 'acme')
+    await appendAuditScenario(fixture.historian, 'globex')
+    const acme = renderExport(await exportOf('acme'), 'jsonl')
+    const otherKey = verifyExport(acme, 'jsonl', randomKeyRing())
+    expect(otherKey.ok).toBe(false)
+    expect(otherKey.problems.map((problem) => problem.kind)).toEqual(['manifest_altered', 'anchor_mismatch', 'anchor_mismatch', 'anchor_mismatch'])
+
+    const globexLines = lines(renderExport(await exportOf('globex'), 'jsonl'))
+    const acmeLines = lines(acme)
+    // A globex record in place of acme's task-a revision 1 (same task ID and revision in the other tenant).
+    const spliced = acmeLines.map((line, index) => (index === 2 ? globexLines[2]! : line))
+    const result = verifyExport(joinLines(spliced), 'jsonl', fixture.keyRing)
+    expect(result.ok).toBe(false)
+    expect(result.firstProblem).toMatchObject({ kind: 'foreign_record', stream: 'tenant_globex-task-a', line: 3 })
+    // Renamed to acme's stream, it still fails: it chains from globex's revision 0, under globex's key.
+    const renamed = acmeLines.map((line, index) => (index === 2 ? globexLines[2]!.replaceAll('tenant_globex-', 'tenant_acme-') : line))
+    expect(verifyExport(joinLines(renamed), 'jsonl', fixture.keyRing).firstProblem).toMatchObject({ kind: 'link_broken', stream: 'tenant_acme-task-a', revision: '1' })
+    // Even with its prevHash set to acme's link, its own hash does not recompute under acme's key.
+    const acmePrev = (JSON.parse(acmeLines[1]!) as ExportRecord).metadata.integrity as { hash: string }
+    const relinked = JSON.parse(globexLines[2]!.replaceAll('tenant_globex-', 'tenant_acme-')) as { metadata: { integrity: { prevHash: string } } }
+    relinked.metadata.integrity.prevHash = acmePrev.hash
+    const withRelinked = acmeLines.map((line, index) => (index === 2 ? JSON.stringify(relinked) : line))
+    expect(verifyExport(joinLines(withRelinked), 'jsonl', fixture.keyRing).firstProblem).toMatchObject({ kind: 'content_edited', stream: 'tenant_acme-task-a', revision: '1' })
+  })
+
+  it('exports a window of recording times whose inner links verify, and says which streams start after revision 0', async () => {
+    const f = new TaskEventFactory('acme', 'task-w')
+    const g = new TaskEventFactory('acme', 'task-x')
+    await appendTaskEvents(fixture.historian, 'acme', 'task-w', [f.received(), f.routingInvoked()])
+    const [firstBatchEnd] = await fixture.store.readStream(taskStreamName('acme', 'task-w'), { direction: 'backwards', maxCount: 1 })
+    await clockPast(firstBatchEnd!.recordedAt)
+    await appendTaskEvents(fixture.historian, 'acme', 'task-w', [f.planCreated(['search']), f.toolExecuted('call-1', 'search')])
+    await appendTaskEvents(fixture.historian, 'acme', 'task-x', [g.received()])
+    const [secondBatch] = await fixture.store.readStream(taskStreamName('acme', 'task-w'), { fromRevision: 2n, maxCount: 1 })
+    const [secondEnd] = await fixture.store.readStream(taskStreamName('acme', 'task-x'), { direction: 'backwards', maxCount: 1 })
+    await clockPast(secondEnd!.recordedAt)
+    await appendTaskEvents(fixture.historian, 'acme', 'task-w', [f.synthesisInvoked()])
+    const [lastBatch] = await fixture.store.readStream(taskStreamName('acme', 'task-w'), { fromRevision: 4n, maxCount: 1 })
+
+    const exported = await exportOf('acme', { from: secondBatch!.recordedAt, to: lastBatch!.recordedAt })
+    expect(exported.records.map((record) => `${record.stream}@${record.revision}`)).toEqual(['tenant_acme-task-w@2', 'tenant_acme-task-w@3', 'tenant_acme-task-x@0'])
+    expect(exported.manifest.window).toEqual({ from: secondBatch!.recordedAt.toISOString(), to: lastBatch!.recordedAt.toISOString(), on: 'recordedAt' })
+    expect(exported.manifest.streams.map((entry) => [entry.stream, entry.firstRevision, entry.lastRevision])).toEqual([
+      ['tenant_acme-task-w', '2', '3'],
+      ['tenant_acme-task-x', '0', '0'],
+    ])
+    // The chain verification covers the whole streams, not just the window.
+    expect(exported.manifest.chainVerification).toMatchObject({ intact: true, eventsChecked: 6 })
+    const verified = verifyExport(renderExport(exported, 'jsonl'), 'jsonl', fixture.keyRing)
+    expect(verified).toMatchObject({ ok: true, records: 3, unanchoredStreams: [{ stream: 'tenant_acme-task-w', firstRevision: '2' }] })
+
+    const empty = await exportOf('acme', { from: '2030-01-01', to: '2030-02-01' })
+    expect(empty.records).toEqual([])
+    expect(verifyExport(renderExport(empty, 'jsonl'), 'jsonl', fixture.keyRing)).toMatchObject({ ok: true, records: 0, streams: 0 })
+  })
+
+  it('reports tampering in the database at export time, and the export then fails verification too', async () => {
+    await appendAuditScenario(fixture.historian, 'acme')
+    await fixture.database.pool.query(
+      `update events set data = jsonb_set(data, '{latencyMs}', '1') where stream_name = 'tenant_acme-task-b' and stream_revision = 1`,
+    )
+    const exported = await exportOf('acme')
+    expect(exported.manifest.chainVerification).toMatchObject({ intact: false, brokenStreams: 1 })
+    expect(exported.manifest.streams.find((entry) => entry.stream === 'tenant_acme-task-b')).toMatchObject({
+      chain: 'broken',
+      chainBreak: { kind: 'content_edited', revision: '1' },
+    })
+    expect(exported.manifest.streams.filter((entry) => entry.chain === 'intact')).toHaveLength(2)
+    const verified = verifyExport(renderExport(exported, 'jsonl'), 'jsonl', fixture.keyRing)
+    expect(verified).toMatchObject({ ok: false, chainIntactAtExport: false, firstProblem: { kind: 'content_edited', stream: 'tenant_acme-task-b', revision: '1' } })
+  })
+
+  it('renders CSV: the manifest as a leading # line, then one row per event with data and metadata as JSON text', async () => {
+    await appendAuditScenario(fixture.historian, 'acme')
+    const exported = await exportOf('acme')
+    const [manifestLine, header, ...rows] = lines(renderExport(exported, 'csv'))
+    expect(manifestLine!.startsWith('#')).toBe(true)
+    expect(JSON.parse(manifestLine!.slice(1)) as ExportManifest).toEqual(exported.manifest)
+    expect(header).toBe(CSV_EXPORT_COLUMNS.join(','))
+    expect(rows).toHaveLength(exported.records.length)
+    rows.forEach((row, index) => {
+      const record = exported.records[index]!
+      const [position, stream, revision, eventId, type, schemaVersion, recordedAt, data, metadata] = csvFields(row)
+      expect([position, stream, revision, eventId, type, schemaVersion, recordedAt]).toEqual([
+        record.position,
+        record.stream,
+        record.revision,
+        record.eventId,
+        record.type,
+        String(record.schemaVersion),
+        record.recordedAt,
+      ])
+      expect(JSON.parse(data!)).toEqual(record.data)
+      expect(JSON.parse(metadata!)).toEqual(record.metadata)
+    })
+  })
+})

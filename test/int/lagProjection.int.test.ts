@@ -1,0 +1,62 @@
+import { Registry } from 'prom-client'
+import { describe, expect, it } from 'vitest'
+import { defaultProjections } from '../../projections/defaultProjections'
+import { projectionLag, registerProjectionMetrics } from '../../projections/lag'
+import { ProjectionRunner, type ProjectionProgress } from '../../projections/runner'
+import { DATABASE_BACKENDS, historianPerTest } from '../support/databases'
+import { appendTaskRuns } from '../support/taskRuns'
+
+describe.each(DATABASE_BACKENDS)('projection lag on $backend', ({ open }) => {
+  const fixture = historianPerTest(open)
+  const names = ['audit_timeline', 'task_summary']
+
+  it('is the events after the checkpoint and the age of the oldest of them; zero when caught up', async () => {
+    expect(await projectionLag(fixture.database.pool, fixture.store, names)).toEqual(
+      names.map((projection) => ({ projection, checkpoint: 0n, headPosition: 0n, eventsBehind: 0, oldestUnprojectedAgeMs: 0, lastBatchLagMs: null, deadLetters: 0 })),
+    )
+    const projections = defaultProjections().filter((projection) => names.includes(projection.name))
+    const first = await appendTaskRuns(fixture.historian, { tenants: 2, events: 14 })
+    const progress: ProjectionProgress[] = []
+    await new ProjectionRunner({ store: fixture.store, pool: fixture.database.pool, projections, onProgress: (p) => progress.push(p) }).catchUp()
+    const caughtUp = await projectionLag(fixture.database.pool, fixture.store, names)
+    for (const lag of caughtUp) {
+      expect(lag).toMatchObject({ checkpoint: first, headPosition: first, eventsBehind: 0, oldestUnprojectedAgeMs: 0, deadLetters: 0 })
+      expect(lag.lastBatchLagMs).toBeGreaterThanOrEqual(0)
+      expect(lag.lastBatchLagMs).toBeLessThan(60_000)
+    }
+    expect(progress).toHaveLength(2)
+    for (const p of progress) {
+      expect(p.eventLagsMs).toHaveLength(14)
+      expect(p.lagMs).toBe(Math.max(...p.eventLagsMs))
+    }
+
+    // k = 7 more events, none projected yet: behind by exactly 7, the oldest recorded at the first of them.
+    const head = await appendTaskRuns(fixture.historian, { tenants: 1, events: 7, prefix: 'late' })
+    const [oldest] = await fixture.store.readAll({ after: first, maxCount: 1 })
+    const now = new Date(oldest!.recordedAt.getTime() + 12_345)
+    const behind = await projectionLag(fixture.database.pool, fixture.store, names, now)
+    for (const lag of behind) expect(lag).toMatchObject({ checkpoint: first, headPosition: head, eventsBehind: 7, oldestUnprojectedAgeMs: 12_345 })
+
+    // One projection catches up, the other does not; a dead letter is counted.
+    await new ProjectionRunner({ store: fixture.store, pool: fixture.database.pool, projections: [projections[0]!] }).catchUp()
+    await fixture.database.pool.query(
+      `insert into projection_dead_letters (projection, position, event_id, event_type, stream_name, error) values ('task_summary', 2, 'x', 'T', 's', 'e')`,
+    )
+    const mixed = await projectionLag(fixture.database.pool, fixture.store, names, now)
+    expect(mixed.map((lag) => [lag.projection, lag.checkpoint, lag.headPosition, lag.eventsBehind, lag.deadLetters])).toEqual([
+      ['audit_timeline', head, head, 0, 0],
+      ['task_summary', first, head, 7, 1],
+    ])
+
+    const registry = new Registry()
+    const metrics = registerProjectionMetrics(registry, () => projectionLag(fixture.database.pool, fixture.store, names, now))
+    for (const p of progress) metrics.observe(p)
+    const text = await registry.metrics()
+    expect(text).toContain('annalist_projection_events_behind{projection="task_summary"} 7')
+    expect(text).toContain('annalist_projection_events_behind{projection="audit_timeline"} 0')
+    expect(text).toContain('annalist_projection_oldest_unprojected_age_seconds{projection="task_summary"} 12.345')
+    expect(text).toContain('annalist_projection_dead_letters{projection="task_summary"} 1')
+    expect(text).toContain('annalist_projection_lag_seconds_count{projection="audit_timeline"} 14')
+    expect(text).toMatch(/annalist_projection_last_batch_lag_seconds\{projection="audit_timeline"\} \d/)
+  })
+})

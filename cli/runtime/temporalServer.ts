@@ -158,6 +158,14 @@ function indexedValueTypeName(type: number): string {
 }
 
 /**
+ * Dynamic config of every dev server Annalist starts. The history service's timer queue may fire a timer up to
+ * `timerProcessorMaxTimeShift` (default 1 s) late; recovery after a worker crash waits on two timers (the heartbeat
+ * timeout, then the retry backoff), so the default added about 2 s to every recovery (docs/benchmarks.md). A real
+ * cluster keeps its own setting (the recovery section of docs/benchmarks.md).
+ */
+const DEV_SERVER_DYNAMIC_CONFIG: readonly string[] = ['--dynamic-config-value', 'history.timerProcessorMaxTimeShift="10ms"']
+
+/**
  * Spawns `temporal server start-dev` on 127.0.0.1 with free ports (frontend, HTTP, metrics; UI off), the TenantId and
  * TaskId search attributes, and `dbFilename` when given, and waits until its frontend answers. The server runs in its
  * own process group, so a Ctrl-C in the terminal does not reach it directly; it is stopped by stop(), when this
@@ -202,6 +210,7 @@ async function spawnDevServer(options: StartDevServerOptions): Promise<DevServer
     ...REQUIRED_SEARCH_ATTRIBUTES.flatMap((name) => ['--search-attribute', `${name}=Keyword`]),
     ...(namespace === DEFAULT_NAMESPACE ? [] : ['--namespace', namespace]),
     ...(options.dbFilename === undefined ? [] : ['--db-filename', options.dbFilename]),
+    ...DEV_SERVER_DYNAMIC_CONFIG,
   ]
   const logFd = openSync(logFile, 'a')
   writeSync(logFd, `--- ${new Date().toISOString()} ${options.binaryPath} ${args.join(' ')}\n`)
@@ -363,6 +372,7 @@ export async function resolveTemporal(options: ResolveTemporalOptions = {}): Pro
         namespace,
         searchAttributes: REQUIRED_SEARCH_ATTRIBUTES.map((name) => defineSearchAttributeKey(name, SearchAttributeType.KEYWORD)),
         ...(options.dbFilename === undefined ? {} : { dbFilename: options.dbFilename }),
+        extraArgs: [...DEV_SERVER_DYNAMIC_CONFIG],
       },
     })
     return { address: testEnv.address, namespace, source: 'sdk-download', stop: () => testEnv.teardown() }

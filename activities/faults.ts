@@ -5,9 +5,14 @@ import { z } from 'zod'
 export const FaultKind = z.enum(['timeout', 'malformed', 'context_length', 'crash_after_append'])
 export type FaultKind = z.infer<typeof FaultKind>
 
-/** What a fault hits: one model role, or one tool as `tool:<name>`. */
+/**
+ * What a fault hits: one model role, one tool as `tool:<name>`, or `dead_letter` (recording a task's dead letter; crash_after_append only).
+ * `compensation` and `compensation_sent` are crash_after_append only: right after ToolCallCompensated is stored, and
+ * mid-compensation, after the tool undid the side effect but before the event is appended.
+ * `run_continued` is crash_after_append only: right after a long loop's TaskRunContinued is stored, before continue-as-new.
+ */
 export const FaultTarget = z.union([
-  z.enum(['routing', 'planning', 'synthesis']),
+  z.enum(['routing', 'planning', 'synthesis', 'dead_letter', 'compensation', 'compensation_sent', 'run_continued']),
   z.string().regex(/^tool:[a-z0-9_]{1,64}$/, 'a tool fault target must look like tool:<name>, e.g. tool:lookup_account'),
 ])
 export type FaultTarget = z.infer<typeof FaultTarget>

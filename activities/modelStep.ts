@@ -11,7 +11,7 @@ import { recordAttemptFailure, recordOnce, type RecordedOutcome } from './record
 /** What distinguishes one model-backed step (routing, planning, synthesis) from another. */
 export interface ModelStepSpec<Parsed> {
   readonly role: ModelRole
-  readonly invokedType: 'RoutingModelInvoked' | 'PlanCreated' | 'SynthesisModelInvoked'
+  readonly invokedType: 'RoutingModelInvoked' | 'PlanCreated' | 'PlanIterationCreated' | 'SynthesisModelInvoked'
   readonly failedType: 'RoutingModelFailed' | 'PlanningModelFailed' | 'SynthesisModelFailed'
   /** Renders this step's prompt from the task as recorded so far. */
   readonly render: (state: TaskState) => { system: string; prompt: string; promptRef: PromptRef }
@@ -44,11 +44,13 @@ export async function runModelStep<Parsed>(deps: ModelStepDeps, scope: ActivityS
     work: async (stream) => {
       const state = foldTask(stream.events.map((stored) => stored.event))
       const { system, prompt, promptRef } = spec.render(state)
-      const context = { tenantId: scope.tenantId, taskId: scope.taskId, activityId: scope.activityId, attempt: scope.attempt, abortSignal: scope.abortSignal }
+      const context = { tenantId: scope.tenantId, taskId: scope.taskId, activityId: scope.activityId, attempt: scope.attempt, runId: scope.runId, abortSignal: scope.abortSignal }
+      // A replay may run this role on another model (TaskRunStarted's overrides); the recorded events name the one that answered.
+      const modelOverride = state.overrides?.models[spec.role]
       const startedAt = Date.now()
-      let repliedBy = deps.models.modelRef(spec.role)
+      let repliedBy = deps.models.modelRef(spec.role, modelOverride)
       try {
-        const reply = await withHeartbeat(scope, () => deps.models.call(spec.role, { system, prompt }, context))
+        const reply = await withHeartbeat(scope, () => deps.models.call(spec.role, { system, prompt }, context, modelOverride))
         repliedBy = reply.modelRef
         const invocation: ModelInvocation = { model: reply.modelRef, prompt: promptRef, responseText: reply.text, usage: reply.usage, latencyMs: reply.latencyMs }
         return [modelEvent(spec.invokedType, { ...invocation, ...spec.invokedData(spec.parse(reply.text)) }, scope, deps.clock(), stream)]

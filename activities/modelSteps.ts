@@ -1,9 +1,10 @@
 import type { PromptRef } from '../historian/events'
 import type { TaskState } from '../historian/taskState'
 import { brokenInvariant } from './failures'
+import { renderLoopSynthesis } from './loopSteps'
 import type { ModelStepSpec } from './modelStep'
 import type { RenderedPrompt } from './models/modelClient'
-import { planningPrompt, promptRef, Route, routingPrompt, synthesisPrompt, type PlanningReply, type PromptTemplate, type RoutingReply, type SynthesisToolResult } from './models/prompts'
+import { planningPrompt, promptRef, promptTemplateFor, Route, routingPrompt, synthesisPrompt, type PlanningReply, type PromptTemplate, type RoutingReply, type SynthesisToolResult } from './models/prompts'
 import type { ToolRegistry } from './tools/registry'
 
 function rendered<V>(template: PromptTemplate<V, unknown>, vars: V): RenderedPrompt & { promptRef: PromptRef } {
@@ -24,7 +25,7 @@ export const routingStep: ModelStepSpec<RoutingReply> = {
   role: 'routing',
   invokedType: 'RoutingModelInvoked',
   failedType: 'RoutingModelFailed',
-  render: (state: TaskState) => rendered(routingPrompt, { input: required(state.input, 'input') }),
+  render: (state: TaskState) => rendered(promptTemplateFor('routing', state.overrides?.promptVersions.routing), { input: required(state.input, 'input') }),
   parse: (text) => routingPrompt.parseReply(text),
   invokedData: (reply) => ({ route: reply.route, candidateRoutes: [...OFFERED_ROUTES] }),
 }
@@ -35,7 +36,7 @@ export function planningStep(tools: ToolRegistry): ModelStepSpec<PlanningReply> 
     role: 'planning',
     invokedType: 'PlanCreated',
     failedType: 'PlanningModelFailed',
-    render: (state) => rendered(planningPrompt, { input: required(state.input, 'input'), route: required(state.route, 'route'), tools: tools.list() }),
+    render: (state) => rendered(promptTemplateFor('planning', state.overrides?.promptVersions.planning), { input: required(state.input, 'input'), route: required(state.route, 'route'), tools: tools.list() }),
     parse: (text) => planningPrompt.parseReply(text),
     invokedData: (reply) => ({ toolCalls: reply.toolCalls }),
   }
@@ -56,7 +57,9 @@ export const synthesisStep: ModelStepSpec<string> = {
   role: 'synthesis',
   invokedType: 'SynthesisModelInvoked',
   failedType: 'SynthesisModelFailed',
-  render: (state) => rendered(synthesisPrompt, { input: required(state.input, 'input'), route: required(state.route, 'route'), toolResults: toolResultsOf(state) }),
+  // A long loop's answer comes from counts and a sample of results (activities/loopSteps.ts), not from every result.
+  render: (state) =>
+    state.iterations > 0 ? renderLoopSynthesis(state) : rendered(promptTemplateFor('synthesis', state.overrides?.promptVersions.synthesis), { input: required(state.input, 'input'), route: required(state.route, 'route'), toolResults: toolResultsOf(state) }),
   parse: (text) => synthesisPrompt.parseReply(text),
   invokedData: (answer) => ({ answer }),
 }

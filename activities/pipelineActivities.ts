@@ -1,19 +1,23 @@
 import { createHash } from 'node:crypto'
-import type { AgentTaskFailed, AnnalistEvent, PlannedToolCall } from '../historian/events'
-import { toolIdempotencyKey } from '../historian/eventIds'
+import type { AnnalistEvent, PlannedToolCall } from '../historian/events'
+import { outcomeEventId, toolIdempotencyKey } from '../historian/eventIds'
 import type { Historian, TaskStream } from '../historian/historian'
 import { foldTask } from '../historian/taskState'
 import type { TaskRef } from '../workflows/api'
 import { currentActivityScope, withHeartbeat, type ActivityScope } from './activityScope'
+import { deadLetterFor, type TaskFailure } from './deadLetter'
 import { eventMetadata } from './eventMetadata'
 import { brokenInvariant, translatingFailures } from './failures'
 import { matchFault, type FaultPlan } from './faults'
 import { runModelStep } from './modelStep'
 import type { ModelClient } from './models/modelClient'
 import { planningStep, routingStep, synthesisStep } from './modelSteps'
+import { createLoopActivities } from './planIteration'
 import { recordOnce } from './recordOnce'
 import type { ToolRegistry } from './tools/registry'
 import { runTool } from './tools/runTool'
+import { createCompensateToolCall } from './compensateToolCall'
+import { createBeginRun } from './beginRun'
 
 /** Everything the pipeline activities need, built once per worker process by its composition root. */
 export interface ActivityDeps {
@@ -76,7 +80,10 @@ export function createActivities(deps: ActivityDeps) {
     return { toolCallIds: event.data.toolCalls.map((call) => call.toolCallId), eventId: eventIdOf(outcome) }
   }
 
-  async function executeToolCall(input: TaskRef & { toolCallId: string }): Promise<{ ok: boolean; errorCode?: string; eventId: string }> {
+  /** Runs one planned tool call; `compensable` when it left a side effect its tool can undo (compensateToolCall). */
+  async function executeToolCall(
+    input: TaskRef & { toolCallId: string },
+  ): Promise<{ ok: boolean; errorCode?: string; eventId: string; sideEffectId?: string; compensable?: boolean }> {
     const scope = currentActivityScope(input)
     const outcome = await recordOnce({
       historian: deps.historian,
@@ -108,7 +115,8 @@ export function createActivities(deps: ActivityDeps) {
     if (event?.type !== 'ToolCallExecuted' && event?.type !== 'ToolCallFailed') throw brokenInvariant(`tool call outcome is ${event?.type}`)
     afterAppend(scope, `tool:${event.data.toolName}`, outcome.recordedNow)
     if (event?.type === 'ToolCallFailed') return { ok: false, errorCode: event.data.errorCode, eventId: eventIdOf(outcome) }
-    return { ok: true, eventId: eventIdOf(outcome) }
+    const sideEffectId = event.data.sideEffectId ?? undefined
+    return { ok: true, eventId: eventIdOf(outcome), sideEffectId, compensable: sideEffectId !== undefined && deps.tools.get(event.data.toolName)?.compensate !== undefined }
   }
 
   async function synthesizeAnswer(task: TaskRef): Promise<{ eventId: string }> {
@@ -148,18 +156,26 @@ export function createActivities(deps: ActivityDeps) {
     return { eventId: eventIdOf(outcome) }
   }
 
-  async function failTask(input: TaskRef & { failedStep: AgentTaskFailed['data']['failedStep']; errorCode: string; message: string }): Promise<{ eventId: string }> {
+  /** Records that the task gave up and, in the same append, its dead letter when the failed step exhausted its retries (deadLetterFor). */
+  async function failTask(input: TaskRef & TaskFailure): Promise<{ eventId: string; deadLettered: boolean }> {
     const scope = currentActivityScope(input)
     const outcome = await recordOnce({
       historian: deps.historian,
       scope,
-      work: async (stream) => [
-        taskEvent('AgentTaskFailed', { failedStep: input.failedStep, errorCode: input.errorCode, message: input.message.slice(0, 2_000) }, scope, deps.clock(), stream),
-      ],
+      work: async (stream) => {
+        const failed = taskEvent('AgentTaskFailed', { failedStep: input.failedStep, errorCode: input.errorCode, message: input.message.slice(0, 2_000) }, scope, deps.clock(), stream)
+        const decision = deadLetterFor(stream.events, input)
+        if (!decision.deadLettered) return [failed]
+        const failedEventId = outcomeEventId(scope.workflowId, scope.runId, scope.activityId, 0)
+        return [failed, { type: 'TaskDeadLettered', data: decision.data, metadata: eventMetadata('TaskDeadLettered', scope, deps.clock(), failedEventId) }]
+      },
     })
-    return { eventId: eventIdOf(outcome) }
+    const deadLettered = outcome.events.some((event) => event.type === 'TaskDeadLettered')
+    afterAppend(scope, 'dead_letter', outcome.recordedNow && deadLettered)
+    return { eventId: eventIdOf(outcome), deadLettered }
   }
 
+  const loop = createLoopActivities(deps, afterAppend)
   return {
     receiveTask: translatingFailures(receiveTask),
     routeTask: translatingFailures(routeTask),
@@ -168,6 +184,10 @@ export function createActivities(deps: ActivityDeps) {
     synthesizeAnswer: translatingFailures(synthesizeAnswer),
     completeTask: translatingFailures(completeTask),
     failTask: translatingFailures(failTask),
+    planIteration: translatingFailures(loop.planIteration),
+    recordRunContinued: translatingFailures(loop.recordRunContinued),
+    compensateToolCall: translatingFailures(createCompensateToolCall(deps)),
+    beginRun: translatingFailures(createBeginRun(deps)),
   }
 }
 

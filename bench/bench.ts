@@ -15,9 +15,10 @@ import { measureTenantReadIsolation } from './tenantReadIsolation'
 import { measureRebuildVsRawRead } from './rebuildVsRawRead'
 import { measureProjectionLag } from './projectionLag'
 import { measureRecovery } from './recovery'
+import { measureReplayCost } from './replayCost'
 
 /** The benchmarks `--only` can name, in the order they run. */
-export const BENCHMARKS = ['historianOverhead', 'appendVsRawInsert', 'tenantReadIsolation', 'snapshotFold', 'auditQuerySpeedup', 'rebuildVsRawRead', 'projectionLag', 'recovery'] as const
+export const BENCHMARKS = ['historianOverhead', 'appendVsRawInsert', 'tenantReadIsolation', 'snapshotFold', 'auditQuerySpeedup', 'rebuildVsRawRead', 'projectionLag', 'recovery', 'replayCost'] as const
 type Figures = Record<string, unknown>
 
 /** Store benchmarks: interleaved rounds per variant (their rounds are short, so more of them than pipeline rounds). */
@@ -53,6 +54,7 @@ export async function benchCommand(options: { json?: string; pipelines: string; 
   if (selected.has('rebuildVsRawRead')) Object.assign(figures, await rebuildVsRawRead(config.databaseUrl))
   if (selected.has('projectionLag')) Object.assign(figures, await projectionLag(config.databaseUrl))
   if (selected.has('recovery')) Object.assign(figures, await recovery())
+  if (selected.has('replayCost')) Object.assign(figures, await replayCost(config.databaseUrl, pipelinesPerRound))
   figures.node = process.version
   console.log(JSON.stringify(figures, null, 2))
   if (options.json) writeFileSync(options.json, `${JSON.stringify(figures, null, 2)}\n`)
@@ -226,6 +228,26 @@ async function recovery(): Promise<Figures> {
     const figures = await measureRecovery({ temporalAddress: temporal.address, onProgress: (line) => console.log(`  ${line}`) })
     return { recoverySecondsOverHeartbeat: figures.recoverySecondsOverHeartbeat, modelCallsRepeatedAfterCrash: figures.modelCallsRepeatedAfterCrash, recovery: figures }
   } finally {
+    await temporal.stop()
+  }
+}
+
+/** Model calls of replays from the last model step over those of the original runs, on a real Temporal dev server and store. */
+async function replayCost(databaseUrl: string | undefined, pipelines: number): Promise<Figures> {
+  try {
+    Runtime.install({ logger: new DefaultLogger('WARN') })
+  } catch {
+    // Already installed by an earlier benchmark of this run.
+  }
+  const temporal = await resolveTemporal({ allowBuild: true, onProgress: (line) => console.error(`temporal: ${line}`) })
+  const database = await openScratchDatabase(databaseUrl, 'replay')
+  try {
+    console.log(`replay cost: ${pipelines} pipelines on ${database.kind}, each replayed from synthesize (its last model step)`)
+    const figures = await measureReplayCost({ temporalAddress: temporal.address, database, pipelines })
+    console.log(`  replayCostRatio ${figures.replayCostRatio.toFixed(3)} (goal ${figures.replayCostGoal.toFixed(3)}): ${figures.replayModelCalls} model calls in replays, ${figures.originalModelCalls} in originals`)
+    return { replayCostRatio: figures.replayCostRatio, replayCostGoal: figures.replayCostGoal, replayCost: figures }
+  } finally {
+    await database.close()
     await temporal.stop()
   }
 }

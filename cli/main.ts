@@ -71,6 +71,27 @@ function buildProgram(): Command {
     .addOption(new Option('--format <format>', 'output format').choices(['table', 'json', 'csv']).default('table'))
     .action(async (options) => (await import('./commands/deadLetters')).retryDeadLettersCommand(options))
 
+  const deadTasks = program.command('dead-tasks').description('tasks that exhausted a step\'s retries (dead letters), from the read model; redrive them with `redrive`')
+  deadTasks
+    .command('list')
+    .description('list dead-lettered tasks with failed step, error, attempts and redrive status (every tenant unless --tenant)')
+    .option('--tenant <tenantId>', 'only this tenant')
+    .option('--task <taskId>', 'only this task (needs --tenant)')
+    .addOption(new Option('--status <status>', 'open (awaiting a redrive), redriven, or all').choices(['open', 'redriven', 'all']).default('open'))
+    .option('--limit <n>', 'most dead letters to list, 1 to 10000 (default 1000)')
+    .addOption(new Option('--format <format>', 'output format').choices(['table', 'json', 'csv']).default('table'))
+    .action(async (options) => (await import('./commands/deadTasks')).deadTasksListCommand(options))
+
+  program
+    .command('redrive')
+    .description('start a dead-lettered task again from its failed step as a new run linked to the failed one, recording who redrove it')
+    .requiredOption('--tenant <tenantId>', 'tenant ID')
+    .requiredOption('--task <taskId>', 'task ID')
+    .option('--by <name>', 'who redrives it (default: the OS user name)')
+    .option('--note <text>', 'why, recorded with the new run (at most 2000 characters)')
+    .option('--wait', 'wait for the new run to finish and print its result (exit 2 if it failed)')
+    .action(async (options) => (await import('./commands/redrive')).redriveCommand(options))
+
   program
     .command('lag')
     .description('projection lag: checkpoint, head of the log, events behind, oldest unprojected event, last batch lag, dead letters')
@@ -86,7 +107,43 @@ function buildProgram(): Command {
     .requiredOption('--task <taskId>', 'task ID')
     .requiredOption('--input <text>', 'what the agent is asked to do')
     .option('--wait', 'wait for the pipeline to finish and print its result')
+    .option('--loop-iterations <n>', 'run as a long agent loop of at most n planner iterations (docs/long-loops.md)')
+    .option('--calls-per-iteration <k>', 'tool calls the loop planner may ask for per iteration, 1 to 64 (default 8)')
     .action(async (options) => (await import('./commands/start')).startCommand(options))
+
+  const collect = (value: string, previous: string[]) => [...previous, value]
+  program
+    .command('replay')
+    .description('start a new run of a task from a signed checkpoint of its latest run, linked by parentRunId; earlier steps reuse their recorded outputs (docs/replay.md)')
+    .requiredOption('--tenant <tenantId>', 'tenant ID')
+    .requiredOption('--task <taskId>', 'task ID')
+    .requiredOption('--from <step>', 'first step to run for real: route, plan, tools or synthesize')
+    .option('--model <role=name>', 'run a role on another model, e.g. synthesis=my-model (repeatable)', collect, [] as string[])
+    .option('--prompt-version <role=version>', 'render a role with another prompt-template version, e.g. synthesis=1.1.0 (repeatable)', collect, [] as string[])
+    .option('--by <name>', 'who asks for the replay (recorded; default $USER)')
+    .option('--note <text>', 'why (recorded on TaskRunStarted)')
+    .option('--checkpoint <file>', 'start from this signed checkpoint (from `checkpoint`) instead of taking one now')
+    .option('--wait', 'wait for the run to finish and print its result (exit 2 if it failed)')
+    .action(async (options) => (await import('./commands/replay')).replayCommand(options))
+
+  program
+    .command('checkpoint')
+    .description("write the signed checkpoint of a task's latest run before a step, as JSON (for `replay --checkpoint`)")
+    .requiredOption('--tenant <tenantId>', 'tenant ID')
+    .requiredOption('--task <taskId>', 'task ID')
+    .requiredOption('--step <step>', 'the step boundary: route, plan, tools or synthesize')
+    .option('--out <file>', 'write to this file instead of stdout')
+    .action(async (options) => (await import('./commands/checkpoint')).checkpointCommand(options))
+
+  program
+    .command('diff')
+    .description("compare two runs of a task step by step (default: the latest run against its parent): models, prompts, route, tools, answer, tokens, cost, status")
+    .requiredOption('--tenant <tenantId>', 'tenant ID')
+    .requiredOption('--task <taskId>', 'task ID')
+    .option('--run <runId>', 'the run to show (default: the latest)')
+    .option('--against <runId>', 'the run to compare with (default: the parent of --run)')
+    .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
+    .action(async (options) => (await import('./commands/diff')).diffCommand(options))
 
   program
     .command('audit')

@@ -23,3 +23,12 @@ export function attemptFailureEventId(workflowId: string, runId: string, activit
 export function toolIdempotencyKey(workflowId: string, runId: string, activityId: string): string {
   return uuidv5(`${workflowId}:${runId}:${activityId}:side-effect`, ANNALIST_EVENT_NAMESPACE)
 }
+
+/**
+ * Idempotency key of the compensation that undoes one side effect, derived from the tool call that caused it
+ * (its workflow, run and activity, as its ToolCallExecuted recorded them) and never from an attempt: every attempt of the
+ * compensation, and any later compensation of the same side effect, carries the same key, so it is undone at most once.
+ */
+export function compensationIdempotencyKey(workflowId: string, runId: string, toolActivityId: string): string {
+  return uuidv5(`${workflowId}:${runId}:${toolActivityId}:compensation`, ANNALIST_EVENT_NAMESPACE)
+}

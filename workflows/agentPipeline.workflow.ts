@@ -1,4 +1,4 @@
-import { ActivityFailure, ApplicationFailure, TimeoutFailure, defineQuery, proxyActivities, setHandler } from '@temporalio/workflow'
+import { ActivityFailure, ApplicationFailure, TimeoutFailure, defineQuery, patched, proxyActivities, setHandler } from '@temporalio/workflow'
 import type { ActivityOptions } from '@temporalio/workflow'
 import type { PipelineActivities } from '../activities/pipelineActivities'
 import {
@@ -8,8 +8,13 @@ import {
   type AgentPipelineResult,
   type PipelineStep,
   type PipelineTuning,
+  REPLAYABLE_STEP_ORDER,
+  type ReplayableStep,
   type TaskRef,
 } from './api'
+import { agentLoop } from './agentLoop'
+import { compensateSideEffects, noteSideEffect, type PerformedSideEffect } from './compensation'
+import { mapBounded } from './mapBounded'
 
 /** Query: the step the pipeline is on. */
 export const currentStepQuery = defineQuery<PipelineStep>(currentStepQueryName)
@@ -17,15 +22,21 @@ export const currentStepQuery = defineQuery<PipelineStep>(currentStepQueryName)
 /** Failure types that no retry can fix; Temporal gives up on them at once. */
 const NON_RETRYABLE = ['MODEL_CONTEXT_LENGTH_EXCEEDED', 'INVALID_IDENTIFIER', 'EVENT_SCHEMA_INVALID', 'UNKNOWN_EVENT_TYPE', 'EVENT_ID_CONFLICT', 'BROKEN_INVARIANT']
 
+/** Attempts Temporal makes of a model or tool activity; recording activities retry without limit. */
+const MODEL_MAX_ATTEMPTS = 4
+const TOOL_MAX_ATTEMPTS = 5
+/** The attempts each step's activities get, for the dead letter of a step that used them all. */
+const STEP_MAX_ATTEMPTS: Partial<Record<PipelineStep, number>> = { route: MODEL_MAX_ATTEMPTS, plan: MODEL_MAX_ATTEMPTS, tools: TOOL_MAX_ATTEMPTS, synthesize: MODEL_MAX_ATTEMPTS }
+
 function activityOptions(tuning: PipelineTuning | undefined, kind: 'model' | 'tool' | 'record'): ActivityOptions {
   const initialInterval = tuning?.retryInitialIntervalMs ?? 1_000
   const heartbeatTimeout = tuning?.heartbeatTimeoutMs ?? 15_000
   const retry = { initialInterval, backoffCoefficient: 2, maximumInterval: initialInterval * 30, nonRetryableErrorTypes: NON_RETRYABLE }
   switch (kind) {
     case 'model':
-      return { startToCloseTimeout: '5 minutes', heartbeatTimeout, retry: { ...retry, maximumAttempts: 4 } }
+      return { startToCloseTimeout: '5 minutes', heartbeatTimeout, retry: { ...retry, maximumAttempts: MODEL_MAX_ATTEMPTS } }
     case 'tool':
-      return { startToCloseTimeout: '2 minutes', heartbeatTimeout, retry: { ...retry, maximumAttempts: 5 } }
+      return { startToCloseTimeout: '2 minutes', heartbeatTimeout, retry: { ...retry, maximumAttempts: TOOL_MAX_ATTEMPTS } }
     case 'record':
       // Recording the task's own lifecycle must not give up: without it the audit trail would have no ending.
       return { startToCloseTimeout: '30 seconds', retry }
@@ -37,26 +48,14 @@ function activity(tuning: PipelineTuning | undefined, kind: 'model' | 'tool' | '
   return proxyActivities<PipelineActivities>({ ...activityOptions(tuning, kind), activityId })
 }
 
-/** Runs `fn` over `items` with at most `limit` in flight, keeping results in item order. */
-async function mapBounded<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results: R[] = new Array(items.length)
-  let next = 0
-  const lanes = Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, async () => {
-    while (next < items.length) {
-      const index = next++
-      results[index] = await fn(items[index]!)
-    }
-  })
-  await Promise.all(lanes)
-  return results
-}
-
-function failureCode(error: unknown): { errorCode: string; message: string } {
+/** The error code and message of a failed activity, with Temporal's retry state and the activity's ID (for the dead letter). */
+function failureCode(error: unknown): { errorCode: string; message: string; retryState?: string; activityId?: string } {
   if (error instanceof ActivityFailure) {
     const cause = error.cause
-    if (cause instanceof ApplicationFailure) return { errorCode: cause.type ?? 'APPLICATION_FAILURE', message: cause.message }
-    if (cause instanceof TimeoutFailure) return { errorCode: `ACTIVITY_TIMEOUT_${cause.timeoutType}`, message: cause.message }
-    return { errorCode: 'ACTIVITY_FAILED', message: cause?.message ?? error.message }
+    const retry = { retryState: error.retryState ?? undefined, activityId: error.activityId }
+    if (cause instanceof ApplicationFailure) return { errorCode: cause.type ?? 'APPLICATION_FAILURE', message: cause.message, ...retry }
+    if (cause instanceof TimeoutFailure) return { errorCode: `ACTIVITY_TIMEOUT_${cause.timeoutType}`, message: cause.message, ...retry }
+    return { errorCode: 'ACTIVITY_FAILED', message: cause?.message ?? error.message, ...retry }
   }
   throw error
 }
@@ -68,30 +67,58 @@ export async function agentPipeline(input: AgentPipelineInput): Promise<AgentPip
   let step: PipelineStep = 'receive'
   setHandler(currentStepQuery, () => step)
 
-  await activity(tuning, 'record', 'receive').receiveTask({ ...task, input: input.input, requestedBy: input.requestedBy })
-  let route: string | undefined
-  let toolCalls = 0
-  let toolCallsFailed = 0
+  // A replay or redrive (input.run) begins from its signed checkpoint instead of receiving the task: beginRun verifies it
+  // and records TaskRunStarted; a refused checkpoint fails the workflow here, before anything else runs (docs/replay.md).
+  const begun = input.run ? await activity(tuning, 'record', 'begin-run').beginRun({ ...task, run: input.run }) : undefined
+  /** Steps before the linked run's fromStep reuse the parent run's recorded outcomes: no model or tool runs for them. */
+  const runs = (candidate: ReplayableStep) => !input.run || REPLAYABLE_STEP_ORDER.indexOf(candidate) >= REPLAYABLE_STEP_ORDER.indexOf(input.run.fromStep)
+  // A loop run continued as new (input.loopState) goes on with its pipeline run: nothing to receive or route again.
+  if (input.loopState === undefined && !begun) await activity(tuning, 'record', 'receive').receiveTask({ ...task, input: input.input, requestedBy: input.requestedBy })
+  let route: string | undefined = begun?.route
+  let toolCalls = begun?.toolCallIds.length ?? 0
+  let toolCallsFailed = begun?.toolCallsFailed ?? 0
+  const sideEffects: PerformedSideEffect[] = []
   try {
     step = 'route'
-    route = (await activity(tuning, 'model', 'route').routeTask(task)).route
-    step = 'plan'
-    const plan = await activity(tuning, 'model', 'plan').planTask(task)
-    step = 'tools'
-    toolCalls = plan.toolCallIds.length
-    const outcomes = await mapBounded(plan.toolCallIds, tuning?.toolConcurrency ?? DEFAULT_TOOL_CONCURRENCY, (toolCallId) =>
-      activity(tuning, 'tool', `tool:${toolCallId}`).executeToolCall({ ...task, toolCallId }),
-    )
-    toolCallsFailed = outcomes.filter((outcome) => !outcome.ok).length
+    route = input.loopState?.route ?? (runs('route') ? (await activity(tuning, 'model', 'route').routeTask(task)).route : (begun?.route ?? ''))
+    if (input.loop) {
+      // Long agent loop (workflows/agentLoop.ts); its continue-as-new is no failure: failureCode rethrows it untouched.
+      await agentLoop({
+        input: { ...input, loop: input.loop },
+        task,
+        route,
+        activityOptions: (kind) => activityOptions(tuning, kind),
+        onStep: (next) => (step = next),
+        onProgress: (loop) => ((toolCalls = loop.toolCallsDone), (toolCallsFailed = loop.toolCallsFailed)),
+        onToolOutcome: (toolCallId, outcome) => noteSideEffect(sideEffects, toolCallId, outcome),
+      })
+    } else {
+      let toolCallIds = begun?.toolCallIds ?? []
+      if (runs('plan')) {
+        step = 'plan'
+        toolCallIds = (await activity(tuning, 'model', 'plan').planTask(task)).toolCallIds
+      }
+      if (runs('tools')) {
+        step = 'tools'
+        toolCalls = toolCallIds.length
+        const outcomes = await mapBounded(toolCallIds, tuning?.toolConcurrency ?? DEFAULT_TOOL_CONCURRENCY, (toolCallId) =>
+          activity(tuning, 'tool', `tool:${toolCallId}`).executeToolCall({ ...task, toolCallId }).then((outcome) => noteSideEffect(sideEffects, toolCallId, outcome)),
+        )
+        toolCallsFailed = outcomes.filter((outcome) => !outcome.ok).length
+      }
+    }
     step = 'synthesize'
     await activity(tuning, 'model', 'synthesize').synthesizeAnswer(task)
     step = 'complete'
     const completed = await activity(tuning, 'record', 'complete').completeTask(task)
     return { ...task, status: 'completed', route, toolCalls, toolCallsFailed, terminalEventId: completed.eventId }
   } catch (error) {
-    const { errorCode, message } = failureCode(error)
+    const { errorCode, message, ...retry } = failureCode(error)
     const failedStep = step
-    const failed = await activity(tuning, 'record', 'fail').failTask({ ...task, failedStep, errorCode, message })
+    // Saga: undo this run's side effects before recording the failure. Gated by patched() so that executions begun by the
+    // code before this change replay without the new activities (docs/workflow-changes.md).
+    if (patched('compensate-side-effects')) await compensateSideEffects(task, sideEffects, (activityId) => activity(tuning, 'tool', activityId))
+    const failed = await activity(tuning, 'record', 'fail').failTask({ ...task, failedStep, errorCode, message, ...retry, maxAttempts: STEP_MAX_ATTEMPTS[failedStep] })
     return { ...task, status: 'failed', route, toolCalls, toolCallsFailed, failedStep, errorCode, terminalEventId: failed.eventId }
   }
 }

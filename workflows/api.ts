@@ -1,4 +1,6 @@
+import type { Checkpoint } from '../historian/checkpoints/checkpoint'
 import type { PlannedToolCall } from '../historian/events/model'
+import type { ReplayableStep, RunOverrides } from '../historian/events/run'
 
 /** Task queue the agent pipeline workers poll. */
 export const AGENT_PIPELINE_TASK_QUEUE = 'annalist-agent-pipeline'
@@ -13,7 +15,48 @@ export interface AgentPipelineInput {
   readonly input: string
   readonly requestedBy: string
   readonly tuning?: PipelineTuning
+  /** Long agent loop mode (docs/long-loops.md): the planner iterates, each iteration's tool calls run, until done or the limit. */
+  readonly loop?: LoopOptions
+  /** Set only by continue-as-new: where the loop of this pipeline run stands; the run skips receive and route. */
+  readonly loopState?: LoopState
+  /** A replay or redrive (docs/replay.md): a new run of the task from a signed checkpoint of its latest run; skips receive. */
+  readonly run?: LinkedRunInput
 }
+
+/** The steps a linked run may start from, in pipeline order. */
+export const REPLAYABLE_STEP_ORDER: readonly ReplayableStep[] = ['route', 'plan', 'tools', 'synthesize']
+export type { ReplayableStep }
+
+/** What a linked run (replay or redrive) starts from and runs differently; beginRun verifies the checkpoint before anything runs. */
+export interface LinkedRunInput {
+  readonly reason: 'replay' | 'redrive'
+  readonly fromStep: ReplayableStep
+  readonly requestedBy: string
+  readonly note?: string
+  readonly overrides: RunOverrides
+  readonly checkpoint: Checkpoint
+}
+
+/** How long an agent loop may run: planner iterations, and tool calls the planner may ask for per iteration. */
+export interface LoopOptions {
+  readonly maxIterations: number
+  /** Default DEFAULT_TOOL_CALLS_PER_ITERATION; at most MAX_TOOL_CALLS_PER_ITERATION. */
+  readonly toolCallsPerIteration?: number
+}
+
+/** Where a loop stands when it continues as new: what the next Temporal run of the same pipeline run goes on from. */
+export interface LoopState {
+  readonly iterationsDone: number
+  readonly toolCallsDone: number
+  readonly toolCallsFailed: number
+  readonly route: string
+}
+
+/** Tool calls the loop planner is offered per iteration unless told otherwise, and the most it may be offered. */
+export const DEFAULT_TOOL_CALLS_PER_ITERATION = 8
+export const MAX_TOOL_CALLS_PER_ITERATION = 64
+/** Planner iterations one loop may run at most (hundreds of tool calls; thousands of iterations is a mistake). */
+export const MAX_LOOP_ITERATIONS = 10_000
 
 /** Result of the agentPipeline workflow: identifiers and small figures, never large payloads. */
 export interface AgentPipelineResult {
@@ -53,6 +96,8 @@ export interface PipelineTuning {
   readonly retryInitialIntervalMs?: number
   /** Tool calls run at once. */
   readonly toolConcurrency?: number
+  /** Agent loops continue as new once the run's history has this many events (besides when Temporal suggests it); for tests. */
+  readonly continueAsNewAtHistoryLength?: number
 }
 
 /** Identifies a task for an activity; activities read everything else from the task's stream. */

@@ -22,6 +22,8 @@ export const AnnalistCallOptions = z.object({
   taskId: z.string().min(1),
   activityId: z.string().min(1),
   attempt: z.number().int().positive(),
+  /** The Temporal run of the calling activity: a replay calls again with the same activity ID in a new run. */
+  runId: z.string().min(1).optional(),
 })
 export type AnnalistCallOptions = z.infer<typeof AnnalistCallOptions>
 
@@ -39,6 +41,8 @@ export interface RoleModel {
   modelId: string
   pricing: ModelPricing
   timeoutMs: number
+  /** The same provider and role with another model name, for a run that overrides the role's model; absent: no overrides. */
+  withModelId?: (modelId: string) => RoleModel
 }
 
 /** Who is calling: the activity's tenant, task, activity and attempt, and the activity's cancellation signal. */
@@ -47,6 +51,7 @@ export interface ModelCallContext {
   taskId: string
   activityId: string
   attempt: number
+  runId?: string
   abortSignal?: AbortSignal
 }
 
@@ -85,25 +90,44 @@ function isAbortLike(error: unknown): boolean {
 
 /** Calls the model of each role through the AI SDK, with a per-role timeout, and maps failures to ModelCallError. */
 export class ModelClient {
+  readonly #overridden = new Map<string, RoleModel>()
+
   constructor(
     private readonly models: Record<ModelRole, RoleModel>,
     private readonly clock: () => number = Date.now,
   ) {}
 
-  /** The configured model of a role. */
-  roleModel(role: ModelRole): RoleModel {
-    return this.models[role]
+  /**
+   * The model of a role: the configured one, or the role's model named `modelId` when a run overrides it. Throws
+   * ModelCallError MODEL_OVERRIDE_UNSUPPORTED when the role's provider cannot switch models.
+   */
+  roleModel(role: ModelRole, modelId?: string): RoleModel {
+    const configured = this.models[role]
+    if (modelId === undefined || modelId === configured.modelId) return configured
+    const key = `${role}:${modelId}`
+    let model = this.#overridden.get(key)
+    if (!model) {
+      if (!configured.withModelId) {
+        throw new ModelCallError('MODEL_PROVIDER_ERROR', `${role} model ${configured.provider}/${configured.modelId} cannot be replaced by ${modelId}`, { retryable: false, latencyMs: 0 })
+      }
+      model = configured.withModelId(modelId)
+      this.#overridden.set(key, model)
+    }
+    return model
   }
 
   /** The reference recorded for a role's model when no response reported a version (for failure events). */
-  modelRef(role: ModelRole): ModelRef {
-    const { provider, modelId } = this.models[role]
-    return { provider, modelId, modelVersion: modelId }
+  modelRef(role: ModelRole, modelId?: string): ModelRef {
+    const { provider, modelId: id } = this.roleModel(role, modelId)
+    return { provider, modelId: id, modelVersion: id }
   }
 
-  /** Calls the role's model once: no SDK retries (Temporal owns retries), bounded by the role's timeout and the caller's signal. */
-  async call(role: ModelRole, rendered: RenderedPrompt, ctx: ModelCallContext): Promise<ModelCallResult> {
-    const roleModel = this.models[role]
+  /**
+   * Calls the role's model once (or the model named `modelId` in the role's provider, for a run that overrides it): no
+   * SDK retries (Temporal owns retries), bounded by the role's timeout and the caller's signal.
+   */
+  async call(role: ModelRole, rendered: RenderedPrompt, ctx: ModelCallContext, modelId?: string): Promise<ModelCallResult> {
+    const roleModel = this.roleModel(role, modelId)
     const started = this.clock()
     const timeout = new AbortController()
     const timer = setTimeout(() => {
@@ -118,6 +142,7 @@ export class ModelClient {
       taskId: ctx.taskId,
       activityId: ctx.activityId,
       attempt: ctx.attempt,
+      ...(ctx.runId === undefined ? {} : { runId: ctx.runId }),
     }
     try {
       const result = await generateText({
@@ -142,7 +167,7 @@ export class ModelClient {
         latencyMs,
       }
     } catch (error) {
-      throw this.toModelCallError(role, error, Math.max(0, this.clock() - started), {
+      throw this.toModelCallError(roleModel, error, Math.max(0, this.clock() - started), {
         timedOut: timeout.signal.aborted,
         callerAborted: ctx.abortSignal?.aborted ?? false,
       })
@@ -152,14 +177,13 @@ export class ModelClient {
   }
 
   private toModelCallError(
-    role: ModelRole,
+    roleModel: RoleModel,
     error: unknown,
     latencyMs: number,
     aborted: { timedOut: boolean; callerAborted: boolean },
   ): ModelCallError {
-    const roleModel = this.models[role]
-    const modelRef = this.modelRef(role)
-    const what = `${role} model ${roleModel.provider}/${roleModel.modelId}`
+    const modelRef = { provider: roleModel.provider, modelId: roleModel.modelId, modelVersion: roleModel.modelId }
+    const what = `${roleModel.role} model ${roleModel.provider}/${roleModel.modelId}`
     if (aborted.timedOut || aborted.callerAborted || isAbortLike(error)) {
       const why = aborted.timedOut ? `timed out after ${roleModel.timeoutMs} ms` : 'was aborted'
       return new ModelCallError('MODEL_TIMEOUT', `${what} ${why}`, { retryable: true, latencyMs, modelRef, cause: error })

@@ -79,27 +79,23 @@ export function modelsFromConfig(input: ModelConfigInput): Record<ModelRole, Rol
   const parsed = ModelConfig.safeParse(input)
   if (!parsed.success) throw new ModelConfigError('model config', describeIssues(parsed.error))
   const config = parsed.data
-  const entries = MODEL_ROLES.map((role): [ModelRole, RoleModel] => {
+  // Each role's model can be swapped for another name of the same provider (a replay's `--model ROLE=NAME`), same price.
+  const roleModel = (role: ModelRole, modelId: string): RoleModel => {
     if (config.provider === 'scripted') {
-      const modelId = SCRIPTED_MODEL_IDS[role]
       const model = new ScriptedModel({
         modelId,
         latencyMs: config.latencyMs,
         ...(config.faults === undefined ? {} : { faults: config.faults }),
         ...(config.ledgerPath === undefined ? {} : { ledgerPath: config.ledgerPath }),
       })
-      return [
-        role,
-        { role, model, provider: SCRIPTED_PROVIDER, modelId, pricing: config.pricing?.[role] ?? SCRIPTED_PRICING[role], timeoutMs: config.timeoutMs },
-      ]
+      const pricing = config.pricing?.[role] ?? SCRIPTED_PRICING[role]
+      return { role, model, provider: SCRIPTED_PROVIDER, modelId, pricing, timeoutMs: config.timeoutMs, withModelId: (name) => roleModel(role, name) }
     }
-    const modelId = config.models[role]
     const model = openAICompatibleModel({ baseURL: config.baseURL, ...(config.apiKey === undefined ? {} : { apiKey: config.apiKey }) }, modelId)
-    return [
-      role,
-      { role, model, provider: OPENAI_COMPATIBLE_PROVIDER, modelId, pricing: config.pricing?.[role] ?? FREE, timeoutMs: config.timeoutMs },
-    ]
-  })
+    const pricing = config.pricing?.[role] ?? FREE
+    return { role, model, provider: OPENAI_COMPATIBLE_PROVIDER, modelId, pricing, timeoutMs: config.timeoutMs, withModelId: (name) => roleModel(role, name) }
+  }
+  const entries = MODEL_ROLES.map((role): [ModelRole, RoleModel] => [role, roleModel(role, config.provider === 'scripted' ? SCRIPTED_MODEL_IDS[role] : config.models[role])])
   return Object.fromEntries(entries) as Record<ModelRole, RoleModel>
 }
 

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import { z } from 'zod'
 import type { PromptRef } from '../../historian/events/common'
 import { PlannedToolCall } from '../../historian/events/model'
-import type { RenderedPrompt } from './modelClient'
+import type { ModelRole, RenderedPrompt } from './modelClient'
 import { ModelCallError, parseModelJson } from './modelErrors'
 
 /** Routes the routing model may choose. */
@@ -75,6 +75,8 @@ export const PromptLabel = {
   route: 'Route:',
   tools: 'Available tools (JSON):',
   toolResults: 'Tool results (JSON):',
+  /** Synthesis 1.1.0 only: how the answer is laid out ("bullets"). */
+  style: 'Answer style:',
 } as const
 
 const ROUTING_SYSTEM = [
@@ -145,6 +147,57 @@ export const synthesisPrompt: PromptTemplate<SynthesisVars, string> = {
     }
     return answer
   },
+}
+
+const SYNTHESIS_SYSTEM_1_1 = [
+  'You are the synthesis model of an agent pipeline. Write a short plain-text answer to the task using only the tool results.',
+  'Start with one summary line, then one bullet ("- ") per tool result, citing it by its toolCallId in square brackets, e.g. [t1].',
+  'Say plainly when a tool failed; never invent a result.',
+].join('\n')
+
+/** Synthesis prompt 1.1.0: the same inputs as 1.0.0, asking for a summary line and one bullet per tool result. */
+export const synthesisPromptV1_1: PromptTemplate<SynthesisVars, string> = {
+  templateId: 'synthesize-answer',
+  templateVersion: '1.1.0',
+  system: SYNTHESIS_SYSTEM_1_1,
+  render: (vars) => {
+    const base = synthesisPrompt.render(vars)
+    return { system: SYNTHESIS_SYSTEM_1_1, prompt: `${PromptLabel.style} "bullets"\n${base.prompt}` }
+  },
+  parseReply: (text) => synthesisPrompt.parseReply(text),
+}
+
+/** The prompt-template versions of each model role; the first is the default. A run may pick another per role. */
+export const PROMPT_TEMPLATES = {
+  routing: [routingPrompt],
+  planning: [planningPrompt],
+  synthesis: [synthesisPrompt, synthesisPromptV1_1],
+} as const satisfies Record<ModelRole, readonly PromptTemplate<never, unknown>[]>
+
+/** Thrown when a run asks for a prompt-template version that the role does not have. */
+export class UnknownPromptVersionError extends Error {
+  constructor(
+    readonly role: ModelRole,
+    readonly version: string,
+    readonly known: readonly string[],
+  ) {
+    super(`the ${role} prompt has no version ${JSON.stringify(version)}; known versions: ${known.join(', ')}`)
+    this.name = 'UnknownPromptVersionError'
+  }
+}
+
+/** The versions of a role's prompt template, default first. */
+export function promptVersionsOf(role: ModelRole): string[] {
+  return PROMPT_TEMPLATES[role].map((template) => template.templateVersion)
+}
+
+/** A role's prompt template at `version` (undefined: the default). Throws UnknownPromptVersionError. */
+export function promptTemplateFor<R extends ModelRole>(role: R, version: string | undefined): (typeof PROMPT_TEMPLATES)[R][number] {
+  const templates: readonly (typeof PROMPT_TEMPLATES)[R][number][] = PROMPT_TEMPLATES[role]
+  if (version === undefined) return templates[0]!
+  const found = templates.find((template) => template.templateVersion === version)
+  if (!found) throw new UnknownPromptVersionError(role, version, promptVersionsOf(role))
+  return found
 }
 
 /** SHA-256 (hex) of a rendered prompt: `system + "\n\n" + prompt`. */

@@ -11,7 +11,9 @@ import { APICallError, UnsupportedFunctionalityError } from '@ai-sdk/provider'
 import { type FaultPlan, matchFault } from '../faults'
 import { abortableDelay, hangUntilAborted, ToolName } from '../tools/tool'
 import { ANNALIST_PROVIDER_OPTIONS_KEY, AnnalistCallOptions, type ModelRole } from './modelClient'
+import { LoopPromptLabel, type LoopPosition, type LoopSummary } from './loopPrompts'
 import { type PromptTool, PromptLabel, readPromptValue, Route, type SynthesisToolResult } from './prompts'
+import { scriptedLoopPlan } from './scriptedLoop'
 
 /** Options of the scripted model. */
 export interface ScriptedModelOptions {
@@ -38,6 +40,9 @@ export interface ScriptedLedgerEntry {
   role: ModelRole
   activityId: string
   attempt: number
+  /** The calling activity's Temporal run, when the caller passed it; with `modelId` (the model name answering), added for replays. */
+  runId?: string
+  modelId?: string
 }
 
 /** Provider name of the scripted model in model references. */
@@ -163,15 +168,28 @@ function summarizeResult(toolName: string, result: unknown): string {
   return truncate(JSON.stringify(result), 160)
 }
 
+function resultSentence(result: SynthesisToolResult): string {
+  return result.ok
+    ? `[${result.toolCallId}] ${result.toolName}: ${summarizeResult(result.toolName, result.result)}.`
+    : `[${result.toolCallId}] ${result.toolName} failed (${result.errorCode}).`
+}
+
 /** The scripted synthesizer's answer: one sentence per tool result, each citing its toolCallId. */
 export function scriptedAnswer(input: string, route: string, results: readonly SynthesisToolResult[]): string {
-  const lines = results.map((result) =>
-    result.ok
-      ? `[${result.toolCallId}] ${result.toolName}: ${summarizeResult(result.toolName, result.result)}.`
-      : `[${result.toolCallId}] ${result.toolName} failed (${result.errorCode}).`,
-  )
+  const lines = results.map(resultSentence)
   const head = `Answer to the ${route} task "${truncate(input, 80)}":`
   return lines.length > 0 ? [head, ...lines].join('\n') : `${head} no tool results were available.`
+}
+
+/** The scripted answer to a long loop: the counts, one sentence per sampled result, and how many results are not shown. */
+export function scriptedLoopAnswer(input: string, route: string, summary: LoopSummary, sample: readonly SynthesisToolResult[]): string {
+  const perTool = Object.entries(summary.byTool).map(([toolName, counts]) => `${toolName} ${counts.succeeded} succeeded, ${counts.failed} failed`)
+  const head =
+    `Answer to the ${route} task "${truncate(input, 80)}": ${summary.toolCalls} tool calls over ${summary.iterations} iterations, ` +
+    `${summary.succeeded} succeeded and ${summary.failed} failed${perTool.length > 0 ? ` (${perTool.join('; ')})` : ''}.`
+  const lines = sample.map(resultSentence)
+  const hidden = summary.toolCalls - sample.length
+  return [head, ...lines, ...(hidden > 0 ? [`(${hidden} more results not shown.)`] : [])].join('\n')
 }
 
 function promptTexts(prompt: LanguageModelV3Prompt): { system: string; user: string } {
@@ -223,6 +241,8 @@ export class ScriptedModel implements LanguageModelV3 {
         role: call.role,
         activityId: call.activityId,
         attempt: call.attempt,
+        ...(call.runId === undefined ? {} : { runId: call.runId }),
+        modelId: this.modelId,
       }
       appendFileSync(this.options.ledgerPath, `${JSON.stringify(entry)}\n`)
     }
@@ -272,10 +292,18 @@ export class ScriptedModel implements LanguageModelV3 {
     if (role === 'planning') {
       const toolsValue = readPromptValue(prompt, PromptLabel.tools)
       const tools = Array.isArray(toolsValue) ? (toolsValue as PromptTool[]) : []
+      const loop = readPromptValue(prompt, LoopPromptLabel.loop) as LoopPosition | undefined
+      const progress = readPromptValue(prompt, LoopPromptLabel.progress) as { toolCallsDone: number } | undefined
+      if (loop && progress) return JSON.stringify(scriptedLoopPlan(task, tools, loop, progress))
       return JSON.stringify({ toolCalls: scriptedPlan(task, route, tools) })
     }
+    const summary = readPromptValue(prompt, LoopPromptLabel.summary) as LoopSummary | undefined
+    const sample = readPromptValue(prompt, LoopPromptLabel.sample)
+    if (summary && Array.isArray(sample)) return scriptedLoopAnswer(task, route, summary, sample as SynthesisToolResult[])
     const resultsValue = readPromptValue(prompt, PromptLabel.toolResults)
-    return scriptedAnswer(task, route, Array.isArray(resultsValue) ? (resultsValue as SynthesisToolResult[]) : [])
+    const answer = scriptedAnswer(task, route, Array.isArray(resultsValue) ? (resultsValue as SynthesisToolResult[]) : [])
+    // Synthesis prompt 1.1.0 asks for one bullet per result.
+    return readPromptValue(prompt, PromptLabel.style) === 'bullets' ? answer.replace(/\n\[/g, '\n- [') : answer
   }
 
   private contextLengthError(options: LanguageModelV3CallOptions): APICallError {

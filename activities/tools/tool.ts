@@ -21,10 +21,29 @@ export interface ToolContext {
   abortSignal: AbortSignal
 }
 
+/** What a tool's compensation knows: the original call as its ToolCallExecuted recorded it, and the compensation's own key. */
+export interface CompensationContext {
+  tenantId: string
+  taskId: string
+  toolCallId: string
+  parameters: Record<string, unknown>
+  /** The side effect to undo and the result the call returned, as recorded. */
+  sideEffectId: string
+  result: unknown
+  /** The original call's idempotency key. */
+  callIdempotencyKey: string
+  /** The compensation's idempotency key (compensationIdempotencyKey): the tool must undo the side effect at most once per key. */
+  idempotencyKey: string
+  attempt: number
+  abortSignal: AbortSignal
+}
+
 /**
  * A tool the planner may call. `parameters` validates the planner's arguments; `result` validates what `execute` returns
  * (an external API may answer anything, so the result is checked rather than trusted). Side-effecting tools return a
- * `sideEffectId` in their result and must dedupe on `ctx.idempotencyKey`.
+ * `sideEffectId` in their result and must dedupe on `ctx.idempotencyKey`. A side-effecting tool may offer `compensate`,
+ * which undoes one recorded side effect when its task fails afterwards (saga style; activities/compensateToolCall.ts):
+ * deduped on `ctx.idempotencyKey` like `execute`, it returns `compensationId`, naming what it did.
  */
 export interface ToolDefinition<P, R> {
   name: string
@@ -33,6 +52,7 @@ export interface ToolDefinition<P, R> {
   result: z.ZodType<R>
   sideEffect: boolean
   execute(params: P, ctx: ToolContext): Promise<unknown>
+  compensate?(ctx: CompensationContext): Promise<{ compensationId: string }>
 }
 
 /** The outcome of one tool call; expected failures are values, not exceptions. */

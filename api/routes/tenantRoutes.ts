@@ -5,6 +5,7 @@ import { exportTenant, renderExport, validateExportQuery } from '../../projectio
 import { InvalidQueryError, pageLimit } from '../../projections/queryFilters'
 import { TaskStatus } from '../../projections/taskSummary/projection'
 import { taskSummaries, tenantSummary, validateTaskSummaryQuery } from '../../projections/taskSummary/query'
+import { taskDeadLetters, validateTaskDeadLetterQuery } from '../../projections/taskDeadLetters/query'
 import type { ApiDeps } from '../apiDeps'
 import { RouteAccess } from '../accessControl'
 import { AUTHENTICATED_ERRORS, AuditPageBody, ErrorBody, jsonified, NoQuery, TaskSummaryBody, TenantParams, TenantSummaryBody } from '../schemas'
@@ -37,6 +38,27 @@ const TasksQuery = z.strictObject({
   limit,
 })
 
+const DeadLettersQuery = z.strictObject({
+  status: z.enum(['open', 'redriven', 'all']).optional().describe('open (awaiting a redrive), redriven, or all (default)'),
+  limit,
+})
+
+/** One dead-lettered run of a task. */
+const TaskDeadLetterBody = z
+  .looseObject({
+    tenantId: z.string(),
+    taskId: z.string(),
+    runId: z.string(),
+    failedStep: z.string(),
+    errorCode: z.string(),
+    attempts: z.number(),
+    retryState: z.string(),
+    failures: z.array(z.looseObject({ eventId: z.string().nullable(), attempt: z.number(), errorCode: z.string() })),
+    status: z.enum(['open', 'redriven']),
+    redrivenBy: z.string().nullable(),
+  })
+  .meta({ id: 'TaskDeadLetter' })
+
 const ExportQuery = z.strictObject({
   from: instant('only events recorded at or after this time'),
   to: instant('only events recorded before this time'),
@@ -63,7 +85,7 @@ function listParameter(value: string | string[] | undefined): string[] | undefin
   return (Array.isArray(value) ? value : [value]).flatMap((item) => item.split(',')).map((item) => item.trim())
 }
 
-/** The tenant routes: audit trail, task summaries, tenant summary, export. Every one reads only the tenant in its path. */
+/** The tenant routes: audit trail, task summaries, tenant summary, dead-lettered tasks, export. Every one reads only the tenant in its path. */
 export const tenantRoutes: FastifyPluginAsyncZod<{ deps: ApiDeps }> = async (app, { deps }) => {
   const config = { access: RouteAccess.tenant }
 
@@ -160,6 +182,26 @@ export const tenantRoutes: FastifyPluginAsyncZod<{ deps: ApiDeps }> = async (app
       const summary = await tenantSummary(deps.pool, request.params.tenantId)
       request.rowsReturned = 1
       return jsonified(summary)
+    },
+  )
+
+  app.get(
+    '/tenants/:tenantId/dead-letters',
+    {
+      config,
+      schema: {
+        ...tenantRoute("The tenant's dead-lettered tasks", 'Tasks that exhausted a step\'s retries, with every failed attempt and who redrove them, oldest first (docs/dead-letters.md).'),
+        params: TenantParams,
+        querystring: DeadLettersQuery,
+        response: { 200: z.object({ deadLetters: z.array(TaskDeadLetterBody) }), ...AUTHENTICATED_ERRORS },
+      },
+    },
+    async (request) => {
+      const query = { tenantId: request.params.tenantId, status: request.query.status, limit: pageLimit(request.query.limit, MAX_PAGE, DEFAULT_PAGE) }
+      request.accessQuery = { ...validateTaskDeadLetterQuery(query) }
+      const deadLetters = await taskDeadLetters(deps.pool, query)
+      request.rowsReturned = deadLetters.length
+      return { deadLetters: jsonified(deadLetters) }
     },
   )
 

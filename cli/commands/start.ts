@@ -1,16 +1,44 @@
 import { Client, Connection } from '@temporalio/client'
+import { MAX_LOOP_ITERATIONS, MAX_TOOL_CALLS_PER_ITERATION, type LoopOptions } from '../../workflows/api'
 import { loadConfig } from '../runtime/config'
 import { startPipeline } from '../runtime/pipelineClient'
+import { parseWholeNumber } from './lag'
+
+/** Options of `annalist start`. */
+export interface StartOptions {
+  readonly tenant: string
+  readonly task: string
+  readonly input: string
+  readonly wait?: boolean
+  /** Run as a long agent loop of at most this many planner iterations (docs/long-loops.md). */
+  readonly loopIterations?: string
+  /** Tool calls the loop planner may ask for per iteration (needs --loop-iterations). */
+  readonly callsPerIteration?: string
+}
+
+/** The loop options of `start`, validated; undefined when the task is not a loop. */
+export function loopOptionsOf(options: Pick<StartOptions, 'loopIterations' | 'callsPerIteration'>): LoopOptions | undefined {
+  if (options.loopIterations === undefined) {
+    if (options.callsPerIteration !== undefined) throw new RangeError('--calls-per-iteration needs --loop-iterations')
+    return undefined
+  }
+  const maxIterations = parseWholeNumber(options.loopIterations, '--loop-iterations', 1, MAX_LOOP_ITERATIONS)
+  if (options.callsPerIteration === undefined) return { maxIterations }
+  return { maxIterations, toolCallsPerIteration: parseWholeNumber(options.callsPerIteration, '--calls-per-iteration', 1, MAX_TOOL_CALLS_PER_ITERATION) }
+}
 
 /** `annalist start`: starts (or finds) the pipeline of one tenant task on the cluster at TEMPORAL_ADDRESS. */
-export async function startCommand(options: { tenant: string; task: string; input: string; wait?: boolean }): Promise<void> {
+export async function startCommand(options: StartOptions): Promise<void> {
+  const loop = loopOptionsOf(options)
   const config = loadConfig()
   if (!config.temporalAddress) throw new Error('TEMPORAL_ADDRESS is not set: `start` submits to a running cluster (start one with `temporal server start-dev`)')
   const connection = await Connection.connect({ address: config.temporalAddress })
   try {
     const client = new Client({ connection, namespace: config.temporalNamespace })
-    const handle = await startPipeline(client, { tenantId: options.tenant, taskId: options.task, input: options.input, requestedBy: 'cli' }, config.taskQueue)
-    console.log(`pipeline ${handle.workflowId} run ${handle.firstExecutionRunId}`)
+    const input = { tenantId: options.tenant, taskId: options.task, input: options.input, requestedBy: 'cli', ...(loop ? { loop } : {}) }
+    const handle = await startPipeline(client, input, config.taskQueue)
+    console.log(`pipeline ${handle.workflowId} run ${handle.firstExecutionRunId}${loop ? ` (agent loop of at most ${loop.maxIterations} iterations)` : ''}`)
+    // result() follows a loop's continue-as-new chain to the run that ends it.
     if (options.wait) console.log(JSON.stringify(await handle.result(), null, 2))
   } finally {
     await connection.close()

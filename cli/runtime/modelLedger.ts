@@ -10,6 +10,10 @@ export const LedgerCall = z.object({
   role: z.string(),
   activityId: z.string(),
   attempt: z.number().int(),
+  /** The calling activity's Temporal run (absent in ledgers written before replays existed). */
+  runId: z.string().optional(),
+  /** The model name that answered (a replay may override a role's model). */
+  modelId: z.string().optional(),
 })
 export type LedgerCall = z.infer<typeof LedgerCall>
 

@@ -24,5 +24,8 @@ export async function createPipelineWorker(options: PipelineWorkerOptions): Prom
     ...(options.identity ? { identity: options.identity } : {}),
     maxConcurrentActivityTaskExecutions: options.maxConcurrentActivities ?? 32,
     shutdownGraceTime: '2 seconds',
+    // A workflow task waits this long on the sticky queue of the worker that ran the previous one before any worker may
+    // take it. The SDK default (10 s) is added to every recovery of a worker that died; a replay on another worker costs less.
+    stickyQueueScheduleToStartTimeout: '2 seconds',
   })
 }

@@ -13,7 +13,7 @@ export interface RunVerification {
   /** Model calls that started after the same activity's outcome was already recorded: a paid call made again. */
   readonly modelCallsRepeatedAfterCrash: number
   readonly repeatedModelCalls: readonly LedgerCall[]
-  /** Outbox rows beyond one per side-effecting tool call. */
+  /** Outbox rows beyond one per side-effecting tool call and kind (its notification, and at most one retraction of it). */
   readonly duplicateSideEffects: number
   /** Tasks whose stream has no AgentTaskCompleted or AgentTaskFailed event. */
   readonly tasksWithoutTerminalEvent: number
@@ -24,7 +24,7 @@ export interface RunVerification {
   readonly brokenChains: readonly ChainBreak[]
 }
 
-const MODEL_OUTCOME_TYPES = new Set(['RoutingModelInvoked', 'PlanCreated', 'SynthesisModelInvoked'])
+const MODEL_OUTCOME_TYPES = new Set(['RoutingModelInvoked', 'PlanCreated', 'PlanIterationCreated', 'SynthesisModelInvoked'])
 
 function isModelOutcome(stored: StoredEvent): boolean {
   if (MODEL_OUTCOME_TYPES.has(stored.event.type)) return true
@@ -46,6 +46,7 @@ export async function verifyRun(options: {
   keyRing: TenantKeyRing
 }): Promise<RunVerification> {
   const seenEventIds = new Map<string, number>()
+  const runOfIdempotencyKey = new Map<string, string>()
   const outcomeRecordedAt = new Map<string, number>()
   let eventsAppended = 0
   let tasksWithoutTerminalEvent = 0
@@ -54,7 +55,14 @@ export async function verifyRun(options: {
     eventsAppended += stream.events.length
     for (const stored of stream.events) {
       seenEventIds.set(stored.eventId, (seenEventIds.get(stored.eventId) ?? 0) + 1)
-      if (isModelOutcome(stored)) outcomeRecordedAt.set(activityKey(task.tenantId, task.taskId, stored.event.metadata.activityId), stored.recordedAt.getTime())
+      const key = (stored.event.data as { idempotencyKey?: unknown }).idempotencyKey
+      if (typeof key === 'string') runOfIdempotencyKey.set(key, stored.event.metadata.runId)
+      if (isModelOutcome(stored)) {
+        const { runId, activityId } = stored.event.metadata
+        outcomeRecordedAt.set(activityKey(task.tenantId, task.taskId, activityId), stored.recordedAt.getTime())
+        // A replay runs the same activity IDs again in a new Temporal run: ledgers that name the run compare within it.
+        outcomeRecordedAt.set(activityKey(task.tenantId, task.taskId, `${runId}/${activityId}`), stored.recordedAt.getTime())
+      }
     }
     if (!stream.events.some((stored) => stored.event.type === 'AgentTaskCompleted' || stored.event.type === 'AgentTaskFailed')) tasksWithoutTerminalEvent++
   }
@@ -68,16 +76,18 @@ export async function verifyRun(options: {
   const taskKeys = new Set(options.tasks.map((task) => `${task.tenantId}/${task.taskId}`))
   const ledger = options.ledger.filter((call) => taskKeys.has(`${call.tenantId}/${call.taskId}`))
   const repeatedModelCalls = ledger.filter((call) => {
-    const recordedAt = outcomeRecordedAt.get(activityKey(call.tenantId, call.taskId, call.activityId))
+    const recordedAt = outcomeRecordedAt.get(activityKey(call.tenantId, call.taskId, call.runId === undefined ? call.activityId : `${call.runId}/${call.activityId}`))
     return recordedAt !== undefined && call.ts > recordedAt
   })
 
+  // A replay or redrive from `tools` runs a tool call again, for real, under a new key: rows count per tool call per run.
   const outbox = await options.pool.query<{ extra: string }>(
     `select coalesce(sum(copies - 1), 0)::text as extra
        from (select count(*) as copies from tool_outbox
+               left join unnest($2::text[], $3::text[]) as runs(idempotency_key, run_id) using (idempotency_key)
               where (tenant_id || '/' || task_id) = any($1::text[])
-              group by tenant_id, task_id, tool_call_id) per_call`,
-    [[...taskKeys]],
+              group by tenant_id, task_id, tool_call_id, kind, runs.run_id) per_call`,
+    [[...taskKeys], [...runOfIdempotencyKey.keys()], [...runOfIdempotencyKey.values()]],
   )
   return {
     eventsAppended,

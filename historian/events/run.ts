@@ -100,6 +100,11 @@ export const TaskDeadLettered = z.object({
     retryState: z.string().min(1),
     /** Every recorded failed attempt of the failed step in this run, oldest first. */
     failures: z.array(FailedAttempt).max(100),
+    /**
+     * The pipeline run that failed: the Temporal run ID that began it (TaskState.runId), which a redrive names as its
+     * parentRunId. Differs from `metadata.runId` after continue-as-new. Absent: `metadata.runId`.
+     */
+    runId: z.string().min(1).optional(),
   }),
   metadata: EventMetadata,
 })

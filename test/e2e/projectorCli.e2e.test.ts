@@ -46,7 +46,7 @@ describe('annalist dead-letters, rebuild and lag', () => {
     expect(listed.code).toBe(0)
     const letters = JSON.parse(listed.stdout) as { projection: string; position: string; eventType: string; error: string }[]
     expect(letters.map((letter) => [letter.projection, letter.position, letter.eventType])).toEqual(
-      ['analytics', 'audit_timeline', 'task_summary'].map((name) => [name, String(poison), 'ToolCallExecuted']),
+      ['analytics', 'audit_timeline', 'task_dead_letters', 'task_summary'].map((name) => [name, String(poison), 'ToolCallExecuted']),
     )
     for (const letter of letters) expect(letter.error).toMatch(/^EventSchemaError: event ToolCallExecuted fails its schema/)
     const table = await cli(['dead-letters', 'list', '--projection', 'task_summary'])
@@ -66,10 +66,11 @@ describe('annalist dead-letters, rebuild and lag', () => {
       ['audit_timeline', 'applied'],
       ['task_summary', 'applied'],
       ['analytics', 'applied'],
+      ['task_dead_letters', 'applied'],
     ])
     expect((await cli(['dead-letters', 'list'])).stdout.trim()).toBe('no dead letters')
     expect((await listResolvedDeadLetters(database.pool)).map((letter) => [letter.projection, letter.position, letter.resolution])).toEqual(
-      ['audit_timeline', 'task_summary', 'analytics'].map((name) => [name, poison, 'retried']),
+      ['audit_timeline', 'task_summary', 'analytics', 'task_dead_letters'].map((name) => [name, poison, 'retried']),
     )
     expect(await rebuildAndCompare(store, database.pool, defaultProjections())).toMatchObject({ matches: true })
   })
@@ -84,7 +85,7 @@ describe('annalist dead-letters, rebuild and lag', () => {
     const unknown = await cli(['rebuild', 'nope'])
     expect(unknown.code).toBe(1)
     expect(unknown.stderr.trim().split('\n')).toHaveLength(1)
-    expect(unknown.stderr).toContain('unknown projection "nope"; known projections: audit_timeline, task_summary, analytics, all')
+    expect(unknown.stderr).toContain('unknown projection "nope"; known projections: audit_timeline, task_summary, analytics, task_dead_letters, all')
   })
 
   it('prints the lag of every projection', async () => {
@@ -92,7 +93,7 @@ describe('annalist dead-letters, rebuild and lag', () => {
     expect(lag.code).toBe(0)
     const rows = JSON.parse(lag.stdout) as { projection: string; checkpoint: string; headPosition: string; eventsBehind: number; deadLetters: number }[]
     expect(rows.map((row) => [row.projection, row.checkpoint, row.headPosition, row.eventsBehind, row.deadLetters])).toEqual(
-      ['audit_timeline', 'task_summary', 'analytics'].map((name) => [name, String(end), String(end), 0, 0]),
+      ['audit_timeline', 'task_summary', 'analytics', 'task_dead_letters'].map((name) => [name, String(end), String(end), 0, 0]),
     )
   })
 })

@@ -90,13 +90,14 @@ describe.each(DATABASE_BACKENDS)('dead-letter retry on $backend', ({ open }) => 
     expect(retried).toEqual([{ projection: 'task_summary', position, eventType: 'ToolCallExecuted', outcome: 'applied', method: 'rebuild', attempts: 2, error: null }])
     const summary = await fixture.database.pool.query<{ tool_calls_succeeded: number; events_applied: number }>(`select tool_calls_succeeded, events_applied from task_summary`)
     expect(summary.rows).toEqual([{ tool_calls_succeeded: 2, events_applied: 6 }])
-    expect((await listDeadLetters(fixture.database.pool)).map((letter) => letter.projection).sort()).toEqual(['analytics', 'audit_timeline'])
+    expect((await listDeadLetters(fixture.database.pool)).map((letter) => letter.projection).sort()).toEqual(['analytics', 'audit_timeline', 'task_dead_letters'])
     expect((await listResolvedDeadLetters(fixture.database.pool)).map((letter) => [letter.projection, letter.resolution])).toEqual([['task_summary', 'retried']])
 
     const rest = await retryDeadLetters(fixture.store, fixture.database.pool, projections, { position })
     expect(rest.map((retry) => [retry.projection, retry.outcome])).toEqual([
       ['audit_timeline', 'applied'],
       ['analytics', 'applied'],
+      ['task_dead_letters', 'applied'],
     ])
     expect(await listDeadLetters(fixture.database.pool)).toEqual([])
     expect(await rebuildAndCompare(fixture.store, fixture.database.pool, projections)).toMatchObject({ matches: true })
@@ -105,6 +106,6 @@ describe.each(DATABASE_BACKENDS)('dead-letter retry on $backend', ({ open }) => 
   it('names the known projections when asked for an unknown one, and changes nothing', async () => {
     const error = await retryDeadLetters(fixture.store, fixture.database.pool, defaultProjections(), { projection: 'nope' }).catch((caught: unknown) => caught)
     expect(error).toBeInstanceOf(UnknownProjectionError)
-    expect((error as Error).message).toBe('unknown projection "nope"; known projections: audit_timeline, task_summary, analytics')
+    expect((error as Error).message).toBe('unknown projection "nope"; known projections: audit_timeline, task_summary, analytics, task_dead_letters')
   })
 })

@@ -45,7 +45,10 @@ export interface PipelineHarness {
 }
 
 /** A real Temporal worker with the real activities over a fresh database (PostgreSQL server or PGlite) and the scripted model. */
-export async function pipelineHarness(kind: 'postgres' | 'pglite', options: { faults?: FaultPlan; latencyMs?: number; ledgerPath?: string } = {}): Promise<PipelineHarness> {
+export async function pipelineHarness(
+  kind: 'postgres' | 'pglite',
+  options: { faults?: FaultPlan; latencyMs?: number; ledgerPath?: string; workflowBundle?: WorkflowBundleWithSourceMap } = {},
+): Promise<PipelineHarness> {
   const database = kind === 'postgres' ? await freshPostgresDatabase() : await freshPgliteDatabase()
   const store = new PostgresEventStore(database)
   const keyRing = randomKeyRing()
@@ -63,7 +66,7 @@ export async function pipelineHarness(kind: 'postgres' | 'pglite', options: { fa
     faults: options.faults,
   })
   const withWorker = async <T>(work: () => Promise<T>): Promise<T> => {
-    const worker = await createPipelineWorker({ connection, namespace: 'default', taskQueue, activities, workflowBundle: await sharedWorkflowBundle() })
+    const worker = await createPipelineWorker({ connection, namespace: 'default', taskQueue, activities, workflowBundle: options.workflowBundle ?? (await sharedWorkflowBundle()) })
     return worker.runUntil(work)
   }
   return {

@@ -207,9 +207,9 @@ describe('ScriptedModel through ModelClient and the AI SDK', () => {
     await client.call('planning', planningPrompt.render({ input: 'hi', route: 'general', tools: TOOLS }), { ...ctx, taskId: 'task-2', activityId: 'plan-1' })
     const lines = readFileSync(ledgerPath, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>)
     expect(lines.map(({ ts: _ts, ...rest }) => rest)).toEqual([
-      { pid: process.pid, tenantId: 'acme', taskId: 'task-1', role: 'routing', activityId: 'route-1', attempt: 1 },
-      { pid: process.pid, tenantId: 'acme', taskId: 'task-1', role: 'routing', activityId: 'route-1', attempt: 2 },
-      { pid: process.pid, tenantId: 'acme', taskId: 'task-2', role: 'planning', activityId: 'plan-1', attempt: 1 },
+      { pid: process.pid, tenantId: 'acme', taskId: 'task-1', role: 'routing', activityId: 'route-1', attempt: 1, modelId: 'scripted-router' },
+      { pid: process.pid, tenantId: 'acme', taskId: 'task-1', role: 'routing', activityId: 'route-1', attempt: 2, modelId: 'scripted-router' },
+      { pid: process.pid, tenantId: 'acme', taskId: 'task-2', role: 'planning', activityId: 'plan-1', attempt: 1, modelId: 'scripted-planner' },
     ])
     for (const line of lines) expect(typeof line.ts).toBe('number')
   })

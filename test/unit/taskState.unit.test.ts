@@ -62,7 +62,7 @@ describe('foldTask / evolve', () => {
     const folded = [foldTask(events), foldTask(failingTask())]
     expect(folded[1]).toMatchObject({ status: 'failed', failedStep: 'synthesize', modelAttemptsFailed: 2, currentStep: 'synthesize' })
     const fingerprint = createHash('sha256').update(canonicalize(folded)!).digest('hex')
-    expect({ version: TASK_STATE_VERSION, fingerprint }).toEqual({ version: 1, fingerprint: '49695f546f2788dcc083a7853216b726e90dc0fd278219ff6f3b79f61c70480a' })
+    expect({ version: TASK_STATE_VERSION, fingerprint }).toEqual({ version: 2, fingerprint: '8b04dfe4a58cf0875da0d8634bb8cd910c99f8c3acc3f489a87f521c2b7d49e3' })
   })
 })
 

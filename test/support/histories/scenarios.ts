@@ -1,11 +1,48 @@
 import type { FaultPlan } from '../../../activities/faults'
+import type { RunOverrides } from '../../../historian/events'
+import type { LoopOptions, PipelineTuning, ReplayableStep } from '../../../workflows/api'
+
+/**
+ * A pipeline whose Temporal history is kept, so that a non-deterministic change to workflow code fails CI.
+ * `recordedBefore` names the patch (see docs/workflow-changes.md) the history predates: it was recorded with the workflow
+ * code from before that change, proves that old executions still replay through the patched code, and is never re-recorded.
+ */
+export interface HistoryScenario {
+  readonly name: string
+  readonly input: string
+  readonly faults?: FaultPlan
+  readonly recordedBefore?: string
+  /** A long agent loop (workflows/agentLoop.ts), with the tuning it runs with. */
+  readonly loop?: LoopOptions
+  readonly tuning?: PipelineTuning
+  /** A replay (docs/replay.md): after the pipeline completes, a linked run from this step is recorded instead. */
+  readonly replay?: { readonly fromStep: ReplayableStep; readonly overrides?: RunOverrides }
+}
+
+/** A notification goes out (t1, send_notification), then synthesis fails for good: the task fails after a side effect. */
+const notifiedThenFailed = {
+  input: 'Notify the on-call team on slack that the nightly export finished',
+  faults: { rules: [{ target: 'synthesis', kind: 'context_length', attempts: [1, 2, 3, 4] }] },
+} satisfies Omit<HistoryScenario, 'name'>
 
 /** The pipelines whose histories are kept, so that a non-deterministic change to workflow code fails CI. */
-export const HISTORY_SCENARIOS: readonly { name: string; input: string; faults?: FaultPlan }[] = [
+export const HISTORY_SCENARIOS: readonly HistoryScenario[] = [
   { name: 'completed-with-tools', input: 'Find the refund policy and notify support by email' },
   {
     name: 'failed-at-synthesis',
     input: 'Search the knowledge base for the data retention policy',
     faults: { rules: [{ target: 'synthesis', kind: 'context_length', attempts: [1, 2, 3, 4] }] },
   },
+  // Recorded with the workflow code from before compensations: replays through the patched code with patched() false.
+  { name: 'notified-then-failed-before-compensation', ...notifiedThenFailed, recordedBefore: 'compensate-side-effects' },
+  // Recorded with the patched code: the same failure, now with the compensate-side-effects marker and compensate:t1.
+  { name: 'notified-then-failed-compensated', ...notifiedThenFailed },
+  // A long agent loop of three iterations in one run: plan:1..3 with their tool calls, then synthesis.
+  { name: 'loop-in-one-run', input: 'Run 6 checks over the ledger', loop: { maxIterations: 5, toolCallsPerIteration: 2 } },
+  // The last run of a loop that continued as new (`workflow show` keeps the latest run): no receive or route, the loop
+  // goes on from its loopState. Needs a continue-as-new threshold low enough to hand over after every iteration.
+  // A replay from tools with a synthesis prompt override (`workflow show` keeps the latest run, the replay): begin-run,
+  // no route or plan, the tool calls again, synthesis and completion.
+  { name: 'replayed-from-tools', input: 'Find the refund policy and notify support by email', replay: { fromStep: 'tools', overrides: { models: {}, promptVersions: { synthesis: '1.1.0' } } } },
+  { name: 'loop-continued-run', input: 'Run 6 checks over the ledger', loop: { maxIterations: 5, toolCallsPerIteration: 2 }, tuning: { continueAsNewAtHistoryLength: 10 } },
 ]

@@ -2,6 +2,7 @@ import { ApplicationFailure } from '@temporalio/activity'
 import { EventSchemaError, UnknownEventTypeError } from '../historian/events'
 import { EventIdConflictError } from '../historian/port'
 import { InvalidIdentifierError } from '../historian/streams'
+import { waitingOutStoreOutages } from './storeOutage'
 
 /** ApplicationFailure types the workflow branches on. Model and tool error codes are types too. */
 export const FailureType = {
@@ -24,11 +25,14 @@ export function toApplicationFailure(error: unknown): unknown {
   return error
 }
 
-/** Wraps an activity so domain errors cross the Temporal boundary as typed ApplicationFailures. */
+/**
+ * Wraps an activity so domain errors cross the Temporal boundary as typed ApplicationFailures, and so an event-store
+ * outage is waited out inside the attempt instead of spending one (waitingOutStoreOutages).
+ */
 export function translatingFailures<A extends unknown[], R>(activity: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
   return async (...args: A) => {
     try {
-      return await activity(...args)
+      return await waitingOutStoreOutages(() => activity(...args))
     } catch (error) {
       throw toApplicationFailure(error)
     }

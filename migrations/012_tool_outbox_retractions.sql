@@ -10,3 +10,12 @@ alter table tool_outbox
   add constraint tool_outbox_retraction_target check ((kind = 'retraction') = (retracts_id is not null));
 
 create unique index tool_outbox_one_retraction_idx on tool_outbox (retracts_id) where kind = 'retraction';
+
+-- Down Migration
+-- Retraction rows are dropped with the columns that tell them apart, so a later up does not count them as notifications.
+delete from tool_outbox where kind = 'retraction';
+drop index if exists tool_outbox_one_retraction_idx;
+alter table tool_outbox
+  drop constraint if exists tool_outbox_retraction_target,
+  drop column if exists retracts_id,
+  drop column if exists kind;

@@ -30,7 +30,9 @@ describe('annalist chaos', () => {
       counts: { tenants: 2, tasks: 12, otherReconcileFindings: 0 },
     })
     for (const kind of ['worker', 'projector', 'postgres', 'temporal', 'model', 'tool']) expect(summary.faultsInjected[kind], kind).toBeGreaterThanOrEqual(1)
-    expect(summary.counts.tasksCompleted + summary.counts.tasksFailed).toBe(12)
+    // No task of this campaign is meant to fail: the model faults stop before a step's last attempt, a malformed tool
+    // answer is a recorded outcome, and an outage of the database or Temporal costs no attempt.
+    expect(summary.counts).toMatchObject({ tasksCompleted: 12, tasksFailed: 0 })
     // The kills really happened: the supervisors restarted what was killed.
     expect(summary.counts.workerRestarts).toBeGreaterThanOrEqual(summary.faultsInjected.worker)
     expect(summary.counts.projectorRestarts).toBeGreaterThanOrEqual(summary.faultsInjected.projector)

@@ -98,10 +98,11 @@ describe.each(DATABASE_BACKENDS)('stored v1 events on $backend', ({ open }) => {
     expect(letters.map((letter) => [letter.projection, letter.eventType, letter.eventId])).toEqual([
       ['analytics', 'RoutingModelInvoked', routing!.eventId],
       ['audit_timeline', 'RoutingModelInvoked', routing!.eventId],
+      ['task_dead_letters', 'RoutingModelInvoked', routing!.eventId],
       ['task_summary', 'RoutingModelInvoked', routing!.eventId],
     ])
     for (const letter of letters) expect(letter.error).toMatch(new RegExp(`^UnknownEventTypeError: .*${named.source}`))
-    for (const projection of ['analytics', 'audit_timeline', 'task_summary']) expect(await readCheckpoint(db.database.pool, projection)).toBe(after.position)
+    for (const projection of ['analytics', 'audit_timeline', 'task_dead_letters', 'task_summary']) expect(await readCheckpoint(db.database.pool, projection)).toBe(after.position)
     // Every other event was applied: the poison event is the only one missing from the timeline.
     const trail = await auditTrail(db.database.pool, { tenantId, taskId })
     expect(trail).toHaveLength(fixture.events.length - 1)

@@ -1,3 +1,4 @@
+import { readdirSync } from 'node:fs'
 import { runner as migrationRunner } from 'node-pg-migrate'
 import type pg from 'pg'
 import { describe, expect, it } from 'vitest'
@@ -13,6 +14,11 @@ import { appendTaskEvents, FACTORY_MODELS, TaskEventFactory } from '../support/e
 async function summaryRows(pool: pg.Pool): Promise<unknown[]> {
   const result = await pool.query<{ row: unknown }>(`select to_jsonb(t) as row from task_summary t order by tenant_id, task_id`)
   return result.rows.map((r) => r.row)
+}
+
+/** How many migrations there are from number `first` on: migrating down by that many undoes `first` and every later one. */
+function migrationsFrom(first: number): number {
+  return readdirSync(MIGRATIONS_DIR).filter((file) => /^\d+_.*\.sql$/.test(file) && Number.parseInt(file, 10) >= first).length
 }
 
 async function migrate(pool: pg.Pool, direction: 'up' | 'down', count?: number): Promise<void> {
@@ -105,7 +111,7 @@ describe.each(DATABASE_BACKENDS)('task summary on $backend', ({ open }) => {
     await appendAuditScenario(fixture.historian, 'acme')
     await catchUp()
     const built = await summaryRows(fixture.database.pool)
-    await migrate(fixture.database.pool, 'down', 1)
+    await migrate(fixture.database.pool, 'down', migrationsFrom(10))
     const columns = await fixture.database.pool.query(`select column_name from information_schema.columns where table_name = 'task_summary' and column_name in ('attempts', 'activity_attempts')`)
     expect(columns.rows).toEqual([])
     await migrate(fixture.database.pool, 'up')

@@ -90,7 +90,8 @@ export function chaosPlan(options: { seed: number; runTag: string; tenants: numb
   if (options.kinds.has('tool')) {
     const lookups = tasks.filter((task) => LOOKS_UP_ACCOUNT.test(task.input))
     const certain = pickTask(lookups)
-    rules.push({ target: 'tool:lookup_account', kind: 'malformed', tenantId: certain.tenantId, taskId: certain.taskId, attempts: [1] })
+    // Every attempt, not just the first: a worker kill may cut the first attempt short, and the hit must still land.
+    rules.push({ target: 'tool:lookup_account', kind: 'malformed', tenantId: certain.tenantId, taskId: certain.taskId, attempts: [1, 2, 3, 4, 5] })
     rules.push({ target: 'tool:lookup_account', kind: 'malformed', attempts: [1], rate: TOOL_MALFORMED_RATE, seed: options.seed })
   }
   const expectedCalls = tasks.length * MODEL_CALLS_PER_TASK

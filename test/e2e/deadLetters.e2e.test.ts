@@ -1,6 +1,3 @@
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import path from 'node:path'
 import { Client, Connection } from '@temporalio/client'
 import { NativeConnection } from '@temporalio/worker'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
@@ -14,22 +11,19 @@ import { reconcileTasks } from '../../cli/runtime/reconcileTasks'
 import { listTasks } from '../../cli/runtime/temporalHistories'
 import { startPipeline } from '../../cli/runtime/pipelineClient'
 import { createPipelineWorker } from '../../cli/runtime/pipelineWorker'
-import { SupervisedProcess } from '../../cli/runtime/supervisedProcess'
 import { verifyRun } from '../../cli/runtime/verifyRun'
-import { openDatabase, type Database } from '../../historian/adapters/postgres/database'
-import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../historian/adapters/postgres/embeddedServer'
 import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEventStore'
 import type { AnnalistEvent, TaskDeadLettered, TaskRunStarted } from '../../historian/events'
 import { Historian, type StoredEvent } from '../../historian/historian'
-import { generateIntegrityKey, TenantKeyRing } from '../../historian/integrity/tenantKeyRing'
 import { defaultProjections } from '../../projections/defaultProjections'
 import { rebuildAndCompare } from '../../projections/rebuild'
 import { ProjectionRunner } from '../../projections/runner'
 import type { TaskDeadLetter } from '../../projections/taskDeadLetters/query'
 import { pipelineWorkflowId, type TaskRef } from '../../workflows/api'
-import { freshPgliteDatabase, freshPostgresDatabase, randomKeyRing } from '../support/databases'
+import { freshPgliteDatabase, randomKeyRing } from '../support/databases'
 import { sharedWorkflowBundle, uniqueSuffix } from '../support/pipelineHarness'
 import { runAnnalist } from '../support/runCli'
+import { supervisedWorker, type SupervisedWorker } from '../support/supervisedWorker'
 
 type DeadLetterJson = Omit<TaskDeadLetter, 'position' | 'deadLetteredAt' | 'redrivenAt'> & { position: string; deadLetteredAt: string; redrivenAt: string | null }
 
@@ -57,27 +51,15 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('dead letters and
       { target: 'dead_letter', kind: 'crash_after_append', tenantId: tenant, taskId: exhausted.taskId, attempts: [1] },
     ],
   }
-  const integrityKey = generateIntegrityKey()
-  const keyRing = TenantKeyRing.fromText(integrityKey)
-  const taskQueue = `dl-${uniqueSuffix()}`
-  let database: Database & { url: string }
-  let embedded: EmbeddedPostgres | undefined
+  let rig: SupervisedWorker
   let store: PostgresEventStore
   let historian: Historian
-  let connection: Connection
-  let client: Client
-  let workDir: string
-  let ledgerPath: string
-  let workerEnv: NodeJS.ProcessEnv
-  let worker: SupervisedProcess
-  let fixedWorker: SupervisedProcess | undefined
 
-  const cliEnv = () => ({ DATABASE_URL: database.url, TEMPORAL_ADDRESS: inject('temporalAddress'), ANNALIST_TASK_QUEUE: taskQueue, ANNALIST_INTEGRITY_KEY: integrityKey })
-  const cli = (args: readonly string[]) => runAnnalist(args, cliEnv())
+  const cli = (args: readonly string[]) => runAnnalist(args, rig.cliEnv)
   const eventsOf = async (task: TaskRef): Promise<readonly StoredEvent[]> => (await historian.readTask(task.tenantId, task.taskId)).events
   const ofType = <T extends AnnalistEvent['type']>(events: readonly StoredEvent[], type: T) =>
     events.filter((stored): stored is StoredEvent<Extract<AnnalistEvent, { type: T }>> => stored.event.type === type)
-  const catchUp = () => new ProjectionRunner({ store, pool: database.pool, projections: defaultProjections() }).catchUp()
+  const catchUp = () => new ProjectionRunner({ store, pool: rig.database.pool, projections: defaultProjections() }).catchUp()
   const listed = async (args: readonly string[]): Promise<DeadLetterJson[]> => {
     const run = await cli(['dead-tasks', 'list', ...args, '--format', 'json'])
     expect(run.stderr).toBe('')
@@ -86,58 +68,30 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('dead letters and
   }
 
   beforeAll(async () => {
-    workDir = mkdtempSync(path.join(tmpdir(), 'annalist-dead-letters-'))
-    ledgerPath = path.join(workDir, 'model-calls.jsonl')
-    if (kind === 'postgres server') {
-      database = await freshPostgresDatabase()
-    } else {
-      embedded = await startEmbeddedPostgres({ dataDir: path.join(workDir, 'pgdata') })
-      database = Object.assign(await openDatabase({ url: embedded.url }), { url: embedded.url })
-    }
-    store = new PostgresEventStore(database)
-    historian = new Historian(store, { keyRing })
-    const bundlePath = path.join(workDir, 'workflow-bundle.js')
-    writeFileSync(bundlePath, (await sharedWorkflowBundle()).code)
-    connection = await Connection.connect({ address: inject('temporalAddress') })
-    client = new Client({ connection })
-    workerEnv = {
-      ...process.env,
-      DATABASE_URL: database.url,
-      TEMPORAL_ADDRESS: inject('temporalAddress'),
-      ANNALIST_TASK_QUEUE: taskQueue,
-      ANNALIST_WORKFLOW_BUNDLE: bundlePath,
-      ANNALIST_MODEL_LEDGER: ledgerPath,
-      ANNALIST_SCRIPTED_LATENCY_MS: '20',
-      ANNALIST_MODEL_TIMEOUT_MS: '400',
-      ANNALIST_INTEGRITY_KEY: integrityKey,
-      ANNALIST_INTEGRITY_KEY_FILE: '',
-    }
-    worker = new SupervisedProcess('worker', ['worker'], { ...workerEnv, ANNALIST_FAULTS: JSON.stringify(faults) }, path.join(workDir, 'worker.log'))
-    worker.start()
+    rig = await supervisedWorker({ kind, faults, scriptedLatencyMs: 20, modelTimeoutMs: 400, taskQueuePrefix: 'dl' })
+    store = new PostgresEventStore(rig.database)
+    historian = new Historian(store, { keyRing: rig.keyRing })
+    rig.worker.start()
   })
   afterAll(async () => {
-    await worker?.stop()
-    await fixedWorker?.stop()
-    await connection?.close()
     await store?.close()
-    await database?.close()
-    await embedded?.close()
+    await rig?.close()
   })
 
   const start = (task: TaskRef) =>
-    startPipeline(client, { ...task, input: INPUT, requestedBy: 'dead-letter-test', tuning: { heartbeatTimeoutMs: 2_000, retryInitialIntervalMs: 100 } }, taskQueue)
+    startPipeline(rig.client, { ...task, input: INPUT, requestedBy: 'dead-letter-test', tuning: { heartbeatTimeoutMs: 2_000, retryInitialIntervalMs: 100 } }, rig.taskQueue)
 
   it('dead-letters a task whose synthesis timed out on every attempt, with every attempt recorded, exactly once although the worker died right after', async () => {
     // One at a time, so that the crash cannot cut short another task's attempts.
     const [other, long] = await Promise.all([start(otherExhausted), start(tooLong)])
     expect(await other.result()).toMatchObject({ status: 'failed', failedStep: 'synthesize', errorCode: 'MODEL_TIMEOUT' })
     expect(await long.result()).toMatchObject({ status: 'failed', failedStep: 'synthesize', errorCode: 'MODEL_CONTEXT_LENGTH_EXCEEDED' })
-    expect(worker.unplannedExits).toEqual([])
+    expect(rig.worker.unplannedExits).toEqual([])
 
     const result = await (await start(exhausted)).result()
     expect(result).toMatchObject({ status: 'failed', failedStep: 'synthesize', errorCode: 'MODEL_TIMEOUT' })
     // The worker was SIGKILLed right after appending the dead letter; its restarted successor finished the workflow.
-    expect(worker.unplannedExits.map((exit) => exit.signal)).toEqual(['SIGKILL'])
+    expect(rig.worker.unplannedExits.map((exit) => exit.signal)).toEqual(['SIGKILL'])
 
     const events = await eventsOf(exhausted)
     const failedTask = ofType(events, 'AgentTaskFailed')
@@ -176,13 +130,13 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('dead letters and
     expect(letter.message).toMatch(/timed out after 400 ms/)
 
     // Each synthesis attempt called the model once; nothing was lost, duplicated or repeated, and the chain is intact.
-    const ledger = readModelLedger(ledgerPath)
+    const ledger = readModelLedger(rig.ledgerPath)
     expect(ledger.filter((call) => call.tenantId === tenant && call.taskId === exhausted.taskId && call.role === 'synthesis').map((call) => call.attempt)).toEqual(everyAttempt)
-    const verification = await verifyRun({ historian, pool: database.pool, tasks: [exhausted, tooLong, otherExhausted], ledger, keyRing })
+    const verification = await verifyRun({ historian, pool: rig.database.pool, tasks: [exhausted, tooLong, otherExhausted], ledger, keyRing: rig.keyRing })
     expect(verification).toMatchObject({ duplicateEventIds: 0, modelCallsRepeatedAfterCrash: 0, tasksWithoutTerminalEvent: 0, chainsIntact: true })
 
     // Temporal's history agrees with the stream: failTask's two outcome events are one outcome, not a duplicate.
-    const reconciled = await reconcileTasks({ client, store }, await listTasks({ client, store }, { tenantId: tenant }))
+    const reconciled = await reconcileTasks({ client: rig.client, store }, await listTasks({ client: rig.client, store }, { tenantId: tenant }))
     expect(reconciled).toMatchObject({ tasksChecked: 2, findings: [] })
 
     // A failure no retry could fix is not dead-lettered; the other tenant's exhausted task is.
@@ -222,13 +176,12 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('dead letters and
 
   it('redrives the task after the fix: a linked run recording who redrove it that calls only the synthesis model again', async () => {
     // The fix: the worker restarts without the fault.
-    await worker.stop()
-    fixedWorker = new SupervisedProcess('worker', ['worker'], { ...workerEnv, ANNALIST_FAULTS: '' }, path.join(workDir, 'fixed-worker.log'))
-    fixedWorker.start()
+    await rig.worker.stop()
+    rig.addWorker('fixed-worker', { rules: [] }).start()
     const before = await eventsOf(exhausted)
     const failedRunId = ofType(before, 'AgentTaskReceived')[0]!.event.metadata.runId
     const tooLongEvents = (await eventsOf(tooLong)).length
-    const callsBefore = readModelLedger(ledgerPath).filter((call) => call.tenantId === tenant && call.taskId === exhausted.taskId)
+    const callsBefore = readModelLedger(rig.ledgerPath).filter((call) => call.tenantId === tenant && call.taskId === exhausted.taskId)
 
     const redrive = await cli(['redrive', '--tenant', tenant, '--task', exhausted.taskId, '--by', 'alice', '--note', 'provider timeout raised', '--wait'])
     expect(redrive.stderr).toBe('')
@@ -244,7 +197,7 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('dead letters and
     for (const stored of added.slice(1)) expect(stored.event.metadata.runId).toBe(started.metadata.runId)
 
     // Only synthesis was called again: routing, planning and the tools reused the failed run's recorded outcomes.
-    const calls = readModelLedger(ledgerPath).filter((call) => call.tenantId === tenant && call.taskId === exhausted.taskId)
+    const calls = readModelLedger(rig.ledgerPath).filter((call) => call.tenantId === tenant && call.taskId === exhausted.taskId)
     const newCalls = calls.slice(callsBefore.length)
     expect(newCalls.map((call) => call.role)).toEqual(['synthesis'])
     expect(calls.filter((call) => call.role === 'routing')).toHaveLength(1)
@@ -278,11 +231,11 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('dead letters and
     expect(notDead.stderr).toContain('it is not dead-lettered: it failed at step synthesize with MODEL_CONTEXT_LENGTH_EXCEEDED')
     expect((await eventsOf(exhausted)).length).toBe(after.length)
     expect((await eventsOf(tooLong)).length).toBe(tooLongEvents)
-    const described = await client.workflow.getHandle(pipelineWorkflowId(tenant, exhausted.taskId)).describe()
+    const described = await rig.client.workflow.getHandle(pipelineWorkflowId(tenant, exhausted.taskId)).describe()
     expect(described.runId).toBe(started.metadata.runId)
 
     // The incremental read models equal a rebuild from position 0.
-    expect(await rebuildAndCompare(store, database.pool, defaultProjections())).toMatchObject({ matches: true, differences: [] })
+    expect(await rebuildAndCompare(store, rig.database.pool, defaultProjections())).toMatchObject({ matches: true, differences: [] })
   }, 120_000)
 })
 

@@ -4,14 +4,14 @@ import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { seededRandom } from '../../cli/runtime/chaos/seededRandom'
 import { SupervisedProcess } from '../../cli/runtime/supervisedProcess'
-import { openDatabase, type Database } from '../../historian/adapters/postgres/database'
-import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../historian/adapters/postgres/embeddedServer'
+import type { Database } from '../../historian/adapters/postgres/database'
 import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEventStore'
 import { Historian } from '../../historian/historian'
 import { defaultProjections } from '../../projections/defaultProjections'
 import { listDeadLetters } from '../../projections/deadLetters'
 import { rebuildAndCompare } from '../../projections/rebuild'
-import { freshPostgresDatabase, randomKeyRing } from '../support/databases'
+import { randomKeyRing } from '../support/databases'
+import { servedDatabase, type ServedDatabase } from '../support/supervisedWorker'
 import { appendTaskRuns } from '../support/taskRuns'
 
 async function until<T>(probe: () => Promise<T | undefined>, timeoutMs: number, what: string): Promise<T> {
@@ -31,27 +31,22 @@ async function until<T>(probe: () => Promise<T | undefined>, timeoutMs: number, 
 describe.each(['postgres server', 'embedded PGlite'] as const)('projector SIGKILL and restart (%s)', (kind) => {
   const projections = defaultProjections()
   const names = projections.map((projection) => projection.name)
-  let database: Database & { url?: string }
-  let embedded: EmbeddedPostgres | undefined
+  let database: Database & { url: string }
+  let served: ServedDatabase | undefined
   let store: PostgresEventStore
   let projector: SupervisedProcess
   let workDir: string
 
   beforeAll(async () => {
     workDir = mkdtempSync(path.join(tmpdir(), 'annalist-projector-'))
-    if (kind === 'postgres server') {
-      database = await freshPostgresDatabase()
-    } else {
-      embedded = await startEmbeddedPostgres({ dataDir: path.join(workDir, 'pgdata') })
-      database = Object.assign(await openDatabase({ url: embedded.url }), { url: embedded.url })
-    }
+    served = await servedDatabase(kind, workDir)
+    database = served.database
     store = new PostgresEventStore(database)
   })
   afterAll(async () => {
     await projector?.stop()
     await store?.close()
-    await database?.close()
-    await embedded?.close()
+    await served?.close()
   })
 
   it('leaves read models equal to a rebuild, with no dead letters, however often it is killed', async () => {
@@ -65,7 +60,7 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('projector SIGKIL
     const lowest = async () => (await checkpoints()).reduce((low, at) => (at < low ? at : low))
     const highest = async () => (await checkpoints()).reduce((high, at) => (at > high ? at : high))
 
-    projector = new SupervisedProcess('projector', ['projector', '--batch-size', '20'], { ...process.env, DATABASE_URL: database.url! }, path.join(workDir, 'projector.log'), 100)
+    projector = new SupervisedProcess('projector', ['projector', '--batch-size', '20'], { ...process.env, DATABASE_URL: database.url }, path.join(workDir, 'projector.log'), 100)
     projector.start()
     const random = seededRandom(20_260_204)
     const killedAt: bigint[] = []

@@ -1,23 +1,14 @@
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import path from 'node:path'
-import { Client, Connection } from '@temporalio/client'
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { FaultPlan } from '../../activities/faults'
 import { readModelLedger } from '../../cli/runtime/modelLedger'
 import { startPipeline } from '../../cli/runtime/pipelineClient'
-import { SupervisedProcess } from '../../cli/runtime/supervisedProcess'
 import { verifyRun } from '../../cli/runtime/verifyRun'
-import type { Database } from '../../historian/adapters/postgres/database'
-import { openDatabase } from '../../historian/adapters/postgres/database'
-import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../historian/adapters/postgres/embeddedServer'
 import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEventStore'
 import { Historian } from '../../historian/historian'
-import { generateIntegrityKey, TenantKeyRing } from '../../historian/integrity/tenantKeyRing'
 import { verifyChain } from '../../historian/integrity/verifyChain'
 import type { TaskRef } from '../../workflows/api'
-import { freshPostgresDatabase } from '../support/databases'
-import { sharedWorkflowBundle, uniqueSuffix } from '../support/pipelineHarness'
+import { uniqueSuffix } from '../support/pipelineHarness'
+import { supervisedWorker, type SupervisedWorker } from '../support/supervisedWorker'
 
 /**
  * Kills real worker processes with SIGKILL at awkward moments - mid model call, and right after an outcome was stored but
@@ -35,55 +26,15 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('worker SIGKILL a
       { target: 'tool:send_notification', kind: 'crash_after_append', tenantId: tenant, taskId: afterNotify.taskId, attempts: [1] },
     ],
   }
-  let database: Database & { url?: string }
-  let embedded: EmbeddedPostgres | undefined
-  let worker: SupervisedProcess
-  let connection: Connection
-  let workDir: string
-  let ledgerPath: string
-  const taskQueue = `crash-${uniqueSuffix()}`
-  const integrityKey = generateIntegrityKey()
-  const keyRing = TenantKeyRing.fromText(integrityKey)
+  let rig: SupervisedWorker
 
   beforeAll(async () => {
-    workDir = mkdtempSync(path.join(tmpdir(), 'annalist-crash-'))
-    ledgerPath = path.join(workDir, 'calls.jsonl')
-    if (kind === 'postgres server') {
-      database = await freshPostgresDatabase()
-    } else {
-      embedded = await startEmbeddedPostgres({ dataDir: path.join(workDir, 'pgdata') })
-      database = Object.assign(await openDatabase({ url: embedded.url }), { url: embedded.url })
-    }
-    const bundlePath = path.join(workDir, 'workflow-bundle.js')
-    writeFileSync(bundlePath, (await sharedWorkflowBundle()).code)
-    connection = await Connection.connect({ address: inject('temporalAddress') })
-    worker = new SupervisedProcess(
-      'worker',
-      ['worker'],
-      {
-        ...process.env,
-        DATABASE_URL: database.url!,
-        TEMPORAL_ADDRESS: inject('temporalAddress'),
-        ANNALIST_TASK_QUEUE: taskQueue,
-        ANNALIST_WORKFLOW_BUNDLE: bundlePath,
-        ANNALIST_MODEL_LEDGER: ledgerPath,
-        ANNALIST_SCRIPTED_LATENCY_MS: '700',
-        ANNALIST_FAULTS: JSON.stringify(faults),
-        ANNALIST_INTEGRITY_KEY: integrityKey,
-        ANNALIST_INTEGRITY_KEY_FILE: '',
-      },
-      path.join(workDir, 'worker.log'),
-    )
+    rig = await supervisedWorker({ kind, faults, scriptedLatencyMs: 700, taskQueuePrefix: 'crash' })
   })
-  afterAll(async () => {
-    await worker?.stop()
-    await connection?.close()
-    await database?.close()
-    await embedded?.close()
-  })
+  afterAll(async () => rig?.close())
 
   it('completes every pipeline with no lost or duplicate events, no duplicate side effect and no repeated recorded model call', async () => {
-    const client = new Client({ connection })
+    const { client, database, worker, ledgerPath, taskQueue, keyRing } = rig
     worker.start()
     const start = (task: TaskRef, input: string) =>
       startPipeline(client, { ...task, input, requestedBy: 'crash-test', tuning: { heartbeatTimeoutMs: 2_000, retryInitialIntervalMs: 100 } }, taskQueue)

@@ -6,6 +6,7 @@ import { withHeartbeat, type ActivityScope } from './activityScope'
 import { eventMetadata } from './eventMetadata'
 import type { ModelClient, ModelRole } from './models/modelClient'
 import { ModelCallError } from './models/modelErrors'
+import { MODEL_CALL_ATTEMPTS } from '../workflows/api'
 import { recordAttemptFailure, recordOnce, type RecordedOutcome } from './recordOnce'
 
 /** What distinguishes one model-backed step (routing, planning, synthesis) from another. */
@@ -33,8 +34,19 @@ function modelEvent(type: string, data: Record<string, unknown>, scope: Activity
 }
 
 /**
- * Runs one model step inside the idempotent boundary. A retryable failure with attempts left is recorded as an
- * attempt failure and rethrown for Temporal to retry; a final failure becomes the step's recorded outcome and is
+ * How many model calls of this activity already failed and were recorded for a retry: the `failedType` events of this
+ * Temporal run and activity. Attempts lost to a crash, a Temporal restart or a store outage recorded nothing, so they
+ * do not count against the step's MODEL_CALL_ATTEMPTS.
+ */
+export function modelCallsFailed(stream: TaskStream, scope: Pick<ActivityScope, 'runId' | 'activityId'>, failedType: string): number {
+  return stream.events.filter(
+    (stored) => stored.event.type === failedType && stored.event.metadata.runId === scope.runId && stored.event.metadata.activityId === scope.activityId,
+  ).length
+}
+
+/**
+ * Runs one model step inside the idempotent boundary. A retryable failure with model calls left (modelCallsFailed
+ * against MODEL_CALL_ATTEMPTS) and Temporal attempts left is recorded as an attempt failure and rethrown for Temporal to retry; a final failure becomes the step's recorded outcome and is
  * thrown as a non-retryable ApplicationFailure typed with its error code, on this attempt and any later one.
  */
 export async function runModelStep<Parsed>(deps: ModelStepDeps, scope: ActivityScope, spec: ModelStepSpec<Parsed>): Promise<RecordedOutcome> {
@@ -61,7 +73,7 @@ export async function runModelStep<Parsed>(deps: ModelStepDeps, scope: ActivityS
           prompt: promptRef,
           errorCode: error.code,
           message: error.message,
-          willRetry: error.retryable && scope.hasAttemptsLeft,
+          willRetry: error.retryable && scope.hasAttemptsLeft && modelCallsFailed(stream, scope, spec.failedType) + 1 < MODEL_CALL_ATTEMPTS,
           latencyMs: Date.now() - startedAt,
         }
         const event = modelEvent(spec.failedType, failure, scope, deps.clock(), stream)

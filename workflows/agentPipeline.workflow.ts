@@ -3,6 +3,7 @@ import type { ActivityOptions } from '@temporalio/workflow'
 import type { PipelineActivities } from '../activities/pipelineActivities'
 import {
   DEFAULT_TOOL_CONCURRENCY,
+  MODEL_ACTIVITY_ATTEMPTS,
   currentStepQueryName,
   type AgentPipelineInput,
   type AgentPipelineResult,
@@ -22,11 +23,18 @@ export const currentStepQuery = defineQuery<PipelineStep>(currentStepQueryName)
 /** Failure types that no retry can fix; Temporal gives up on them at once. */
 const NON_RETRYABLE = ['MODEL_CONTEXT_LENGTH_EXCEEDED', 'INVALID_IDENTIFIER', 'EVENT_SCHEMA_INVALID', 'UNKNOWN_EVENT_TYPE', 'EVENT_ID_CONFLICT', 'BROKEN_INVARIANT']
 
-/** Attempts Temporal makes of a model or tool activity; recording activities retry without limit. */
-const MODEL_MAX_ATTEMPTS = 4
+/**
+ * Attempts Temporal makes of a model or tool activity; recording activities retry without limit. A model step's own
+ * budget of model calls is smaller (MODEL_CALL_ATTEMPTS, enforced by the activity from the recorded failures).
+ */
 const TOOL_MAX_ATTEMPTS = 5
 /** The attempts each step's activities get, for the dead letter of a step that used them all. */
-const STEP_MAX_ATTEMPTS: Partial<Record<PipelineStep, number>> = { route: MODEL_MAX_ATTEMPTS, plan: MODEL_MAX_ATTEMPTS, tools: TOOL_MAX_ATTEMPTS, synthesize: MODEL_MAX_ATTEMPTS }
+const STEP_MAX_ATTEMPTS: Partial<Record<PipelineStep, number>> = {
+  route: MODEL_ACTIVITY_ATTEMPTS,
+  plan: MODEL_ACTIVITY_ATTEMPTS,
+  tools: TOOL_MAX_ATTEMPTS,
+  synthesize: MODEL_ACTIVITY_ATTEMPTS,
+}
 
 function activityOptions(tuning: PipelineTuning | undefined, kind: 'model' | 'tool' | 'record'): ActivityOptions {
   const initialInterval = tuning?.retryInitialIntervalMs ?? 1_000
@@ -34,7 +42,7 @@ function activityOptions(tuning: PipelineTuning | undefined, kind: 'model' | 'to
   const retry = { initialInterval, backoffCoefficient: 2, maximumInterval: initialInterval * 30, nonRetryableErrorTypes: NON_RETRYABLE }
   switch (kind) {
     case 'model':
-      return { startToCloseTimeout: '5 minutes', heartbeatTimeout, retry: { ...retry, maximumAttempts: MODEL_MAX_ATTEMPTS } }
+      return { startToCloseTimeout: '5 minutes', heartbeatTimeout, retry: { ...retry, maximumAttempts: MODEL_ACTIVITY_ATTEMPTS } }
     case 'tool':
       return { startToCloseTimeout: '2 minutes', heartbeatTimeout, retry: { ...retry, maximumAttempts: TOOL_MAX_ATTEMPTS } }
     case 'record':

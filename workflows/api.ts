@@ -105,3 +105,13 @@ export interface TaskRef {
   readonly tenantId: string
   readonly taskId: string
 }
+
+/**
+ * Calls a model step makes to the model at most: the attempts that reached the model and failed, as recorded in the
+ * task's stream, plus the last one. Attempts cut short by a worker crash, a Temporal restart or a store outage are
+ * infrastructure, not the model's failures, and do not count (activities/modelStep.ts).
+ */
+export const MODEL_CALL_ATTEMPTS = 4
+
+/** Temporal attempts of a model step: a safety net above MODEL_CALL_ATTEMPTS for attempts lost to infrastructure. */
+export const MODEL_ACTIVITY_ATTEMPTS = 12

@@ -138,6 +138,8 @@ interface FoldedColumns {
   models_used: Record<string, unknown>[]
   attempts: number
   activity_attempts: Record<string, number>
+  /** When the task's latest run ended; a new run (TaskRunStarted) clears it until that run ends. */
+  finished_at: string | null
 }
 
 /** What folding a batch needs of a task's existing row, read once per batch. */
@@ -162,7 +164,6 @@ interface SummaryWrite extends FoldedColumns {
   costs: string[]
   events_applied: number
   started_at: string | null
-  finished_at: string | null
   first_position: string
   last_position: string
 }
@@ -201,6 +202,7 @@ function foldTask(row: SummaryRow | undefined, events: readonly StoredEvent[]): 
         models_used: [],
         attempts: 0,
         activity_attempts: {},
+        finished_at: null,
       }
       write = {
         tenant_id: stored.event.metadata.tenantId,
@@ -218,7 +220,7 @@ function foldTask(row: SummaryRow | undefined, events: readonly StoredEvent[]): 
         costs: [],
         events_applied: 0,
         started_at: null,
-        finished_at: null,
+        finished_at: base.finished_at,
         first_position: position,
         last_position: position,
         attempts: base.attempts,
@@ -228,6 +230,7 @@ function foldTask(row: SummaryRow | undefined, events: readonly StoredEvent[]): 
     if (delta.reopens) {
       write.failed_step = null
       write.error_code = null
+      write.finished_at = null
     }
     if (!FINISHED.includes(write.status) || delta.reopens) {
       write.status = delta.status ?? write.status
@@ -259,7 +262,8 @@ function foldTask(row: SummaryRow | undefined, events: readonly StoredEvent[]): 
 /** The existing rows of the batch's tasks, keyed by tenant and task. */
 async function readRows(client: pg.PoolClient, table: string, tasks: readonly (readonly [string, string])[]): Promise<Map<string, SummaryRow>> {
   const result = await client.query<SummaryRow>(
-    `select tenant_id, task_id, status, current_step, failed_step, error_code, route, models_used, attempts, activity_attempts, last_position
+    `select tenant_id, task_id, status, current_step, failed_step, error_code, route, models_used, attempts, activity_attempts,
+            finished_at::text as finished_at, last_position
        from ${table}
       where (tenant_id, task_id) in (select * from unnest($1::text[], $2::text[]))`,
     [tasks.map(([tenant]) => tenant), tasks.map(([, task]) => task)],
@@ -325,7 +329,7 @@ export function taskSummaryProjection(): Projection<TaskSummaryTable> {
          total_cost_usd = s.total_cost_usd + excluded.total_cost_usd,
          events_applied = s.events_applied + excluded.events_applied,
          started_at = coalesce(s.started_at, excluded.started_at),
-         finished_at = coalesce(excluded.finished_at, s.finished_at),
+         finished_at = excluded.finished_at,
          last_position = excluded.last_position,
          attempts = excluded.attempts,
          activity_attempts = excluded.activity_attempts

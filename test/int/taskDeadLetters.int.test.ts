@@ -11,6 +11,8 @@ import { InvalidQueryError } from '../../projections/queryFilters'
 import { rebuildAndCompare, rebuildProjection } from '../../projections/rebuild'
 import { ProjectionRunner, withClient } from '../../projections/runner'
 import { taskDeadLettersProjection } from '../../projections/taskDeadLetters/projection'
+import { taskSummaryProjection } from '../../projections/taskSummary/projection'
+import { taskSummaries } from '../../projections/taskSummary/query'
 import { deadLettersOfAllTenants, taskDeadLetters } from '../../projections/taskDeadLetters/query'
 import { DATABASE_BACKENDS, historianPerTest } from '../support/databases'
 import { appendTaskEvents, TaskEventFactory } from '../support/eventFactory'
@@ -226,5 +228,28 @@ describe.each(DATABASE_BACKENDS)('task dead letters read model on $backend', ({ 
       for (const stored of events) await projection.apply(client, stored, liveTables(projection))
     })
     expect(await rows(fixture.database.pool)).toEqual(batched)
+  })
+
+  it('re-opens the task summary on a redrive: running, failure and finish time cleared until the new run ends, as a rebuild has it', async () => {
+    const f = new TaskEventFactory('acme', 'task-r')
+    await appendTaskEvents(fixture.historian, 'acme', 'task-r', exhaustedRun(f).events)
+    const summaries = [taskSummaryProjection()]
+    const catchUp = (batchSize: number) => new ProjectionRunner({ store: fixture.store, pool: fixture.database.pool, projections: summaries, batchSize }).catchUp()
+    const summary = async () => (await taskSummaries(fixture.database.pool, { tenantId: 'acme', taskId: 'task-r' }))[0]!
+
+    await catchUp(100)
+    const failed = await summary()
+    expect(failed).toMatchObject({ status: 'failed', currentStep: 'synthesize', failedStep: 'synthesize', errorCode: 'MODEL_PROVIDER_ERROR' })
+    expect(failed.finishedAt).not.toBeNull()
+
+    await appendTaskEvents(fixture.historian, 'acme', 'task-r', [runStarted(f, 'redrive', 'run-1', 'run-2', 'alice', '2026-01-16T08:00:00.000Z')])
+    await catchUp(1)
+    expect(await summary()).toMatchObject({ status: 'running', currentStep: 'synthesize', failedStep: null, errorCode: null, finishedAt: null })
+
+    const done = f.completed({ totalTokens: 0, totalCostUsd: 0, toolCallsSucceeded: 1, toolCallsFailed: 0 })
+    await appendTaskEvents(fixture.historian, 'acme', 'task-r', [done])
+    await catchUp(1)
+    expect(await summary()).toMatchObject({ status: 'completed', currentStep: 'complete', failedStep: null, finishedAt: new Date(done.event.metadata.occurredAt) })
+    expect(await rebuildAndCompare(fixture.store, fixture.database.pool, summaries)).toMatchObject({ matches: true, differences: [] })
   })
 })

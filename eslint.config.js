@@ -6,9 +6,14 @@ import { builtinModules } from 'node:module'
 const nodeBuiltinPaths = builtinModules.map((name) => ({ name, message: 'workflows must not import Node modules' }))
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', '.annalist/**', 'bin/**'] },
+  { ignores: ['node_modules/**', '.annalist/**', 'bin/**', 'dist/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
+  {
+    // Build scripts are plain ES modules run by Node.
+    files: ['scripts/**/*.mjs'],
+    languageOptions: { globals: { console: 'readonly', performance: 'readonly', process: 'readonly' } },
+  },
   {
     rules: {
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],

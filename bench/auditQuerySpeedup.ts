@@ -7,7 +7,6 @@ import { createActivities } from '../activities/pipelineActivities'
 import { createDefaultTools } from '../activities/tools/registry'
 import { startPipeline, TenantIdSearchAttribute } from '../cli/runtime/pipelineClient'
 import { createPipelineWorker } from '../cli/runtime/pipelineWorker'
-import { bundleWorkflows } from '../cli/runtime/workflowBundle'
 import type { Database } from '../historian/adapters/postgres/database'
 import { PostgresEventStore } from '../historian/adapters/postgres/postgresEventStore'
 import { Historian } from '../historian/historian'
@@ -161,7 +160,7 @@ export async function measureAuditQuerySpeedup(options: AuditQuerySpeedupOptions
     tools: createDefaultTools({ pool }),
     clock: () => new Date(),
   })
-  const worker = await createPipelineWorker({ connection: workerConnection, namespace: 'default', taskQueue, activities, workflowBundle: await bundleWorkflows() })
+  const worker = await createPipelineWorker({ connection: workerConnection, namespace: 'default', taskQueue, activities })
   const running = worker.run()
   const projector = new ProjectionRunner({ store, pool, projections: [analyticsProjection()], batchSize: 500 })
   const projecting = projector.start()

@@ -6,7 +6,6 @@ import { createActivities } from '../activities/pipelineActivities'
 import { createDefaultTools } from '../activities/tools/registry'
 import { startPipeline } from '../cli/runtime/pipelineClient'
 import { createPipelineWorker } from '../cli/runtime/pipelineWorker'
-import { bundleWorkflows } from '../cli/runtime/workflowBundle'
 import type { Database } from '../historian/adapters/postgres/database'
 import { Historian } from '../historian/historian'
 import { generateIntegrityKey, TenantKeyRing } from '../historian/integrity/tenantKeyRing'
@@ -57,7 +56,6 @@ export async function measurePipelineThroughput(options: {
   const workerConnection = await NativeConnection.connect({ address: options.temporalAddress })
   const clientConnection = await Connection.connect({ address: options.temporalAddress })
   const client = new Client({ connection: clientConnection })
-  const bundle = await bundleWorkflows()
   const runTag = Date.now().toString(36)
   // Both variants chain their events under a throwaway key, so the ratio includes the cost of the hashing.
   const keyRing = TenantKeyRing.fromText(generateIntegrityKey())
@@ -69,7 +67,7 @@ export async function measurePipelineThroughput(options: {
       tools: createDefaultTools({ pool: options.database.pool }),
       clock: () => new Date(),
     })
-    const worker = await createPipelineWorker({ connection: workerConnection, namespace: 'default', taskQueue, activities, workflowBundle: bundle })
+    const worker = await createPipelineWorker({ connection: workerConnection, namespace: 'default', taskQueue, activities })
     return { name, taskQueue, worker, running: worker.run() }
   }
   const withHistorian = await variant('with', options.durable)

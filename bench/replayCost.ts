@@ -11,7 +11,6 @@ import { startLinkedRun } from '../cli/runtime/linkedRuns'
 import { readModelLedger } from '../cli/runtime/modelLedger'
 import { startPipeline } from '../cli/runtime/pipelineClient'
 import { createPipelineWorker } from '../cli/runtime/pipelineWorker'
-import { bundleWorkflows } from '../cli/runtime/workflowBundle'
 import type { Database } from '../historian/adapters/postgres/database'
 import { PostgresEventStore } from '../historian/adapters/postgres/postgresEventStore'
 import { Historian } from '../historian/historian'
@@ -57,7 +56,6 @@ export async function measureReplayCost(options: { temporalAddress: string; data
     connection: workerConnection,
     namespace: 'default',
     taskQueue,
-    workflowBundle: await bundleWorkflows(),
     activities: createActivities({
       historian,
       models: new ModelClient(modelsFromConfig({ provider: 'scripted', latencyMs: 0, ledgerPath })),

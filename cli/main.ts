@@ -1,4 +1,5 @@
 import { Argument, Command, Option } from 'commander'
+import { version } from '../package.json'
 import { reportFatal } from './runtime/reportFatal'
 
 /** The `annalist` CLI: one program, one sub-command per process or query. Commands load lazily so each starts fast. */
@@ -6,6 +7,7 @@ function buildProgram(): Command {
   const program = new Command('annalist')
     .description('Orchestrator-plus-historian for multi-tenant AI agent pipelines')
     .option('--verbose', 'print stack traces with errors')
+    .version(`annalist ${version} (Node ${process.version})`, '-V, --version', 'print the version and the Node.js it runs on')
     .showHelpAfterError()
 
   program
@@ -38,8 +40,9 @@ function buildProgram(): Command {
 
   program
     .command('worker')
-    .description('run a pipeline worker (Temporal activities and workflows) until SIGINT/SIGTERM')
-    .action(async () => (await import('./commands/worker')).workerCommand())
+    .description('run a pipeline worker (Temporal activities and workflows) on the cluster at TEMPORAL_ADDRESS until SIGINT/SIGTERM')
+    .option('--dev', 'start a private Temporal dev server for this worker instead of using TEMPORAL_ADDRESS (local development only)')
+    .action(async (options) => (await import('./commands/worker')).workerCommand(options))
 
   program
     .command('projector')

@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { PlannedToolCall, RunOverrides, type AnnalistEvent, type ReplayableStep } from './events'
+import { PipelineStepName, PlannedToolCall, RunOverrides, type AnnalistEvent, type ReplayableStep } from './events'
 
 /**
  * Version of the TaskState shape and of what `evolve` computes. Bump it whenever either changes: snapshots record the
@@ -74,7 +74,7 @@ const ToolOutcomeStateSchema = z.union([
 /** The TaskState shape as a schema: what a stored snapshot's state must match before it is trusted. */
 export const TaskStateSchema: z.ZodType<TaskState> = z.object({
   status: z.enum(['new', 'running', 'completed', 'failed']),
-  currentStep: z.enum(['receive', 'route', 'plan', 'tools', 'synthesize', 'complete']),
+  currentStep: PipelineStepName,
   input: z.string().optional(),
   route: z.string().optional(),
   candidateRoutes: z.array(z.string()).optional(),

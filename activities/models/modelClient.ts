@@ -1,4 +1,4 @@
-import type { LanguageModelV3 } from '@ai-sdk/provider'
+import type { LanguageModelV4 } from '@ai-sdk/provider'
 import { APICallError } from '@ai-sdk/provider'
 import { generateText } from 'ai'
 import { z } from 'zod'
@@ -36,7 +36,7 @@ export interface ModelPricing {
 /** The model that plays one role, with what Annalist records about it. */
 export interface RoleModel {
   role: ModelRole
-  model: LanguageModelV3
+  model: LanguageModelV4
   provider: string
   modelId: string
   pricing: ModelPricing

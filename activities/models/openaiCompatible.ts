@@ -1,4 +1,4 @@
-import type { LanguageModelV3 } from '@ai-sdk/provider'
+import type { LanguageModelV4 } from '@ai-sdk/provider'
 import { createOpenAICompatible } from '@ai-sdk/openai-compatible'
 
 /** Provider name of OpenAI-compatible models in model references. */
@@ -19,7 +19,7 @@ export interface OpenAICompatibleSettings {
  * The provider is deliberately named `openai-compatible`: the SDK copies `providerOptions[<provider name>]` into the
  * request body, so naming it `annalist` would send Annalist's call context (tenant and task ids) to the model server.
  */
-export function openAICompatibleModel(settings: OpenAICompatibleSettings, modelName: string): LanguageModelV3 {
+export function openAICompatibleModel(settings: OpenAICompatibleSettings, modelName: string): LanguageModelV4 {
   const provider = createOpenAICompatible({
     name: OPENAI_COMPATIBLE_PROVIDER,
     baseURL: settings.baseURL,

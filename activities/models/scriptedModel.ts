@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto'
 import { appendFileSync } from 'node:fs'
 import type {
-  LanguageModelV3,
-  LanguageModelV3CallOptions,
-  LanguageModelV3GenerateResult,
-  LanguageModelV3Prompt,
-  LanguageModelV3StreamResult,
+  LanguageModelV4,
+  LanguageModelV4CallOptions,
+  LanguageModelV4GenerateResult,
+  LanguageModelV4Prompt,
+  LanguageModelV4StreamResult,
 } from '@ai-sdk/provider'
 import { APICallError, UnsupportedFunctionalityError } from '@ai-sdk/provider'
 import { type FaultPlan, matchFault } from '../faults'
@@ -192,7 +192,7 @@ export function scriptedLoopAnswer(input: string, route: string, summary: LoopSu
   return [head, ...lines, ...(hidden > 0 ? [`(${hidden} more results not shown.)`] : [])].join('\n')
 }
 
-function promptTexts(prompt: LanguageModelV3Prompt): { system: string; user: string } {
+function promptTexts(prompt: LanguageModelV4Prompt): { system: string; user: string } {
   const system: string[] = []
   const user: string[] = []
   for (const message of prompt) {
@@ -205,12 +205,12 @@ function promptTexts(prompt: LanguageModelV3Prompt): { system: string; user: str
 }
 
 /**
- * A deterministic LanguageModelV3 with no network, the embedded default. Replies are a pure function of the prompt
+ * A deterministic LanguageModelV4 with no network, the embedded default. Replies are a pure function of the prompt
  * text and the role in `providerOptions.annalist`; the fault plan makes it time out, answer malformed JSON or reject the
  * prompt as too long, as real models do.
  */
-export class ScriptedModel implements LanguageModelV3 {
-  readonly specificationVersion = 'v3' as const
+export class ScriptedModel implements LanguageModelV4 {
+  readonly specificationVersion = 'v4' as const
   readonly provider = SCRIPTED_PROVIDER
   readonly modelId: string
   readonly supportedUrls: Record<string, RegExp[]> = {}
@@ -226,7 +226,7 @@ export class ScriptedModel implements LanguageModelV3 {
     return `${this.modelId}-${this.options.version ?? SCRIPTED_MODEL_VERSION}`
   }
 
-  async doGenerate(options: LanguageModelV3CallOptions): Promise<LanguageModelV3GenerateResult> {
+  async doGenerate(options: LanguageModelV4CallOptions): Promise<LanguageModelV4GenerateResult> {
     const parsed = AnnalistCallOptions.safeParse(options.providerOptions?.[ANNALIST_PROVIDER_OPTIONS_KEY])
     if (!parsed.success) {
       throw new Error(`ScriptedModel needs providerOptions.${ANNALIST_PROVIDER_OPTIONS_KEY} {role, tenantId, taskId, activityId, attempt}: ${parsed.error.message}`)
@@ -274,7 +274,7 @@ export class ScriptedModel implements LanguageModelV3 {
     }
   }
 
-  doStream(_options: LanguageModelV3CallOptions): PromiseLike<LanguageModelV3StreamResult> {
+  doStream(_options: LanguageModelV4CallOptions): PromiseLike<LanguageModelV4StreamResult> {
     return Promise.reject(
       new UnsupportedFunctionalityError({
         functionality: 'streaming',
@@ -306,7 +306,7 @@ export class ScriptedModel implements LanguageModelV3 {
     return readPromptValue(prompt, PromptLabel.style) === 'bullets' ? answer.replace(/\n\[/g, '\n- [') : answer
   }
 
-  private contextLengthError(options: LanguageModelV3CallOptions): APICallError {
+  private contextLengthError(options: LanguageModelV4CallOptions): APICallError {
     const message = `This model's maximum context length is 8192 tokens, but the request has more (${this.modelId}, injected fault).`
     const body = { error: { message, type: 'invalid_request_error', param: 'messages', code: 'context_length_exceeded' } }
     return new APICallError({

@@ -1,30 +1,38 @@
 import { NativeConnection } from '@temporalio/worker'
-import { loadConfig, requireIntegrityKeyRing } from '../runtime/config'
+import { ConfigError, loadConfig, requireIntegrityKeyRing } from '../runtime/config'
 import { pipelineActivities } from '../runtime/activityDeps'
 import { createPipelineWorker } from '../runtime/pipelineWorker'
 import { openStorage } from '../runtime/storage'
 import { exitWhenSupervisorDies } from '../runtime/supervisorWatchdog'
 import { resolveTemporal } from '../runtime/temporalServer'
+import { loadPrebuiltWorkflowBundle } from '../runtime/workflowBundle'
 
-/** `annalist worker`: serves the pipeline until SIGINT/SIGTERM. Without TEMPORAL_ADDRESS it starts a local dev server. */
-export async function workerCommand(): Promise<void> {
+/**
+ * `annalist worker`: serves the pipeline on the cluster at TEMPORAL_ADDRESS until SIGINT/SIGTERM. Only with `--dev` does
+ * it start a private dev server instead, which no other process knows about: for trying a worker out on its own.
+ */
+export async function workerCommand(options: { dev?: boolean }): Promise<void> {
   const config = loadConfig()
+  if (!config.temporalAddress && !options.dev) {
+    throw new ConfigError('TEMPORAL_ADDRESS', 'not set: a worker serves a running cluster (TEMPORAL_ADDRESS=host:port); pass --dev to start a private dev server instead')
+  }
+  if (config.temporalAddress && options.dev) throw new ConfigError('TEMPORAL_ADDRESS', `is set (${config.temporalAddress}), and --dev asks for a private dev server: use one or the other`)
   requireIntegrityKeyRing(config)
+  const workflowBundle = loadPrebuiltWorkflowBundle()
   const storage = await openStorage(config)
   const temporal = await resolveTemporal({ allowBuild: true, onProgress: (message) => console.error(message) })
   const connection = await NativeConnection.connect({ address: temporal.address })
   try {
-    const bundlePath = process.env.ANNALIST_WORKFLOW_BUNDLE
     const worker = await createPipelineWorker({
       connection,
       namespace: temporal.namespace,
       taskQueue: config.taskQueue,
       activities: pipelineActivities(config, storage),
-      workflowBundle: bundlePath ? { codePath: bundlePath } : undefined,
+      workflowBundle,
       identity: `annalist-worker-${process.pid}`,
     })
     exitWhenSupervisorDies(() => worker.shutdown())
-    console.error(`worker ${process.pid} serving task queue ${config.taskQueue} on ${temporal.address} (${storage.store.kind} historian)`)
+    console.error(`worker ${process.pid} serving task queue ${config.taskQueue} on ${temporal.address}${temporal.source === 'address' ? '' : ' (private dev server)'} (${storage.store.kind} historian)`)
     await worker.run()
   } finally {
     await connection.close()

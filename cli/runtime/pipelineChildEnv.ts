@@ -1,7 +1,6 @@
-import { writeFileSync } from 'node:fs'
 import path from 'node:path'
 import type { FaultPlan } from '../../activities/faults'
-import { bundleWorkflows } from './workflowBundle'
+import { loadPrebuiltWorkflowBundle } from './workflowBundle'
 
 /** What a supervised worker or projector child of the demo, the fault campaign or a benchmark needs to know. */
 export interface PipelineChildSettings {
@@ -9,8 +8,6 @@ export interface PipelineChildSettings {
   readonly temporalAddress: string
   readonly temporalNamespace: string
   readonly taskQueue: string
-  /** A pre-built workflow bundle (bundleWorkflows), so restarted workers start in a second. */
-  readonly workflowBundlePath: string
   /** Where the scripted model records each call as it starts (readModelLedger). */
   readonly modelLedgerPath: string
   readonly modelLatencyMs: number
@@ -28,7 +25,6 @@ export function pipelineChildEnv(settings: PipelineChildSettings, base: NodeJS.P
     TEMPORAL_ADDRESS: settings.temporalAddress,
     TEMPORAL_NAMESPACE: settings.temporalNamespace,
     ANNALIST_TASK_QUEUE: settings.taskQueue,
-    ANNALIST_WORKFLOW_BUNDLE: settings.workflowBundlePath,
     ANNALIST_MODEL_LEDGER: settings.modelLedgerPath,
     ANNALIST_SCRIPTED_LATENCY_MS: String(settings.modelLatencyMs),
     ANNALIST_MODEL_TIMEOUT_MS: String(settings.modelTimeoutMs),
@@ -37,16 +33,17 @@ export function pipelineChildEnv(settings: PipelineChildSettings, base: NodeJS.P
   }
 }
 
-/** The run files every pipeline child shares: the workflow bundle written once into the run's directory, and the model-call ledger. */
+/** The run files every pipeline child shares: the model-call ledger. */
 export interface PipelineRunFiles {
   readonly taskQueue: string
-  readonly workflowBundlePath: string
   readonly modelLedgerPath: string
 }
 
-/** Bundles the workflows into `runDir` (so restarted workers skip bundling) and names the model-call ledger beside it. */
+/**
+ * Names the model-call ledger in `runDir`, after checking that the prebuilt workflow bundle the workers will load matches
+ * its sources: a stale build then stops the run with one line, instead of every worker child in a restart loop.
+ */
 export async function preparePipelineRun(runDir: string, taskQueue: string): Promise<PipelineRunFiles> {
-  const workflowBundlePath = path.join(runDir, 'workflow-bundle.js')
-  writeFileSync(workflowBundlePath, (await bundleWorkflows()).code)
-  return { taskQueue, workflowBundlePath, modelLedgerPath: path.join(runDir, 'model-calls.jsonl') }
+  loadPrebuiltWorkflowBundle()
+  return Promise.resolve({ taskQueue, modelLedgerPath: path.join(runDir, 'model-calls.jsonl') })
 }

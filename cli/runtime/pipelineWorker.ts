@@ -1,14 +1,17 @@
 import { NativeConnection, Worker, type WorkflowBundleOption } from '@temporalio/worker'
 import type { createActivities } from '../../activities/pipelineActivities'
-import { WORKFLOWS_PATH } from './workflowBundle'
+import { loadPrebuiltWorkflowBundle, WORKFLOWS_PATH } from './workflowBundle'
 
 export interface PipelineWorkerOptions {
   readonly connection: NativeConnection
   readonly namespace: string
   readonly taskQueue: string
   readonly activities: ReturnType<typeof createActivities>
-  /** A pre-built bundle (see bundleWorkflows); without one the worker bundles the workflows itself. */
-  readonly workflowBundle?: WorkflowBundleOption
+  /**
+   * The workflow code: a bundle, by default the prebuilt `dist/workflow-bundle.js` (refused if its sources changed), or
+   * `bundle-at-start` to bundle the workflow sources while the worker starts (what every worker did before the build step).
+   */
+  readonly workflowBundle?: WorkflowBundleOption | 'bundle-at-start'
   readonly identity?: string
   readonly maxConcurrentActivities?: number
 }
@@ -20,7 +23,9 @@ export async function createPipelineWorker(options: PipelineWorkerOptions): Prom
     namespace: options.namespace,
     taskQueue: options.taskQueue,
     activities: options.activities,
-    ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
+    ...(options.workflowBundle === 'bundle-at-start'
+      ? { workflowsPath: WORKFLOWS_PATH }
+      : { workflowBundle: options.workflowBundle ?? loadPrebuiltWorkflowBundle() }),
     ...(options.identity ? { identity: options.identity } : {}),
     maxConcurrentActivityTaskExecutions: options.maxConcurrentActivities ?? 32,
     shutdownGraceTime: '2 seconds',

@@ -1,9 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { openSync, closeSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
+import path from 'node:path'
+import { packageRoot } from '../../historian/packageRoot'
 import { SUPERVISOR_PID_VARIABLE } from './supervisorWatchdog'
 
-const CLI_ENTRY = fileURLToPath(new URL('../../bin/annalist.js', import.meta.url))
+const CLI_ENTRY = path.join(packageRoot(), 'bin', 'annalist.js')
 
 /** One exit of a supervised child that nobody asked for. */
 export interface UnplannedExit {

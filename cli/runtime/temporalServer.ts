@@ -7,7 +7,7 @@ import { join } from 'node:path'
 
 import { Connection, isGrpcServiceError } from '@temporalio/client'
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common'
-import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/search-attributes'
+import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/search-attributes.js'
 
 import { SEARCH_ATTRIBUTES } from '../../workflows/api'
 import {

@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { EventMetadata } from './metadata'
+import { PipelineStepName } from './task'
 
 /** The steps a new run can start from: everything after `receive` (the task's input is always reused). */
 export const ReplayableStep = z.enum(['route', 'plan', 'tools', 'synthesize'])
@@ -92,7 +93,7 @@ export type FailedAttempt = z.infer<typeof FailedAttempt>
 export const TaskDeadLettered = z.object({
   type: z.literal('TaskDeadLettered'),
   data: z.object({
-    failedStep: z.enum(['receive', 'route', 'plan', 'tools', 'synthesize', 'complete']),
+    failedStep: PipelineStepName,
     errorCode: z.string().min(1),
     message: z.string(),
     attempts: z.number().int().nonnegative(),

@@ -1,6 +1,10 @@
 import { z } from 'zod'
 import { EventMetadata } from './metadata'
 
+/** The steps of the pipeline, in order: where a task is, or where it failed. */
+export const PipelineStepName = z.enum(['receive', 'route', 'plan', 'tools', 'synthesize', 'complete'])
+export type PipelineStepName = z.infer<typeof PipelineStepName>
+
 /** A tenant's task was accepted by the pipeline; carries the input as received. */
 export const AgentTaskReceived = z.object({
   type: z.literal('AgentTaskReceived'),
@@ -32,7 +36,7 @@ export type AgentTaskCompleted = z.infer<typeof AgentTaskCompleted>
 export const AgentTaskFailed = z.object({
   type: z.literal('AgentTaskFailed'),
   data: z.object({
-    failedStep: z.enum(['receive', 'route', 'plan', 'tools', 'synthesize', 'complete']),
+    failedStep: PipelineStepName,
     errorCode: z.string().min(1),
     message: z.string(),
   }),

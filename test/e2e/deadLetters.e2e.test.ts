@@ -13,7 +13,7 @@ import { startPipeline } from '../../cli/runtime/pipelineClient'
 import { createPipelineWorker } from '../../cli/runtime/pipelineWorker'
 import { verifyRun } from '../../cli/runtime/verifyRun'
 import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEventStore'
-import type { AnnalistEvent, TaskDeadLettered, TaskRunStarted } from '../../historian/events'
+import type { TaskDeadLettered, TaskRunStarted } from '../../historian/events'
 import { Historian, type StoredEvent } from '../../historian/historian'
 import { defaultProjections } from '../../projections/defaultProjections'
 import { rebuildAndCompare } from '../../projections/rebuild'
@@ -23,6 +23,7 @@ import { pipelineWorkflowId, type TaskRef } from '../../workflows/api'
 import { freshPgliteDatabase, randomKeyRing } from '../support/databases'
 import { sharedWorkflowBundle, uniqueSuffix } from '../support/pipelineHarness'
 import { runAnnalist } from '../support/runCli'
+import { eventsOfType } from '../support/storedEvents'
 import { supervisedWorker, type SupervisedWorker } from '../support/supervisedWorker'
 
 type DeadLetterJson = Omit<TaskDeadLetter, 'position' | 'deadLetteredAt' | 'redrivenAt'> & { position: string; deadLetteredAt: string; redrivenAt: string | null }
@@ -57,8 +58,7 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('dead letters and
 
   const cli = (args: readonly string[]) => runAnnalist(args, rig.cliEnv)
   const eventsOf = async (task: TaskRef): Promise<readonly StoredEvent[]> => (await historian.readTask(task.tenantId, task.taskId)).events
-  const ofType = <T extends AnnalistEvent['type']>(events: readonly StoredEvent[], type: T) =>
-    events.filter((stored): stored is StoredEvent<Extract<AnnalistEvent, { type: T }>> => stored.event.type === type)
+  const ofType = eventsOfType
   const catchUp = () => new ProjectionRunner({ store, pool: rig.database.pool, projections: defaultProjections() }).catchUp()
   const listed = async (args: readonly string[]): Promise<DeadLetterJson[]> => {
     const run = await cli(['dead-tasks', 'list', ...args, '--format', 'json'])

@@ -12,7 +12,7 @@ import { listTasks } from '../../cli/runtime/temporalHistories'
 import { verifyRun } from '../../cli/runtime/verifyRun'
 import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEventStore'
 import { Checkpoint } from '../../historian/checkpoints/checkpoint'
-import type { AnnalistEvent, TaskRunStarted } from '../../historian/events'
+import type { TaskRunStarted } from '../../historian/events'
 import { Historian, type StoredEvent } from '../../historian/historian'
 import { verifyChain } from '../../historian/integrity/verifyChain'
 import { auditTrail } from '../../projections/auditTimeline/query'
@@ -24,6 +24,7 @@ import { pipelineWorkflowId, type AgentPipelineInput, type TaskRef } from '../..
 import type { agentPipeline } from '../../workflows'
 import { uniqueSuffix } from '../support/pipelineHarness'
 import { runAnnalist } from '../support/runCli'
+import { eventsOfType } from '../support/storedEvents'
 import { supervisedWorker, type SupervisedWorker } from '../support/supervisedWorker'
 
 const CALC_INPUT = 'Calculate (1250 * 12) + 380 for the budget'
@@ -47,8 +48,7 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('replay from a ch
 
   const cli = (args: readonly string[]) => runAnnalist(args, rig.cliEnv)
   const eventsOf = async (task: TaskRef): Promise<readonly StoredEvent[]> => (await historian.readTask(task.tenantId, task.taskId)).events
-  const ofType = <T extends AnnalistEvent['type']>(events: readonly StoredEvent[], type: T) =>
-    events.filter((stored): stored is StoredEvent<Extract<AnnalistEvent, { type: T }>> => stored.event.type === type)
+  const ofType = eventsOfType
   const ledgerOf = (task: TaskRef) => readModelLedger(rig.ledgerPath).filter((call) => call.tenantId === task.tenantId && call.taskId === task.taskId)
   /** The events a run recorded after its TaskRunStarted (the run is named by its Temporal run ID). */
   const eventsOfRun = (events: readonly StoredEvent[], runId: string) => {

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 
 import { Client, Connection } from '@temporalio/client'
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common'
-import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/search-attributes'
+import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/search-attributes.js'
 import { msToTs } from '@temporalio/common/lib/time'
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest'
 

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { Client, Connection } from '@temporalio/client'
-import { NativeConnection, type WorkflowBundleWithSourceMap } from '@temporalio/worker'
+import { NativeConnection, type WorkflowBundle } from '@temporalio/worker'
 import { inject } from 'vitest'
 import type { FaultPlan } from '../../activities/faults'
 import { ModelClient } from '../../activities/models/modelClient'
@@ -13,15 +13,15 @@ import { Historian } from '../../historian/historian'
 import type { TenantKeyRing } from '../../historian/integrity/tenantKeyRing'
 import { startPipeline } from '../../cli/runtime/pipelineClient'
 import { createPipelineWorker } from '../../cli/runtime/pipelineWorker'
-import { bundleWorkflows } from '../../cli/runtime/workflowBundle'
+import { loadPrebuiltWorkflowBundle } from '../../cli/runtime/workflowBundle'
 import type { AgentPipelineInput, AgentPipelineResult } from '../../workflows/api'
 import { freshPgliteDatabase, freshPostgresDatabase, randomKeyRing } from './databases'
 
-let bundle: Promise<WorkflowBundleWithSourceMap> | undefined
+let bundle: WorkflowBundle | undefined
 
-/** The workflow bundle, built once per test file. */
-export function sharedWorkflowBundle(): Promise<WorkflowBundleWithSourceMap> {
-  bundle ??= bundleWorkflows()
+/** The prebuilt workflow bundle (`npm test` builds it first), read once per test file. */
+export async function sharedWorkflowBundle(): Promise<WorkflowBundle> {
+  bundle ??= loadPrebuiltWorkflowBundle()
   return bundle
 }
 
@@ -47,7 +47,7 @@ export interface PipelineHarness {
 /** A real Temporal worker with the real activities over a fresh database (PostgreSQL server or PGlite) and the scripted model. */
 export async function pipelineHarness(
   kind: 'postgres' | 'pglite',
-  options: { faults?: FaultPlan; latencyMs?: number; ledgerPath?: string; workflowBundle?: WorkflowBundleWithSourceMap } = {},
+  options: { faults?: FaultPlan; latencyMs?: number; ledgerPath?: string; workflowBundle?: WorkflowBundle } = {},
 ): Promise<PipelineHarness> {
   const database = kind === 'postgres' ? await freshPostgresDatabase() : await freshPgliteDatabase()
   const store = new PostgresEventStore(database)

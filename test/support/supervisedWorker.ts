@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { Client, Connection } from '@temporalio/client'
@@ -9,7 +9,7 @@ import { openDatabase, type Database } from '../../historian/adapters/postgres/d
 import { startEmbeddedPostgres } from '../../historian/adapters/postgres/embeddedServer'
 import { generateIntegrityKey, TenantKeyRing } from '../../historian/integrity/tenantKeyRing'
 import { freshPostgresDatabase } from './databases'
-import { sharedWorkflowBundle, uniqueSuffix } from './pipelineHarness'
+import { uniqueSuffix } from './pipelineHarness'
 
 /** Which database a process test runs on, for `describe.each`. */
 export type ServedDatabaseKind = 'postgres server' | 'embedded PGlite'
@@ -75,8 +75,6 @@ export async function supervisedWorker(options: {
   const ledgerPath = path.join(workDir, 'calls.jsonl')
   const served = await servedDatabase(options.kind, workDir)
   const { database } = served
-  const bundlePath = path.join(workDir, 'workflow-bundle.js')
-  writeFileSync(bundlePath, (await sharedWorkflowBundle()).code)
   const connection = await Connection.connect({ address: inject('temporalAddress') })
   const taskQueue = `${options.taskQueuePrefix ?? 'worker'}-${uniqueSuffix()}`
   const integrityKey = generateIntegrityKey()
@@ -85,7 +83,6 @@ export async function supervisedWorker(options: {
   const workerEnv: NodeJS.ProcessEnv = {
     ...inherited,
     ...cliEnv,
-    ANNALIST_WORKFLOW_BUNDLE: bundlePath,
     ANNALIST_MODEL_LEDGER: ledgerPath,
     ANNALIST_SCRIPTED_LATENCY_MS: String(options.scriptedLatencyMs ?? 0),
     ...(options.modelTimeoutMs === undefined ? {} : { ANNALIST_MODEL_TIMEOUT_MS: String(options.modelTimeoutMs) }),

@@ -225,6 +225,6 @@ describe('ScriptedModel through ModelClient and the AI SDK', () => {
     const roles: ModelRole[] = ['routing', 'planning', 'synthesis']
     const ids = roles.map((role) => (models[role] as RoleModel).modelId)
     expect(ids).toEqual(['scripted-router', 'scripted-planner', 'scripted-synthesizer'])
-    for (const role of roles) expect(models[role].model.specificationVersion).toBe('v3')
+    for (const role of roles) expect(models[role].model.specificationVersion).toBe('v4')
   })
 })

@@ -1,9 +1,10 @@
-import { fileURLToPath } from 'node:url'
+import path from 'node:path'
 import { runner } from 'node-pg-migrate'
 import type pg from 'pg'
+import { packageRoot } from '../../packageRoot'
 
 /** The SQL migrations shipped with Annalist (`migrations/NNN_name.sql`), applied in file-name order. */
-export const MIGRATIONS_DIR = fileURLToPath(new URL('../../../migrations', import.meta.url))
+export const MIGRATIONS_DIR = path.join(packageRoot(), 'migrations')
 
 /** The table node-pg-migrate records applied migrations in. */
 export const MIGRATIONS_TABLE = 'annalist_migrations'

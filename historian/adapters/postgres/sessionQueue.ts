@@ -30,7 +30,9 @@ function isBoundary(message: Uint8Array): boolean {
  * statement requires 3") as soon as two processes send parameterized queries at once.
  *
  * It implements the queue interface PGLiteSocketHandler calls: enqueue, clearQueueForHandler, clearTransactionIfNeeded,
- * getQueueLength.
+ * getQueueLength. That interface is internal to pglite-socket (not exported, not documented), which is why package.json
+ * pins @electric-sql/pglite-socket to one exact version: upgrade it only together with this class. Upstream bug:
+ * https://github.com/electric-sql/pglite/issues/1046 (fix proposed in https://github.com/electric-sql/pglite/pull/977).
  */
 export class SessionQueue {
   private queue: QueuedMessage[] = []

@@ -7,13 +7,13 @@ import {
   LOOP_SAMPLE_RESULTS,
   loopPlanningPrompt,
   loopSynthesisPrompt,
-  parseLoopPlanningReply,
   type LoopPlanningReply,
   type LoopPosition,
   type LoopProgress,
   type LoopSummary,
 } from './models/loopPrompts'
 import type { RenderedPrompt } from './models/modelClient'
+import { loopPlanningReplySchema } from './models/planSchemas'
 import { promptRef, type SynthesisToolResult } from './models/prompts'
 import type { ToolRegistry } from './tools/registry'
 
@@ -54,7 +54,7 @@ export function planIterationStep(tools: ToolRegistry, loop: LoopPosition): Mode
       const vars = { input: recorded(state.input, 'input'), route: recorded(state.route, 'route'), tools: tools.list(), loop, progress: loopProgress(state) }
       return withRef(loopPlanningPrompt.render(vars), loopPlanningPrompt)
     },
-    parse: (text) => parseLoopPlanningReply(text, loop),
+    reply: { schema: loopPlanningReplySchema(tools, loop) },
     invokedData: (reply) => ({ iteration: loop.iteration, toolCalls: reply.toolCalls, done: reply.done }),
   }
 }

@@ -4,7 +4,8 @@ import { brokenInvariant } from './failures'
 import { renderLoopSynthesis } from './loopSteps'
 import type { ModelStepSpec } from './modelStep'
 import type { RenderedPrompt } from './models/modelClient'
-import { planningPrompt, promptRef, promptTemplateFor, Route, routingPrompt, synthesisPrompt, type PlanningReply, type PromptTemplate, type RoutingReply, type SynthesisToolResult } from './models/prompts'
+import { planningReplySchema } from './models/planSchemas'
+import { promptRef, promptTemplateFor, Route, RoutingReply, synthesisPrompt, type PlanningReply, type PromptTemplate, type SynthesisToolResult } from './models/prompts'
 import type { ToolRegistry } from './tools/registry'
 
 function rendered<V>(template: PromptTemplate<V, unknown>, vars: V): RenderedPrompt & { promptRef: PromptRef } {
@@ -26,7 +27,7 @@ export const routingStep: ModelStepSpec<RoutingReply> = {
   invokedType: 'RoutingModelInvoked',
   failedType: 'RoutingModelFailed',
   render: (state: TaskState) => rendered(promptTemplateFor('routing', state.overrides?.promptVersions.routing), { input: required(state.input, 'input') }),
-  parse: (text) => routingPrompt.parseReply(text),
+  reply: { schema: RoutingReply },
   invokedData: (reply) => ({ route: reply.route, candidateRoutes: [...OFFERED_ROUTES] }),
 }
 
@@ -37,7 +38,7 @@ export function planningStep(tools: ToolRegistry): ModelStepSpec<PlanningReply> 
     invokedType: 'PlanCreated',
     failedType: 'PlanningModelFailed',
     render: (state) => rendered(promptTemplateFor('planning', state.overrides?.promptVersions.planning), { input: required(state.input, 'input'), route: required(state.route, 'route'), tools: tools.list() }),
-    parse: (text) => planningPrompt.parseReply(text),
+    reply: { schema: planningReplySchema(tools) },
     invokedData: (reply) => ({ toolCalls: reply.toolCalls }),
   }
 }
@@ -60,6 +61,6 @@ export const synthesisStep: ModelStepSpec<string> = {
   // A long loop's answer comes from counts and a sample of results (activities/loopSteps.ts), not from every result.
   render: (state) =>
     state.iterations > 0 ? renderLoopSynthesis(state) : rendered(promptTemplateFor('synthesis', state.overrides?.promptVersions.synthesis), { input: required(state.input, 'input'), route: required(state.route, 'route'), toolResults: toolResultsOf(state) }),
-  parse: (text) => synthesisPrompt.parseReply(text),
+  reply: { parseText: (text) => synthesisPrompt.parseReply(text) },
   invokedData: (answer) => ({ answer }),
 }

@@ -1,5 +1,5 @@
 import type { AnnalistEvent } from '../historian/events'
-import { attemptFailureEventId, outcomeEventId } from '../historian/eventIds'
+import { attemptFailureEventId, outcomeEventId, repairFailureEventId } from '../historian/eventIds'
 import type { Historian, PendingEvent, StreamTail, TaskStream } from '../historian/historian'
 import { ConcurrencyError } from '../historian/port'
 import type { ActivityScope } from './activityScope'
@@ -82,12 +82,14 @@ export async function recordOnce({ historian, scope, work }: RecordOnceOptions):
 }
 
 /**
- * Records that this attempt failed and Temporal will retry it. A failed attempt is a fact about that attempt,
- * so its event ID includes the attempt number; recording it twice is still a no-op.
+ * Records that a call of this attempt failed and another follows: Temporal's retry, or (`repair`) the failure of the
+ * step's repair call made in this attempt. A failed attempt is a fact about that attempt, so its event ID includes the
+ * attempt number; recording it twice is still a no-op. Returns the event's ID.
  */
-export async function recordAttemptFailure(historian: Historian, scope: ActivityScope, event: AnnalistEvent): Promise<void> {
-  const eventId = attemptFailureEventId(scope.workflowId, scope.runId, scope.activityId, scope.attempt)
+export async function recordAttemptFailure(historian: Historian, scope: ActivityScope, event: AnnalistEvent, kind: 'call' | 'repair' = 'call'): Promise<string> {
+  const eventId = (kind === 'repair' ? repairFailureEventId : attemptFailureEventId)(scope.workflowId, scope.runId, scope.activityId, scope.attempt)
   const stream = await historian.readTask(scope.tenantId, scope.taskId)
-  if (stream.events.some((stored) => stored.eventId === eventId)) return
+  if (stream.events.some((stored) => stored.eventId === eventId)) return eventId
   await appendOrFind(historian, scope, [{ eventId, event }], stream)
+  return eventId
 }

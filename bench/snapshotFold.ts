@@ -66,7 +66,8 @@ function loopEvent(tenantId: string, taskId: string, n: number): AnnalistEvent {
   }
   const model = { provider: 'openai-compatible', modelId: 'gpt-4.1-mini', modelVersion: '2025-04-14' }
   const prompt = (id: string) => ({ templateId: id, templateVersion: '1.0.0', ref: `prompt-template://${id}@1.0.0#sha256:${sha256(id)}`, sha256: sha256(id) })
-  const usage = { inputTokens: 420, outputTokens: 38, costUsd: 0.000231 }
+  const usage = { inputTokens: 420, outputTokens: 38, costUsd: 0.000231, reported: true }
+  const reply = { finishReason: 'stop', systemFingerprint: null, callIndex: 0, structuredOutput: { dialect: 'json_schema', path: 'constrained' } as const }
   const tool = {
     toolCallId,
     toolName: 'lookup_account',
@@ -79,9 +80,9 @@ function loopEvent(tenantId: string, taskId: string, n: number): AnnalistEvent {
     type === 'AgentTaskReceived'
       ? { input: 'Watch account ACC-1042 and report every balance change', inputSha256: sha256('watch'), requestedBy: 'bench' }
       : type === 'RoutingModelInvoked'
-        ? { model, prompt: prompt('route-task'), responseText: '{"route":"account"}', usage, latencyMs: 310, route: 'account', candidateRoutes: [...ROUTES_OFFERED_IN_V1] }
+        ? { model, prompt: prompt('route-task'), responseText: '{"route":"account"}', usage, latencyMs: 310, ...reply, route: 'account', candidateRoutes: [...ROUTES_OFFERED_IN_V1] }
         : type === 'PlanCreated'
-          ? { model, prompt: prompt('plan-tool-calls'), responseText: 'plan', usage, latencyMs: 820, toolCalls: TOOL_CALLS.map((id) => ({ toolCallId: id, toolName: 'lookup_account', parameters: { accountId: 'ACC-1042' } })) }
+          ? { model, prompt: prompt('plan-tool-calls'), responseText: 'plan', usage, latencyMs: 820, ...reply, toolCalls: TOOL_CALLS.map((id) => ({ toolCallId: id, toolName: 'lookup_account', parameters: { accountId: 'ACC-1042' } })) }
           : type === 'ToolCallFailed'
             ? { ...tool, errorCode: 'TOOL_TIMEOUT', message: 'account service did not answer within 5 s' }
             : { ...tool, result: { accountId: 'ACC-1042', balanceCents: 1_204_500 + n, currency: 'EUR', asOf: metadata.occurredAt } }

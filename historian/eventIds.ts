@@ -19,6 +19,14 @@ export function attemptFailureEventId(workflowId: string, runId: string, activit
   return uuidv5(`${workflowId}:${runId}:${activityId}:attempt-${attempt}:failed`, ANNALIST_EVENT_NAMESPACE)
 }
 
+/**
+ * The ID of the event recording that one attempt's repair call failed (activities/modelStep.ts): a model step records at
+ * most one failed call plus, when the step's one repair ran in the same attempt, that repair's failure.
+ */
+export function repairFailureEventId(workflowId: string, runId: string, activityId: string, attempt: number): string {
+  return uuidv5(`${workflowId}:${runId}:${activityId}:attempt-${attempt}:repair-failed`, ANNALIST_EVENT_NAMESPACE)
+}
+
 /** Idempotency key handed to a side-effecting tool, derived like event IDs and never from the attempt. */
 export function toolIdempotencyKey(workflowId: string, runId: string, activityId: string): string {
   return uuidv5(`${workflowId}:${runId}:${activityId}:side-effect`, ANNALIST_EVENT_NAMESPACE)

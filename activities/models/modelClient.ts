@@ -1,9 +1,10 @@
 import type { LanguageModelV4 } from '@ai-sdk/provider'
 import { APICallError } from '@ai-sdk/provider'
-import { generateText } from 'ai'
+import { generateText, NoObjectGeneratedError, NoOutputGeneratedError, Output, type ModelMessage } from 'ai'
 import { z } from 'zod'
-import type { ModelRef, ModelUsage } from '../../historian/events/common'
-import { ModelCallError } from './modelErrors'
+import type { ModelRef, ModelUsage, OutputDialect, StructuredOutputPath } from '../../historian/events/common'
+import { ModelCallError, NO_USAGE, type FailedReply } from './modelErrors'
+import { readStructuredReply } from './structuredReply'
 
 /** The three model roles of the pipeline. */
 export const ModelRole = { routing: 'routing', planning: 'planning', synthesis: 'synthesis' } as const
@@ -24,6 +25,8 @@ export const AnnalistCallOptions = z.object({
   attempt: z.number().int().positive(),
   /** The Temporal run of the calling activity: a replay calls again with the same activity ID in a new run. */
   runId: z.string().min(1).optional(),
+  /** Which call of the step this is in its run (0 first; a repair or a retry after a recorded failure counts up). */
+  callIndex: z.number().int().nonnegative().optional(),
 })
 export type AnnalistCallOptions = z.infer<typeof AnnalistCallOptions>
 
@@ -41,6 +44,10 @@ export interface RoleModel {
   modelId: string
   pricing: ModelPricing
   timeoutMs: number
+  /** Most tokens one reply of this role may have: generation stops there (finish reason `length`). */
+  maxOutputTokens: number
+  /** How this role's model is asked for structured output (routing and planning; synthesis writes text). */
+  dialect: OutputDialect
   /** The same provider and role with another model name, for a run that overrides the role's model; absent: no overrides. */
   withModelId?: (modelId: string) => RoleModel
 }
@@ -52,6 +59,8 @@ export interface ModelCallContext {
   activityId: string
   attempt: number
   runId?: string
+  /** Which call of the step this is in its run (0 first), for the call ledger. */
+  callIndex?: number
   abortSignal?: AbortSignal
 }
 
@@ -61,18 +70,44 @@ export interface RenderedPrompt {
   prompt: string
 }
 
+/** What a call asks beyond the prompt: a structured value of `schema`, a repair of an earlier reply, another model. */
+export interface ModelCallOptions<T> {
+  /** Ask for a value of this schema (in the role's dialect); without it the reply is text. */
+  readonly schema?: z.ZodType<T>
+  /** Re-ask after a reply that failed validation: the reply, and what was wrong with it. */
+  readonly repair?: { readonly reply: string; readonly problem: string }
+  /** A run's override of the role's model (another model name of the same provider). */
+  readonly modelId?: string
+}
+
+/** The value of a structured call, and how it was obtained. */
+export interface StructuredValue<T> {
+  readonly value: T
+  readonly dialect: OutputDialect
+  readonly path: Exclude<StructuredOutputPath, 'repaired'>
+}
+
 /** What one successful model call produced and cost. */
-export interface ModelCallResult {
+export interface ModelCallResult<T = never> {
   text: string
+  /** Present for calls with a schema. */
+  structured?: StructuredValue<T>
   modelRef: ModelRef
   usage: ModelUsage
   latencyMs: number
+  finishReason: string | null
+  systemFingerprint: string | null
 }
 
 /** The cost of a call in US dollars, rounded to 1e-10 so repeated sums stay stable. */
 export function modelCostUsd(pricing: ModelPricing, inputTokens: number, outputTokens: number): number {
   const cost = (inputTokens * pricing.inputUsdPerMTok + outputTokens * pricing.outputUsdPerMTok) / 1_000_000
   return Math.round(cost * 1e10) / 1e10
+}
+
+/** A rough token count of text a provider never reported on: four characters a token, the usual rule of thumb for English. */
+export function estimateTokens(text: string): number {
+  return Math.ceil(text.length / 4)
 }
 
 /** True when an API error says the prompt did not fit the model's context window (OpenAI-compatible servers answer 400). */
@@ -88,7 +123,22 @@ function isAbortLike(error: unknown): boolean {
   return error instanceof Error && (error.name === 'AbortError' || error.name === 'TimeoutError' || error.name === 'ResponseAborted')
 }
 
-/** Calls the model of each role through the AI SDK, with a per-role timeout, and maps failures to ModelCallError. */
+/** Request header carrying the call context to the call ledger's fetch (openaiCompatible.ts), which removes it before sending. */
+export const LEDGER_CONTEXT_HEADER = 'x-annalist-ledger-call'
+
+/** What the provider said about a reply, from the SDK's result or error. */
+interface ReplyMeta {
+  readonly usage: { inputTokens?: number | undefined; outputTokens?: number | undefined } | undefined
+  readonly finishReason: string | undefined
+  readonly response: { modelId?: string; body?: unknown } | undefined
+}
+
+function systemFingerprintOf(body: unknown): string | null {
+  const value = body !== null && typeof body === 'object' ? (body as { system_fingerprint?: unknown }).system_fingerprint : undefined
+  return typeof value === 'string' && value !== '' ? value : null
+}
+
+/** Calls the model of each role through the AI SDK, with a per-role timeout and output bound, and maps failures to ModelCallError. */
 export class ModelClient {
   readonly #overridden = new Map<string, RoleModel>()
 
@@ -108,7 +158,11 @@ export class ModelClient {
     let model = this.#overridden.get(key)
     if (!model) {
       if (!configured.withModelId) {
-        throw new ModelCallError('MODEL_PROVIDER_ERROR', `${role} model ${configured.provider}/${configured.modelId} cannot be replaced by ${modelId}`, { retryable: false, latencyMs: 0 })
+        throw new ModelCallError('MODEL_PROVIDER_ERROR', `${role} model ${configured.provider}/${configured.modelId} cannot be replaced by ${modelId}`, {
+          retryable: false,
+          latencyMs: 0,
+          usage: NO_USAGE,
+        })
       }
       model = configured.withModelId(modelId)
       this.#overridden.set(key, model)
@@ -123,11 +177,14 @@ export class ModelClient {
   }
 
   /**
-   * Calls the role's model once (or the model named `modelId` in the role's provider, for a run that overrides it): no
-   * SDK retries (Temporal owns retries), bounded by the role's timeout and the caller's signal.
+   * Calls the role's model once (or the model named `options.modelId` in the role's provider, for a run that overrides
+   * it): no SDK retries (Temporal owns retries), bounded by the role's timeout, its output-token limit and the caller's
+   * signal. With `options.schema` the reply must be a value of it, asked for in the role's dialect; a reply that is not
+   * throws MODEL_OUTPUT_MALFORMED, or MODEL_OUTPUT_TRUNCATED when generation hit the token limit. Every error carries
+   * the call's usage, reported or estimated.
    */
-  async call(role: ModelRole, rendered: RenderedPrompt, ctx: ModelCallContext, modelId?: string): Promise<ModelCallResult> {
-    const roleModel = this.roleModel(role, modelId)
+  async call<T = never>(role: ModelRole, rendered: RenderedPrompt, ctx: ModelCallContext, options: ModelCallOptions<T> = {}): Promise<ModelCallResult<T>> {
+    const roleModel = this.roleModel(role, options.modelId)
     const started = this.clock()
     const timeout = new AbortController()
     const timer = setTimeout(() => {
@@ -143,31 +200,41 @@ export class ModelClient {
       activityId: ctx.activityId,
       attempt: ctx.attempt,
       ...(ctx.runId === undefined ? {} : { runId: ctx.runId }),
+      ...(ctx.callIndex === undefined ? {} : { callIndex: ctx.callIndex }),
     }
+    const schema = options.schema
+    const constrained = schema !== undefined && roleModel.dialect !== 'prompt'
+    const estimatedInput = estimateTokens(`${rendered.system}\n${rendered.prompt}${options.repair ? `\n${options.repair.reply}\n${options.repair.problem}` : ''}`)
+    const latency = () => Math.max(0, this.clock() - started)
     try {
       const result = await generateText({
         model: roleModel.model,
         system: rendered.system,
-        prompt: rendered.prompt,
+        messages: messagesOf(rendered, options.repair),
         abortSignal,
         maxRetries: 0,
+        maxOutputTokens: roleModel.maxOutputTokens,
+        // The raw body carries what the SDK does not surface, such as `system_fingerprint`.
+        include: { responseBody: true },
+        headers: { [LEDGER_CONTEXT_HEADER]: JSON.stringify({ ...callOptions, modelId: roleModel.modelId }) },
         providerOptions: { [ANNALIST_PROVIDER_OPTIONS_KEY]: callOptions },
+        ...(constrained ? { output: Output.object({ schema }) } : {}),
       })
-      const latencyMs = Math.max(0, this.clock() - started)
-      const inputTokens = result.usage.inputTokens ?? 0
-      const outputTokens = result.usage.outputTokens ?? 0
-      return {
-        text: result.text,
-        modelRef: {
-          provider: roleModel.provider,
-          modelId: roleModel.modelId,
-          modelVersion: result.response.modelId || roleModel.modelId,
-        },
-        usage: { inputTokens, outputTokens, costUsd: modelCostUsd(roleModel.pricing, inputTokens, outputTokens) },
-        latencyMs,
-      }
+      const meta: ReplyMeta = { usage: result.usage, finishReason: result.rawFinishReason ?? result.finishReason, response: result.response }
+      const reply = this.replyFacts(roleModel, meta, estimatedInput)
+      if (schema === undefined) return { text: result.text, ...reply, latencyMs: latency() }
+      const constrainedValue = constrained ? outputOf<T>(result) : undefined
+      if (constrainedValue !== undefined) return { text: result.text, structured: { value: constrainedValue, dialect: roleModel.dialect, path: 'constrained' }, ...reply, latencyMs: latency() }
+      return { text: result.text, structured: this.readReply(roleModel, result.text, schema, reply, latency()), ...reply, latencyMs: latency() }
     } catch (error) {
-      throw this.toModelCallError(roleModel, error, Math.max(0, this.clock() - started), {
+      if (schema !== undefined && NoObjectGeneratedError.isInstance(error)) {
+        // The endpoint did not enforce the schema this time: look for the value in the text before calling it malformed.
+        const reply = this.replyFacts(roleModel, { usage: error.usage, finishReason: error.finishReason, response: error.response }, estimatedInput)
+        const text = error.text ?? ''
+        return { text, structured: this.readReply(roleModel, text, schema, reply, latency()), ...reply, latencyMs: latency() }
+      }
+      if (error instanceof ModelCallError) throw error
+      throw this.toModelCallError(roleModel, error, latency(), estimatedInput, {
         timedOut: timeout.signal.aborted,
         callerAborted: ctx.abortSignal?.aborted ?? false,
       })
@@ -176,36 +243,100 @@ export class ModelClient {
     }
   }
 
+  /** The value in a reply's text (extracted), or the malformed or truncated error that records the reply and its usage. */
+  private readReply<T>(roleModel: RoleModel, text: string, schema: z.ZodType<T>, reply: Omit<FailedReply, 'text'>, latencyMs: number): StructuredValue<T> {
+    const reading = readStructuredReply(text, schema)
+    if (reading.ok) return { value: reading.value, dialect: roleModel.dialect, path: 'extracted' }
+    const truncated = reply.finishReason === 'length'
+    const what = `${roleModel.role} model ${roleModel.provider}/${roleModel.modelId}`
+    const message = truncated ? `${what} reply was cut off at the ${roleModel.maxOutputTokens}-token limit: ${reading.problem}` : `${what}: ${reading.problem}`
+    throw new ModelCallError(truncated ? 'MODEL_OUTPUT_TRUNCATED' : 'MODEL_OUTPUT_MALFORMED', message, {
+      retryable: true,
+      latencyMs,
+      modelRef: reply.modelRef,
+      usage: reply.usage,
+      reply: { ...reply, text },
+      problem: reading.problem,
+    })
+  }
+
+  private replyFacts(roleModel: RoleModel, meta: ReplyMeta, estimatedInput: number): Omit<FailedReply, 'text'> {
+    const reported = meta.usage?.inputTokens !== undefined || meta.usage?.outputTokens !== undefined
+    const inputTokens = reported ? (meta.usage?.inputTokens ?? 0) : estimatedInput
+    const outputTokens = reported ? (meta.usage?.outputTokens ?? 0) : 0
+    return {
+      modelRef: { provider: roleModel.provider, modelId: roleModel.modelId, modelVersion: meta.response?.modelId || roleModel.modelId },
+      usage: { inputTokens, outputTokens, costUsd: modelCostUsd(roleModel.pricing, inputTokens, outputTokens), reported },
+      finishReason: meta.finishReason ?? null,
+      systemFingerprint: systemFingerprintOf(meta.response?.body),
+    }
+  }
+
   private toModelCallError(
     roleModel: RoleModel,
     error: unknown,
     latencyMs: number,
+    estimatedInput: number,
     aborted: { timedOut: boolean; callerAborted: boolean },
   ): ModelCallError {
     const modelRef = { provider: roleModel.provider, modelId: roleModel.modelId, modelVersion: roleModel.modelId }
+    // Nothing came back, so nothing was reported: the prompt's estimated size, flagged, is what the call is known to have cost.
+    const usage: ModelUsage = { inputTokens: estimatedInput, outputTokens: 0, costUsd: modelCostUsd(roleModel.pricing, estimatedInput, 0), reported: false }
     const what = `${roleModel.role} model ${roleModel.provider}/${roleModel.modelId}`
     if (aborted.timedOut || aborted.callerAborted || isAbortLike(error)) {
       const why = aborted.timedOut ? `timed out after ${roleModel.timeoutMs} ms` : 'was aborted'
-      return new ModelCallError('MODEL_TIMEOUT', `${what} ${why}`, { retryable: true, latencyMs, modelRef, cause: error })
+      return new ModelCallError('MODEL_TIMEOUT', `${what} ${why}`, { retryable: true, latencyMs, modelRef, usage, cause: error })
     }
     if (APICallError.isInstance(error)) {
       if (isContextLengthError(error)) {
-        return new ModelCallError('MODEL_CONTEXT_LENGTH_EXCEEDED', `${what}: prompt exceeds the context window: ${error.message}`, {
+        return new ModelCallError('MODEL_CONTEXT_LENGTH_EXCEEDED', `${what}: prompt exceeds the context window: ${boundedProviderText(error.message)}`, {
           retryable: false,
           latencyMs,
           modelRef,
+          usage,
           cause: error,
         })
       }
       const status = error.statusCode === undefined ? 'no HTTP status' : `HTTP ${error.statusCode}`
-      return new ModelCallError('MODEL_PROVIDER_ERROR', `${what} failed (${status}): ${error.message}`, {
+      return new ModelCallError('MODEL_PROVIDER_ERROR', `${what} failed (${status}): ${boundedProviderText(error.message)}`, {
         retryable: error.isRetryable,
         latencyMs,
         modelRef,
+        usage,
         cause: error,
       })
     }
     const message = error instanceof Error ? error.message : String(error)
-    return new ModelCallError('MODEL_PROVIDER_ERROR', `${what} failed: ${message}`, { retryable: false, latencyMs, modelRef, cause: error })
+    return new ModelCallError('MODEL_PROVIDER_ERROR', `${what} failed: ${boundedProviderText(message)}`, { retryable: false, latencyMs, modelRef, usage, cause: error })
   }
+}
+
+/** The SDK's parsed output, or undefined when it parsed none (a reply cut off before any text). */
+function outputOf<T>(result: { readonly output: unknown }): T | undefined {
+  try {
+    return result.output as T
+  } catch (error) {
+    if (NoOutputGeneratedError.isInstance(error)) return undefined
+    throw error
+  }
+}
+
+/** Provider error text, on one line and at most 300 characters: it is stored in events and shown to operators. */
+function boundedProviderText(text: string): string {
+  const line = text.replace(/\s+/g, ' ').trim()
+  return line.length > 300 ? `${line.slice(0, 297)}...` : line
+}
+
+/** The conversation sent: the prompt, and for a repair the reply that failed plus what to fix. */
+function messagesOf(rendered: RenderedPrompt, repair: ModelCallOptions<unknown>['repair']): ModelMessage[] {
+  const messages: ModelMessage[] = [{ role: 'user', content: rendered.prompt }]
+  if (!repair) return messages
+  return [
+    ...messages,
+    { role: 'assistant', content: repair.reply },
+    {
+      role: 'user',
+      content: `That reply cannot be used: ${repair.problem}. Reply again with only the JSON value the instructions ask for, with no prose and no code fence.`,
+    },
+  ]
 }

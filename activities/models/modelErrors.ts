@@ -1,9 +1,23 @@
 import type { z } from 'zod'
-import type { ModelErrorCode, ModelRef } from '../../historian/events/common'
+import type { ModelErrorCode, ModelRef, ModelUsage } from '../../historian/events/common'
+import { readStructuredReply } from './structuredReply'
+
+/** A reply that came back but could not be used: its text, and what the provider said about it. */
+export interface FailedReply {
+  readonly text: string
+  readonly modelRef: ModelRef
+  readonly usage: ModelUsage
+  readonly finishReason: string | null
+  readonly systemFingerprint: string | null
+}
+
+/** Usage of a call that never reached a model, or whose reply's usage the thrower does not hold. */
+export const NO_USAGE: ModelUsage = { inputTokens: 0, outputTokens: 0, costUsd: 0, reported: false }
 
 /**
  * Thrown when a model call fails: it timed out or was aborted, the prompt exceeded the context window, the provider
- * returned an error, or the reply could not be parsed. `retryable` says whether another attempt may succeed.
+ * returned an error, or the reply could not be used (malformed, or truncated at the token limit). `retryable` says
+ * whether another attempt may succeed; `usage` is what the call used, reported by the provider or estimated.
  */
 export class ModelCallError extends Error {
   readonly code: ModelErrorCode
@@ -11,11 +25,16 @@ export class ModelCallError extends Error {
   readonly latencyMs: number
   /** The model that failed; null when the error came from parsing a reply (the caller holds the result's modelRef). */
   readonly modelRef: ModelRef | null
+  readonly usage: ModelUsage
+  /** The reply, for malformed and truncated replies (what a repair call quotes back); null when none came. */
+  readonly reply: FailedReply | null
+  /** What was wrong with the reply, in words that never quote it; null when there was no reply. */
+  readonly problem: string | null
 
   constructor(
     code: ModelErrorCode,
     message: string,
-    details: { retryable: boolean; latencyMs: number; modelRef?: ModelRef | null; cause?: unknown },
+    details: { retryable: boolean; latencyMs: number; usage?: ModelUsage; modelRef?: ModelRef | null; reply?: FailedReply; problem?: string; cause?: unknown },
   ) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause })
     this.name = 'ModelCallError'
@@ -23,40 +42,22 @@ export class ModelCallError extends Error {
     this.retryable = details.retryable
     this.latencyMs = details.latencyMs
     this.modelRef = details.modelRef ?? null
+    this.usage = details.usage ?? NO_USAGE
+    this.reply = details.reply ?? null
+    this.problem = details.problem ?? null
   }
-}
-
-/** Removes a Markdown code fence around a reply, which chat models often add even when asked for bare JSON. */
-function stripCodeFence(text: string): string {
-  const trimmed = text.trim()
-  const fenced = /^```[a-zA-Z]*\s*\n([\s\S]*?)\n?```$/.exec(trimmed)
-  return fenced?.[1]?.trim() ?? trimmed
 }
 
 /**
- * Parses a model reply as JSON and validates it with `schema`. Throws ModelCallError MODEL_OUTPUT_MALFORMED (retryable:
- * a resample may succeed) naming what was wrong.
+ * Reads a model reply's text as a value of `schema`, tolerantly (readStructuredReply). Throws ModelCallError
+ * MODEL_OUTPUT_MALFORMED (retryable: a resample may succeed) naming what was wrong without quoting the reply.
  */
-export function parseModelJson<T>(text: string, schema: z.ZodType<T>, latencyMs = 0): T {
-  let value: unknown
-  try {
-    value = JSON.parse(stripCodeFence(text))
-  } catch (error) {
-    const preview = text.length > 120 ? `${text.slice(0, 120)}...` : text
-    throw new ModelCallError('MODEL_OUTPUT_MALFORMED', `model reply is not valid JSON (${(error as Error).message}): ${JSON.stringify(preview)}`, {
-      retryable: true,
-      latencyMs,
-      cause: error,
-    })
-  }
-  const parsed = schema.safeParse(value)
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`)
-    throw new ModelCallError('MODEL_OUTPUT_MALFORMED', `model reply does not match the expected shape: ${problems.join('; ')}`, {
-      retryable: true,
-      latencyMs,
-      cause: parsed.error,
-    })
-  }
-  return parsed.data
+export function parseModelJson<T>(text: string, schema: z.ZodType<T>): T {
+  const reading = readStructuredReply(text, schema)
+  if (reading.ok) return reading.value
+  throw new ModelCallError('MODEL_OUTPUT_MALFORMED', `model reply: ${reading.problem}`, {
+    retryable: true,
+    latencyMs: 0,
+    problem: reading.problem,
+  })
 }

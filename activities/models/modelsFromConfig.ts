@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { OutputDialect } from '../../historian/events/common'
 import { FaultPlan, faultPlanFromEnv } from '../faults'
 import { MODEL_ROLES, type ModelPricing, type ModelRole, type RoleModel } from './modelClient'
 import { OPENAI_COMPATIBLE_PROVIDER, openAICompatibleModel } from './openaiCompatible'
@@ -18,6 +19,21 @@ export const RolePricing = z.strictObject({
 })
 export type RolePricing = z.infer<typeof RolePricing>
 
+/**
+ * Most tokens one reply of each role may have. Routing answers one short JSON value, planning a few tool calls, synthesis
+ * a short answer; the limits keep a model that rambles from running until the call's timeout. The timeout stays the outer bound.
+ */
+export const MaxOutputTokens = z.strictObject({
+  routing: z.number().int().positive().default(64),
+  planning: z.number().int().positive().default(768),
+  synthesis: z.number().int().positive().default(1024),
+})
+export type MaxOutputTokens = z.infer<typeof MaxOutputTokens>
+
+/** How structured output is asked for: one of the dialects, or `auto`, which probes the endpoint at start-up (outputProbe.ts). */
+export const OutputDialectSetting = z.enum(['auto', ...OutputDialect.options])
+export type OutputDialectSetting = z.infer<typeof OutputDialectSetting>
+
 /** Configuration of the deterministic, network-free scripted models (the embedded default). */
 export const ScriptedModelConfig = z.strictObject({
   provider: z.literal('scripted'),
@@ -26,6 +42,7 @@ export const ScriptedModelConfig = z.strictObject({
   ledgerPath: z.string().min(1).optional(),
   pricing: RolePricing.optional(),
   timeoutMs: z.number().int().positive().default(30_000),
+  maxOutputTokens: MaxOutputTokens.prefault({}),
 })
 
 /** Configuration of models served by an OpenAI-compatible chat-completions endpoint. */
@@ -36,6 +53,11 @@ export const OpenAICompatibleModelConfig = z.strictObject({
   models: z.strictObject({ routing: z.string().min(1), planning: z.string().min(1), synthesis: z.string().min(1) }),
   pricing: RolePricing.optional(),
   timeoutMs: z.number().int().positive().default(60_000),
+  maxOutputTokens: MaxOutputTokens.prefault({}),
+  /** The structured-output dialect the endpoint speaks; `auto` (the default) probes it at worker start-up. */
+  outputDialect: OutputDialectSetting.default('auto'),
+  /** Where each call is recorded before its request leaves (the client-side call ledger); none when unset. */
+  ledgerPath: z.string().min(1).optional(),
 })
 
 /** Which models play the routing, planning and synthesis roles. */
@@ -74,13 +96,20 @@ function describeIssues(error: z.ZodError): string {
   return error.issues.map((issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`).join('; ')
 }
 
-/** Builds the model of each role from a validated configuration. */
-export function modelsFromConfig(input: ModelConfigInput): Record<ModelRole, RoleModel> {
+/**
+ * Builds the model of each role from a validated configuration. An openai-compatible configuration whose dialect is
+ * `auto` needs the dialect the start-up probe settled on (`dialect`; see outputProbe.ts). The scripted models honour
+ * every dialect, so they take the one configured, or `json_schema`.
+ */
+export function modelsFromConfig(input: ModelConfigInput, resolved: { dialect?: OutputDialect } = {}): Record<ModelRole, RoleModel> {
   const parsed = ModelConfig.safeParse(input)
   if (!parsed.success) throw new ModelConfigError('model config', describeIssues(parsed.error))
   const config = parsed.data
+  const dialect = resolved.dialect ?? (config.provider === 'scripted' ? 'json_schema' : config.outputDialect)
+  if (dialect === 'auto') throw new ModelConfigError('ANNALIST_MODEL_OUTPUT_DIALECT', 'is auto: probe the endpoint (resolveOutputDialect) before building its models')
   // Each role's model can be swapped for another name of the same provider (a replay's `--model ROLE=NAME`), same price.
   const roleModel = (role: ModelRole, modelId: string): RoleModel => {
+    const common = { role, modelId, timeoutMs: config.timeoutMs, maxOutputTokens: config.maxOutputTokens[role], dialect, withModelId: (name: string) => roleModel(role, name) }
     if (config.provider === 'scripted') {
       const model = new ScriptedModel({
         modelId,
@@ -88,12 +117,13 @@ export function modelsFromConfig(input: ModelConfigInput): Record<ModelRole, Rol
         ...(config.faults === undefined ? {} : { faults: config.faults }),
         ...(config.ledgerPath === undefined ? {} : { ledgerPath: config.ledgerPath }),
       })
-      const pricing = config.pricing?.[role] ?? SCRIPTED_PRICING[role]
-      return { role, model, provider: SCRIPTED_PROVIDER, modelId, pricing, timeoutMs: config.timeoutMs, withModelId: (name) => roleModel(role, name) }
+      return { ...common, model, provider: SCRIPTED_PROVIDER, pricing: config.pricing?.[role] ?? SCRIPTED_PRICING[role] }
     }
-    const model = openAICompatibleModel({ baseURL: config.baseURL, ...(config.apiKey === undefined ? {} : { apiKey: config.apiKey }) }, modelId)
-    const pricing = config.pricing?.[role] ?? FREE
-    return { role, model, provider: OPENAI_COMPATIBLE_PROVIDER, modelId, pricing, timeoutMs: config.timeoutMs, withModelId: (name) => roleModel(role, name) }
+    const model = openAICompatibleModel(
+      { baseURL: config.baseURL, dialect, ...(config.apiKey === undefined ? {} : { apiKey: config.apiKey }), ...(config.ledgerPath === undefined ? {} : { ledgerPath: config.ledgerPath }) },
+      modelId,
+    )
+    return { ...common, model, provider: OPENAI_COMPATIBLE_PROVIDER, pricing: config.pricing?.[role] ?? FREE }
   }
   const entries = MODEL_ROLES.map((role): [ModelRole, RoleModel] => [role, roleModel(role, config.provider === 'scripted' ? SCRIPTED_MODEL_IDS[role] : config.models[role])])
   return Object.fromEntries(entries) as Record<ModelRole, RoleModel>
@@ -108,41 +138,54 @@ function readVar<T>(env: NodeJS.ProcessEnv, name: string, schema: z.ZodType<T>):
 
 const optionalInt = (min: number) => z.coerce.number().int().min(min).optional()
 
-function readPricing(env: NodeJS.ProcessEnv): RolePricing | undefined {
-  const raw = env.ANNALIST_MODEL_PRICING?.trim()
+/** A variable holding JSON of `schema` (per-role settings); undefined when unset. */
+function readJsonVar<T>(env: NodeJS.ProcessEnv, name: string, schema: z.ZodType<T>): T | undefined {
+  const raw = env[name]?.trim()
   if (!raw) return undefined
   let value: unknown
   try {
     value = JSON.parse(raw)
   } catch (error) {
-    throw new ModelConfigError('ANNALIST_MODEL_PRICING', `not valid JSON (${(error as Error).message})`)
+    throw new ModelConfigError(name, `not valid JSON (${(error as Error).message})`)
   }
-  const parsed = RolePricing.safeParse(value)
-  if (!parsed.success) throw new ModelConfigError('ANNALIST_MODEL_PRICING', describeIssues(parsed.error))
+  const parsed = schema.safeParse(value)
+  if (!parsed.success) throw new ModelConfigError(name, describeIssues(parsed.error))
   return parsed.data
 }
+
+const MaxOutputTokensInput = z.strictObject({
+  routing: z.number().int().positive().optional(),
+  planning: z.number().int().positive().optional(),
+  synthesis: z.number().int().positive().optional(),
+})
 
 /**
  * Model configuration from the environment: `ANNALIST_MODEL_PROVIDER` (`scripted`, the default, or `openai-compatible`);
  * for openai-compatible `ANNALIST_OPENAI_BASE_URL`, `ANNALIST_OPENAI_API_KEY` (optional) and `ANNALIST_MODEL_ROUTING`,
  * `ANNALIST_MODEL_PLANNING`, `ANNALIST_MODEL_SYNTHESIS`; optionally `ANNALIST_MODEL_TIMEOUT_MS`, `ANNALIST_MODEL_PRICING`
- * (JSON, per role); for scripted also `ANNALIST_SCRIPTED_LATENCY_MS`, `ANNALIST_MODEL_LEDGER` and `ANNALIST_FAULTS`.
+ * (JSON, per role), `ANNALIST_MODEL_MAX_OUTPUT_TOKENS` (JSON, per role), `ANNALIST_MODEL_LEDGER`; for openai-compatible
+ * also `ANNALIST_MODEL_OUTPUT_DIALECT`; for scripted also `ANNALIST_SCRIPTED_LATENCY_MS` and `ANNALIST_FAULTS`.
  * Throws ModelConfigError naming the first missing or invalid variable.
  */
 export function modelConfigFromEnv(env: NodeJS.ProcessEnv): ModelConfig {
   const provider = readVar(env, 'ANNALIST_MODEL_PROVIDER', z.enum(['scripted', 'openai-compatible']).default('scripted'))
   const timeoutMs = readVar(env, 'ANNALIST_MODEL_TIMEOUT_MS', optionalInt(1))
-  const pricing = readPricing(env)
-  const common = { ...(timeoutMs === undefined ? {} : { timeoutMs }), ...(pricing === undefined ? {} : { pricing }) }
+  const pricing = readJsonVar(env, 'ANNALIST_MODEL_PRICING', RolePricing)
+  const maxOutputTokens = readJsonVar(env, 'ANNALIST_MODEL_MAX_OUTPUT_TOKENS', MaxOutputTokensInput)
+  const ledgerPath = readVar(env, 'ANNALIST_MODEL_LEDGER', z.string().optional())
+  const common = {
+    ...(timeoutMs === undefined ? {} : { timeoutMs }),
+    ...(pricing === undefined ? {} : { pricing }),
+    ...(maxOutputTokens === undefined ? {} : { maxOutputTokens }),
+    ...(ledgerPath === undefined ? {} : { ledgerPath }),
+  }
   if (provider === 'scripted') {
     const latencyMs = readVar(env, 'ANNALIST_SCRIPTED_LATENCY_MS', optionalInt(0))
-    const ledgerPath = readVar(env, 'ANNALIST_MODEL_LEDGER', z.string().optional())
     const faults = faultPlanFromEnv(env)
     return ModelConfig.parse({
       provider,
       ...common,
       ...(latencyMs === undefined ? {} : { latencyMs }),
-      ...(ledgerPath === undefined ? {} : { ledgerPath }),
       ...(faults.rules.length === 0 ? {} : { faults }),
     })
   }
@@ -153,10 +196,11 @@ export function modelConfigFromEnv(env: NodeJS.ProcessEnv): ModelConfig {
     required.pipe(z.url({ protocol: /^https?$/, error: 'must be an http(s) URL such as http://127.0.0.1:8000/v1' })),
   )
   const apiKey = readVar(env, 'ANNALIST_OPENAI_API_KEY', z.string().optional())
+  const outputDialect = readVar(env, 'ANNALIST_MODEL_OUTPUT_DIALECT', OutputDialectSetting.optional())
   const models = {
     routing: readVar(env, 'ANNALIST_MODEL_ROUTING', required),
     planning: readVar(env, 'ANNALIST_MODEL_PLANNING', required),
     synthesis: readVar(env, 'ANNALIST_MODEL_SYNTHESIS', required),
   }
-  return ModelConfig.parse({ provider, baseURL, models, ...(apiKey === undefined ? {} : { apiKey }), ...common })
+  return ModelConfig.parse({ provider, baseURL, models, ...(apiKey === undefined ? {} : { apiKey }), ...(outputDialect === undefined ? {} : { outputDialect }), ...common })
 }

@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto'
-import { appendFileSync } from 'node:fs'
 import type {
   LanguageModelV4,
   LanguageModelV4CallOptions,
@@ -11,6 +10,7 @@ import { APICallError, UnsupportedFunctionalityError } from '@ai-sdk/provider'
 import { type FaultPlan, matchFault } from '../faults'
 import { abortableDelay, hangUntilAborted, ToolName } from '../tools/tool'
 import { ANNALIST_PROVIDER_OPTIONS_KEY, AnnalistCallOptions, type ModelRole } from './modelClient'
+import { appendLedgerCall } from './modelLedger'
 import { LoopPromptLabel, type LoopPosition, type LoopSummary } from './loopPrompts'
 import { type PromptTool, PromptLabel, readPromptValue, Route, type SynthesisToolResult } from './prompts'
 import { scriptedLoopPlan } from './scriptedLoop'
@@ -31,22 +31,22 @@ export interface ScriptedModelOptions {
   clock?: () => number
 }
 
-/** One line of the scripted model's call ledger. */
-export interface ScriptedLedgerEntry {
-  ts: number
-  pid: number
-  tenantId: string
-  taskId: string
-  role: ModelRole
-  activityId: string
-  attempt: number
-  /** The calling activity's Temporal run, when the caller passed it; with `modelId` (the model name answering), added for replays. */
-  runId?: string
-  modelId?: string
-}
-
 /** Provider name of the scripted model in model references. */
 export const SCRIPTED_PROVIDER = 'scripted'
+
+/** The reply cut to `maxTokens` by the scripted token count, as a real model stops at its output limit. */
+function withinTokenLimit(reply: string, maxTokens: number | undefined): { text: string; truncated: boolean } {
+  if (maxTokens === undefined || scriptedTokenCount(reply) <= maxTokens) return { text: reply, truncated: false }
+  const words = reply.split(/(\s+)/)
+  let text = ''
+  for (const part of words) {
+    if (scriptedTokenCount(text + part) > maxTokens) break
+    text += part
+  }
+  // A reply of one long word (compact JSON has no spaces) is cut by characters: about four a token.
+  if (text === '') text = reply.slice(0, maxTokens * 4)
+  return { text, truncated: true }
+}
 
 /** Default version suffix of scripted models' response model ids. */
 export const SCRIPTED_MODEL_VERSION = '2026.11'
@@ -233,7 +233,7 @@ export class ScriptedModel implements LanguageModelV4 {
     }
     const call = parsed.data
     if (this.options.ledgerPath) {
-      const entry: ScriptedLedgerEntry = {
+      appendLedgerCall(this.options.ledgerPath, {
         ts: (this.options.clock ?? Date.now)(),
         pid: process.pid,
         tenantId: call.tenantId,
@@ -242,9 +242,9 @@ export class ScriptedModel implements LanguageModelV4 {
         activityId: call.activityId,
         attempt: call.attempt,
         ...(call.runId === undefined ? {} : { runId: call.runId }),
+        ...(call.callIndex === undefined ? {} : { callIndex: call.callIndex }),
         modelId: this.modelId,
-      }
-      appendFileSync(this.options.ledgerPath, `${JSON.stringify(entry)}\n`)
+      })
     }
 
     const fault = matchFault(this.options.faults, { target: call.role, tenantId: call.tenantId, taskId: call.taskId, attempt: call.attempt })
@@ -255,13 +255,15 @@ export class ScriptedModel implements LanguageModelV4 {
 
     const { system, user } = promptTexts(options.prompt)
     const reply = this.reply(call.role, user)
+    // A malformed reply is cut in half (not valid JSON) but says it stopped normally, as a confused model's would.
     const malformed = fault?.kind === 'malformed'
-    const text = malformed ? (call.role === 'synthesis' ? '' : reply.slice(0, Math.floor(reply.length / 2))) : reply
+    const whole = malformed ? (call.role === 'synthesis' ? '' : reply.slice(0, Math.floor(reply.length / 2))) : reply
+    const { text, truncated } = withinTokenLimit(whole, options.maxOutputTokens)
     const inputTokens = scriptedTokenCount(`${system}\n\n${user}`)
     const outputTokens = scriptedTokenCount(text)
     return {
       content: text.length > 0 ? [{ type: 'text', text }] : [],
-      finishReason: malformed ? { unified: 'length', raw: 'length' } : { unified: 'stop', raw: 'stop' },
+      finishReason: truncated ? { unified: 'length', raw: 'length' } : { unified: 'stop', raw: 'stop' },
       usage: {
         inputTokens: { total: inputTokens, noCache: inputTokens, cacheRead: 0, cacheWrite: 0 },
         outputTokens: { total: outputTokens, text: outputTokens, reasoning: 0 },

@@ -33,6 +33,12 @@ export class ToolRegistry {
     return this.tools.get(name)
   }
 
+  /** Every registered tool, in registration order (the planner's reply schema is built from their parameter schemas). */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- tools have heterogeneous parameter and result types
+  definitions(): ToolDefinition<any, any>[] {
+    return [...this.tools.values()]
+  }
+
   /** Names and descriptions, in registration order, as the planning prompt shows them. */
   list(): { name: string; description: string }[] {
     return [...this.tools.values()].map(({ name, description }) => ({ name, description }))

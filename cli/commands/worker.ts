@@ -1,4 +1,5 @@
 import { NativeConnection } from '@temporalio/worker'
+import { resolveOutputDialect } from '../../activities/models/outputProbe'
 import { ConfigError, loadConfig, requireIntegrityKeyRing } from '../runtime/config'
 import { pipelineActivities } from '../runtime/activityDeps'
 import { createPipelineWorker } from '../runtime/pipelineWorker'
@@ -19,6 +20,9 @@ export async function workerCommand(options: { dev?: boolean }): Promise<void> {
   if (config.temporalAddress && options.dev) throw new ConfigError('TEMPORAL_ADDRESS', `is set (${config.temporalAddress}), and --dev asks for a private dev server: use one or the other`)
   requireIntegrityKeyRing(config)
   const workflowBundle = loadPrebuiltWorkflowBundle()
+  // Before anything else opens: a configured dialect the endpoint does not enforce stops the worker here, in one line.
+  const output = await resolveOutputDialect(config.models)
+  console.error(output.summary)
   const storage = await openStorage(config)
   const temporal = await resolveTemporal({ allowBuild: true, onProgress: (message) => console.error(message) })
   const connection = await NativeConnection.connect({ address: temporal.address })
@@ -27,7 +31,7 @@ export async function workerCommand(options: { dev?: boolean }): Promise<void> {
       connection,
       namespace: temporal.namespace,
       taskQueue: config.taskQueue,
-      activities: pipelineActivities(config, storage),
+      activities: pipelineActivities(config, storage, output.dialect),
       workflowBundle,
       identity: `annalist-worker-${process.pid}`,
     })

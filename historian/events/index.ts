@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { EventSchemaError, UnknownEventTypeError } from './errors'
+import { upcastModelFailureToReplyFacts, upcastModelInvocationToReplyFacts } from './common'
 import { ModelEvent, upcastRoutingModelInvokedV1 } from './model'
 import { RunEvent } from './run'
 import { TaskEvent } from './task'
@@ -25,13 +26,13 @@ export const CURRENT_SCHEMA_VERSION = {
   AgentTaskReceived: 1,
   AgentTaskCompleted: 1,
   AgentTaskFailed: 1,
-  RoutingModelInvoked: 2,
-  RoutingModelFailed: 1,
-  PlanCreated: 1,
-  PlanIterationCreated: 1,
-  PlanningModelFailed: 1,
-  SynthesisModelInvoked: 1,
-  SynthesisModelFailed: 1,
+  RoutingModelInvoked: 3,
+  RoutingModelFailed: 2,
+  PlanCreated: 2,
+  PlanIterationCreated: 2,
+  PlanningModelFailed: 2,
+  SynthesisModelInvoked: 2,
+  SynthesisModelFailed: 2,
   ToolCallExecuted: 1,
   ToolCallFailed: 1,
   ToolCallCompensated: 1,
@@ -58,7 +59,13 @@ export type Upcasters = Readonly<Partial<Record<AnnalistEventType, Readonly<Reco
  * reads as the current one (docs/schema-evolution.md).
  */
 export const UPCASTERS: Upcasters = {
-  RoutingModelInvoked: { 1: upcastRoutingModelInvokedV1 },
+  RoutingModelInvoked: { 1: upcastRoutingModelInvokedV1, 2: upcastModelInvocationToReplyFacts },
+  RoutingModelFailed: { 1: upcastModelFailureToReplyFacts },
+  PlanCreated: { 1: upcastModelInvocationToReplyFacts },
+  PlanIterationCreated: { 1: upcastModelInvocationToReplyFacts },
+  PlanningModelFailed: { 1: upcastModelFailureToReplyFacts },
+  SynthesisModelInvoked: { 1: upcastModelInvocationToReplyFacts },
+  SynthesisModelFailed: { 1: upcastModelFailureToReplyFacts },
 }
 
 /** What a reader knows about the catalog: the current version of each type and how to raise older ones. */

@@ -22,6 +22,24 @@ function prompt(templateId: string, text: string): PromptRef {
  * Makes valid events of every type for one tenant's task, each with a deterministic event ID and an `occurredAt`
  * one second after the previous one, as a pipeline run would record them.
  */
+/** What a successful model call's event records besides the call itself (schema v2 of the model events). */
+const REPLY_FACTS = { finishReason: 'stop', systemFingerprint: null, callIndex: 0 } as const
+const CONSTRAINED = { dialect: 'json_schema', path: 'constrained' } as const
+
+/** What a failed call's event records besides the failure: no usage reported, the attempt's call, no repair. */
+function failureFacts(attempt: number, dialect: 'json_schema' | null) {
+  return {
+    usage: { inputTokens: 40, outputTokens: 0, costUsd: 0, reported: false },
+    finishReason: null,
+    systemFingerprint: null,
+    callIndex: attempt - 1,
+    dialect,
+    responseText: null,
+    willRepair: false,
+    isRepair: false,
+  }
+}
+
 export class TaskEventFactory {
   private sequence = 0
   readonly workflowId: string
@@ -63,8 +81,10 @@ export class TaskEventFactory {
       model: FACTORY_MODELS.routing,
       prompt: prompt('route', 'route prompt'),
       responseText: JSON.stringify({ route }),
-      usage,
+      usage: { ...usage, reported: true },
       latencyMs: 120,
+      ...REPLY_FACTS,
+      structuredOutput: CONSTRAINED,
       route,
       candidateRoutes: candidateRoutes ?? [...new Set([...ROUTES_OFFERED_IN_V1, route])],
     })
@@ -74,7 +94,7 @@ export class TaskEventFactory {
     return this.make(
       'route',
       'RoutingModelFailed',
-      { model: FACTORY_MODELS.routing, prompt: prompt('route', 'route prompt'), errorCode: 'MODEL_TIMEOUT', message: 'timed out', willRetry, latencyMs: 30_000 },
+      { model: FACTORY_MODELS.routing, prompt: prompt('route', 'route prompt'), errorCode: 'MODEL_TIMEOUT', message: 'timed out', willRetry, latencyMs: 30_000, ...failureFacts(attempt, 'json_schema') },
       attempt,
     )
   }
@@ -84,8 +104,10 @@ export class TaskEventFactory {
       model: FACTORY_MODELS.planning,
       prompt: prompt('plan', 'plan prompt'),
       responseText: 'plan',
-      usage,
+      usage: { ...usage, reported: true },
       latencyMs: 250.5,
+      ...REPLY_FACTS,
+      structuredOutput: CONSTRAINED,
       toolCalls: toolNames.map((toolName, index) => ({ toolCallId: `call-${index + 1}`, toolName, parameters: { query: 'incidents' } })),
     })
   }
@@ -94,7 +116,7 @@ export class TaskEventFactory {
     return this.make(
       'plan',
       'PlanningModelFailed',
-      { model: FACTORY_MODELS.planning, prompt: prompt('plan', 'plan prompt'), errorCode: 'MODEL_OUTPUT_MALFORMED', message: 'bad json', willRetry, latencyMs: 80 },
+      { model: FACTORY_MODELS.planning, prompt: prompt('plan', 'plan prompt'), errorCode: 'MODEL_OUTPUT_MALFORMED', message: 'bad json', willRetry, latencyMs: 80, ...failureFacts(attempt, 'json_schema') },
       attempt,
     )
   }
@@ -129,8 +151,10 @@ export class TaskEventFactory {
       model: FACTORY_MODELS.synthesis,
       prompt: prompt('synthesize', 'synthesis prompt'),
       responseText: answer,
-      usage,
+      usage: { ...usage, reported: true },
       latencyMs: 900,
+      ...REPLY_FACTS,
+      structuredOutput: null,
       answer,
     })
   }
@@ -146,6 +170,7 @@ export class TaskEventFactory {
         message: 'upstream 503',
         willRetry,
         latencyMs: 15,
+        ...failureFacts(attempt, null),
       },
       attempt,
     )

@@ -49,8 +49,12 @@ class LoopEvents {
       model: { provider: 'scripted', modelId: 'scripted-planner', modelVersion: 'scripted-planner-2026.11' },
       prompt: { templateId, templateVersion: '1.0.0', ref: `prompt-template://${templateId}@1.0.0`, sha256: 'a'.repeat(64) },
       responseText: '{}',
-      usage: { inputTokens: 10, outputTokens: 5, costUsd: 0.001 },
+      usage: { inputTokens: 10, outputTokens: 5, costUsd: 0.001, reported: true },
       latencyMs: 1,
+      finishReason: 'stop',
+      systemFingerprint: null,
+      callIndex: 0,
+      structuredOutput: null,
     }
   }
 

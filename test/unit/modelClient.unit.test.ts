@@ -1,4 +1,7 @@
 import { createHash } from 'node:crypto'
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { z } from 'zod'
@@ -6,12 +9,28 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type ModelCallContext, ModelClient, type RoleModel } from '../../activities/models/modelClient'
 import { ModelCallError, parseModelJson } from '../../activities/models/modelErrors'
 import { ModelConfigError, modelConfigFromEnv, modelsFromConfig } from '../../activities/models/modelsFromConfig'
+import { readModelLedger } from '../../cli/runtime/modelLedger'
+import type { OutputDialect } from '../../historian/events'
 import { promptRef, routingPrompt } from '../../activities/models/prompts'
 
 interface RecordedRequest {
   url: string
   authorization: string | undefined
+  headers: Record<string, string | string[] | undefined>
   body: Record<string, unknown>
+}
+
+/** A chat completion reply of the fake server. */
+function completion(model: string, content: string, finishReason = 'stop') {
+  return {
+    id: 'chatcmpl-test-1',
+    object: 'chat.completion',
+    created: 1_790_000_000,
+    model: `${model}-2026-01-15`,
+    system_fingerprint: 'fp_test_42',
+    choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: finishReason }],
+    usage: { prompt_tokens: 1200, completion_tokens: 300, total_tokens: 1500 },
+  }
 }
 
 /** A local server speaking non-streaming OpenAI chat completions; the model name picks the behaviour. */
@@ -35,7 +54,7 @@ class FakeOpenAIServer {
     const chunks: Buffer[] = []
     for await (const chunk of req) chunks.push(chunk as Buffer)
     const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>
-    this.requests.push({ url: req.url ?? '', authorization: req.headers.authorization, body })
+    this.requests.push({ url: req.url ?? '', authorization: req.headers.authorization, headers: req.headers, body })
     const model = String(body.model)
     const json = (status: number, payload: unknown) => {
       res.writeHead(status, { 'content-type': 'application/json' })
@@ -61,15 +80,14 @@ class FakeOpenAIServer {
         return json(429, { error: { message: 'rate limit reached', type: 'rate_limit_error', code: 'rate_limit_exceeded' } })
       case 'forbidden-model':
         return json(401, { error: { message: 'invalid api key', type: 'invalid_request_error', code: 'invalid_api_key' } })
+      case 'fenced-model':
+        return json(200, completion(model, 'Here you go:\n```json\n{"route":"research"}\n```'))
+      case 'prose-model':
+        return json(200, completion(model, 'The route is research, I think.'))
+      case 'truncated-model':
+        return json(200, completion(model, '{"route":"resea', 'length'))
       default:
-        return json(200, {
-          id: 'chatcmpl-test-1',
-          object: 'chat.completion',
-          created: 1_790_000_000,
-          model: `${model}-2026-01-15`,
-          choices: [{ index: 0, message: { role: 'assistant', content: '{"route":"research"}' }, finish_reason: 'stop' }],
-          usage: { prompt_tokens: 1200, completion_tokens: 300, total_tokens: 1500 },
-        })
+        return json(200, completion(model, '{"route":"research"}'))
     }
   }
 }
@@ -85,17 +103,24 @@ afterAll(async () => {
   await server.stop()
 })
 
-function clientFor(routingModel: string, timeoutMs = 5_000): ModelClient {
-  const models = modelsFromConfig({
-    provider: 'openai-compatible',
-    baseURL,
-    apiKey: 'sk-test-123',
-    models: { routing: routingModel, planning: 'planner-model', synthesis: 'writer-model' },
-    pricing: { routing: { inputUsdPerMTok: 2, outputUsdPerMTok: 8 } },
-    timeoutMs,
-  })
+function clientFor(routingModel: string, timeoutMs = 5_000, options: { dialect?: OutputDialect; ledgerPath?: string } = {}): ModelClient {
+  const models = modelsFromConfig(
+    {
+      provider: 'openai-compatible',
+      baseURL,
+      apiKey: 'sk-test-123',
+      models: { routing: routingModel, planning: 'planner-model', synthesis: 'writer-model' },
+      pricing: { routing: { inputUsdPerMTok: 2, outputUsdPerMTok: 8 } },
+      timeoutMs,
+      maxOutputTokens: { routing: 48 },
+      ...(options.ledgerPath === undefined ? {} : { ledgerPath: options.ledgerPath }),
+    },
+    { dialect: options.dialect ?? 'json_schema' },
+  )
   return new ModelClient(models)
 }
+
+const RouteSchema = z.object({ route: z.enum(['research', 'general']) })
 
 async function failure(promise: Promise<unknown>): Promise<ModelCallError> {
   const error = await promise.then(
@@ -117,7 +142,8 @@ describe('ModelClient against an OpenAI-compatible HTTP server', () => {
     expect(result.text).toBe('{"route":"research"}')
     expect(routingPrompt.parseReply(result.text)).toEqual({ route: 'research' })
     expect(result.modelRef).toEqual({ provider: 'openai-compatible', modelId: 'router-model', modelVersion: 'router-model-2026-01-15' })
-    expect(result.usage).toEqual({ inputTokens: 1200, outputTokens: 300, costUsd: (1200 * 2 + 300 * 8) / 1_000_000 })
+    expect(result.usage).toEqual({ inputTokens: 1200, outputTokens: 300, costUsd: (1200 * 2 + 300 * 8) / 1_000_000, reported: true })
+    expect([result.finishReason, result.systemFingerprint]).toEqual(['stop', 'fp_test_42'])
     expect(result.latencyMs).toBeGreaterThanOrEqual(0)
 
     const [request] = requestsFor('router-model')
@@ -130,6 +156,8 @@ describe('ModelClient against an OpenAI-compatible HTTP server', () => {
     // Annalist's call context (tenant and task ids) must not leak into the provider request
     expect(JSON.stringify(request?.body)).not.toContain('acme')
     expect(request?.body).not.toHaveProperty('annalist')
+    expect(JSON.stringify(request?.headers)).not.toContain('acme')
+    expect(request?.body.max_tokens).toBe(48)
   })
 
   it('uses the per-role model names and zero cost when no price is configured', async () => {
@@ -180,13 +208,59 @@ describe('ModelClient against an OpenAI-compatible HTTP server', () => {
     await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve))
     const { port } = closed.address() as AddressInfo
     await new Promise<void>((resolve) => closed.close(() => resolve()))
-    const models = modelsFromConfig({
-      provider: 'openai-compatible',
-      baseURL: `http://127.0.0.1:${port}/v1`,
-      models: { routing: 'a', planning: 'b', synthesis: 'c' },
-    })
+    const models = modelsFromConfig({ provider: 'openai-compatible', baseURL: `http://127.0.0.1:${port}/v1`, models: { routing: 'a', planning: 'b', synthesis: 'c' } }, { dialect: 'json_schema' })
     const error = await failure(new ModelClient(models).call('routing', { system: 's', prompt: 'p' }, ctx))
     expect([error.code, error.retryable]).toEqual(['MODEL_PROVIDER_ERROR', true])
+  })
+})
+
+const ENV_BASE = { ANNALIST_MODEL_PROVIDER: 'openai-compatible', ANNALIST_OPENAI_BASE_URL: 'http://127.0.0.1:8000/v1', ANNALIST_MODEL_ROUTING: 'a', ANNALIST_MODEL_PLANNING: 'b', ANNALIST_MODEL_SYNTHESIS: 'c' }
+
+describe('structured output against an OpenAI-compatible HTTP server', () => {
+  it('asks in each dialect as that dialect\'s servers expect: json_schema, json_object with the schema, or nothing', async () => {
+    const rendered = { system: 's', prompt: 'p' }
+    const schemaOf = (model: string) => requestsFor(model).at(-1)?.body.response_format
+    await clientFor('router-model', 5_000, { dialect: 'json_schema' }).call('routing', rendered, ctx, { schema: RouteSchema })
+    expect(schemaOf('router-model')).toMatchObject({ type: 'json_schema', json_schema: { schema: { properties: { route: { enum: ['research', 'general'] } } } } })
+    await clientFor('router-model-2', 5_000, { dialect: 'json_object' }).call('routing', rendered, ctx, { schema: RouteSchema })
+    expect(schemaOf('router-model-2')).toMatchObject({ type: 'json_object', schema: { properties: { route: { enum: ['research', 'general'] } } } })
+    const plain = await clientFor('router-model-3', 5_000, { dialect: 'prompt' }).call('routing', rendered, ctx, { schema: RouteSchema })
+    expect(requestsFor('router-model-3').at(-1)?.body).not.toHaveProperty('response_format')
+    expect(plain.structured).toEqual({ value: { route: 'research' }, dialect: 'prompt', path: 'extracted' })
+  })
+
+  it('records which path produced the value: constrained as sent, or extracted from around the JSON', async () => {
+    const constrained = await clientFor('router-model').call('routing', { system: 's', prompt: 'p' }, ctx, { schema: RouteSchema })
+    expect(constrained.structured).toEqual({ value: { route: 'research' }, dialect: 'json_schema', path: 'constrained' })
+    const extracted = await clientFor('fenced-model').call('routing', { system: 's', prompt: 'p' }, ctx, { schema: RouteSchema })
+    expect(extracted.structured).toEqual({ value: { route: 'research' }, dialect: 'json_schema', path: 'extracted' })
+  })
+
+  it('calls an unusable reply malformed, and one cut off at the limit truncated, each with its usage and the reply', async () => {
+    const malformed = await failure(clientFor('prose-model').call('routing', { system: 's', prompt: 'p' }, ctx, { schema: RouteSchema }))
+    expect([malformed.code, malformed.retryable]).toEqual(['MODEL_OUTPUT_MALFORMED', true])
+    expect(malformed.usage).toMatchObject({ inputTokens: 1200, outputTokens: 300, reported: true })
+    expect(malformed.reply).toMatchObject({ text: 'The route is research, I think.', finishReason: 'stop', systemFingerprint: 'fp_test_42' })
+    expect(malformed.message).not.toContain('research, I think')
+    const truncated = await failure(clientFor('truncated-model').call('routing', { system: 's', prompt: 'p' }, ctx, { schema: RouteSchema }))
+    expect(truncated.code).toBe('MODEL_OUTPUT_TRUNCATED')
+    expect(truncated.message).toMatch(/cut off at the 48-token limit/)
+    expect(truncated.reply?.finishReason).toBe('length')
+  })
+
+  it('estimates, and flags, the usage of a call the provider never answered', async () => {
+    const error = await failure(clientFor('slow-model', 150).call('routing', { system: 'sys', prompt: 'x'.repeat(400) }, ctx))
+    expect(error.usage.reported).toBe(false)
+    expect(error.usage.inputTokens).toBeGreaterThanOrEqual(100)
+    expect(error.usage.outputTokens).toBe(0)
+  })
+
+  it('writes the call ledger before the request leaves, and never sends the call context to the server', async () => {
+    const ledgerPath = path.join(mkdtempSync(path.join(tmpdir(), 'annalist-ledger-')), 'calls.jsonl')
+    await clientFor('ledgered-model', 5_000, { ledgerPath }).call('routing', { system: 's', prompt: 'p' }, { ...ctx, runId: 'run-1', callIndex: 2 })
+    expect(readModelLedger(ledgerPath)).toEqual([expect.objectContaining({ tenantId: 'acme', taskId: 'task-1', role: 'routing', activityId: 'route', attempt: 1, runId: 'run-1', callIndex: 2, modelId: 'ledgered-model' })])
+    const [request] = requestsFor('ledgered-model')
+    expect(Object.keys(request?.headers ?? {}).filter((name) => name.startsWith('x-annalist'))).toEqual([])
   })
 })
 
@@ -218,14 +292,22 @@ describe('model configuration from the environment', () => {
       models: { routing: 'small', planning: 'large', synthesis: 'medium' },
       pricing: { planning: { inputUsdPerMTok: 3, outputUsdPerMTok: 15 } },
       timeoutMs: 60_000,
+      maxOutputTokens: { routing: 64, planning: 768, synthesis: 1024 },
+      outputDialect: 'auto',
     })
-    const models = modelsFromConfig(config)
+    expect(() => modelsFromConfig(config)).toThrow(/ANNALIST_MODEL_OUTPUT_DIALECT: is auto: probe the endpoint/)
+    const models = modelsFromConfig(config, { dialect: 'json_object' })
+    expect(models.routing.dialect).toBe('json_object')
+    expect(modelConfigFromEnv({ ...ENV_BASE, ANNALIST_MODEL_OUTPUT_DIALECT: 'json_schema', ANNALIST_MODEL_MAX_OUTPUT_TOKENS: '{"routing":16}' })).toMatchObject({
+      outputDialect: 'json_schema',
+      maxOutputTokens: { routing: 16, planning: 768, synthesis: 1024 },
+    })
     expect(models.planning.pricing).toEqual({ inputUsdPerMTok: 3, outputUsdPerMTok: 15 })
     expect((models.synthesis as RoleModel).modelId).toBe('medium')
   })
 
   it('names the missing or invalid variable', () => {
-    const base = { ANNALIST_MODEL_PROVIDER: 'openai-compatible', ANNALIST_OPENAI_BASE_URL: 'http://127.0.0.1:8000/v1', ANNALIST_MODEL_ROUTING: 'a', ANNALIST_MODEL_PLANNING: 'b', ANNALIST_MODEL_SYNTHESIS: 'c' }
+    const base = ENV_BASE
     const sourceOf = (env: NodeJS.ProcessEnv): string => {
       try {
         modelConfigFromEnv(env)
@@ -242,6 +324,9 @@ describe('model configuration from the environment', () => {
     expect(sourceOf({ ...base, ANNALIST_MODEL_TIMEOUT_MS: 'soon' })).toBe('ANNALIST_MODEL_TIMEOUT_MS')
     expect(sourceOf({ ...base, ANNALIST_MODEL_PRICING: '{"routing":{"inputUsdPerMTok":-1,"outputUsdPerMTok":1}}' })).toBe('ANNALIST_MODEL_PRICING')
     expect(sourceOf({ ANNALIST_SCRIPTED_LATENCY_MS: '-5' })).toBe('ANNALIST_SCRIPTED_LATENCY_MS')
+    expect(sourceOf({ ...base, ANNALIST_MODEL_OUTPUT_DIALECT: 'xml' })).toBe('ANNALIST_MODEL_OUTPUT_DIALECT')
+    expect(sourceOf({ ...base, ANNALIST_MODEL_MAX_OUTPUT_TOKENS: '{"routing":0}' })).toBe('ANNALIST_MODEL_MAX_OUTPUT_TOKENS')
+    expect(sourceOf({ ...base, ANNALIST_MODEL_MAX_OUTPUT_TOKENS: '{"router":10}' })).toBe('ANNALIST_MODEL_MAX_OUTPUT_TOKENS')
     expect(sourceOf(base)).toBe('no error')
     expect(() => modelConfigFromEnv({ ...base, ANNALIST_MODEL_SYNTHESIS: undefined })).toThrow(/ANNALIST_MODEL_SYNTHESIS: is required when ANNALIST_MODEL_PROVIDER=openai-compatible/)
   })
@@ -261,9 +346,9 @@ describe('prompt references and reply parsing', () => {
     const schema = z.object({ route: z.enum(['research', 'general']) })
     expect(parseModelJson('```json\n{"route":"general"}\n```', schema)).toEqual({ route: 'general' })
     for (const [text, pattern] of [
-      ['{"route": "resea', /not valid JSON/],
-      ['{"route":"shopping"}', /route: Invalid option/],
-      ['Sure! The route is research.', /not valid JSON/],
+      ['{"route": "resea', /holds no valid JSON object/],
+      ['{"route":"shopping"}', /does not match the expected shape: route: Invalid option/],
+      ['Sure! The route is research.', /holds no valid JSON object/],
     ] as const) {
       try {
         parseModelJson(text, schema)

@@ -46,7 +46,7 @@ describe('model and prompt overrides of a replay', () => {
     const prompt = promptTemplateFor('synthesis', undefined).render({ input: 'hi', route: 'general', toolResults: [] })
     const ctx = { tenantId: 'acme', taskId: 'task-1', activityId: 'synthesize', attempt: 1, runId: 'run-2' }
     const configured = await client.call('synthesis', prompt, ctx)
-    const overridden = await client.call('synthesis', prompt, ctx, 'my-new-writer')
+    const overridden = await client.call('synthesis', prompt, ctx, { modelId: 'my-new-writer' })
     expect(configured.modelRef.modelId).toBe('scripted-synthesizer')
     expect(overridden.modelRef).toEqual({ provider: 'scripted', modelId: 'my-new-writer', modelVersion: 'my-new-writer-2026.11' })
     expect(overridden.text).toBe(configured.text)

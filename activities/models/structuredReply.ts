@@ -1,0 +1,69 @@
+import type { z } from 'zod'
+
+/** A reply read as a value of a schema, or why it could not be (in words that never quote the reply). */
+export type StructuredReading<T> = { readonly ok: true; readonly value: T; readonly asSent: boolean } | { readonly ok: false; readonly problem: string }
+
+/** The JSON texts a reply may hold, most literal first: the reply itself, a fenced block, then each balanced `{...}`. */
+function candidates(text: string): string[] {
+  const trimmed = text.trim()
+  const found = [trimmed]
+  const fenced = /```[a-zA-Z]*\s*\n?([\s\S]*?)\n?```/.exec(trimmed)
+  if (fenced?.[1]) found.push(fenced[1].trim())
+  for (let start = trimmed.indexOf('{'); start >= 0; start = trimmed.indexOf('{', start + 1)) {
+    const object = balancedObject(trimmed, start)
+    if (object !== undefined) found.push(object)
+  }
+  return [...new Set(found)]
+}
+
+/**
+ * The balanced JSON object starting at `start`, with raw control characters inside its strings escaped (small models
+ * emit literal newlines and tabs inside strings, which JSON forbids); undefined when it never closes.
+ */
+function balancedObject(text: string, start: number): string | undefined {
+  let depth = 0
+  let inString = false
+  let escaped = false
+  let out = ''
+  for (let i = start; i < text.length; i++) {
+    const char = text[i]!
+    if (inString) {
+      if (escaped) escaped = false
+      else if (char === '\\') escaped = true
+      else if (char === '"') inString = false
+      else if (char < ' ') {
+        out += `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`
+        continue
+      }
+    } else if (char === '"') inString = true
+    else if (char === '{') depth++
+    else if (char === '}' && --depth === 0) return out + char
+    out += char
+  }
+  return undefined
+}
+
+function describeIssues(error: z.ZodError): string {
+  return error.issues.map((issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`).join('; ')
+}
+
+/**
+ * Reads a model reply as a value of `schema`: as sent, else tolerantly (a Markdown code fence, JSON embedded in prose,
+ * raw control characters in strings). Whatever the route, the value must pass `schema`; nothing else is ever accepted.
+ */
+export function readStructuredReply<T>(text: string, schema: z.ZodType<T>): StructuredReading<T> {
+  let shapeProblem: string | undefined
+  for (const [index, candidate] of candidates(text).entries()) {
+    let json: unknown
+    try {
+      json = JSON.parse(candidate)
+    } catch {
+      continue
+    }
+    const parsed = schema.safeParse(json)
+    if (parsed.success) return { ok: true, value: parsed.data, asSent: index === 0 }
+    shapeProblem ??= describeIssues(parsed.error)
+  }
+  if (shapeProblem !== undefined) return { ok: false, problem: `the reply does not match the expected shape: ${shapeProblem}` }
+  return { ok: false, problem: text.trim() === '' ? 'the reply is empty' : 'the reply holds no valid JSON object' }
+}

@@ -1,4 +1,5 @@
 import { writeFileSync } from 'node:fs'
+import path from 'node:path'
 import { DefaultLogger, Runtime } from '@temporalio/worker'
 import { openDatabase } from '../historian/adapters/postgres/database'
 import { InMemoryEventStore } from '../historian/adapters/memoryEventStore'
@@ -17,9 +18,15 @@ import { measureProjectionLag } from './projectionLag'
 import { measureRecovery } from './recovery'
 import { measureReplayCost } from './replayCost'
 import { measureCliStartup, measureWorkerStart } from './startup'
+import { measureRealModelCompletion } from './realModelCompletion'
+import { MaxOutputTokens } from '../activities/models/modelsFromConfig'
+import { findLocalLlm } from '../cli/runtime/localLlm'
+import { LOCAL_LLM_CONTEXT_SIZE, resolveLocalLlm } from '../cli/runtime/localLlmServer'
 
 /** The benchmarks `--only` can name, in the order they run. */
-export const BENCHMARKS = ['historianOverhead', 'appendVsRawInsert', 'tenantReadIsolation', 'snapshotFold', 'auditQuerySpeedup', 'rebuildVsRawRead', 'projectionLag', 'recovery', 'replayCost', 'cliStartup', 'workerStart'] as const
+export const BENCHMARKS = ['historianOverhead', 'appendVsRawInsert', 'tenantReadIsolation', 'snapshotFold', 'auditQuerySpeedup', 'rebuildVsRawRead', 'projectionLag', 'recovery', 'replayCost', 'cliStartup', 'workerStart', 'realModelCompletion'] as const
+/** Benchmarks that run only when `--only` names them: each takes longer than the default run may. */
+export const OPT_IN_BENCHMARKS: readonly (typeof BENCHMARKS)[number][] = ['realModelCompletion']
 type Figures = Record<string, unknown>
 
 /** Store benchmarks: interleaved rounds per variant (their rounds are short, so more of them than pipeline rounds). */
@@ -40,8 +47,8 @@ function parseCount(value: string, flag: string): number {
  * `annalist bench` (`npm run bench`): every figure is a ratio of two variants measured side by side in this one run.
  * The historian runs on DATABASE_URL when set, else on in-memory PGlite; each benchmark records which in its JSON.
  */
-export async function benchCommand(options: { json?: string; pipelines: string; rounds: string; modelLatencyMs: string; only?: string }): Promise<void> {
-  const selected = selectBenchmarks(options.only, BENCHMARKS)
+export async function benchCommand(options: { json?: string; pipelines: string; rounds: string; modelLatencyMs: string; only?: string; realModelTasks: string }): Promise<void> {
+  const selected = selectBenchmarks(options.only, BENCHMARKS, OPT_IN_BENCHMARKS)
   const pipelinesPerRound = parseCount(options.pipelines, '--pipelines')
   const rounds = parseCount(options.rounds, '--rounds')
   const modelLatencyMs = parseCount(options.modelLatencyMs, '--model-latency-ms')
@@ -58,6 +65,7 @@ export async function benchCommand(options: { json?: string; pipelines: string; 
   if (selected.has('replayCost')) Object.assign(figures, await replayCost(config.databaseUrl, pipelinesPerRound))
   if (selected.has('cliStartup')) Object.assign(figures, await cliStartup())
   if (selected.has('workerStart')) Object.assign(figures, await workerStart(config.databaseUrl))
+  if (selected.has('realModelCompletion')) Object.assign(figures, await realModelCompletion(config.databaseUrl, parseCount(options.realModelTasks, '--real-model-tasks')))
   figures.node = process.version
   console.log(JSON.stringify(figures, null, 2))
   if (options.json) writeFileSync(options.json, `${JSON.stringify(figures, null, 2)}\n`)
@@ -289,5 +297,56 @@ async function workerStart(databaseUrl: string | undefined): Promise<Figures> {
   } finally {
     await database.close()
     await temporal.stop()
+  }
+}
+
+/**
+ * Tasks completed on a real local model, run one at a time, with structured output (the dialect the probe verifies)
+ * and with plain prompting, on ANNALIST_LLM_BASE_URL or the llama.cpp server of `setup-local-llm`.
+ */
+async function realModelCompletion(databaseUrl: string | undefined, tasks: number): Promise<Figures> {
+  try {
+    Runtime.install({ logger: new DefaultLogger('ERROR') })
+  } catch {
+    // Already installed by an earlier benchmark of this run.
+  }
+  const server = await resolveLocalLlm({ allowSetup: false, onProgress: (line) => console.error(`llm: ${line}`) })
+  const temporal = await resolveTemporal({ allowBuild: true, onProgress: (line) => console.error(`temporal: ${line}`) })
+  const database = await openScratchDatabase(databaseUrl, 'real_model')
+  try {
+    const measure = async (dialect: 'auto' | 'prompt') => {
+      console.log(`real model completion: ${tasks} tasks one at a time on ${server.modelId} at ${server.baseURL}, ${dialect === 'auto' ? 'structured output (probed dialect)' : 'plain prompting'}`)
+      const figures = await measureRealModelCompletion({
+        temporalAddress: temporal.address,
+        database,
+        baseURL: server.baseURL,
+        modelId: server.modelId,
+        dialect,
+        tasks,
+        onTask: (index, status, seconds) => console.log(`  task ${index + 1}/${tasks} ${status.padEnd(9)} ${seconds.toFixed(1)} s`),
+      })
+      console.log(`  ${figures.completed}/${figures.tasks} completed (${figures.dialect})`)
+      return figures
+    }
+    const structured = await measure('auto')
+    const plain = await measure('prompt')
+    return {
+      realModelCompletionRate: structured.rate,
+      realModelCompletionRatePlain: plain.rate,
+      realModelCompletion: {
+        structured,
+        plain,
+        model: server.modelId,
+        modelFile: server.source === 'spawned' ? path.basename(findLocalLlm()?.modelPath ?? '') : 'the server\'s (ANNALIST_LLM_BASE_URL)',
+        serverSource: server.source,
+        contextSize: server.source === 'spawned' ? LOCAL_LLM_CONTEXT_SIZE : 'as configured on the server',
+        sampling: 'the server\'s defaults (no temperature, top_p or seed sent)',
+        maxOutputTokens: MaxOutputTokens.parse({}),
+      },
+    }
+  } finally {
+    await database.close()
+    await temporal.stop()
+    await server.stop()
   }
 }

@@ -1,9 +1,10 @@
 /**
  * Which benchmarks `--only` selects: a comma-separated list of names from `available` (spaces allowed); unset
- * selects all of them. An empty list or an unknown name is refused with an error that lists the valid names.
+ * selects all of them but the `optIn` ones (too long for the default run), which run only when named. An empty list or
+ * an unknown name is refused with an error that lists the valid names.
  */
-export function selectBenchmarks<Name extends string>(only: string | undefined, available: readonly Name[]): Set<Name> {
-  if (only === undefined) return new Set(available)
+export function selectBenchmarks<Name extends string>(only: string | undefined, available: readonly Name[], optIn: readonly Name[] = []): Set<Name> {
+  if (only === undefined) return new Set(available.filter((name) => !optIn.includes(name)))
   const names = only.split(',').map((name) => name.trim())
   if (names.every((name) => name === '')) throw new RangeError(`--only needs at least one benchmark name: ${available.join(', ')}`)
   const selected = new Set<Name>()

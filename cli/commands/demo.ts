@@ -17,6 +17,8 @@ import { readModelLedger } from '../runtime/modelLedger'
 import { pipelineChildEnv, preparePipelineRun } from '../runtime/pipelineChildEnv'
 import { startPipeline } from '../runtime/pipelineClient'
 import { countTaskEvents, headPosition, waitForProjections } from '../runtime/projectionCatchUp'
+import { findLocalLlm } from '../runtime/localLlm'
+import { resolveLocalLlm } from '../runtime/localLlmServer'
 import { killMidModelCall } from '../runtime/recoveryProbe'
 import { SupervisedProcess } from '../runtime/supervisedProcess'
 import { Teardown } from '../runtime/teardown'
@@ -50,9 +52,12 @@ export interface DemoSummary {
 const say = (line: string) => console.log(line)
 
 /** `annalist demo`: the whole system on one machine, with crashes injected, then the proof that nothing was lost or repeated. */
-export async function demoCommand(options: { tenants: string; tasks: string; summaryJson?: string; keepData?: boolean }): Promise<void> {
-  const tenantCount = parseWholeNumber(options.tenants, '--tenants', 1, 10)
-  const tasksPerTenant = parseWholeNumber(options.tasks, '--tasks', 1, 50)
+export async function demoCommand(options: { tenants?: string; tasks?: string; models: string; summaryJson?: string; keepData?: boolean }): Promise<void> {
+  if (options.models !== 'scripted' && options.models !== 'local') throw new RangeError(`--models must be scripted or local, got ${JSON.stringify(options.models)}`)
+  const local = options.models === 'local'
+  // A real model answers one request at a time on this kind of machine: a smaller default workload keeps the demo short.
+  const tenantCount = parseWholeNumber(options.tenants ?? (local ? '2' : '3'), '--tenants', 1, 10)
+  const tasksPerTenant = parseWholeNumber(options.tasks ?? (local ? '2' : '5'), '--tasks', 1, 50)
   const config = loadConfig()
   const started = Date.now()
   const runTag = `demo${started.toString(36)}`
@@ -90,16 +95,19 @@ export async function demoCommand(options: { tenants: string; tasks: string; sum
     const historian = new Historian(store, { keyRing })
 
     const run = await preparePipelineRun(runDir, `annalist-${runTag}`)
-    const childEnv = pipelineChildEnv({
-      ...run,
-      databaseUrl,
-      temporalAddress: temporal.address,
-      temporalNamespace: temporal.namespace,
-      modelLatencyMs: 250,
-      modelTimeoutMs: 1_500,
-      faults: scenario.faults,
-      integrity: integrityEnv,
-    })
+    const childEnv = {
+      ...pipelineChildEnv({
+        ...run,
+        databaseUrl,
+        temporalAddress: temporal.address,
+        temporalNamespace: temporal.namespace,
+        modelLatencyMs: 250,
+        modelTimeoutMs: local ? LOCAL_MODEL_TIMEOUT_MS : 1_500,
+        faults: scenario.faults,
+        integrity: integrityEnv,
+      }),
+      ...(local ? await localModelEnv(teardown) : {}),
+    }
     const worker = new SupervisedProcess('worker', ['worker'], childEnv, path.join(runDir, 'worker.log'))
     const projector = new SupervisedProcess('projector', ['projector'], childEnv, path.join(runDir, 'projector.log'))
     teardown.add(() => worker.stop())
@@ -137,6 +145,30 @@ export async function demoCommand(options: { tenants: string; tasks: string; sum
     say(`      ${keyHint}npx annalist verify --tenant ${scenario.tenants[0]}    (check that nobody altered the tenant's streams)`)
   } finally {
     await teardown.run()
+  }
+}
+
+/** A real model answers one request at a time here, so a call may wait behind the others' before its own starts. */
+const LOCAL_MODEL_TIMEOUT_MS = 180_000
+
+/**
+ * The workers' model settings for `--models local`: the inference server at ANNALIST_LLM_BASE_URL, or the local
+ * llama.cpp server (set up first if it is not installed: that compiles llama.cpp, which the setup announces before it
+ * starts). The scripted model's faults do not apply to a real model; the tool faults and the SIGKILLs still do.
+ */
+async function localModelEnv(teardown: Teardown): Promise<NodeJS.ProcessEnv> {
+  if (!process.env.ANNALIST_LLM_BASE_URL?.trim() && !findLocalLlm()) {
+    say('  models: no local inference server installed and ANNALIST_LLM_BASE_URL is not set, so setting one up now (Ctrl-C to stop)')
+  }
+  const server = await resolveLocalLlm({ allowSetup: true, onProgress: (line) => say(`  models: ${line}`) })
+  teardown.add(() => server.stop())
+  say(`  models: real model ${server.modelId} at ${server.baseURL} for every role; the worker probes its structured-output dialect`)
+  return {
+    ANNALIST_MODEL_PROVIDER: 'openai-compatible',
+    ANNALIST_OPENAI_BASE_URL: server.baseURL,
+    ANNALIST_MODEL_ROUTING: server.modelId,
+    ANNALIST_MODEL_PLANNING: server.modelId,
+    ANNALIST_MODEL_SYNTHESIS: server.modelId,
   }
 }
 

@@ -1,11 +1,12 @@
 import { spawn, execFile } from 'node:child_process'
 import { accessSync, constants, statSync } from 'node:fs'
-import { access, mkdir, mkdtemp, open, readFile, readdir, rename, rm, stat, utimes } from 'node:fs/promises'
+import { access, mkdir, mkdtemp, readdir, rename, rm } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { delimiter, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { promisify } from 'node:util'
 
+import { isProcessAlive, withFileLock } from './fileLock'
 import { startActivityIndicator } from './progress'
 
 /** The temporal CLI release Annalist builds: the last one whose go.mod allows `go install`; it embeds Temporal server 1.29.1. */
@@ -18,11 +19,7 @@ const GO_NAME = process.platform === 'win32' ? 'go.exe' : 'go'
 const HOW_TO_GET_A_BINARY =
   'install Go and run `npm run setup:temporal`, set TEMPORAL_CLI_PATH, or set TEMPORAL_ADDRESS'
 const STDERR_TAIL_LINES = 8
-/** A lock file whose owner stopped touching it for this long belongs to a dead build. */
-const LOCK_STALE_MS = 60_000
-const LOCK_HEARTBEAT_MS = 10_000
-const LOCK_POLL_MS = 1_000
-const LOCK_WAIT_LIMIT_MS = 30 * 60_000
+const BUILD_LOCK_WAIT_LIMIT_MS = 30 * 60_000
 
 /** Thrown when TEMPORAL_CLI_PATH names a file that does not exist or cannot be executed. */
 export class TemporalCliPathError extends Error {
@@ -55,7 +52,10 @@ export class TemporalBuildError extends Error {
   }
 }
 
-/** Where Annalist keeps the temporal binary it builds: `$ANNALIST_CACHE_DIR`, else `~/.cache/annalist`. */
+/**
+ * Where Annalist keeps what it builds (the temporal binary, the local inference server): `$ANNALIST_CACHE_DIR`, else
+ * `~/.cache/annalist`.
+ */
 export function defaultTemporalCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   const configured = env.ANNALIST_CACHE_DIR?.trim()
   return configured ? configured : join(homedir(), '.cache', 'annalist')
@@ -136,7 +136,8 @@ export async function buildTemporalBinary(options: BuildTemporalBinaryOptions = 
   await mkdir(binDir, { recursive: true })
   const target = cachedTemporalBinaryPath(cacheDir)
 
-  return withBuildLock(join(binDir, '.temporal-build.lock'), onProgress, async (lockIsFresh) => {
+  const lock = { what: 'temporal CLI build', onWait: onProgress, waitLimitMs: BUILD_LOCK_WAIT_LIMIT_MS }
+  return withFileLock(join(binDir, '.temporal-build.lock'), lock, async (lockIsFresh) => {
     // Whoever held the lock before us may have finished the build.
     if (!lockIsFresh && isExecutableFile(target)) return target
     await removeAbandonedBuildDirs(binDir)
@@ -288,72 +289,5 @@ async function removeAbandonedBuildDirs(binDir: string): Promise<void> {
   for (const entry of await readdir(binDir)) {
     const owner = /^\.build-(\d+)-/.exec(entry)
     if (owner && !isProcessAlive(Number(owner[1]))) await rm(join(binDir, entry), { recursive: true, force: true })
-  }
-}
-
-function isProcessAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
-
-async function isLockStale(lockPath: string): Promise<boolean> {
-  try {
-    const [content, info] = await Promise.all([readFile(lockPath, 'utf8'), stat(lockPath)])
-    const pid = Number.parseInt(content, 10)
-    if (Number.isInteger(pid) && pid > 0 && !isProcessAlive(pid)) return true
-    return Date.now() - info.mtimeMs > LOCK_STALE_MS
-  } catch (error) {
-    // Gone between our attempts: not stale, just free.
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false
-    throw error
-  }
-}
-
-/**
- * Runs `fn` holding an exclusive lock file (created with O_EXCL, touched every few seconds). A lock whose owner died
- * or stopped touching it is taken over. `fn` learns whether it got the lock at once (true) or after waiting (false).
- */
-async function withBuildLock<T>(
-  lockPath: string,
-  onProgress: (line: string) => void,
-  fn: (lockIsFresh: boolean) => Promise<T>,
-): Promise<T> {
-  const deadline = Date.now() + LOCK_WAIT_LIMIT_MS
-  let waited = false
-  for (;;) {
-    try {
-      const handle = await open(lockPath, 'wx')
-      try {
-        await handle.writeFile(`${process.pid}\n`)
-      } finally {
-        await handle.close()
-      }
-      break
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
-    }
-    if (await isLockStale(lockPath)) {
-      await rm(lockPath, { force: true })
-      continue
-    }
-    if (!waited) onProgress(`another temporal CLI build holds ${lockPath}; waiting for it`)
-    waited = true
-    if (Date.now() > deadline) throw new Error(`timed out waiting for the temporal CLI build lock ${lockPath}`)
-    await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MS))
-  }
-  const heartbeat = setInterval(() => {
-    const now = new Date()
-    utimes(lockPath, now, now).catch(() => undefined)
-  }, LOCK_HEARTBEAT_MS)
-  heartbeat.unref()
-  try {
-    return await fn(!waited)
-  } finally {
-    clearInterval(heartbeat)
-    await rm(lockPath, { force: true })
   }
 }

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process'
 import { closeSync, openSync, rmSync, writeSync } from 'node:fs'
-import { mkdtemp, open, rm, stat } from 'node:fs/promises'
+import { mkdtemp, rm } from 'node:fs/promises'
 import { createServer, type AddressInfo, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -10,6 +10,7 @@ import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/commo
 import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/search-attributes.js'
 
 import { SEARCH_ATTRIBUTES } from '../../workflows/api'
+import { fileSize, readLogTail, releaseWithThisProcess, settlesWithin } from './serverProcess'
 import {
   TEMPORAL_CLI_VERSION,
   TemporalBinaryUnavailableError,
@@ -106,9 +107,6 @@ const DEFAULT_STOP_GRACE_MS = 10_000
 const READY_POLL_MS = 250
 const LOG_TAIL_LINES = 10
 const PORT_ATTEMPTS = 3
-const SIGNALS_TO_FORWARD = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
-/** Marks the signal handlers startDevServer installs, so they can tell whether the application has its own. */
-const DEV_SERVER_SIGNAL_HANDLER = Symbol('annalist.devServerSignalHandler')
 
 const REQUIRED_SEARCH_ATTRIBUTES = [SEARCH_ATTRIBUTES.tenantId, SEARCH_ATTRIBUTES.taskId] as const
 
@@ -243,24 +241,7 @@ async function spawnDevServer(options: StartDevServerOptions): Promise<DevServer
     if (exitStatus === undefined) child.kill('SIGTERM')
     if (tempLogDir !== undefined) rmSync(tempLogDir, { recursive: true, force: true })
   }
-  const onSignal = Object.assign(
-    (signal: NodeJS.Signals) => {
-      const listeners = process.listeners(signal)
-      // The application handles this signal itself: it will call stop(), and the 'exit' hook covers the rest.
-      if (!listeners.every((listener) => DEV_SERVER_SIGNAL_HANDLER in listener)) return
-      killOnExit()
-      removeHooks()
-      // Last of our handlers: let the signal do what it would have done without us.
-      if (process.listenerCount(signal) === 0) process.kill(process.pid, signal)
-    },
-    { [DEV_SERVER_SIGNAL_HANDLER]: true },
-  )
-  const removeHooks = () => {
-    process.removeListener('exit', killOnExit)
-    for (const signal of SIGNALS_TO_FORWARD) process.removeListener(signal, onSignal)
-  }
-  process.on('exit', killOnExit)
-  for (const signal of SIGNALS_TO_FORWARD) process.on(signal, onSignal)
+  const removeHooks = releaseWithThisProcess(killOnExit)
 
   const stopGraceMs = options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS
   let stopping: Promise<void> | undefined
@@ -280,7 +261,7 @@ async function spawnDevServer(options: StartDevServerOptions): Promise<DevServer
   }
 
   const fail = async (message: string): Promise<never> => {
-    const logTail = await readLogTail(logFile, logStart)
+    const logTail = await readLogTail(logFile, logStart, LOG_TAIL_LINES)
     removeHooks()
     if (exitStatus === undefined) {
       child.kill('SIGKILL')
@@ -419,48 +400,6 @@ async function freePorts(first?: number): Promise<[number, number, number]> {
 /** The temporal CLI reads TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, ... as client settings; the server we start must not. */
 function withoutTemporalClientVariables(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   return Object.fromEntries(Object.entries(env).filter(([key]) => !key.startsWith('TEMPORAL_')))
-}
-
-async function fileSize(path: string): Promise<number> {
-  try {
-    return (await stat(path)).size
-  } catch {
-    return 0
-  }
-}
-
-async function readLogTail(logFile: string, from: number): Promise<string[]> {
-  try {
-    const handle = await open(logFile, 'r')
-    try {
-      const size = (await handle.stat()).size
-      const start = Math.max(from, size - 16_384)
-      const buffer = Buffer.alloc(size - start)
-      await handle.read(buffer, 0, buffer.length, start)
-      return buffer
-        .toString('utf8')
-        .split('\n')
-        .map((line) => line.trim())
-        .filter((line) => line.length > 0 && !line.startsWith('--- '))
-        .slice(-LOG_TAIL_LINES)
-    } finally {
-      await handle.close()
-    }
-  } catch {
-    return []
-  }
-}
-
-async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined
-  const timedOut = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms)
-  })
-  try {
-    return await Promise.race([promise.then(() => true as const), timedOut])
-  } finally {
-    clearTimeout(timer)
-  }
 }
 
 function delay(ms: number): Promise<void> {

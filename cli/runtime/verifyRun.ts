@@ -10,7 +10,10 @@ export interface RunVerification {
   readonly eventsAppended: number
   /** Event IDs stored more than once across the tasks' streams (extra copies). */
   readonly duplicateEventIds: number
-  /** Model calls that started after the same activity's outcome was already recorded: a paid call made again. */
+  /**
+   * Model calls made again after they were on record: a call that started after its activity's outcome was recorded,
+   * or after a failed call with the same call index of the same activity and run was (a paid call made twice).
+   */
   readonly modelCallsRepeatedAfterCrash: number
   readonly repeatedModelCalls: readonly LedgerCall[]
   /** Outbox rows beyond one per side-effecting tool call and kind (its notification, and at most one retraction of it). */
@@ -48,6 +51,8 @@ export async function verifyRun(options: {
   const seenEventIds = new Map<string, number>()
   const runOfIdempotencyKey = new Map<string, string>()
   const outcomeRecordedAt = new Map<string, number>()
+  /** When each failed model call was recorded, by task, run, activity and call index. */
+  const failedCallRecordedAt = new Map<string, number>()
   let eventsAppended = 0
   let tasksWithoutTerminalEvent = 0
   for (const task of options.tasks) {
@@ -63,6 +68,12 @@ export async function verifyRun(options: {
         // A replay runs the same activity IDs again in a new Temporal run: ledgers that name the run compare within it.
         outcomeRecordedAt.set(activityKey(task.tenantId, task.taskId, `${runId}/${activityId}`), stored.recordedAt.getTime())
       }
+      const callIndex = (stored.event.data as { callIndex?: unknown }).callIndex
+      if (stored.event.type.endsWith('ModelFailed') && typeof callIndex === 'number') {
+        const { runId, activityId } = stored.event.metadata
+        const key = activityKey(task.tenantId, task.taskId, `${runId}/${activityId}#${callIndex}`)
+        failedCallRecordedAt.set(key, Math.min(failedCallRecordedAt.get(key) ?? Infinity, stored.recordedAt.getTime()))
+      }
     }
     if (!stream.events.some((stored) => stored.event.type === 'AgentTaskCompleted' || stored.event.type === 'AgentTaskFailed')) tasksWithoutTerminalEvent++
   }
@@ -77,7 +88,10 @@ export async function verifyRun(options: {
   const ledger = options.ledger.filter((call) => taskKeys.has(`${call.tenantId}/${call.taskId}`))
   const repeatedModelCalls = ledger.filter((call) => {
     const recordedAt = outcomeRecordedAt.get(activityKey(call.tenantId, call.taskId, call.runId === undefined ? call.activityId : `${call.runId}/${call.activityId}`))
-    return recordedAt !== undefined && call.ts > recordedAt
+    if (recordedAt !== undefined && call.ts > recordedAt) return true
+    if (call.runId === undefined || call.callIndex === undefined) return false
+    const failedAt = failedCallRecordedAt.get(activityKey(call.tenantId, call.taskId, `${call.runId}/${call.activityId}#${call.callIndex}`))
+    return failedAt !== undefined && call.ts > failedAt
   })
 
   // A replay or redrive from `tools` runs a tool call again, for real, under a new key: rows count per tool call per run.

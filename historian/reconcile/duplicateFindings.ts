@@ -1,4 +1,4 @@
-import { attemptFailureEventId, outcomeEventId } from '../eventIds'
+import { attemptFailureEventId, outcomeEventId, repairFailureEventId } from '../eventIds'
 import { groupEventsByActivity, type ActivityEvents } from './activityEventGroups'
 import { ReconcileFindingKind, type ReconcileFinding } from './reconcileFinding'
 import type { EventFact, TaskFacts } from './taskFacts'
@@ -43,17 +43,25 @@ function surplusOutcomes(group: ActivityEvents): EventFact[] {
   return surplus
 }
 
-/** Failed-attempt records beyond one per attempt; the one with the deterministic ID counts first. */
+/**
+ * Failed-call records beyond one per attempt and kind: an attempt records at most its failed call and, when the step's
+ * repair ran in the same attempt, the repair's failure. The one with the deterministic ID counts first.
+ */
 function surplusAttemptRecords(group: ActivityEvents): EventFact[] {
   const { workflowId, runId, activityId } = group
   const deterministic = (event: EventFact) =>
-    workflowId !== undefined && runId !== undefined && activityId !== undefined && event.attempt !== undefined && event.eventId === attemptFailureEventId(workflowId, runId, activityId, event.attempt)
+    workflowId !== undefined &&
+    runId !== undefined &&
+    activityId !== undefined &&
+    event.attempt !== undefined &&
+    event.eventId === (event.repairFailure ? repairFailureEventId : attemptFailureEventId)(workflowId, runId, activityId, event.attempt)
   const records = group.events.filter((event) => event.attemptFailure)
-  const seen = new Set<number | undefined>()
+  const seen = new Set<string>()
   const surplus: EventFact[] = []
   for (const event of [...records.filter(deterministic), ...records.filter((event) => !deterministic(event))]) {
-    if (seen.has(event.attempt)) surplus.push(event)
-    seen.add(event.attempt)
+    const key = `${String(event.attempt)}:${event.repairFailure ? 'repair' : 'call'}`
+    if (seen.has(key)) surplus.push(event)
+    seen.add(key)
   }
   return surplus
 }

@@ -5,8 +5,9 @@ const text = (value: unknown): string | undefined => (typeof value === 'string' 
 const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null
 
 /**
- * Whether a stored event records one failed attempt that Temporal retried rather than an activity's outcome: in the v1
- * catalog, a model failure with `willRetry: true` (docs/event-catalog.md). Everything else an activity writes is its outcome.
+ * Whether a stored event records one failed model call that another call of the step followed (Temporal's retry, or the
+ * step's repair call) rather than an activity's outcome: a model failure with `willRetry: true` (docs/event-catalog.md).
+ * Everything else an activity writes is its outcome.
  */
 export function isAttemptFailureRecord(type: string, data: unknown): boolean {
   return type.endsWith('ModelFailed') && isRecord(data) && data.willRetry === true
@@ -28,5 +29,6 @@ export function eventFactOf(recorded: RecordedEvent): EventFact {
     activityId: text(metadata.activityId),
     attempt: typeof attempt === 'number' && Number.isInteger(attempt) ? attempt : undefined,
     attemptFailure: isAttemptFailureRecord(recorded.type, recorded.data),
+    repairFailure: isAttemptFailureRecord(recorded.type, recorded.data) && isRecord(recorded.data) && recorded.data.isRepair === true,
   }
 }

@@ -43,6 +43,8 @@ export interface EventFact {
   readonly attempt?: number
   /** True for the record of one failed attempt that Temporal retried (a model failure with `willRetry: true`); false for outcomes. */
   readonly attemptFailure: boolean
+  /** True for such a record of the step's repair call, which an attempt may record besides its own failed call. */
+  readonly repairFailure?: boolean
 }
 
 /** Everything known about one task on both sides. */

@@ -253,7 +253,7 @@ describe.each(DATABASE_BACKENDS)('task state through time on $backend', ({ open 
     const taskId = newTask()
     const stream = taskStreamName(tenantId, taskId)
     const f = new TaskEventFactory(tenantId, taskId)
-    // 35 events: every fifth a synthesis carrying about 1,575 characters of data, the others about 341.
+    // 35 events: every fifth a synthesis carrying about 1,700 characters of data, the others (failed calls) about 520.
     const pending = Array.from({ length: 35 }, (_, n) => (n % 5 === 4 ? f.synthesisInvoked('x'.repeat(600)) : f.routingFailed(true, 1)))
     await appendInBatches(store, stream, pending, [35])
     await loadTaskState({ store, snapshots, snapshotPolicy: false }, tenantId, taskId)
@@ -261,9 +261,9 @@ describe.each(DATABASE_BACKENDS)('task state through time on $backend', ({ open 
     expect(await snapshotRevisions(taskId)).toEqual([])
     await loadTaskState({ store, snapshots, snapshotPolicy: { everyEvents: 10 } }, tenantId, taskId)
     expect(await snapshotRevisions(taskId)).toEqual([9, 19, 29])
-    // Four small events (about 1,360 characters) stay under 2,000; the large fifth passes it.
+    // Four small events (about 2,100 characters) stay under 3,000; the large fifth passes it.
     expect(await snapshots.deleteStream(tenantId, stream)).toBe(3)
-    await loadTaskState({ store, snapshots, snapshotPolicy: { everyEvents: 1_000, everyBytes: 2_000 } }, tenantId, taskId)
+    await loadTaskState({ store, snapshots, snapshotPolicy: { everyEvents: 1_000, everyBytes: 3_000 } }, tenantId, taskId)
     expect(await snapshotRevisions(taskId)).toEqual([4, 9, 14, 19, 24, 29, 34])
     await snapshots.deleteStream(tenantId, stream)
     await loadTaskState({ store, snapshots, snapshotPolicy: { everyEvents: 1_000, everyBytes: 1 } }, tenantId, taskId)

@@ -2,6 +2,8 @@ import type { TestProject } from 'vitest/node'
 import pg from 'pg'
 import type {} from 'vitest'
 
+import { findLocalLlm } from '../../cli/runtime/localLlm'
+import { resolveLocalLlm, type LocalLlmEndpoint } from '../../cli/runtime/localLlmServer'
 import { resolveTemporal, type TemporalEndpoint } from '../../cli/runtime/temporalServer'
 
 declare module 'vitest' {
@@ -12,6 +14,10 @@ declare module 'vitest' {
     temporalAddress: string
     /** Namespace on that Temporal server (TEMPORAL_NAMESPACE, default `default`). */
     temporalNamespace: string
+    /** OpenAI base URL (`.../v1`) of the real inference server the tests use; empty when there is none (see realModelServer). */
+    llmBaseUrl: string
+    /** The model to ask that server for; empty when there is none. */
+    llmModelId: string
   }
 }
 
@@ -45,17 +51,49 @@ async function startTemporal(): Promise<TemporalEndpoint> {
   return temporal
 }
 
+/**
+ * One inference server for the whole run: ANNALIST_LLM_BASE_URL if set, else a llama.cpp server from the installation
+ * `annalist setup-local-llm` made; undefined when there is neither. With ANNALIST_TEST_LLM=required (CI), having none
+ * is an error: the tests that need a real model must not skip there.
+ */
+async function startLocalLlm(): Promise<LocalLlmEndpoint | undefined> {
+  const required = process.env.ANNALIST_TEST_LLM?.trim() ?? ''
+  if (required !== '' && required !== 'required') {
+    throw new Error(`ANNALIST_TEST_LLM=${required}: the only value is \`required\` (or leave it unset)`)
+  }
+  if (!process.env.ANNALIST_LLM_BASE_URL?.trim() && !findLocalLlm() && required === '') {
+    process.stderr.write('[llm] no local inference server installed (`npx annalist setup-local-llm`): the real-model tests skip\n')
+    return undefined
+  }
+  const started = Date.now()
+  try {
+    const llm = await resolveLocalLlm({ onProgress: (msg) => process.stderr.write(`[llm] ${msg}\n`) })
+    process.stderr.write(`[llm] ${llm.source} server at ${llm.baseURL} (model ${llm.modelId}) ready in ${((Date.now() - started) / 1000).toFixed(1)}s\n`)
+    return llm
+  } catch (error) {
+    if (required === '') throw error
+    throw new Error(`ANNALIST_TEST_LLM=required: ${(error as Error).message}`)
+  }
+}
+
 export default async function setup(project: TestProject) {
   const postgresAdminUrl = process.env.TEST_DATABASE_URL ?? process.env.DATABASE_URL ?? DEFAULT_LOCAL_POSTGRES
-  const [postgres, temporal] = await Promise.allSettled([checkPostgres(postgresAdminUrl), startTemporal()])
-  if (postgres.status === 'rejected' || temporal.status === 'rejected') {
-    if (temporal.status === 'fulfilled') await temporal.value.stop()
-    throw postgres.status === 'rejected' ? postgres.reason : (temporal as PromiseRejectedResult).reason
+  const [postgres, temporal, llm] = await Promise.allSettled([checkPostgres(postgresAdminUrl), startTemporal(), startLocalLlm()])
+  if (postgres.status === 'rejected' || temporal.status === 'rejected' || llm.status === 'rejected') {
+    await Promise.all([
+      temporal.status === 'fulfilled' ? temporal.value.stop() : undefined,
+      llm.status === 'fulfilled' ? llm.value?.stop() : undefined,
+    ])
+    throw [postgres, temporal, llm].flatMap((result) => (result.status === 'rejected' ? [result.reason] : []))[0]
   }
+  const temporalServer = temporal.value
+  const llmServer = llm.value
   project.provide('postgresAdminUrl', postgresAdminUrl)
-  project.provide('temporalAddress', temporal.value.address)
-  project.provide('temporalNamespace', temporal.value.namespace)
+  project.provide('temporalAddress', temporalServer.address)
+  project.provide('temporalNamespace', temporalServer.namespace)
+  project.provide('llmBaseUrl', llmServer?.baseURL ?? '')
+  project.provide('llmModelId', llmServer?.modelId ?? '')
   return async () => {
-    await temporal.value.stop()
+    await Promise.all([temporalServer.stop(), llmServer?.stop()])
   }
 }

@@ -44,10 +44,10 @@ export interface PipelineHarness {
   close(): Promise<void>
 }
 
-/** A real Temporal worker with the real activities over a fresh database (PostgreSQL server or PGlite) and the scripted model. */
+/** A real Temporal worker with the real activities over a fresh database (PostgreSQL server or PGlite) and the scripted model, or `models`. */
 export async function pipelineHarness(
   kind: 'postgres' | 'pglite',
-  options: { faults?: FaultPlan; latencyMs?: number; ledgerPath?: string; workflowBundle?: WorkflowBundle } = {},
+  options: { faults?: FaultPlan; latencyMs?: number; ledgerPath?: string; workflowBundle?: WorkflowBundle; models?: ModelClient } = {},
 ): Promise<PipelineHarness> {
   const database = kind === 'postgres' ? await freshPostgresDatabase() : await freshPgliteDatabase()
   const store = new PostgresEventStore(database)
@@ -60,7 +60,7 @@ export async function pipelineHarness(
   const taskQueue = `test-${uniqueSuffix()}`
   const activities = createActivities({
     historian,
-    models: new ModelClient(modelsFromConfig({ provider: 'scripted', latencyMs: options.latencyMs ?? 0, faults: options.faults, ledgerPath: options.ledgerPath, timeoutMs: 1_000 })),
+    models: options.models ?? new ModelClient(modelsFromConfig({ provider: 'scripted', latencyMs: options.latencyMs ?? 0, faults: options.faults, ledgerPath: options.ledgerPath, timeoutMs: 1_000 })),
     tools: createDefaultTools({ pool: database.pool, faults: options.faults }),
     clock: () => new Date(),
     faults: options.faults,

@@ -70,6 +70,8 @@ export async function supervisedWorker(options: {
   modelTimeoutMs?: number
   /** The task queue is `<prefix>-<unique suffix>`; `worker` unless given. */
   taskQueuePrefix?: string
+  /** More settings for the worker children, e.g. a real model provider. */
+  env?: NodeJS.ProcessEnv
 }): Promise<SupervisedWorker> {
   const workDir = mkdtempSync(path.join(tmpdir(), 'annalist-worker-'))
   const ledgerPath = path.join(workDir, 'calls.jsonl')
@@ -87,6 +89,7 @@ export async function supervisedWorker(options: {
     ANNALIST_SCRIPTED_LATENCY_MS: String(options.scriptedLatencyMs ?? 0),
     ...(options.modelTimeoutMs === undefined ? {} : { ANNALIST_MODEL_TIMEOUT_MS: String(options.modelTimeoutMs) }),
     ANNALIST_INTEGRITY_KEY_FILE: '',
+    ...options.env,
   }
   const workers: SupervisedProcess[] = []
   const addWorker = (name: string, faults: FaultPlan) => {

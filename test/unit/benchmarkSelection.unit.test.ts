@@ -20,6 +20,11 @@ describe('selectBenchmarks (--only)', () => {
     expect(() => selectBenchmarks('AppendVsRawInsert', AVAILABLE)).toThrow(/unknown benchmark "AppendVsRawInsert"/)
   })
 
+  it('leaves the opt-in benchmarks out of the default run, and runs them when named', () => {
+    expect([...selectBenchmarks(undefined, AVAILABLE, ['tenantReadIsolation'])]).toEqual(['historianOverhead', 'appendVsRawInsert'])
+    expect([...selectBenchmarks('tenantReadIsolation', AVAILABLE, ['tenantReadIsolation'])]).toEqual(['tenantReadIsolation'])
+  })
+
   it('refuses an empty list', () => {
     expect(() => selectBenchmarks('', AVAILABLE)).toThrow(/--only needs at least one benchmark name/)
     expect(() => selectBenchmarks(' , ', AVAILABLE)).toThrow(/--only needs at least one benchmark name/)

@@ -161,7 +161,7 @@ describe('eventFactOf', () => {
 
   it('leaves out metadata fields that are missing or malformed instead of failing', () => {
     const fact = eventFactOf(recorded('SomethingUnknown', null, { workflowId: '', runId: 7, attempt: 'x' }))
-    expect(fact).toEqual({ eventId: fact.eventId, type: 'SomethingUnknown', revision: 3n, workflowId: undefined, runId: undefined, activityId: undefined, attempt: undefined, attemptFailure: false })
+    expect(fact).toEqual({ eventId: fact.eventId, type: 'SomethingUnknown', revision: 3n, workflowId: undefined, runId: undefined, activityId: undefined, attempt: undefined, attemptFailure: false, repairFailure: false })
   })
 })
 

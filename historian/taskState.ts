@@ -5,7 +5,7 @@ import { PipelineStepName, PlannedToolCall, RunOverrides, type AnnalistEvent, ty
  * Version of the TaskState shape and of what `evolve` computes. Bump it whenever either changes: snapshots record the
  * version they were folded with, and a snapshot of another version is ignored (never trusted), so the fold can evolve.
  */
-export const TASK_STATE_VERSION = 2
+export const TASK_STATE_VERSION = 3
 
 /** The state of one task as its events describe it. */
 export interface TaskState {
@@ -98,7 +98,12 @@ export const TaskStateSchema: z.ZodType<TaskState> = z.object({
   lastOccurredAt: z.string().optional(),
 })
 
-function withUsage(state: TaskState, usage: { inputTokens: number; outputTokens: number; costUsd: number }): TaskState {
+/**
+ * Adds a call's usage to the task's totals when the provider reported it, whether the call succeeded or failed (a failed
+ * call is billed too); an estimate for a call that reported nothing never enters the totals (docs/models.md).
+ */
+function withUsage(state: TaskState, usage: { inputTokens: number; outputTokens: number; costUsd: number; reported: boolean }): TaskState {
+  if (!usage.reported) return state
   return { ...state, totalTokens: state.totalTokens + usage.inputTokens + usage.outputTokens, totalCostUsd: state.totalCostUsd + usage.costUsd }
 }
 
@@ -164,7 +169,7 @@ export function evolve(state: TaskState, event: AnnalistEvent): TaskState {
     case 'RoutingModelFailed':
     case 'PlanningModelFailed':
     case 'SynthesisModelFailed':
-      return { ...counted, modelAttemptsFailed: counted.modelAttemptsFailed + 1 }
+      return { ...withUsage(counted, event.data.usage), modelAttemptsFailed: counted.modelAttemptsFailed + 1 }
     case 'ToolCallExecuted':
     case 'ToolCallFailed': {
       const outcome: ToolOutcomeState =

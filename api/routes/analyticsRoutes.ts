@@ -62,13 +62,23 @@ export const analyticsRoutes: FastifyPluginAsyncZod<{ deps: ApiDeps }> = async (
   const tenantWindow = z.strictObject({ ...window, tenantId: tenantFilter })
   rowsRoute(
     '/analytics/models',
-    { summary: 'Model invocation stats per model version', description: 'Count, failures, p50/p99 latency, tokens and cost. Default window: 30 days.' },
+    {
+      summary: 'Model invocation stats per model version',
+      description:
+        'Count, failures, p50/p99 latency, reported tokens and cost over every call (failedCallCostUsd: the failed calls\' part), ' +
+        'and the calls without reported usage with their estimate, which is not in the figures. Default window: 30 days.',
+    },
     tenantWindow,
     (filters, now) => modelInvocationStats(deps.pool, filters, now),
   )
   rowsRoute(
     '/analytics/costs',
-    { summary: 'Cost per tenant per UTC day', description: 'Cost, tokens and tasks. Default window: 30 days.' },
+    {
+      summary: 'Cost per tenant per UTC day',
+      description:
+        'Reported cost over every call with the failed calls\' part, the estimated cost of calls without reported usage (not in costUsd), ' +
+        'reported tokens and tasks. Default window: 30 days.',
+    },
     tenantWindow,
     (filters, now) => costPerTenantPerDay(deps.pool, filters, now),
   )

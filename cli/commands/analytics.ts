@@ -54,12 +54,18 @@ const MODEL_COLUMNS: readonly OutputColumn<ModelInvocationStats>[] = [
   { key: 'inputTokens', header: 'input tokens' },
   { key: 'outputTokens', header: 'output tokens' },
   { key: 'costUsd', header: 'cost usd' },
+  { key: 'failedCallCostUsd', header: 'failed calls usd' },
+  { key: 'callsWithoutReportedUsage', header: 'calls w/o usage' },
+  { key: 'estimatedUnreportedTokens', header: 'est. tokens' },
+  { key: 'estimatedUnreportedCostUsd', header: 'est. usd' },
 ]
 
 const COST_COLUMNS: readonly OutputColumn<TenantDayCost>[] = [
   { key: 'tenantId', header: 'tenant' },
   { key: 'day', header: 'day (UTC)' },
   { key: 'costUsd', header: 'cost usd' },
+  { key: 'failedCallCostUsd', header: 'failed calls usd' },
+  { key: 'estimatedUnreportedCostUsd', header: 'est. unreported usd' },
   { key: 'tokens', header: 'tokens' },
   { key: 'tasks', header: 'tasks' },
 ]

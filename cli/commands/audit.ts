@@ -86,6 +86,9 @@ const CSV_COLUMNS: readonly OutputColumn<AuditEntry>[] = [
   { key: 'inputTokens', header: 'input_tokens' },
   { key: 'outputTokens', header: 'output_tokens' },
   { key: 'costUsd', header: 'cost_usd' },
+  { key: 'usageReported', header: 'usage_reported' },
+  { key: 'finishReason', header: 'finish_reason' },
+  { key: 'structuredOutputPath', header: 'structured_output_path' },
   { key: 'latencyMs', header: 'latency_ms' },
   { key: 'summary', header: 'summary' },
 ]

@@ -280,10 +280,24 @@ function buildSummary(
 
 function printReport(summary: DemoSummary, tenants: readonly TenantSummary[], verification: RunVerification): void {
   say('\nPer-tenant audit summary of this run (from the task_summary read model)')
-  const columns = ['tenant', 'tasks', 'done', 'failed', 'tools ok', 'tools failed', 'failed model calls', 'tokens', 'cost USD']
+  // Tokens and cost are what providers reported (failed calls included, their part shown apart); calls that reported no
+  // usage are counted, with their estimate outside the totals.
+  const columns = ['tenant', 'tasks', 'done', 'failed', 'tools ok', 'tools failed', 'failed model calls', 'tokens', 'cost USD', 'of it failed calls', 'calls w/o usage', 'est. USD']
   say(`  ${columns.map((column, i) => (i === 0 ? column.padEnd(10) : column.padStart(column.length + 1))).join(' ')}`)
   for (const tenant of tenants) {
-    const cells = [tenant.tasks, tenant.byStatus.completed, tenant.byStatus.failed, tenant.toolCallsSucceeded, tenant.toolCallsFailed, tenant.modelAttemptsFailed, tenant.totalTokens, tenant.totalCostUsd.toFixed(6)]
+    const cells = [
+      tenant.tasks,
+      tenant.byStatus.completed,
+      tenant.byStatus.failed,
+      tenant.toolCallsSucceeded,
+      tenant.toolCallsFailed,
+      tenant.modelAttemptsFailed,
+      tenant.totalTokens,
+      tenant.totalCostUsd.toFixed(6),
+      tenant.failedCallCostUsd.toFixed(6),
+      tenant.callsWithoutReportedUsage,
+      tenant.estimatedUnreportedCostUsd.toFixed(6),
+    ]
     say(`  ${tenant.tenantId.padEnd(10)} ${cells.map((cell, i) => String(cell).padStart(columns[i + 1]!.length + 1)).join(' ')}`)
   }
   say('\nRecovery')

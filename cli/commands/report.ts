@@ -37,6 +37,10 @@ interface ReportRow {
   readonly modelAttemptsFailed: number
   readonly totalTokens: number
   readonly totalCostUsd: number
+  readonly failedCallCostUsd: number
+  readonly callsWithoutReportedUsage: number
+  readonly estimatedUnreportedTokens: number
+  readonly estimatedUnreportedCostUsd: number
   readonly models: string
   readonly modelsUsed: TaskSummary['modelsUsed'] | null
   readonly startedAt: Date | null
@@ -55,6 +59,9 @@ const TABLE_COLUMNS: readonly OutputColumn<ReportRow>[] = [
   { key: 'modelAttemptsFailed', header: 'model failures' },
   { key: 'totalTokens', header: 'tokens' },
   { key: 'totalCostUsd', header: 'cost (USD)' },
+  { key: 'failedCallCostUsd', header: 'failed calls (USD)' },
+  { key: 'callsWithoutReportedUsage', header: 'calls w/o usage' },
+  { key: 'estimatedUnreportedCostUsd', header: 'est. unreported (USD)' },
   { key: 'models', header: 'models' },
 ]
 
@@ -70,6 +77,10 @@ const CSV_COLUMNS: readonly OutputColumn<ReportRow>[] = [
   { key: 'modelAttemptsFailed', header: 'model_attempts_failed' },
   { key: 'totalTokens', header: 'total_tokens' },
   { key: 'totalCostUsd', header: 'total_cost_usd' },
+  { key: 'failedCallCostUsd', header: 'failed_call_cost_usd' },
+  { key: 'callsWithoutReportedUsage', header: 'calls_without_reported_usage' },
+  { key: 'estimatedUnreportedTokens', header: 'estimated_unreported_tokens' },
+  { key: 'estimatedUnreportedCostUsd', header: 'estimated_unreported_cost_usd' },
   { key: 'modelsUsed', header: 'models_used' },
   { key: 'startedAt', header: 'started_at' },
   { key: 'finishedAt', header: 'finished_at' },
@@ -105,6 +116,10 @@ function totalRow(totals: TenantSummary): ReportRow {
     modelAttemptsFailed: totals.modelAttemptsFailed,
     totalTokens: totals.totalTokens,
     totalCostUsd: totals.totalCostUsd,
+    failedCallCostUsd: totals.failedCallCostUsd,
+    callsWithoutReportedUsage: totals.callsWithoutReportedUsage,
+    estimatedUnreportedTokens: totals.estimatedUnreportedTokens,
+    estimatedUnreportedCostUsd: totals.estimatedUnreportedCostUsd,
     models: '',
     modelsUsed: null,
     startedAt: null,
@@ -112,11 +127,20 @@ function totalRow(totals: TenantSummary): ReportRow {
   }
 }
 
+/**
+ * The totals line: reported tokens and cost (failed calls' part in brackets), then, when some calls reported no usage,
+ * how many and their estimate, said to be outside the totals.
+ */
 function totalsLine(totals: TenantSummary): string {
+  const unreported = totals.callsWithoutReportedUsage
   return (
     `tenant ${totals.tenantId}: ${totals.tasks} task${totals.tasks === 1 ? '' : 's'} (${statusCounts(totals)}), ${totals.attempts} attempts, ` +
     `${totals.toolCallsSucceeded} tool calls ok, ${totals.toolCallsFailed} failed, ${totals.modelAttemptsFailed} failed model attempts, ` +
-    `${totals.totalTokens} tokens, $${totals.totalCostUsd.toFixed(6)}`
+    `${totals.totalTokens} tokens, $${totals.totalCostUsd.toFixed(6)} reported (failed calls $${totals.failedCallCostUsd.toFixed(6)})` +
+    (unreported === 0
+      ? ''
+      : `; ${unreported} call${unreported === 1 ? '' : 's'} without reported usage, estimated ${totals.estimatedUnreportedTokens} tokens, ` +
+        `$${totals.estimatedUnreportedCostUsd.toFixed(6)} (not in the totals)`)
   )
 }
 

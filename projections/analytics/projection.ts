@@ -22,9 +22,11 @@ interface InvocationFact {
   model: ModelRef
   prompt: PromptRef
   latencyMs: number
+  /** The call's usage as its event records it: what the provider reported, or (`usageReported` false) the estimate. */
   inputTokens: number
   outputTokens: number
   costUsd: number
+  usageReported: boolean
   errorCode: string | null
 }
 
@@ -63,6 +65,7 @@ export function analyticsFacts(event: AnnalistEvent): AnalyticsFacts {
           inputTokens: usage.inputTokens,
           outputTokens: usage.outputTokens,
           costUsd: usage.costUsd,
+          usageReported: usage.reported,
           errorCode: null,
         },
       }
@@ -70,10 +73,21 @@ export function analyticsFacts(event: AnnalistEvent): AnalyticsFacts {
     case 'RoutingModelFailed':
     case 'PlanningModelFailed':
     case 'SynthesisModelFailed': {
-      const { model, prompt, latencyMs, errorCode } = event.data
+      const { model, prompt, latencyMs, errorCode, usage } = event.data
       const step = MODEL_STEP[event.type]
       return {
-        invocation: { step, outcome: 'failed', model, prompt, latencyMs, inputTokens: 0, outputTokens: 0, costUsd: 0, errorCode },
+        invocation: {
+          step,
+          outcome: 'failed',
+          model,
+          prompt,
+          latencyMs,
+          inputTokens: usage.inputTokens,
+          outputTokens: usage.outputTokens,
+          costUsd: usage.costUsd,
+          usageReported: usage.reported,
+          errorCode,
+        },
         failure: { step, kind: StepFailureKind.modelAttempt, errorCode },
       }
     }
@@ -127,6 +141,7 @@ const INVOCATION_COLUMNS = columns([
   ['cost_usd', 'numeric'],
   ['error_code', 'text'],
   ['occurred_at', 'timestamptz'],
+  ['usage_reported', 'boolean'],
 ])
 const FAILURE_COLUMNS = columns([...KEY_COLUMNS, ['step', 'text'], ['kind', 'text'], ['error_code', 'text'], ['attempt', 'integer'], ['occurred_at', 'timestamptz']])
 const TOOL_CALL_COLUMNS = columns([
@@ -146,7 +161,7 @@ function analyticsRows(events: readonly StoredEvent[]): Record<AnalyticsTable, u
     const facts = analyticsFacts(stored.event)
     const key = rowKey(stored.position, metadata)
     if (facts.invocation) {
-      const { step, outcome, model, prompt, latencyMs, inputTokens, outputTokens, costUsd, errorCode } = facts.invocation
+      const { step, outcome, model, prompt, latencyMs, inputTokens, outputTokens, costUsd, usageReported, errorCode } = facts.invocation
       rows.analytics_model_invocations.push([
         ...key,
         step,
@@ -163,6 +178,7 @@ function analyticsRows(events: readonly StoredEvent[]): Record<AnalyticsTable, u
         String(costUsd),
         errorCode,
         metadata.occurredAt,
+        usageReported,
       ])
     }
     if (facts.failure) {
@@ -181,9 +197,10 @@ const ON_POSITION_CONFLICT = 'on conflict (position) do nothing'
 
 /**
  * Cross-tenant analytics facts: model invocations, step failures and tool calls, one row per event per table, keyed
- * by global position (applying an event twice inserts nothing). Every value, `occurred_at` included, comes from the
- * event, so a rebuild from position 0 gives identical rows. A batch is one multi-row insert per table; `apply` is the
- * batch of one event.
+ * by global position (applying an event twice inserts nothing). A model invocation row holds the call's usage whether
+ * it succeeded or failed, with `usage_reported` telling a provider's figures from an estimate. Every value,
+ * `occurred_at` included, comes from the event, so a rebuild from position 0 gives identical rows. A batch is one
+ * multi-row insert per table; `apply` is the batch of one event.
  */
 export function analyticsProjection(): Projection<AnalyticsTable> {
   const applyBatch = async (client: pg.PoolClient, events: readonly StoredEvent[], tables: ProjectionTables<AnalyticsTable>): Promise<void> => {

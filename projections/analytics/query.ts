@@ -69,13 +69,22 @@ export interface ModelInvocationStats {
   readonly modelId: string
   readonly modelVersion: string
   readonly invocations: number
+  /** Failed calls. */
   readonly failures: number
   /** Continuous percentiles (percentile_cont) over every call's latency, failed calls included. */
   readonly latencyP50Ms: number
   readonly latencyP99Ms: number
+  /** Tokens and cost the provider reported, over every call, successful or failed. */
   readonly inputTokens: number
   readonly outputTokens: number
   readonly costUsd: number
+  /** The part of `costUsd` spent on failed calls. */
+  readonly failedCallCostUsd: number
+  /** Calls whose usage the provider did not report (timeouts, aborts, servers without usage). */
+  readonly callsWithoutReportedUsage: number
+  /** Their estimate (prompt tokens, priced): NOT part of the figures above. */
+  readonly estimatedUnreportedTokens: number
+  readonly estimatedUnreportedCostUsd: number
 }
 
 /** What one tenant's model calls cost on one UTC day. */
@@ -83,8 +92,13 @@ export interface TenantDayCost {
   readonly tenantId: string
   /** The UTC day, YYYY-MM-DD. */
   readonly day: string
+  /** The cost the provider reported, over every call, successful or failed. */
   readonly costUsd: number
-  /** Input plus output tokens. */
+  /** The part of `costUsd` spent on failed calls. */
+  readonly failedCallCostUsd: number
+  /** The estimated cost of calls whose usage was not reported: NOT part of `costUsd`. */
+  readonly estimatedUnreportedCostUsd: number
+  /** Reported input plus output tokens. */
   readonly tokens: number
   /** Distinct tasks that called a model that day. */
   readonly tasks: number
@@ -153,6 +167,14 @@ function failureKinds(value: unknown): StepFailureKind[] {
 }
 
 const count = (value: string | number): number => Number(value)
+
+/** Reported usage over every call in a group, successful or failed, and the failed calls' part of its cost. */
+const REPORTED_USAGE = `coalesce(sum(input_tokens) filter (where usage_reported), 0) as input_tokens,
+            coalesce(sum(output_tokens) filter (where usage_reported), 0) as output_tokens,
+            coalesce(sum(cost_usd) filter (where usage_reported), 0) as cost_usd,
+            coalesce(sum(cost_usd) filter (where usage_reported and outcome = 'failed'), 0) as failed_call_cost_usd`
+/** The estimated cost of the calls in a group whose usage was not reported. */
+const ESTIMATED_COST = `coalesce(sum(cost_usd) filter (where not usage_reported), 0) as estimated_unreported_cost_usd`
 
 /**
  * Failures by tenant, step and error code in the window (default: the last 24 hours), in step order. Counts failed
@@ -224,7 +246,11 @@ function tenantWindow(filters: TenantWindowFilters, now: Date): Conditions {
   return where
 }
 
-/** Model calls per provider, model and version in the window (default: the last 30 days), optionally of one tenant. */
+/**
+ * Model calls per provider, model and version in the window (default: the last 30 days), optionally of one tenant.
+ * Tokens and cost are what the provider reported, failed calls included; calls without reported usage are counted
+ * and their estimate given apart.
+ */
 export async function modelInvocationStats(pool: pg.Pool, filters: TenantWindowFilters, now: Date = new Date()): Promise<ModelInvocationStats[]> {
   const where = tenantWindow(filters, now)
   const result = await pool.query<{
@@ -238,15 +264,20 @@ export async function modelInvocationStats(pool: pg.Pool, filters: TenantWindowF
     input_tokens: string
     output_tokens: string
     cost_usd: string
+    failed_call_cost_usd: string
+    calls_without_reported_usage: string
+    estimated_unreported_tokens: string
+    estimated_unreported_cost_usd: string
   }>(
     `select provider, model_id, model_version,
             count(*) as invocations,
             count(*) filter (where outcome = 'failed') as failures,
             percentile_cont(0.5) within group (order by latency_ms) as latency_p50_ms,
             percentile_cont(0.99) within group (order by latency_ms) as latency_p99_ms,
-            sum(input_tokens) as input_tokens,
-            sum(output_tokens) as output_tokens,
-            sum(cost_usd) as cost_usd
+            ${REPORTED_USAGE},
+            count(*) filter (where not usage_reported) as calls_without_reported_usage,
+            coalesce(sum(input_tokens + output_tokens) filter (where not usage_reported), 0) as estimated_unreported_tokens,
+            ${ESTIMATED_COST}
        from analytics_model_invocations
       where ${where.sql}
       group by provider, model_id, model_version
@@ -264,16 +295,33 @@ export async function modelInvocationStats(pool: pg.Pool, filters: TenantWindowF
     inputTokens: count(row.input_tokens),
     outputTokens: count(row.output_tokens),
     costUsd: Number(row.cost_usd),
+    failedCallCostUsd: Number(row.failed_call_cost_usd),
+    callsWithoutReportedUsage: count(row.calls_without_reported_usage),
+    estimatedUnreportedTokens: count(row.estimated_unreported_tokens),
+    estimatedUnreportedCostUsd: Number(row.estimated_unreported_cost_usd),
   }))
 }
 
-/** Model cost and tokens per tenant per UTC day in the window (default: the last 30 days), by tenant, then day. */
+/**
+ * Model cost and tokens per tenant per UTC day in the window (default: the last 30 days), by tenant, then day: the
+ * reported cost of every call with its failed calls' part, and apart from it the estimated cost of calls whose usage
+ * was not reported.
+ */
 export async function costPerTenantPerDay(pool: pg.Pool, filters: TenantWindowFilters, now: Date = new Date()): Promise<TenantDayCost[]> {
   const where = tenantWindow(filters, now)
-  const result = await pool.query<{ tenant_id: string; day: string; cost_usd: string; tokens: string; tasks: string }>(
+  const result = await pool.query<{
+    tenant_id: string
+    day: string
+    cost_usd: string
+    failed_call_cost_usd: string
+    estimated_unreported_cost_usd: string
+    input_tokens: string
+    output_tokens: string
+    tasks: string
+  }>(
     `select tenant_id, to_char(occurred_at at time zone 'UTC', 'YYYY-MM-DD') as day,
-            sum(cost_usd) as cost_usd,
-            sum(input_tokens + output_tokens) as tokens,
+            ${REPORTED_USAGE},
+            ${ESTIMATED_COST},
             count(distinct task_id) as tasks
        from analytics_model_invocations
       where ${where.sql}
@@ -281,7 +329,15 @@ export async function costPerTenantPerDay(pool: pg.Pool, filters: TenantWindowFi
       order by 1, 2`,
     where.params,
   )
-  return result.rows.map((row) => ({ tenantId: row.tenant_id, day: row.day, costUsd: Number(row.cost_usd), tokens: count(row.tokens), tasks: count(row.tasks) }))
+  return result.rows.map((row) => ({
+    tenantId: row.tenant_id,
+    day: row.day,
+    costUsd: Number(row.cost_usd),
+    failedCallCostUsd: Number(row.failed_call_cost_usd),
+    estimatedUnreportedCostUsd: Number(row.estimated_unreported_cost_usd),
+    tokens: count(row.input_tokens) + count(row.output_tokens),
+    tasks: count(row.tasks),
+  }))
 }
 
 /** Calls, failures and median latency per tool in the window (default: the last 30 days), optionally of one tenant. */

@@ -22,6 +22,10 @@ interface AuditFacts {
   inputTokens?: number
   outputTokens?: number
   costUsd?: number
+  /** For model calls: whether the provider reported the usage (false: the tokens and cost are an estimate). */
+  usageReported?: boolean
+  finishReason?: string | null
+  structuredOutputPath?: string | null
   latencyMs?: number
   summary: string
 }
@@ -47,7 +51,7 @@ export function auditFacts(event: AnnalistEvent): AuditFacts {
     case 'PlanCreated':
     case 'PlanIterationCreated':
     case 'SynthesisModelInvoked': {
-      const { model, prompt, usage, latencyMs } = event.data
+      const { model, prompt, usage, latencyMs, finishReason, structuredOutput } = event.data
       const role = event.type === 'RoutingModelInvoked' ? 'routing' : event.type === 'SynthesisModelInvoked' ? 'synthesis' : 'planning'
       const did =
         event.type === 'RoutingModelInvoked'
@@ -62,6 +66,9 @@ export function auditFacts(event: AnnalistEvent): AuditFacts {
         inputTokens: usage.inputTokens,
         outputTokens: usage.outputTokens,
         costUsd: usage.costUsd,
+        usageReported: usage.reported,
+        finishReason,
+        structuredOutputPath: structuredOutput?.path ?? null,
         latencyMs,
         summary: `${role} model ${modelName(model)} ${did}`,
       }
@@ -69,13 +76,18 @@ export function auditFacts(event: AnnalistEvent): AuditFacts {
     case 'RoutingModelFailed':
     case 'PlanningModelFailed':
     case 'SynthesisModelFailed': {
-      const { model, prompt, errorCode, willRetry, latencyMs } = event.data
+      const { model, prompt, errorCode, willRetry, latencyMs, usage, finishReason } = event.data
       const role = event.type === 'RoutingModelFailed' ? 'routing' : event.type === 'PlanningModelFailed' ? 'planning' : 'synthesis'
       return {
         model,
         prompt,
         errorCode,
         willRetry,
+        inputTokens: usage.inputTokens,
+        outputTokens: usage.outputTokens,
+        costUsd: usage.costUsd,
+        usageReported: usage.reported,
+        finishReason,
         latencyMs,
         summary: `${role} model ${modelName(model)} failed with ${errorCode} (attempt ${event.metadata.attempt}, ${retryNote(willRetry)})`,
       }
@@ -183,6 +195,9 @@ const AUDIT_COLUMNS: readonly RowColumn[] = [
   ['cost_usd', 'numeric'],
   ['latency_ms', 'numeric'],
   ['summary', 'text'],
+  ['usage_reported', 'boolean'],
+  ['finish_reason', 'text'],
+  ['structured_output_path', 'text'],
 ].map(([name, type]) => ({ name: name!, type: type! }))
 
 /** The audit_timeline row of one event, in AUDIT_COLUMNS order. */
@@ -225,6 +240,9 @@ function auditRow(stored: StoredEvent): unknown[] {
     facts.costUsd === undefined ? null : String(facts.costUsd),
     facts.latencyMs === undefined ? null : String(facts.latencyMs),
     facts.summary,
+    facts.usageReported ?? null,
+    facts.finishReason ?? null,
+    facts.structuredOutputPath ?? null,
   ]
 }
 

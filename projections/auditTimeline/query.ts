@@ -34,9 +34,16 @@ export interface AuditEntry {
   readonly sideEffectId: string | null
   readonly errorCode: string | null
   readonly willRetry: boolean | null
+  /** Model calls (successful or failed): the usage the event records; `AgentTaskCompleted`: the task's total cost. */
   readonly inputTokens: number | null
   readonly outputTokens: number | null
   readonly costUsd: number | null
+  /** Model calls: true when the provider reported the usage, false when the tokens and cost are an estimate. */
+  readonly usageReported: boolean | null
+  /** Model calls: the provider's finish reason (`stop`, `length`, ...), when it gave one. */
+  readonly finishReason: string | null
+  /** Successful routing and planning calls: how the structured value was obtained (constrained, extracted, repaired). */
+  readonly structuredOutputPath: string | null
   readonly latencyMs: number | null
   readonly summary: string
 }
@@ -158,6 +165,9 @@ interface AuditRow {
   cost_usd: string | null
   latency_ms: string | null
   summary: string
+  usage_reported: boolean | null
+  finish_reason: string | null
+  structured_output_path: string | null
 }
 
 /**
@@ -223,6 +233,9 @@ function toAuditEntry(row: AuditRow): AuditEntry {
     inputTokens: row.input_tokens,
     outputTokens: row.output_tokens,
     costUsd: toNumber(row.cost_usd),
+    usageReported: row.usage_reported,
+    finishReason: row.finish_reason,
+    structuredOutputPath: row.structured_output_path,
     latencyMs: toNumber(row.latency_ms),
     summary: row.summary,
   }

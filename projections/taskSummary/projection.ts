@@ -1,5 +1,5 @@
 import type pg from 'pg'
-import type { AnnalistEvent, ModelRef, PromptRef } from '../../historian/events'
+import type { AnnalistEvent, ModelRef, ModelUsage, PromptRef } from '../../historian/events'
 import type { StoredEvent } from '../../historian/historian'
 import type { Projection, ProjectionTables } from '../projection'
 
@@ -36,8 +36,15 @@ interface SummaryDelta {
   toolCallsFailed: number
   modelAttemptsFailed: number
   modelUsed?: ModelUse
+  /** Tokens and cost the provider reported, of a successful or a failed call: what the totals add up. */
   tokens: number
   costUsd: number
+  /** The reported cost of a failed call (a part of `costUsd`, shown apart). */
+  failedCallCostUsd: number
+  /** 1 for a call whose usage the provider did not report; its estimate goes to `estimated*`, never to the totals. */
+  callsWithoutReportedUsage: number
+  estimatedTokens: number
+  estimatedCostUsd: number
   startedAt?: string
   finishedAt?: string
 }
@@ -54,9 +61,36 @@ function modelUse(role: ModelUse['role'], model: ModelRef, prompt: PromptRef): M
   }
 }
 
-const NONE = { toolCallsSucceeded: 0, toolCallsFailed: 0, modelAttemptsFailed: 0, tokens: 0, costUsd: 0 } as const
+const NONE = {
+  toolCallsSucceeded: 0,
+  toolCallsFailed: 0,
+  modelAttemptsFailed: 0,
+  tokens: 0,
+  costUsd: 0,
+  failedCallCostUsd: 0,
+  callsWithoutReportedUsage: 0,
+  estimatedTokens: 0,
+  estimatedCostUsd: 0,
+} as const
 
-/** What one event changes in its task's summary. Failed model attempts count as model uses too: the model was called. */
+type UsageDelta = Pick<SummaryDelta, 'tokens' | 'costUsd' | 'failedCallCostUsd' | 'callsWithoutReportedUsage' | 'estimatedTokens' | 'estimatedCostUsd'>
+
+/**
+ * What one model call's usage adds, successful or failed. Reported usage goes to the totals (a failed call's cost to
+ * `failedCallCostUsd` as well); an unreported call is counted, and its estimate kept apart, so no total mixes a bill
+ * with a guess.
+ */
+export function usageDelta(usage: ModelUsage, failed: boolean): UsageDelta {
+  const tokens = usage.inputTokens + usage.outputTokens
+  return usage.reported
+    ? { ...NONE, tokens, costUsd: usage.costUsd, failedCallCostUsd: failed ? usage.costUsd : 0 }
+    : { ...NONE, callsWithoutReportedUsage: 1, estimatedTokens: tokens, estimatedCostUsd: usage.costUsd }
+}
+
+/**
+ * What one event changes in its task's summary. Failed model attempts count as model uses too: the model was called,
+ * and what it used counts like a successful call's (usageDelta).
+ */
 export function summaryDelta(event: AnnalistEvent): SummaryDelta {
   switch (event.type) {
     case 'AgentTaskReceived':
@@ -68,8 +102,7 @@ export function summaryDelta(event: AnnalistEvent): SummaryDelta {
         step: 'route',
         route: event.data.route,
         modelUsed: modelUse('routing', event.data.model, event.data.prompt),
-        tokens: event.data.usage.inputTokens + event.data.usage.outputTokens,
-        costUsd: event.data.usage.costUsd,
+        ...usageDelta(event.data.usage, false),
       }
     case 'PlanCreated':
     case 'PlanIterationCreated':
@@ -80,8 +113,7 @@ export function summaryDelta(event: AnnalistEvent): SummaryDelta {
         status: 'running',
         step: planning ? 'plan' : 'synthesize',
         modelUsed: modelUse(planning ? 'planning' : 'synthesis', event.data.model, event.data.prompt),
-        tokens: event.data.usage.inputTokens + event.data.usage.outputTokens,
-        costUsd: event.data.usage.costUsd,
+        ...usageDelta(event.data.usage, false),
       }
     }
     case 'RoutingModelFailed':
@@ -93,7 +125,14 @@ export function summaryDelta(event: AnnalistEvent): SummaryDelta {
           : event.type === 'PlanningModelFailed'
             ? (['plan', 'planning'] as const)
             : (['synthesize', 'synthesis'] as const)
-      return { ...NONE, status: 'running', step, modelAttemptsFailed: 1, modelUsed: modelUse(role, event.data.model, event.data.prompt) }
+      return {
+        ...NONE,
+        ...usageDelta(event.data.usage, true),
+        status: 'running',
+        step,
+        modelAttemptsFailed: 1,
+        modelUsed: modelUse(role, event.data.model, event.data.prompt),
+      }
     }
     case 'ToolCallExecuted':
       return { ...NONE, status: 'running', step: 'tools', toolCallsSucceeded: 1 }
@@ -152,7 +191,8 @@ interface SummaryRow extends FoldedColumns {
 /**
  * A task's row after a batch: the folded columns (status and step, the latest failed step, error and route, the
  * distinct models, attempts), and the batch's sums, which the upsert adds to the row in SQL (costs as the events' own
- * decimal strings, summed as numeric, so that the total is exactly the per-event one).
+ * decimal strings, summed as numeric, so that the total is exactly the per-event one). `costs` has one entry per event;
+ * `failed_costs` and `estimated_costs` only the failed calls' reported costs and the unreported calls' estimates.
  */
 interface SummaryWrite extends FoldedColumns {
   tenant_id: string
@@ -162,6 +202,10 @@ interface SummaryWrite extends FoldedColumns {
   model_attempts_failed: number
   total_tokens: number
   costs: string[]
+  failed_costs: string[]
+  calls_without_reported_usage: number
+  estimated_unreported_tokens: number
+  estimated_costs: string[]
   events_applied: number
   started_at: string | null
   first_position: string
@@ -218,6 +262,10 @@ function foldTask(row: SummaryRow | undefined, events: readonly StoredEvent[]): 
         models_used: [...base.models_used],
         total_tokens: 0,
         costs: [],
+        failed_costs: [],
+        calls_without_reported_usage: 0,
+        estimated_unreported_tokens: 0,
+        estimated_costs: [],
         events_applied: 0,
         started_at: null,
         finished_at: base.finished_at,
@@ -246,6 +294,10 @@ function foldTask(row: SummaryRow | undefined, events: readonly StoredEvent[]): 
     if (used && !write.models_used.some((known) => sameModel(known, used))) write.models_used.push(used)
     write.total_tokens += delta.tokens
     write.costs.push(String(delta.costUsd))
+    if (delta.failedCallCostUsd !== 0) write.failed_costs.push(String(delta.failedCallCostUsd))
+    write.calls_without_reported_usage += delta.callsWithoutReportedUsage
+    write.estimated_unreported_tokens += delta.estimatedTokens
+    if (delta.callsWithoutReportedUsage !== 0) write.estimated_costs.push(String(delta.estimatedCostUsd))
     write.events_applied++
     write.started_at ??= delta.startedAt ?? null
     write.finished_at = delta.finishedAt ?? write.finished_at
@@ -282,6 +334,10 @@ const taskKey = (tenantId: string, taskId: string) => JSON.stringify([tenantId, 
  * events carries, and `attempts` is their sum. An attempt that crashed before recording anything is counted once a
  * later attempt of the same activity records something, because that event carries the higher attempt number.
  *
+ * Usage (usageDelta): `total_tokens` and `total_cost_usd` sum what the provider reported for every model call,
+ * successful or failed, `failed_call_cost_usd` the failed calls' part; a call without reported usage is counted in
+ * `calls_without_reported_usage` and its estimate kept in `estimated_unreported_*`, outside the totals.
+ *
  * A batch reads its tasks' rows once, folds each task's events in JS (foldTask) and writes one multi-row upsert;
  * `apply` is the batch of one event.
  */
@@ -303,18 +359,23 @@ export function taskSummaryProjection(): Projection<TaskSummaryTable> {
       `insert into ${tables.task_summary} as s (
          tenant_id, task_id, status, current_step, failed_step, error_code, route,
          tool_calls_succeeded, tool_calls_failed, model_attempts_failed, models_used,
-         total_tokens, total_cost_usd, events_applied, started_at, finished_at, first_position, last_position,
-         attempts, activity_attempts
+         total_tokens, total_cost_usd, failed_call_cost_usd, calls_without_reported_usage,
+         estimated_unreported_tokens, estimated_unreported_cost_usd,
+         events_applied, started_at, finished_at, first_position, last_position, attempts, activity_attempts
        )
        select r.tenant_id, r.task_id, r.status, r.current_step, r.failed_step, r.error_code, r.route,
               r.tool_calls_succeeded, r.tool_calls_failed, r.model_attempts_failed, r.models_used,
-              r.total_tokens, (select sum(cost::numeric) from jsonb_array_elements_text(r.costs) as cost), r.events_applied,
-              r.started_at, r.finished_at, r.first_position, r.last_position, r.attempts, r.activity_attempts
+              r.total_tokens, (select sum(cost::numeric) from jsonb_array_elements_text(r.costs) as cost),
+              coalesce((select sum(cost::numeric) from jsonb_array_elements_text(r.failed_costs) as cost), 0),
+              r.calls_without_reported_usage, r.estimated_unreported_tokens,
+              coalesce((select sum(cost::numeric) from jsonb_array_elements_text(r.estimated_costs) as cost), 0),
+              r.events_applied, r.started_at, r.finished_at, r.first_position, r.last_position, r.attempts, r.activity_attempts
          from jsonb_to_recordset($1::jsonb) as r(
                 tenant_id text, task_id text, status text, current_step text, failed_step text, error_code text, route text,
                 tool_calls_succeeded integer, tool_calls_failed integer, model_attempts_failed integer, models_used jsonb,
-                total_tokens bigint, costs jsonb, events_applied integer, started_at timestamptz, finished_at timestamptz,
-                first_position bigint, last_position bigint, attempts integer, activity_attempts jsonb)
+                total_tokens bigint, costs jsonb, failed_costs jsonb, calls_without_reported_usage integer,
+                estimated_unreported_tokens bigint, estimated_costs jsonb, events_applied integer, started_at timestamptz,
+                finished_at timestamptz, first_position bigint, last_position bigint, attempts integer, activity_attempts jsonb)
        on conflict (tenant_id, task_id) do update set
          status = excluded.status,
          current_step = excluded.current_step,
@@ -327,6 +388,10 @@ export function taskSummaryProjection(): Projection<TaskSummaryTable> {
          models_used = excluded.models_used,
          total_tokens = s.total_tokens + excluded.total_tokens,
          total_cost_usd = s.total_cost_usd + excluded.total_cost_usd,
+         failed_call_cost_usd = s.failed_call_cost_usd + excluded.failed_call_cost_usd,
+         calls_without_reported_usage = s.calls_without_reported_usage + excluded.calls_without_reported_usage,
+         estimated_unreported_tokens = s.estimated_unreported_tokens + excluded.estimated_unreported_tokens,
+         estimated_unreported_cost_usd = s.estimated_unreported_cost_usd + excluded.estimated_unreported_cost_usd,
          events_applied = s.events_applied + excluded.events_applied,
          started_at = coalesce(s.started_at, excluded.started_at),
          finished_at = excluded.finished_at,

@@ -35,8 +35,16 @@ export interface TaskSummary {
    */
   readonly attempts: number
   readonly modelsUsed: readonly ModelUse[]
+  /** Tokens and cost the provider reported, over every model call of the task, successful or failed. */
   readonly totalTokens: number
   readonly totalCostUsd: number
+  /** The part of `totalCostUsd` spent on failed calls (a malformed or truncated reply was generated and billed). */
+  readonly failedCallCostUsd: number
+  /** Model calls whose usage the provider did not report (a timeout, an abort, a server without usage). */
+  readonly callsWithoutReportedUsage: number
+  /** Those calls' estimate (prompt tokens, priced): flagged as an estimate and NOT part of the totals. */
+  readonly estimatedUnreportedTokens: number
+  readonly estimatedUnreportedCostUsd: number
   readonly eventsApplied: number
   readonly startedAt: Date | null
   readonly finishedAt: Date | null
@@ -55,8 +63,16 @@ export interface TenantSummary {
   readonly modelAttemptsFailed: number
   /** The sum of the tasks' `attempts`. */
   readonly attempts: number
+  /** Tokens and cost the provider reported, over every model call of the tasks, successful or failed. */
   readonly totalTokens: number
   readonly totalCostUsd: number
+  /** The part of `totalCostUsd` spent on failed calls (a malformed or truncated reply was generated and billed). */
+  readonly failedCallCostUsd: number
+  /** Model calls whose usage the provider did not report (a timeout, an abort, a server without usage). */
+  readonly callsWithoutReportedUsage: number
+  /** Those calls' estimate (prompt tokens, priced): flagged as an estimate and NOT part of the totals. */
+  readonly estimatedUnreportedTokens: number
+  readonly estimatedUnreportedCostUsd: number
   readonly eventsApplied: number
 }
 
@@ -75,6 +91,10 @@ interface SummaryRow {
   models_used: ModelUse[]
   total_tokens: string
   total_cost_usd: string
+  failed_call_cost_usd: string
+  calls_without_reported_usage: number
+  estimated_unreported_tokens: string
+  estimated_unreported_cost_usd: string
   events_applied: number
   started_at: Date | null
   finished_at: Date | null
@@ -139,6 +159,10 @@ export async function taskSummaries(pool: pg.Pool, query: TaskSummaryQuery): Pro
     modelsUsed: row.models_used,
     totalTokens: Number(row.total_tokens),
     totalCostUsd: Number(row.total_cost_usd),
+    failedCallCostUsd: Number(row.failed_call_cost_usd),
+    callsWithoutReportedUsage: row.calls_without_reported_usage,
+    estimatedUnreportedTokens: Number(row.estimated_unreported_tokens),
+    estimatedUnreportedCostUsd: Number(row.estimated_unreported_cost_usd),
     eventsApplied: row.events_applied,
     startedAt: row.started_at,
     finishedAt: row.finished_at,
@@ -159,12 +183,17 @@ interface TenantRow {
   attempts: string
   total_tokens: string
   total_cost_usd: string
+  failed_call_cost_usd: string
+  calls_without_reported_usage: string
+  estimated_unreported_tokens: string
+  estimated_unreported_cost_usd: string
   events_applied: string
 }
 
 /**
  * Counts a tenant's tasks (all, only `taskIds`, or only those in `status`) by status and totals their tool calls,
- * failed model attempts, attempts, tokens and cost.
+ * failed model attempts, attempts, reported tokens and cost (with the failed calls' part), and the calls without
+ * reported usage with their estimate, kept apart from the totals.
  */
 export async function tenantSummary(
   pool: pg.Pool,
@@ -186,6 +215,10 @@ export async function tenantSummary(
             coalesce(sum(attempts), 0) as attempts,
             coalesce(sum(total_tokens), 0) as total_tokens,
             coalesce(sum(total_cost_usd), 0) as total_cost_usd,
+            coalesce(sum(failed_call_cost_usd), 0) as failed_call_cost_usd,
+            coalesce(sum(calls_without_reported_usage), 0) as calls_without_reported_usage,
+            coalesce(sum(estimated_unreported_tokens), 0) as estimated_unreported_tokens,
+            coalesce(sum(estimated_unreported_cost_usd), 0) as estimated_unreported_cost_usd,
             coalesce(sum(events_applied), 0) as events_applied
        from task_summary
       where tenant_id = $1 and ($2::text[] is null or task_id = any($2::text[])) and ($3::text is null or status = $3::text)`,
@@ -202,6 +235,10 @@ export async function tenantSummary(
     attempts: Number(row.attempts),
     totalTokens: Number(row.total_tokens),
     totalCostUsd: Number(row.total_cost_usd),
+    failedCallCostUsd: Number(row.failed_call_cost_usd),
+    callsWithoutReportedUsage: Number(row.calls_without_reported_usage),
+    estimatedUnreportedTokens: Number(row.estimated_unreported_tokens),
+    estimatedUnreportedCostUsd: Number(row.estimated_unreported_cost_usd),
     eventsApplied: Number(row.events_applied),
   }
 }

@@ -20,8 +20,10 @@ describe('annalist analytics on a PostgreSQL server', () => {
     const historian = new Historian(store, { keyRing: randomKeyRing() })
     const task = async (tenantId: string, taskId: string, startAt: string, events: (f: TaskEventFactory) => Parameters<typeof appendTaskEvents>[3]) =>
       appendTaskEvents(historian, tenantId, taskId, events(new TaskEventFactory(tenantId, taskId, new Date(startAt))))
-    // globex: a synthesis attempt fails, the retry succeeds. acme: two tasks give up at synthesis. initech: before the window.
-    await task('globex', 'g1', '2026-03-10T08:00:00Z', (f) => [f.received(), f.synthesisFailed(true, 1), f.synthesisInvoked()])
+    // globex: a synthesis attempt fails after the provider billed it (1,200 + 300 tokens, $0.0048), the retry succeeds.
+    // acme: two tasks give up at synthesis, the provider reporting no usage. initech: before the window.
+    const billed = { inputTokens: 1200, outputTokens: 300, costUsd: 0.0048, reported: true }
+    await task('globex', 'g1', '2026-03-10T08:00:00Z', (f) => [f.received(), f.synthesisFailed(true, 1, billed), f.synthesisInvoked()])
     await task('acme', 'a1', '2026-03-10T09:00:00Z', (f) => [f.received(), f.synthesisFailed(false, 1), f.failed('synthesize', 'MODEL_PROVIDER_ERROR')])
     await task('acme', 'a2', '2026-03-10T10:00:00Z', (f) => [f.received(), f.synthesisFailed(false, 1), f.failed('synthesize', 'MODEL_PROVIDER_ERROR')])
     await task('initech', 'i1', '2026-03-09T11:00:00Z', (f) => [f.received(), f.synthesisFailed(false, 1), f.failed('synthesize', 'MODEL_PROVIDER_ERROR')])
@@ -54,8 +56,32 @@ describe('annalist analytics on a PostgreSQL server', () => {
     const models = await analytics(['models', ...WINDOW, '--format', 'json'])
     const [writer, ...others] = JSON.parse(models.stdout) as Record<string, unknown>[]
     expect(others).toEqual([])
-    expect(writer).toMatchObject({ modelId: 'scripted-writer', invocations: 4, failures: 3, latencyP50Ms: 15, inputTokens: 500, outputTokens: 60, costUsd: 0.0075 })
+    // globex's billed failure is in the reported figures and is their failed calls' part; acme's two failed calls
+    // reported nothing: their 40-token estimates are counted apart.
+    expect(writer).toMatchObject({
+      modelId: 'scripted-writer',
+      invocations: 4,
+      failures: 3,
+      latencyP50Ms: 15,
+      inputTokens: 1700,
+      outputTokens: 360,
+      costUsd: 0.0123,
+      failedCallCostUsd: 0.0048,
+      callsWithoutReportedUsage: 2,
+      estimatedUnreportedTokens: 80,
+      estimatedUnreportedCostUsd: 0,
+    })
     expect(writer!.latencyP99Ms).toBeCloseTo(15 + 0.97 * 885, 9)
+  })
+
+  it('prints cost per tenant per day with the failed calls\' part and the estimate of unreported usage as CSV', async () => {
+    const result = await analytics(['costs', ...WINDOW, '--format', 'csv'])
+    expect(result.stderr).toBe('')
+    expect(result.stdout.trimEnd().split('\n')).toEqual([
+      'tenant,day (UTC),cost usd,failed calls usd,est. unreported usd,tokens,tasks',
+      'acme,2026-03-10,0,0,0,0,2',
+      'globex,2026-03-10,0.0123,0.0048,0,2060,1',
+    ])
   })
 
   it('refuses bad filters in one line, before opening anything', async () => {

@@ -75,7 +75,7 @@ describe.each(BACKENDS)('audit, report, export and verify-export on a $backend',
     const csv = await cli(['audit', 'acme', '--format', 'csv'])
     expect(csv.code, csv.stderr).toBe(0)
     const [header, ...rows] = csv.stdout.trim().split('\n')
-    expect(header).toMatch(/^position,occurred_at,recorded_at,tenant_id,task_id,stream_revision,event_id,event_type,.*,model_version,.*,prompt_template_version,.*,idempotency_key,side_effect_id,.*,cost_usd,latency_ms,summary$/)
+    expect(header).toMatch(/^position,occurred_at,recorded_at,tenant_id,task_id,stream_revision,event_id,event_type,.*,model_version,.*,prompt_template_version,.*,idempotency_key,side_effect_id,.*,cost_usd,usage_reported,finish_reason,structured_output_path,latency_ms,summary$/)
     expect(rows).toHaveLength(17)
     expect(rows.every((row) => /^\d+,[^,]+,[^,]+,acme,task-[abc],/.test(row))).toBe(true)
     expect(csv.stdout).not.toContain('globex')
@@ -87,6 +87,12 @@ describe.each(BACKENDS)('audit, report, export and verify-export on a $backend',
     ])
     const ends = await json<AuditEntry[]>(['audit', 'acme', '--event-type', 'AgentTaskFailed', '--event-type', 'AgentTaskCompleted'])
     expect(ends.map((entry) => `${entry.taskId}:${entry.eventType}`)).toEqual(['task-a:AgentTaskCompleted', 'task-b:AgentTaskFailed', 'task-c:AgentTaskCompleted'])
+    // A failed call's row shows what it used, and that the provider did not report it (the factory's 40-token estimate).
+    const timeouts = await json<AuditEntry[]>(['audit', 'acme', 'task-b', '--event-type', 'RoutingModelFailed'])
+    expect(timeouts.map((entry) => [entry.inputTokens, entry.outputTokens, entry.costUsd, entry.usageReported])).toEqual([
+      [40, 0, 0, false],
+      [40, 0, 0, false],
+    ])
     expect(await json<AuditEntry[]>(['audit', 'acme', '--from', '2026-01-16', '--to', '2026-01-17'])).toHaveLength(4)
     const versions = await json<AuditEntry[]>(['audit', 'acme', '--model-version', '2026-03', '--prompt-version', '2'])
     expect(versions.map((entry) => [entry.taskId, entry.eventType])).toEqual([['task-c', 'SynthesisModelInvoked']])
@@ -114,12 +120,23 @@ describe.each(BACKENDS)('audit, report, export and verify-export on a $backend',
     expect(table.stdout).toMatch(/task-a .*completed/)
     expect(table.stdout).toMatch(/task-b .*failed .*route .*MODEL_TIMEOUT/)
     expect(table.stdout.trim().split('\n').at(-1)).toBe(
-      'tenant acme: 3 tasks (received 0, running 0, completed 2, failed 1), 19 attempts, 1 tool calls ok, 1 failed, 3 failed model attempts, 2020 tokens, $0.024000',
+      'tenant acme: 3 tasks (received 0, running 0, completed 2, failed 1), 19 attempts, 1 tool calls ok, 1 failed, 3 failed model attempts, ' +
+        '2020 tokens, $0.024000 reported (failed calls $0.000000); 3 calls without reported usage, estimated 120 tokens, $0.000000 (not in the totals)',
     )
     expect(table.stdout).not.toContain('globex')
 
     const report = await json<{ totals: TenantSummary; tasks: TaskSummary[] }>(['report', '--tenant', 'acme'])
-    expect(report.totals).toMatchObject({ tenantId: 'acme', tasks: 3, attempts: 19, totalTokens: 2020 })
+    expect(report.totals).toMatchObject({
+      tenantId: 'acme',
+      tasks: 3,
+      attempts: 19,
+      totalTokens: 2020,
+      totalCostUsd: 0.024,
+      failedCallCostUsd: 0,
+      callsWithoutReportedUsage: 3,
+      estimatedUnreportedTokens: 120,
+      estimatedUnreportedCostUsd: 0,
+    })
     expect(report.tasks.map((task) => [task.taskId, task.status, task.attempts, task.failedStep])).toEqual([
       ['task-a', 'completed', 8, null],
       ['task-b', 'failed', 4, 'route'],
@@ -132,9 +149,12 @@ describe.each(BACKENDS)('audit, report, export and verify-export on a $backend',
     const csv = await cli(['report', '--tenant', 'acme', '--task', 'task-c', '--format', 'csv'])
     expect(csv.code, csv.stderr).toBe(0)
     const [header, task, total] = csv.stdout.trim().split('\n')
-    expect(header).toBe('task_id,status,current_step,failed_step,error_code,attempts,tool_calls_succeeded,tool_calls_failed,model_attempts_failed,total_tokens,total_cost_usd,models_used,started_at,finished_at')
-    expect(task).toMatch(/^task-c,completed,complete,,,7,0,0,0,1010,0\.012,/)
-    expect(total).toBe('(total),"received 0, running 0, completed 1, failed 0",,,,7,0,0,0,1010,0.012,,,')
+    expect(header).toBe(
+      'task_id,status,current_step,failed_step,error_code,attempts,tool_calls_succeeded,tool_calls_failed,model_attempts_failed,total_tokens,total_cost_usd,' +
+        'failed_call_cost_usd,calls_without_reported_usage,estimated_unreported_tokens,estimated_unreported_cost_usd,models_used,started_at,finished_at',
+    )
+    expect(task).toMatch(/^task-c,completed,complete,,,7,0,0,0,1010,0\.012,0,0,0,0,/)
+    expect(total).toBe('(total),"received 0, running 0, completed 1, failed 0",,,,7,0,0,0,1010,0.012,0,0,0,0,,,')
   })
 
   it('export writes a verifiable file; verify-export exits 0, 2 when a byte changes or under another key, 1 on errors', async () => {

@@ -7,6 +7,7 @@ import { analyticsProjection } from '../../projections/analytics/projection'
 import { costPerTenantPerDay, failuresByStep, modelInvocationStats, tenantsWithFailures, toolUsage } from '../../projections/analytics/query'
 import { liveTables } from '../../projections/projection'
 import { InvalidQueryError } from '../../projections/queryFilters'
+import { rebuildAndCompare } from '../../projections/rebuild'
 import { ProjectionRunner } from '../../projections/runner'
 import { toStoredEvent } from '../../historian/historian'
 import { DATABASE_BACKENDS, historianPerTest } from '../support/databases'
@@ -111,6 +112,31 @@ async function appendUsageScenario(historian: Historian): Promise<void> {
   ])
 }
 
+/** A failed call the provider billed: a malformed reply, fully generated. */
+const BILLED_FAILURE = { inputTokens: 1200, outputTokens: 300, costUsd: 0.0048, reported: true }
+/** A timed-out call: no usage reported; the prompt's 900 tokens, priced, as a flagged estimate. */
+const TIMED_OUT = { inputTokens: 900, outputTokens: 0, costUsd: 0.00225, reported: false }
+
+/**
+ * Failed calls that cost money. e1 (8 March): routing times out (estimated), then routes; planning returns a malformed
+ * reply (billed), then plans; synthesis answers. e2 (9 March): the synthesis call fails after the provider billed it.
+ */
+async function appendFailedCallCostScenario(historian: Historian): Promise<bigint> {
+  await appendTask(historian, 'epsilon', 'e1', '2026-03-08T10:00:00Z', (f) => [
+    f.received(),
+    f.routingFailed(true, 1, TIMED_OUT),
+    f.routingInvoked('research', usage(100, 10, 0.001)),
+    f.planningFailed(true, 1, BILLED_FAILURE),
+    f.planCreated(['search'], usage(300, 40, 0.0034)),
+    f.synthesisInvoked(undefined, usage(500, 60, 0.0075)),
+  ])
+  return appendTask(historian, 'epsilon', 'e2', '2026-03-09T10:00:00Z', (f) => [
+    f.received(),
+    f.synthesisFailed(false, 1, { inputTokens: 800, outputTokens: 50, costUsd: 0.002, reported: true }),
+    f.failed('synthesize', 'MODEL_PROVIDER_ERROR'),
+  ])
+}
+
 describe.each(DATABASE_BACKENDS)('analytics read model on $backend', ({ open }) => {
   const fixture = historianPerTest(open)
   const runner = (batchSize = 100) => new ProjectionRunner({ store: fixture.store, pool: fixture.database.pool, projections: [analyticsProjection()], batchSize })
@@ -133,24 +159,27 @@ describe.each(DATABASE_BACKENDS)('analytics read model on $backend', ({ open }) 
       prompt_template_id: template,
       prompt_template_version: '1',
       error_code: null,
+      usage_reported: true,
       ...rest,
     })
     expect(tables.analytics_model_invocations[0]!.position).toBe(Number(first + 1n))
     expect(utc(withoutPosition(tables.analytics_model_invocations))).toEqual([
       invocation('route', FACTORY_MODELS.routing, 'route', { outcome: 'ok', latency_ms: 120, input_tokens: 100, output_tokens: 10, cost_usd: 0.0011, occurred_at: '2026-03-10T08:00:01.000Z' }),
       invocation('plan', FACTORY_MODELS.planning, 'plan', { outcome: 'ok', latency_ms: 250.5, input_tokens: 300, output_tokens: 40, cost_usd: 0.0034, occurred_at: '2026-03-10T08:00:02.000Z' }),
+      // A failed call's row holds its usage: here none was reported, so the 40 tokens are the prompt's estimate.
       invocation('synthesize', FACTORY_MODELS.synthesis, 'synthesize', {
         outcome: 'failed',
         latency_ms: 15,
-        input_tokens: 0,
+        input_tokens: 40,
         output_tokens: 0,
         cost_usd: 0,
+        usage_reported: false,
         error_code: 'MODEL_PROVIDER_ERROR',
         occurred_at: '2026-03-10T08:00:05.000Z',
       }),
       invocation('synthesize', FACTORY_MODELS.synthesis, 'synthesize', { outcome: 'ok', latency_ms: 900, input_tokens: 500, output_tokens: 60, cost_usd: 0.0075, occurred_at: '2026-03-10T08:00:06.000Z' }),
       {
-        ...invocation('synthesize', FACTORY_MODELS.synthesis, 'synthesize', { outcome: 'failed', latency_ms: 15, input_tokens: 0, output_tokens: 0, cost_usd: 0 }),
+        ...invocation('synthesize', FACTORY_MODELS.synthesis, 'synthesize', { outcome: 'failed', latency_ms: 15, input_tokens: 40, output_tokens: 0, cost_usd: 0, usage_reported: false }),
         tenant_id: 'delta',
         task_id: 'd1',
         attempt: 2,
@@ -264,11 +293,14 @@ describe.each(DATABASE_BACKENDS)('analytics read model on $backend', ({ open }) 
     const pool = fixture.database.pool
     const stats = await modelInvocationStats(pool, {}, NOW)
     const model = (modelId: string, modelVersion: string) => ({ provider: 'scripted', modelId, modelVersion })
+    // Each failed call here reported no usage: counted, its 40-token estimate (priced at 0) apart from the figures.
+    const unreported = { failedCallCostUsd: 0, callsWithoutReportedUsage: 1, estimatedUnreportedTokens: 40, estimatedUnreportedCostUsd: 0 }
+    const allReported = { failedCallCostUsd: 0, callsWithoutReportedUsage: 0, estimatedUnreportedTokens: 0, estimatedUnreportedCostUsd: 0 }
     expect(stats.map(({ latencyP50Ms: _p50, latencyP99Ms: _p99, ...rest }) => rest)).toEqual([
-      { ...model('scripted-planner', '2026-01'), invocations: 3, failures: 1, inputTokens: 400, outputTokens: 50, costUsd: 0.0039 },
-      { ...model('scripted-router', '2026-01'), invocations: 3, failures: 1, inputTokens: 400, outputTokens: 40, costUsd: 0.004 },
-      { ...model('scripted-router', '2026-03'), invocations: 1, failures: 0, inputTokens: 200, outputTokens: 20, costUsd: 0.002 },
-      { ...model('scripted-writer', '2026-02'), invocations: 2, failures: 0, inputTokens: 900, outputTokens: 100, costUsd: 0.0115 },
+      { ...model('scripted-planner', '2026-01'), invocations: 3, failures: 1, inputTokens: 400, outputTokens: 50, costUsd: 0.0039, ...unreported },
+      { ...model('scripted-router', '2026-01'), invocations: 3, failures: 1, inputTokens: 400, outputTokens: 40, costUsd: 0.004, ...unreported },
+      { ...model('scripted-router', '2026-03'), invocations: 1, failures: 0, inputTokens: 200, outputTokens: 20, costUsd: 0.002, ...allReported },
+      { ...model('scripted-writer', '2026-02'), invocations: 2, failures: 0, inputTokens: 900, outputTokens: 100, costUsd: 0.0115, ...allReported },
     ])
     // percentile_cont interpolates: over sorted [a0..an-1], p sits at index p*(n-1).
     const latencies = stats.map((row) => [row.latencyP50Ms, row.latencyP99Ms])
@@ -292,22 +324,89 @@ describe.each(DATABASE_BACKENDS)('analytics read model on $backend', ({ open }) 
     expect(beta[1]!.latencyP99Ms).toBeCloseTo(300 + 0.99 * 200, 9)
     // t4 (2026-02-01) is outside the default 30 days and inside an explicit window.
     const older = await modelInvocationStats(pool, { tenantId: 'beta', from: '2026-02-01', to: '2026-02-02' }, NOW)
-    expect(older).toEqual([{ ...model('scripted-router', '2026-01'), invocations: 1, failures: 0, latencyP50Ms: 9_999, latencyP99Ms: 9_999, inputTokens: 1000, outputTokens: 100, costUsd: 0.1 }])
+    expect(older).toEqual([
+      { ...model('scripted-router', '2026-01'), invocations: 1, failures: 0, latencyP50Ms: 9_999, latencyP99Ms: 9_999, inputTokens: 1000, outputTokens: 100, costUsd: 0.1, ...allReported },
+    ])
+  })
+
+  it('shows what failed calls cost next to the reported figures, and unreported usage as a flagged estimate apart', async () => {
+    const end = await appendFailedCallCostScenario(fixture.historian)
+    await runner(2).catchUp()
+    const pool = fixture.database.pool
+    const window = { from: '2026-03-01' }
+
+    const stats = await modelInvocationStats(pool, window, NOW)
+    const model = (modelId: string, modelVersion: string) => ({ provider: 'scripted', modelId, modelVersion })
+    expect(stats.map(({ latencyP50Ms: _p50, latencyP99Ms: _p99, ...rest }) => rest)).toEqual([
+      // The malformed reply's tokens and cost are in the figures, and its cost is the failed calls' part.
+      {
+        ...model('scripted-planner', '2026-01'),
+        invocations: 2,
+        failures: 1,
+        inputTokens: 1500,
+        outputTokens: 340,
+        costUsd: 0.0082,
+        failedCallCostUsd: 0.0048,
+        callsWithoutReportedUsage: 0,
+        estimatedUnreportedTokens: 0,
+        estimatedUnreportedCostUsd: 0,
+      },
+      // The timeout reported nothing: counted, its estimate apart, not in the figures.
+      {
+        ...model('scripted-router', '2026-01'),
+        invocations: 2,
+        failures: 1,
+        inputTokens: 100,
+        outputTokens: 10,
+        costUsd: 0.001,
+        failedCallCostUsd: 0,
+        callsWithoutReportedUsage: 1,
+        estimatedUnreportedTokens: 900,
+        estimatedUnreportedCostUsd: 0.00225,
+      },
+      {
+        ...model('scripted-writer', '2026-02'),
+        invocations: 2,
+        failures: 1,
+        inputTokens: 1300,
+        outputTokens: 110,
+        costUsd: 0.0095,
+        failedCallCostUsd: 0.002,
+        callsWithoutReportedUsage: 0,
+        estimatedUnreportedTokens: 0,
+        estimatedUnreportedCostUsd: 0,
+      },
+    ])
+    // Latency percentiles still run over every call, failed ones included: the router's [120, 30,000].
+    expect(stats[1]!.latencyP50Ms).toBeCloseTo((120 + 30_000) / 2, 9)
+
+    expect(await costPerTenantPerDay(pool, window, NOW)).toEqual([
+      { tenantId: 'epsilon', day: '2026-03-08', costUsd: 0.0167, failedCallCostUsd: 0.0048, estimatedUnreportedCostUsd: 0.00225, tokens: 2510, tasks: 1 },
+      { tenantId: 'epsilon', day: '2026-03-09', costUsd: 0.002, failedCallCostUsd: 0.002, estimatedUnreportedCostUsd: 0, tokens: 850, tasks: 1 },
+    ])
+
+    // Applying every event again changes nothing; a rebuild from 0 equals the live tables.
+    const built = await allContents(pool)
+    await pool.query(`update projection_checkpoints set position = 0 where name = 'analytics'`)
+    await runner(1).catchUp()
+    expect(await allContents(pool)).toEqual(built)
+    expect(await rebuildAndCompare(fixture.store, pool, [analyticsProjection()])).toEqual({ matches: true, differences: [], positions: { analytics: end } })
   })
 
   it('sums cost and tokens per tenant per UTC day', async () => {
     await appendUsageScenario(fixture.historian)
     await runner().catchUp()
     const pool = fixture.database.pool
+    const none = { failedCallCostUsd: 0, estimatedUnreportedCostUsd: 0 }
     expect(await costPerTenantPerDay(pool, {}, NOW)).toEqual([
-      { tenantId: 'alpha', day: '2026-03-01', costUsd: 0.0119, tokens: 1010, tasks: 1 },
-      // t2 was received at 23:59:59 on 2 March; its model calls ran on 3 March (UTC).
-      { tenantId: 'alpha', day: '2026-03-03', costUsd: 0.002, tokens: 220, tasks: 1 },
-      { tenantId: 'beta', day: '2026-03-05', costUsd: 0.0075, tokens: 880, tasks: 1 },
+      { tenantId: 'alpha', day: '2026-03-01', costUsd: 0.0119, ...none, tokens: 1010, tasks: 1 },
+      // t2 was received at 23:59:59 on 2 March; its model calls ran on 3 March (UTC). Its failed call's estimate is not in `tokens`.
+      { tenantId: 'alpha', day: '2026-03-03', costUsd: 0.002, ...none, tokens: 220, tasks: 1 },
+      { tenantId: 'beta', day: '2026-03-05', costUsd: 0.0075, ...none, tokens: 880, tasks: 1 },
     ])
     expect(await costPerTenantPerDay(pool, { tenantId: 'beta', from: '2026-01-01' }, NOW)).toEqual([
-      { tenantId: 'beta', day: '2026-02-01', costUsd: 0.1, tokens: 1100, tasks: 1 },
-      { tenantId: 'beta', day: '2026-03-05', costUsd: 0.0075, tokens: 880, tasks: 1 },
+      { tenantId: 'beta', day: '2026-02-01', costUsd: 0.1, ...none, tokens: 1100, tasks: 1 },
+      { tenantId: 'beta', day: '2026-03-05', costUsd: 0.0075, ...none, tokens: 880, tasks: 1 },
     ])
     expect(await costPerTenantPerDay(pool, { from: '2026-03-02', to: '2026-03-03' }, NOW)).toEqual([])
   })

@@ -227,14 +227,40 @@ describe.each(DATABASE_BACKENDS)('HTTP API on $backend', ({ open }) => {
     expect(failed.tasks).toEqual([expect.objectContaining({ taskId: API_SEED.acme.failed, failedStep: 'synthesize' })])
 
     const one = await get(`/v1/tenants/acme/tasks/${API_SEED.acme.completed}`, keys.acme.key)
-    expect(one.json()).toMatchObject({ tenantId: 'acme', taskId: API_SEED.acme.completed, status: 'completed', totalTokens: 1010 })
+    // Its failed synthesis call reported no usage: counted, with its 40-token estimate kept out of the totals.
+    expect(one.json()).toMatchObject({
+      tenantId: 'acme',
+      taskId: API_SEED.acme.completed,
+      status: 'completed',
+      totalTokens: 1010,
+      failedCallCostUsd: 0,
+      callsWithoutReportedUsage: 1,
+      estimatedUnreportedTokens: 40,
+      estimatedUnreportedCostUsd: 0,
+    })
 
     const globexTaskViaAcme = await get(`/v1/tenants/acme/tasks/${API_SEED.globex.failed}`, keys.acme.key)
     expect(globexTaskViaAcme.statusCode).toBe(404)
     expect(globexTaskViaAcme.json()).toMatchObject({ error: 'Not Found' })
 
     const summary = (await get('/v1/tenants/acme/summary', keys.acme.key)).json() as { tasks: number; byStatus: Record<string, number> }
-    expect(summary).toMatchObject({ tenantId: 'acme', tasks: 2, byStatus: { completed: 1, failed: 1, received: 0, running: 0 } })
+    expect(summary).toMatchObject({
+      tenantId: 'acme',
+      tasks: 2,
+      byStatus: { completed: 1, failed: 1, received: 0, running: 0 },
+      totalTokens: 1010 + 110 + 340,
+      failedCallCostUsd: 0,
+      callsWithoutReportedUsage: 2,
+      estimatedUnreportedTokens: 80,
+      estimatedUnreportedCostUsd: 0,
+    })
+    const document = (await get('/openapi.json')).json() as { components: { schemas: Record<string, { properties: Record<string, unknown> }> } }
+    for (const schema of ['TaskSummary', 'TenantSummary']) {
+      expect(Object.keys(document.components.schemas[schema]!.properties)).toEqual(
+        expect.arrayContaining(['failedCallCostUsd', 'callsWithoutReportedUsage', 'estimatedUnreportedTokens', 'estimatedUnreportedCostUsd']),
+      )
+    }
+    expect(Object.keys(document.components.schemas.AuditEntry!.properties)).toEqual(expect.arrayContaining(['usageReported', 'finishReason', 'structuredOutputPath']))
   })
 
   it("refuses another tenant's data with the same 403 whether that tenant exists or not, before reading anything", async () => {

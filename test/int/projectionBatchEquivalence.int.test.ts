@@ -35,6 +35,8 @@ interface Step {
   readonly kind: StepKind
   readonly attempt: number
   readonly cost: number
+  /** Whether the provider reported the model call's usage (false: the tokens and cost are an estimate). */
+  readonly reported: boolean
 }
 
 const KINDS: readonly StepKind[] = [
@@ -61,22 +63,25 @@ const stepArbitrary = fc.record({
   kind: fc.constantFrom(...KINDS),
   attempt: fc.integer({ min: 1, max: 3 }),
   cost: fc.constantFrom(...COSTS),
+  reported: fc.boolean(),
 })
 
 /** The valid event a step stands for (undefined for the unreadable poison kinds, which are inserted raw). */
 function pendingEvent(f: TaskEventFactory, step: Step): PendingEvent | undefined {
   const usage = { inputTokens: 100 * step.attempt, outputTokens: 7, costUsd: step.cost }
+  // A failed call's usage: billed (a malformed reply) or unreported (a timeout), both priced, so both sums are exercised.
+  const failedUsage = step.reported ? { ...usage, reported: true } : { ...usage, outputTokens: 0, reported: false }
   switch (step.kind) {
     case 'received':
       return f.received()
     case 'routed':
       return f.routingInvoked(step.attempt === 1 ? 'research' : 'support', usage)
     case 'routingFailed':
-      return f.routingFailed(step.attempt < 3, step.attempt)
+      return f.routingFailed(step.attempt < 3, step.attempt, failedUsage)
     case 'planned':
       return f.planCreated(['search'], usage)
     case 'planningFailed':
-      return f.planningFailed(step.attempt < 3, step.attempt)
+      return f.planningFailed(step.attempt < 3, step.attempt, failedUsage)
     case 'toolOk':
       return f.toolExecuted(`call-${step.attempt}`, 'search')
     case 'toolFailed':
@@ -84,7 +89,7 @@ function pendingEvent(f: TaskEventFactory, step: Step): PendingEvent | undefined
     case 'synthesized':
       return f.synthesisInvoked('answer', usage)
     case 'synthesisFailed':
-      return f.synthesisFailed(step.attempt < 3, step.attempt)
+      return f.synthesisFailed(step.attempt < 3, step.attempt, failedUsage)
     case 'completed':
       return f.completed({ totalTokens: 10, totalCostUsd: step.cost, toolCallsSucceeded: 1, toolCallsFailed: 0 })
     case 'failed':

@@ -8,9 +8,9 @@ import { rebuildAndCompare } from '../../projections/rebuild'
 import { ProjectionRunner } from '../../projections/runner'
 import { taskSummaryProjection } from '../../projections/taskSummary/projection'
 import { taskSummaries, tenantSummary } from '../../projections/taskSummary/query'
+import { atAttempt } from '../support/auditFixtures'
 import { DATABASE_BACKENDS, historianPerTest } from '../support/databases'
 import { appendTaskEvents, FACTORY_MODELS, TaskEventFactory } from '../support/eventFactory'
-
 
 /** A task that succeeds after one failed tool call and one retried synthesis attempt: 8 events. */
 async function appendCompletedTask(historian: Historian, tenantId: string, taskId: string): Promise<bigint> {
@@ -36,6 +36,27 @@ async function appendFailedTask(historian: Historian, tenantId: string, taskId: 
     f.routingFailed(true, 1),
     f.routingFailed(false, 2),
     f.failed('route', 'MODEL_TIMEOUT'),
+  ])
+  return result.position
+}
+
+/** A failed call the provider billed: a malformed reply, fully generated (1,200 prompt and 300 completion tokens). */
+const BILLED_FAILURE = { inputTokens: 1200, outputTokens: 300, costUsd: 0.0048, reported: true }
+/** A timed-out call: the provider reported nothing; the prompt's 900 tokens, priced, as a flagged estimate. */
+const TIMED_OUT = { inputTokens: 900, outputTokens: 0, costUsd: 0.00225, reported: false }
+
+/** A task whose routing call times out and whose planning call returns a malformed reply, each then retried: 8 events. */
+async function appendCostlyFailuresTask(historian: Historian, tenantId: string, taskId: string): Promise<bigint> {
+  const f = new TaskEventFactory(tenantId, taskId)
+  const result = await appendTaskEvents(historian, tenantId, taskId, [
+    f.received(),
+    f.routingFailed(true, 1, TIMED_OUT),
+    atAttempt(f.routingInvoked('research'), 2), // 100 + 10 tokens, $0.0011
+    f.planningFailed(true, 1, BILLED_FAILURE),
+    atAttempt(f.planCreated(['search']), 2), // 300 + 40 tokens, $0.0034
+    f.toolExecuted('call-1', 'search'),
+    f.synthesisInvoked(), // 500 + 60 tokens, $0.0075
+    f.completed({ totalTokens: 2510, totalCostUsd: 0.0168, toolCallsSucceeded: 1, toolCallsFailed: 0 }),
   ])
   return result.position
 }
@@ -77,6 +98,11 @@ describe.each(DATABASE_BACKENDS)('read models on $backend', ({ open }) => {
       ],
       totalTokens: 110 + 340 + 560,
       totalCostUsd: 0.012,
+      // The failed synthesis call reported no usage: counted, its 40-token estimate kept out of the totals.
+      failedCallCostUsd: 0,
+      callsWithoutReportedUsage: 1,
+      estimatedUnreportedTokens: 40,
+      estimatedUnreportedCostUsd: 0,
       eventsApplied: 8,
       startedAt: new Date('2026-01-15T09:00:00.000Z'),
       finishedAt: new Date('2026-01-15T09:00:07.000Z'),
@@ -94,6 +120,8 @@ describe.each(DATABASE_BACKENDS)('read models on $backend', ({ open }) => {
       modelsUsed: [{ role: 'routing', ...FACTORY_MODELS.routing, templateId: 'route', templateVersion: '1' }],
       totalTokens: 0,
       totalCostUsd: 0,
+      callsWithoutReportedUsage: 2,
+      estimatedUnreportedTokens: 80,
       eventsApplied: 4,
       finishedAt: new Date('2026-01-15T09:00:03.000Z'),
       lastPosition: badEnd,
@@ -122,6 +150,9 @@ describe.each(DATABASE_BACKENDS)('read models on $backend', ({ open }) => {
       inputTokens: 100,
       outputTokens: 10,
       costUsd: 0.0011,
+      usageReported: true,
+      finishReason: 'stop',
+      structuredOutputPath: 'constrained',
       latencyMs: 120,
       occurredAt: new Date('2026-01-15T09:00:01.000Z'),
       workflowId: 'agent-pipeline:acme:task-ok',
@@ -129,7 +160,9 @@ describe.each(DATABASE_BACKENDS)('read models on $backend', ({ open }) => {
     expect(trail[1]!.promptSha256).toMatch(/^[0-9a-f]{64}$/)
     expect(trail[3]).toMatchObject({ toolName: 'search', toolCallId: 'call-1', idempotencyKey: 'idem-task-ok-call-1', sideEffectId: 'side-effect-1', modelId: null })
     expect(trail[4]).toMatchObject({ toolName: 'fetch', errorCode: 'TOOL_TIMEOUT', summary: 'tool fetch (call call-2) failed with TOOL_TIMEOUT' })
-    expect(trail[5]).toMatchObject({ errorCode: 'MODEL_PROVIDER_ERROR', willRetry: true, inputTokens: null, costUsd: null })
+    expect(trail[5]).toMatchObject({ errorCode: 'MODEL_PROVIDER_ERROR', willRetry: true, inputTokens: 40, outputTokens: 0, costUsd: 0, usageReported: false, finishReason: null })
+    expect(trail[6]).toMatchObject({ usageReported: true, finishReason: 'stop', structuredOutputPath: null })
+    expect(trail[3]).toMatchObject({ usageReported: null, finishReason: null, structuredOutputPath: null, inputTokens: null })
 
     // When new events arrive for a new task and the runner catches up again, only they are added.
     const f = new TaskEventFactory('acme', 'task-new')
@@ -192,6 +225,55 @@ describe.each(DATABASE_BACKENDS)('read models on $backend', ({ open }) => {
     expect(leftovers.rows).toEqual([])
   })
 
+  it('counts what failed calls cost: reported usage in the totals and in failedCallCostUsd, an unreported call as a flagged estimate apart', async () => {
+    const pool = fixture.database.pool
+    await appendCostlyFailuresTask(fixture.historian, 'acme', 'task-costly')
+    const end = await appendFailedTask(fixture.historian, 'acme', 'task-bad') // two timeouts, 40-token estimates priced at 0
+    await runner(3).catchUp()
+
+    const [costly] = await taskSummaries(pool, { tenantId: 'acme', taskId: 'task-costly' })
+    expect(costly).toMatchObject({
+      status: 'completed',
+      modelAttemptsFailed: 2,
+      // Reported usage of every call: the malformed reply's 1,500 tokens and $0.0048 included, the timeout's estimate not.
+      totalTokens: 110 + 1500 + 340 + 560,
+      totalCostUsd: 0.0168,
+      failedCallCostUsd: 0.0048,
+      callsWithoutReportedUsage: 1,
+      estimatedUnreportedTokens: 900,
+      estimatedUnreportedCostUsd: 0.00225,
+    })
+    const exact = await pool.query(
+      `select total_cost_usd::text as total, failed_call_cost_usd::text as failed, estimated_unreported_cost_usd::text as estimated
+         from task_summary where task_id = 'task-costly'`,
+    )
+    expect(exact.rows).toEqual([{ total: '0.0168', failed: '0.0048', estimated: '0.00225' }])
+    expect(await tenantSummary(pool, 'acme')).toMatchObject({
+      modelAttemptsFailed: 4,
+      totalTokens: 2510,
+      totalCostUsd: 0.0168,
+      failedCallCostUsd: 0.0048,
+      callsWithoutReportedUsage: 3,
+      estimatedUnreportedTokens: 980,
+      estimatedUnreportedCostUsd: 0.00225,
+    })
+
+    const failures = await auditTrail(pool, { tenantId: 'acme', taskId: 'task-costly', eventTypes: ['RoutingModelFailed', 'PlanningModelFailed'] })
+    expect(failures.map(({ eventType, inputTokens, outputTokens, costUsd, usageReported }) => ({ eventType, inputTokens, outputTokens, costUsd, usageReported }))).toEqual([
+      { eventType: 'RoutingModelFailed', inputTokens: 900, outputTokens: 0, costUsd: 0.00225, usageReported: false },
+      { eventType: 'PlanningModelFailed', inputTokens: 1200, outputTokens: 300, costUsd: 0.0048, usageReported: true },
+    ])
+
+    // Applying every event again, from 0 one at a time, changes nothing; a rebuild from 0 equals the live model.
+    const audit = await tableContents(pool, 'audit_timeline')
+    const summary = await tableContents(pool, 'task_summary')
+    await pool.query('update projection_checkpoints set position = 0')
+    await runner(1).catchUp()
+    expect(await tableContents(pool, 'audit_timeline')).toEqual(audit)
+    expect(await tableContents(pool, 'task_summary')).toEqual(summary)
+    expect(await rebuildAndCompare(fixture.store, pool, projections())).toEqual({ matches: true, differences: [], positions: { audit_timeline: end, task_summary: end } })
+  })
+
   it('scopes every query to one validated tenant', async () => {
     await appendCompletedTask(fixture.historian, 'acme', 'task-ok')
     await appendFailedTask(fixture.historian, 'acme', 'task-bad')
@@ -232,6 +314,10 @@ describe.each(DATABASE_BACKENDS)('read models on $backend', ({ open }) => {
       attempts: 7 + 4,
       totalTokens: 1010,
       totalCostUsd: 0.012,
+      failedCallCostUsd: 0,
+      callsWithoutReportedUsage: 3,
+      estimatedUnreportedTokens: 120,
+      estimatedUnreportedCostUsd: 0,
       eventsApplied: 12,
     })
     expect((await tenantSummary(fixture.database.pool, 'initech')).tasks).toBe(0)

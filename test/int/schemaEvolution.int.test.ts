@@ -79,11 +79,11 @@ describe.each(DATABASE_BACKENDS)('stored v1 events on $backend', ({ open }) => {
 
   it('an event of a future version is refused by name everywhere it is read, and dead-lettered, never dropped', async () => {
     const [received, failedAttempt, routing] = v1NewEvents(fixture, { to: 3 })
-    const future = { ...routing!, metadata: { ...routing!.metadata, schemaVersion: 3 } }
+    const future = { ...routing!, metadata: { ...routing!.metadata, schemaVersion: CURRENT_SCHEMA_VERSION.RoutingModelInvoked + 1 } }
     await db.store.appendToStream(fixture.streamName, [received!, failedAttempt!, future], { expectedRevision: 'no_stream' })
     const after = await db.store.appendToStream(fixture.streamName, v1NewEvents(fixture, { from: 3 }), { expectedRevision: 2n })
 
-    const named = /RoutingModelInvoked schema version 3: this build reads RoutingModelInvoked schema versions 1 to 2/
+    const named = new RegExp(`RoutingModelInvoked schema version ${CURRENT_SCHEMA_VERSION.RoutingModelInvoked + 1}: this build reads RoutingModelInvoked schema versions 1 to ${CURRENT_SCHEMA_VERSION.RoutingModelInvoked}`)
     await expect(db.historian.readTask(tenantId, taskId)).rejects.toThrow(UnknownEventTypeError)
     await expect(db.historian.readTask(tenantId, taskId)).rejects.toThrow(named)
     await expect(db.historian.readTenantLog(tenantId)).rejects.toThrow(named)

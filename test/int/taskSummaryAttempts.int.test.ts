@@ -1,41 +1,16 @@
-import { readdirSync } from 'node:fs'
-import { runner as migrationRunner } from 'node-pg-migrate'
 import type pg from 'pg'
 import { describe, expect, it } from 'vitest'
-import { MIGRATIONS_DIR, MIGRATIONS_TABLE } from '../../historian/adapters/postgres/migrate'
 import { rebuildAndCompare } from '../../projections/rebuild'
 import { ProjectionRunner } from '../../projections/runner'
 import { InvalidQueryError } from '../../projections/queryFilters'
 import { taskSummaries, tenantSummary } from '../../projections/taskSummary/query'
 import { appendAuditScenario, atAttempt, auditProjections } from '../support/auditFixtures'
-import { DATABASE_BACKENDS, historianPerTest } from '../support/databases'
+import { DATABASE_BACKENDS, historianPerTest, migrateSchema, migrationsFrom } from '../support/databases'
 import { appendTaskEvents, FACTORY_MODELS, TaskEventFactory } from '../support/eventFactory'
 
 async function summaryRows(pool: pg.Pool): Promise<unknown[]> {
   const result = await pool.query<{ row: unknown }>(`select to_jsonb(t) as row from task_summary t order by tenant_id, task_id`)
   return result.rows.map((r) => r.row)
-}
-
-/** How many migrations there are from number `first` on: migrating down by that many undoes `first` and every later one. */
-function migrationsFrom(first: number): number {
-  return readdirSync(MIGRATIONS_DIR).filter((file) => /^\d+_.*\.sql$/.test(file) && Number.parseInt(file, 10) >= first).length
-}
-
-async function migrate(pool: pg.Pool, direction: 'up' | 'down', count?: number): Promise<void> {
-  const client = await pool.connect()
-  try {
-    await migrationRunner({
-      dbClient: client,
-      dir: MIGRATIONS_DIR,
-      direction,
-      count,
-      migrationsTable: MIGRATIONS_TABLE,
-      singleTransaction: true,
-      logger: { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined },
-    })
-  } finally {
-    client.release()
-  }
 }
 
 describe.each(DATABASE_BACKENDS)('task summary on $backend', ({ open }) => {
@@ -111,10 +86,10 @@ describe.each(DATABASE_BACKENDS)('task summary on $backend', ({ open }) => {
     await appendAuditScenario(fixture.historian, 'acme')
     await catchUp()
     const built = await summaryRows(fixture.database.pool)
-    await migrate(fixture.database.pool, 'down', migrationsFrom(10))
+    await migrateSchema(fixture.database.pool, 'down', migrationsFrom(10))
     const columns = await fixture.database.pool.query(`select column_name from information_schema.columns where table_name = 'task_summary' and column_name in ('attempts', 'activity_attempts')`)
     expect(columns.rows).toEqual([])
-    await migrate(fixture.database.pool, 'up')
+    await migrateSchema(fixture.database.pool, 'up')
     expect(await summaryRows(fixture.database.pool)).toEqual(built)
   })
 })

@@ -1,7 +1,10 @@
 import { randomBytes } from 'node:crypto'
+import { readdirSync } from 'node:fs'
+import { runner as migrationRunner } from 'node-pg-migrate'
 import pg from 'pg'
 import { afterEach, beforeEach, inject } from 'vitest'
 import { openDatabase, type Database } from '../../historian/adapters/postgres/database'
+import { MIGRATIONS_DIR, MIGRATIONS_TABLE } from '../../historian/adapters/postgres/migrate'
 import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEventStore'
 import { Historian } from '../../historian/historian'
 import { generateIntegrityKey, TenantKeyRing } from '../../historian/integrity/tenantKeyRing'
@@ -101,4 +104,27 @@ export function historianPerTest(open: () => Promise<Database>): {
     await fixture.database.close()
   })
   return fixture
+}
+
+/** How many migrations there are from number `first` on: migrating down by that many undoes `first` and every later one. */
+export function migrationsFrom(first: number): number {
+  return readdirSync(MIGRATIONS_DIR).filter((file) => /^\d+_.*\.sql$/.test(file) && Number.parseInt(file, 10) >= first).length
+}
+
+/** Runs the schema migrations up (all pending) or down (`count` of them), in one transaction, without the advisory lock. */
+export async function migrateSchema(pool: pg.Pool, direction: 'up' | 'down', count?: number): Promise<void> {
+  const client = await pool.connect()
+  try {
+    await migrationRunner({
+      dbClient: client,
+      dir: MIGRATIONS_DIR,
+      direction,
+      count,
+      migrationsTable: MIGRATIONS_TABLE,
+      singleTransaction: true,
+      logger: { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined },
+    })
+  } finally {
+    client.release()
+  }
 }

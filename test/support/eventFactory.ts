@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { CURRENT_SCHEMA_VERSION, ROUTES_OFFERED_IN_V1, type AnnalistEvent, type EventMetadata, type ModelRef, type PromptRef } from '../../historian/events'
+import { CURRENT_SCHEMA_VERSION, ROUTES_OFFERED_IN_V1, type AnnalistEvent, type EventMetadata, type ModelRef, type ModelUsage, type PromptRef } from '../../historian/events'
 import { outcomeEventId } from '../../historian/eventIds'
 import { streamTail, type Historian, type PendingEvent } from '../../historian/historian'
 import type { AppendResult } from '../../historian/port'
@@ -26,10 +26,13 @@ function prompt(templateId: string, text: string): PromptRef {
 const REPLY_FACTS = { finishReason: 'stop', systemFingerprint: null, callIndex: 0 } as const
 const CONSTRAINED = { dialect: 'json_schema', path: 'constrained' } as const
 
-/** What a failed call's event records besides the failure: no usage reported, the attempt's call, no repair. */
-function failureFacts(attempt: number, dialect: 'json_schema' | null) {
+/** What a failed call used when the factory is not told: nothing reported, a 40-token estimate of the prompt, priced at 0. */
+export const UNREPORTED_FAILURE_USAGE: ModelUsage = Object.freeze({ inputTokens: 40, outputTokens: 0, costUsd: 0, reported: false })
+
+/** What a failed call's event records besides the failure: its usage (by default none reported), the attempt's call, no repair. */
+function failureFacts(attempt: number, dialect: 'json_schema' | null, usage: ModelUsage) {
   return {
-    usage: { inputTokens: 40, outputTokens: 0, costUsd: 0, reported: false },
+    usage,
     finishReason: null,
     systemFingerprint: null,
     callIndex: attempt - 1,
@@ -90,11 +93,11 @@ export class TaskEventFactory {
     })
   }
 
-  routingFailed(willRetry: boolean, attempt = 1): PendingEvent {
+  routingFailed(willRetry: boolean, attempt = 1, usage: ModelUsage = UNREPORTED_FAILURE_USAGE): PendingEvent {
     return this.make(
       'route',
       'RoutingModelFailed',
-      { model: FACTORY_MODELS.routing, prompt: prompt('route', 'route prompt'), errorCode: 'MODEL_TIMEOUT', message: 'timed out', willRetry, latencyMs: 30_000, ...failureFacts(attempt, 'json_schema') },
+      { model: FACTORY_MODELS.routing, prompt: prompt('route', 'route prompt'), errorCode: 'MODEL_TIMEOUT', message: 'timed out', willRetry, latencyMs: 30_000, ...failureFacts(attempt, 'json_schema', usage) },
       attempt,
     )
   }
@@ -112,11 +115,11 @@ export class TaskEventFactory {
     })
   }
 
-  planningFailed(willRetry: boolean, attempt = 1): PendingEvent {
+  planningFailed(willRetry: boolean, attempt = 1, usage: ModelUsage = UNREPORTED_FAILURE_USAGE): PendingEvent {
     return this.make(
       'plan',
       'PlanningModelFailed',
-      { model: FACTORY_MODELS.planning, prompt: prompt('plan', 'plan prompt'), errorCode: 'MODEL_OUTPUT_MALFORMED', message: 'bad json', willRetry, latencyMs: 80, ...failureFacts(attempt, 'json_schema') },
+      { model: FACTORY_MODELS.planning, prompt: prompt('plan', 'plan prompt'), errorCode: 'MODEL_OUTPUT_MALFORMED', message: 'bad json', willRetry, latencyMs: 80, ...failureFacts(attempt, 'json_schema', usage) },
       attempt,
     )
   }
@@ -159,7 +162,7 @@ export class TaskEventFactory {
     })
   }
 
-  synthesisFailed(willRetry: boolean, attempt = 1): PendingEvent {
+  synthesisFailed(willRetry: boolean, attempt = 1, usage: ModelUsage = UNREPORTED_FAILURE_USAGE): PendingEvent {
     return this.make(
       'synthesize',
       'SynthesisModelFailed',
@@ -170,7 +173,7 @@ export class TaskEventFactory {
         message: 'upstream 503',
         willRetry,
         latencyMs: 15,
-        ...failureFacts(attempt, null),
+        ...failureFacts(attempt, null, usage),
       },
       attempt,
     )

@@ -20,6 +20,13 @@ describe('audit timeline facts', () => {
     expect(facts.prompt?.templateId).toBe('route')
   })
 
+  it('records what a failed call used, and whether the provider reported it', () => {
+    const billed = auditFacts(valid(f.planningFailed(true, 1, { inputTokens: 1200, outputTokens: 300, costUsd: 0.0048, reported: true })))
+    expect(billed).toMatchObject({ inputTokens: 1200, outputTokens: 300, costUsd: 0.0048, usageReported: true })
+    expect(auditFacts(valid(f.routingFailed(true)))).toMatchObject({ inputTokens: 40, outputTokens: 0, costUsd: 0, usageReported: false, finishReason: null })
+    expect(auditFacts(valid(f.routingInvoked()))).toMatchObject({ usageReported: true, finishReason: 'stop', structuredOutputPath: 'constrained' })
+  })
+
   it('says whether a failed model attempt will be retried', () => {
     expect(auditFacts(valid(f.planningFailed(true, 1))).summary).toBe('planning model scripted-planner@2026-01 failed with MODEL_OUTPUT_MALFORMED (attempt 1, will retry)')
     const last = auditFacts(valid(f.synthesisFailed(false, 3)))
@@ -45,9 +52,42 @@ describe('audit timeline facts', () => {
 describe('task summary deltas', () => {
   const f = new TaskEventFactory('acme', 'task-2')
 
-  it('sums tokens and cost of successful model calls only', () => {
-    expect(summaryDelta(valid(f.planCreated(['a'], { inputTokens: 7, outputTokens: 3, costUsd: 0.5 })))).toMatchObject({ step: 'plan', tokens: 10, costUsd: 0.5 })
-    expect(summaryDelta(valid(f.routingFailed(true)))).toMatchObject({ step: 'route', tokens: 0, modelAttemptsFailed: 1 })
+  it('adds the reported usage of every call to the totals, and a failed call\'s cost to failedCallCostUsd too', () => {
+    expect(summaryDelta(valid(f.planCreated(['a'], { inputTokens: 7, outputTokens: 3, costUsd: 0.5 })))).toMatchObject({
+      step: 'plan',
+      tokens: 10,
+      costUsd: 0.5,
+      failedCallCostUsd: 0,
+      callsWithoutReportedUsage: 0,
+    })
+    const billed = { inputTokens: 1200, outputTokens: 300, costUsd: 0.0048, reported: true }
+    expect(summaryDelta(valid(f.planningFailed(true, 1, billed)))).toMatchObject({
+      step: 'plan',
+      modelAttemptsFailed: 1,
+      tokens: 1500,
+      costUsd: 0.0048,
+      failedCallCostUsd: 0.0048,
+      callsWithoutReportedUsage: 0,
+      estimatedTokens: 0,
+    })
+  })
+
+  it('keeps a call without reported usage out of the totals: counted, with its estimate apart', () => {
+    const timedOut = { inputTokens: 900, outputTokens: 0, costUsd: 0.00225, reported: false }
+    expect(summaryDelta(valid(f.routingFailed(true, 1, timedOut)))).toMatchObject({
+      step: 'route',
+      modelAttemptsFailed: 1,
+      tokens: 0,
+      costUsd: 0,
+      failedCallCostUsd: 0,
+      callsWithoutReportedUsage: 1,
+      estimatedTokens: 900,
+      estimatedCostUsd: 0.00225,
+    })
+    // A successful call from a server that sends no usage is an estimate too.
+    const noUsage = valid(f.synthesisInvoked())
+    const unreported = { ...noUsage, data: { ...noUsage.data, usage: { inputTokens: 500, outputTokens: 0, costUsd: 0.001, reported: false } } } as typeof noUsage
+    expect(summaryDelta(unreported)).toMatchObject({ tokens: 0, costUsd: 0, callsWithoutReportedUsage: 1, estimatedTokens: 500, estimatedCostUsd: 0.001 })
   })
 
   it('records the failed step and error code of a failed task', () => {

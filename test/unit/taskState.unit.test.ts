@@ -13,7 +13,7 @@ const events = loadV1TaskStream().events.map((stored) => readEvent(stored))
 /** A task that fails, so the fingerprint below covers the branches of evolve the fixture's happy path does not. */
 function failingTask() {
   const f = new TaskEventFactory('acme', 'task-fails')
-  const pending = [f.received(), f.routingInvoked('account'), f.planningFailed(true), f.planCreated(), f.toolExecuted(), f.toolFailed(), f.synthesisFailed(false), f.failed('synthesize', 'MODEL_PROVIDER_ERROR')]
+  const pending = [f.received(), f.routingInvoked('account'), f.planningFailed(true, 1, { inputTokens: 300, outputTokens: 120, costUsd: 0.0019, reported: true }), f.planCreated(), f.toolExecuted(), f.toolFailed(), f.synthesisFailed(false), f.failed('synthesize', 'MODEL_PROVIDER_ERROR')]
   return pending.map(({ event }) => validateEvent(event))
 }
 
@@ -62,7 +62,7 @@ describe('foldTask / evolve', () => {
     const folded = [foldTask(events), foldTask(failingTask())]
     expect(folded[1]).toMatchObject({ status: 'failed', failedStep: 'synthesize', modelAttemptsFailed: 2, currentStep: 'synthesize' })
     const fingerprint = createHash('sha256').update(canonicalize(folded)!).digest('hex')
-    expect({ version: TASK_STATE_VERSION, fingerprint }).toEqual({ version: 2, fingerprint: '8b04dfe4a58cf0875da0d8634bb8cd910c99f8c3acc3f489a87f521c2b7d49e3' })
+    expect({ version: TASK_STATE_VERSION, fingerprint }).toEqual({ version: 3, fingerprint: '1b16547d475f2d438dd6f84265b04a5e3ff4cb7b5e37c15359cf3aa313f99da0' })
   })
 })
 

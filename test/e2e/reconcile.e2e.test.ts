@@ -5,6 +5,7 @@ import { reconcileTasks } from '../../cli/runtime/reconcileTasks'
 import type { AnnalistEvent } from '../../historian/events'
 import type { ReconcileFinding } from '../../historian/reconcile/reconcileFinding'
 import { pipelineWorkflowId } from '../../workflows/api'
+import { eventsOfType } from '../support/storedEvents'
 import { pipelineHarness, uniqueSuffix, type PipelineHarness } from '../support/pipelineHarness'
 import { runAnnalist } from '../support/runCli'
 
@@ -30,7 +31,8 @@ function reconcileAgainstRealPipelines(kind: 'postgres' | 'pglite') {
   }
 
   beforeAll(async () => {
-    // The first planning attempt of `dup` replies malformed JSON: its failed-attempt record must not count as a finding.
+    // The first planning attempt of `dup` replies malformed JSON, and so does its repair call in the same attempt: neither
+    // failed-call record may count as a finding.
     harness = await pipelineHarness(kind, { faults: { rules: [{ target: 'planning', kind: 'malformed', taskId: 'dup', attempts: [1] }] } })
     const results = await harness.run(PIPELINE_TASKS.map((taskId) => ({ tenantId, taskId, input: INPUT, requestedBy: 'reconcile-test' })))
     expect(results.map((result) => result.status)).toEqual(PIPELINE_TASKS.map(() => 'completed'))
@@ -46,13 +48,16 @@ function reconcileAgainstRealPipelines(kind: 'postgres' | 'pglite') {
 
     const report = await reconcileTasks(deps(), tasks)
     const events = (await Promise.all(PIPELINE_TASKS.map(eventsOf))).flat()
-    const attemptRecords = events.filter((stored) => stored.event.type === 'PlanningModelFailed')
-    expect(attemptRecords).toHaveLength(1)
+    const attemptRecords = eventsOfType(events, 'PlanningModelFailed')
+    expect(attemptRecords.map((stored) => [stored.event.metadata.attempt, stored.event.data.willRepair, stored.event.data.isRepair])).toEqual([
+      [1, true, false],
+      [1, false, true],
+    ])
     expect(report).toEqual({
       tasksChecked: PIPELINE_TASKS.length,
       workflowRunsChecked: PIPELINE_TASKS.length,
-      // Every activity recorded exactly one outcome; the one failed planning attempt is the only other event.
-      activitiesChecked: events.length - 1,
+      // Every activity recorded exactly one outcome; the failed planning call and its failed repair are the only other events.
+      activitiesChecked: events.length - 2,
       eventsChecked: events.length,
       tasksNotFound: [],
       findings: [],

@@ -1,7 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { ApplicationFailure, WorkflowFailedError } from '@temporalio/client'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import type { FaultPlan } from '../../activities/faults'
 import { startLinkedRun } from '../../cli/runtime/linkedRuns'
 import { readModelLedger } from '../../cli/runtime/modelLedger'
@@ -276,6 +276,8 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('replay from a ch
     // A replay parked on a queue no worker polls keeps the workflow running: a second replay is refused.
     const parked = await startLinkedRun({ client: rig.client, historian, keyRing: rig.keyRing, taskQueue: `nobody-${uniqueSuffix()}` }, { ...calc, fromStep: 'synthesize', reason: 'replay', requestedBy: 'carol' })
     try {
+      // Visibility is eventually consistent: wait until the list shows the parked run before taking it as the baseline.
+      await vi.waitFor(async () => expect(await executionsOf(calc)).toContain(parked.runId), { timeout: 10_000, interval: 100 })
       const executions = await executionsOf(calc)
       const run = await cli(['replay', '--tenant', tenant, '--task', 'calc', '--from', 'synthesize'])
       expect(run.code).toBe(1)

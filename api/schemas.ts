@@ -103,6 +103,16 @@ const ModelUseBody = z.looseObject({
   templateVersion: z.string(),
 })
 
+/** What a task's or a tenant's model calls cost: reported usage over every call, and the estimates kept apart. */
+const ModelCostFields = {
+  totalTokens: z.number().describe('tokens the provider reported, over every model call, successful or failed'),
+  totalCostUsd: z.number().describe('cost of the reported usage, over every model call, successful or failed'),
+  failedCallCostUsd: z.number().describe('the part of totalCostUsd spent on failed calls'),
+  callsWithoutReportedUsage: z.number().describe('model calls whose usage the provider did not report (timeouts, aborts)'),
+  estimatedUnreportedTokens: z.number().describe('their estimated tokens (the prompt): NOT part of totalTokens'),
+  estimatedUnreportedCostUsd: z.number().describe('their estimated cost: NOT part of totalCostUsd'),
+}
+
 /** Where one task stands. */
 export const TaskSummaryBody = z
   .looseObject({
@@ -114,12 +124,7 @@ export const TaskSummaryBody = z
     errorCode: nullableText,
     attempts: z.number().optional(),
     modelsUsed: z.array(ModelUseBody),
-    totalTokens: z.number().describe('tokens the provider reported, over every model call, successful or failed'),
-    totalCostUsd: z.number().describe('cost of the reported usage, over every model call, successful or failed'),
-    failedCallCostUsd: z.number().describe('the part of totalCostUsd spent on failed calls'),
-    callsWithoutReportedUsage: z.number().describe('model calls whose usage the provider did not report (timeouts, aborts)'),
-    estimatedUnreportedTokens: z.number().describe('their estimated tokens (the prompt): NOT part of totalTokens'),
-    estimatedUnreportedCostUsd: z.number().describe('their estimated cost: NOT part of totalCostUsd'),
+    ...ModelCostFields,
     startedAt: instant.nullable(),
     finishedAt: instant.nullable(),
   })
@@ -134,12 +139,7 @@ export const TenantSummaryBody = z
     toolCallsSucceeded: z.number(),
     toolCallsFailed: z.number(),
     modelAttemptsFailed: z.number(),
-    totalTokens: z.number().describe('tokens the provider reported, over every model call, successful or failed'),
-    totalCostUsd: z.number().describe('cost of the reported usage, over every model call, successful or failed'),
-    failedCallCostUsd: z.number().describe('the part of totalCostUsd spent on failed calls'),
-    callsWithoutReportedUsage: z.number().describe('model calls whose usage the provider did not report (timeouts, aborts)'),
-    estimatedUnreportedTokens: z.number().describe('their estimated tokens (the prompt): NOT part of totalTokens'),
-    estimatedUnreportedCostUsd: z.number().describe('their estimated cost: NOT part of totalCostUsd'),
+    ...ModelCostFields,
     eventsApplied: z.number(),
   })
   .meta({ id: 'TenantSummary' })

@@ -1,12 +1,8 @@
-import { spawn } from 'node:child_process'
-import { closeSync, openSync, rmSync, writeSync } from 'node:fs'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { basename, join } from 'node:path'
 import { createServer, type AddressInfo } from 'node:net'
+import { basename } from 'node:path'
 
 import { ensureLocalLlm } from './localLlm'
-import { fileSize, readLogTail, releaseWithThisProcess, settlesWithin } from './serverProcess'
+import { ServerStartError, startOnFreePorts, startServerProcess } from './serverProcess'
 
 /** An OpenAI-compatible inference server Annalist can use, and how to release it. */
 export interface LocalLlmEndpoint {
@@ -56,13 +52,9 @@ export interface ResolveLocalLlmOptions {
 }
 
 /** Thrown when a spawned inference server exits or does not answer in time; the message ends with its last log lines. */
-export class LocalLlmServerError extends Error {
-  constructor(
-    message: string,
-    readonly logFile: string,
-    readonly logTail: readonly string[],
-  ) {
-    super(`${message} (log ${logFile})${logTail.length > 0 ? `: ${logTail.join(' | ')}` : ''}`)
+export class LocalLlmServerError extends ServerStartError {
+  constructor(message: string, logFile: string, logTail: readonly string[]) {
+    super(message, logFile, logTail)
     this.name = 'LocalLlmServerError'
   }
 }
@@ -85,8 +77,6 @@ const DEFAULT_START_TIMEOUT_MS = 120_000
 const DEFAULT_STOP_GRACE_MS = 5_000
 const READY_POLL_MS = 200
 const PROBE_TIMEOUT_MS = 2_000
-const LOG_TAIL_LINES = 10
-const PORT_ATTEMPTS = 3
 /**
  * One thread: llama.cpp's threads spin while they wait for each other, so next to the tests' other processes (Temporal,
  * workers, vitest forks) more threads made requests slower, not faster (on 2 CPUs under load, 3-20 s instead of 0.4-6 s
@@ -123,23 +113,12 @@ runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
  * SIGKILLed, the server notices within a second and exits. It serves one request at a time.
  */
 export async function startLocalLlmServer(options: StartLocalLlmServerOptions): Promise<LocalLlmServer> {
-  for (let attempt = 1; ; attempt += 1) {
-    try {
-      return await spawnServer(options)
-    } catch (error) {
-      // Someone took the port between our probe and the server's bind: retry on a fresh one.
-      const portRace = error instanceof LocalLlmServerError && error.logTail.some((line) => /address already in use/i.test(line))
-      if (!portRace || options.port !== undefined || attempt >= PORT_ATTEMPTS) throw error
-    }
-  }
+  return startOnFreePorts(() => spawnServer(options), { portFixed: options.port !== undefined })
 }
 
 async function spawnServer(options: StartLocalLlmServerOptions): Promise<LocalLlmServer> {
   const port = options.port ?? (await freePort())
   const baseURL = `http://${LOOPBACK}:${port}/v1`
-  const tempLogDir = options.logFile === undefined ? await mkdtemp(join(tmpdir(), 'annalist-llm-')) : undefined
-  const logFile = options.logFile ?? join(tempLogDir ?? tmpdir(), 'server.log')
-  const logStart = await fileSize(logFile)
   const args = [
     '--model',
     options.modelPath,
@@ -157,85 +136,27 @@ async function spawnServer(options: StartLocalLlmServerOptions): Promise<LocalLl
     String(port),
   ]
   const env = Object.fromEntries(PASSED_ENVIRONMENT.flatMap((name) => (process.env[name] === undefined ? [] : [[name, process.env[name]]])))
-  const logFd = openSync(logFile, 'a')
-  writeSync(logFd, `--- ${new Date().toISOString()} ${options.python} -m llama_cpp.server ${args.join(' ')}\n`)
-  const child = (() => {
-    try {
-      return spawn(options.python, ['-c', SERVER_LAUNCHER, ...args], {
-        detached: true,
-        stdio: ['ignore', logFd, logFd],
-        env: { ...env, PYTHONUNBUFFERED: '1' },
-      })
-    } finally {
-      closeSync(logFd)
-    }
-  })()
-  child.unref()
-
-  let exitStatus: string | undefined
-  const exited = new Promise<void>((resolve) => {
-    child.once('exit', (code, signal) => {
-      exitStatus = signal ? `signal ${signal}` : `code ${code}`
-      resolve()
-    })
-    child.once('error', (error) => {
-      exitStatus = error.message
-      resolve()
-    })
-  })
-
-  const removeHooks = releaseWithThisProcess(() => {
-    if (exitStatus === undefined) child.kill('SIGTERM')
-    if (tempLogDir !== undefined) rmSync(tempLogDir, { recursive: true, force: true })
-  })
-
-  const stopGraceMs = options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS
-  let stopping: Promise<void> | undefined
-  const stop = () => {
-    stopping ??= (async () => {
-      removeHooks()
-      if (exitStatus === undefined) {
-        child.kill('SIGTERM')
-        if (!(await settlesWithin(exited, stopGraceMs))) {
-          child.kill('SIGKILL')
-          await exited
-        }
-      }
-      if (tempLogDir !== undefined) await rm(tempLogDir, { recursive: true, force: true })
-    })()
-    return stopping
-  }
-
-  const fail = async (message: string): Promise<never> => {
-    const logTail = await readLogTail(logFile, logStart, LOG_TAIL_LINES)
-    removeHooks()
-    if (exitStatus === undefined) {
-      child.kill('SIGKILL')
-      await exited
-    }
-    throw new LocalLlmServerError(message, logFile, logTail)
-  }
-
-  const timeoutMs = options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS
-  const deadline = Date.now() + timeoutMs
-  let lastError = 'no answer yet'
-  for (;;) {
-    if (exitStatus !== undefined) return fail(`llama.cpp server exited during start (${exitStatus})`)
-    const answer = await listModels(baseURL)
-    if (Array.isArray(answer)) {
+  const server = await startServerProcess<string>({
+    name: 'llama.cpp server',
+    where: `at ${baseURL}`,
+    command: options.python,
+    args: ['-c', SERVER_LAUNCHER, ...args],
+    shownCommand: `${options.python} -m llama_cpp.server ${args.join(' ')}`,
+    env: { ...env, PYTHONUNBUFFERED: '1' },
+    ...(options.logFile === undefined ? {} : { logFile: options.logFile }),
+    tempLogPrefix: 'annalist-llm-',
+    startTimeoutMs: options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS,
+    stopGraceMs: options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS,
+    pollMs: READY_POLL_MS,
+    ready: async () => {
+      const answer = await listModels(baseURL)
+      if (!Array.isArray(answer)) return { notYet: answer.error }
       const modelId = answer[0]
-      if (modelId !== undefined) {
-        return { baseURL, modelId, source: 'spawned', pid: child.pid as number, logFile, stop }
-      }
-      lastError = 'it lists no model'
-    } else {
-      lastError = answer.error
-    }
-    if (Date.now() > deadline) {
-      return fail(`llama.cpp server at ${baseURL} not ready after ${Math.round(timeoutMs / 1000)}s (${lastError})`)
-    }
-    await Promise.race([delay(READY_POLL_MS), exited])
-  }
+      return modelId === undefined ? { notYet: 'it lists no model' } : { ready: modelId }
+    },
+    error: (message, logFile, logTail) => new LocalLlmServerError(message, logFile, logTail),
+  })
+  return { baseURL, modelId: server.ready, source: 'spawned', pid: server.pid, logFile: server.logFile, stop: server.stop }
 }
 
 /**
@@ -292,8 +213,4 @@ async function freePort(): Promise<number> {
   const { port } = server.address() as AddressInfo
   await new Promise<void>((resolve) => server.close(() => resolve()))
   return port
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms))
 }

@@ -1,4 +1,8 @@
-import { open, stat } from 'node:fs/promises'
+import { spawn } from 'node:child_process'
+import { closeSync, openSync, rmSync, writeSync } from 'node:fs'
+import { mkdtemp, open, rm, stat } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 
 // What the local servers Annalist spawns (the Temporal dev server, the llama.cpp inference server) share: their lifetime
 // is tied to this process, and a failed start reports the tail of their log.
@@ -77,5 +81,140 @@ export async function settlesWithin(promise: Promise<unknown>, ms: number): Prom
     return await Promise.race([promise.then(() => true as const), timedOut])
   } finally {
     clearTimeout(timer)
+  }
+}
+
+/** Thrown when a spawned local server exits or does not answer in time; the message ends with its last log lines. */
+export class ServerStartError extends Error {
+  constructor(
+    message: string,
+    readonly logFile: string,
+    readonly logTail: readonly string[],
+  ) {
+    super(`${message} (log ${logFile})${logTail.length > 0 ? `: ${logTail.join(' | ')}` : ''}`)
+    this.name = 'ServerStartError'
+  }
+}
+
+/** How to start one local server process, and how to tell it is ready. */
+export interface ServerProcessSpec<Ready> {
+  /** What it is, in messages: `temporal dev server`, `llama.cpp server`. */
+  readonly name: string
+  /** Where it answers, in messages: `at 127.0.0.1:7233`. */
+  readonly where: string
+  readonly command: string
+  readonly args: readonly string[]
+  /** The command as the log's header line shows it (default: `command` and `args`). */
+  readonly shownCommand?: string
+  readonly env: NodeJS.ProcessEnv
+  /** Output is appended here; without it, a temporary file that stop() removes. */
+  readonly logFile?: string
+  /** Prefix of that temporary directory. */
+  readonly tempLogPrefix: string
+  readonly startTimeoutMs: number
+  readonly stopGraceMs: number
+  readonly pollMs: number
+  /** One readiness check: what the server is once it answers, or why it is not ready yet. */
+  readonly ready: () => Promise<{ readonly ready: Ready } | { readonly notYet: string }>
+  /** The error a failed start throws (a ServerStartError subclass naming the server). */
+  readonly error: (message: string, logFile: string, logTail: readonly string[]) => ServerStartError
+}
+
+/** A started local server: what its readiness check returned, and how to stop it. */
+export interface StartedServerProcess<Ready> {
+  readonly ready: Ready
+  readonly pid: number
+  readonly logFile: string
+  /** SIGTERM, then SIGKILL after the grace period; safe to call twice. */
+  stop(): Promise<void>
+}
+
+const LOG_TAIL_LINES = 10
+
+/**
+ * Spawns a server in its own process group with its output appended to a log, tied to this process's life
+ * (releaseWithThisProcess), and polls `ready` until it answers. A server that exits or does not answer in time is
+ * killed, and `spec.error` is thrown with the tail of what it logged.
+ */
+export async function startServerProcess<Ready>(spec: ServerProcessSpec<Ready>): Promise<StartedServerProcess<Ready>> {
+  const tempLogDir = spec.logFile === undefined ? await mkdtemp(join(tmpdir(), spec.tempLogPrefix)) : undefined
+  const logFile = spec.logFile ?? join(tempLogDir ?? tmpdir(), 'server.log')
+  const logStart = await fileSize(logFile)
+  const logFd = openSync(logFile, 'a')
+  writeSync(logFd, `--- ${new Date().toISOString()} ${spec.shownCommand ?? `${spec.command} ${spec.args.join(' ')}`}\n`)
+  const child = (() => {
+    try {
+      return spawn(spec.command, spec.args, { detached: true, stdio: ['ignore', logFd, logFd], env: spec.env })
+    } finally {
+      closeSync(logFd)
+    }
+  })()
+  child.unref()
+
+  let exitStatus: string | undefined
+  const exited = new Promise<void>((resolve) => {
+    child.once('exit', (code, signal) => {
+      exitStatus = signal ? `signal ${signal}` : `code ${code}`
+      resolve()
+    })
+    child.once('error', (error) => {
+      exitStatus = error.message
+      resolve()
+    })
+  })
+
+  const removeHooks = releaseWithThisProcess(() => {
+    if (exitStatus === undefined) child.kill('SIGTERM')
+    if (tempLogDir !== undefined) rmSync(tempLogDir, { recursive: true, force: true })
+  })
+
+  let stopping: Promise<void> | undefined
+  const stop = () => {
+    stopping ??= (async () => {
+      removeHooks()
+      if (exitStatus === undefined) {
+        child.kill('SIGTERM')
+        if (!(await settlesWithin(exited, spec.stopGraceMs))) {
+          child.kill('SIGKILL')
+          await exited
+        }
+      }
+      if (tempLogDir !== undefined) await rm(tempLogDir, { recursive: true, force: true })
+    })()
+    return stopping
+  }
+
+  const fail = async (message: string): Promise<never> => {
+    const logTail = await readLogTail(logFile, logStart, LOG_TAIL_LINES)
+    removeHooks()
+    if (exitStatus === undefined) {
+      child.kill('SIGKILL')
+      await exited
+    }
+    throw spec.error(message, logFile, logTail)
+  }
+
+  const deadline = Date.now() + spec.startTimeoutMs
+  for (;;) {
+    if (exitStatus !== undefined) return fail(`${spec.name} exited during start (${exitStatus})`)
+    const answer = await spec.ready()
+    if ('ready' in answer) return { ready: answer.ready, pid: child.pid as number, logFile, stop }
+    if (Date.now() > deadline) return fail(`${spec.name} ${spec.where} not ready after ${Math.round(spec.startTimeoutMs / 1000)}s (${answer.notYet})`)
+    await Promise.race([new Promise((resolve) => setTimeout(resolve, spec.pollMs)), exited])
+  }
+}
+
+/**
+ * Starts a server on freshly chosen ports, choosing again when another process took a port between the choice and the
+ * server's bind (its log says `address already in use`); not when the caller fixed the port.
+ */
+export async function startOnFreePorts<T>(start: () => Promise<T>, options: { portFixed: boolean; attempts?: number }): Promise<T> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await start()
+    } catch (error) {
+      const portRace = error instanceof ServerStartError && error.logTail.some((line) => /address already in use/i.test(line))
+      if (!portRace || options.portFixed || attempt >= (options.attempts ?? 3)) throw error
+    }
   }
 }

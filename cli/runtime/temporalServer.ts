@@ -1,16 +1,11 @@
-import { spawn } from 'node:child_process'
-import { closeSync, openSync, rmSync, writeSync } from 'node:fs'
-import { mkdtemp, rm } from 'node:fs/promises'
 import { createServer, type AddressInfo, type Server } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 
 import { Connection, isGrpcServiceError } from '@temporalio/client'
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common'
 import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/search-attributes.js'
 
 import { SEARCH_ATTRIBUTES } from '../../workflows/api'
-import { fileSize, readLogTail, releaseWithThisProcess, settlesWithin } from './serverProcess'
+import { ServerStartError, startOnFreePorts, startServerProcess } from './serverProcess'
 import {
   TEMPORAL_CLI_VERSION,
   TemporalBinaryUnavailableError,
@@ -65,13 +60,9 @@ export interface ResolveTemporalOptions {
 }
 
 /** Thrown when a spawned temporal dev server exits or does not answer in time; the message ends with its last log lines. */
-export class TemporalDevServerError extends Error {
-  constructor(
-    message: string,
-    readonly logFile: string,
-    readonly logTail: readonly string[],
-  ) {
-    super(`${message} (log ${logFile})${logTail.length > 0 ? `: ${logTail.join(' | ')}` : ''}`)
+export class TemporalDevServerError extends ServerStartError {
+  constructor(message: string, logFile: string, logTail: readonly string[]) {
+    super(message, logFile, logTail)
     this.name = 'TemporalDevServerError'
   }
 }
@@ -105,8 +96,6 @@ const LOOPBACK = '127.0.0.1'
 const DEFAULT_START_TIMEOUT_MS = 30_000
 const DEFAULT_STOP_GRACE_MS = 10_000
 const READY_POLL_MS = 250
-const LOG_TAIL_LINES = 10
-const PORT_ATTEMPTS = 3
 
 const REQUIRED_SEARCH_ATTRIBUTES = [SEARCH_ATTRIBUTES.tenantId, SEARCH_ATTRIBUTES.taskId] as const
 
@@ -170,25 +159,13 @@ const DEV_SERVER_DYNAMIC_CONFIG: readonly string[] = ['--dynamic-config-value', 
  * process exits, or on SIGINT/SIGTERM/SIGHUP when the application installed no handler of its own.
  */
 export async function startDevServer(options: StartDevServerOptions): Promise<DevServerEndpoint> {
-  for (let attempt = 1; ; attempt += 1) {
-    try {
-      return await spawnDevServer(options)
-    } catch (error) {
-      // Someone took a port between our probe and the server's bind: retry with fresh ports.
-      const portRace = error instanceof TemporalDevServerError && error.logTail.some((line) => /address already in use/i.test(line))
-      if (!portRace || options.port !== undefined || attempt >= PORT_ATTEMPTS) throw error
-    }
-  }
+  return startOnFreePorts(() => spawnDevServer(options), { portFixed: options.port !== undefined })
 }
 
 async function spawnDevServer(options: StartDevServerOptions): Promise<DevServerEndpoint> {
   const namespace = options.namespace ?? DEFAULT_NAMESPACE
   const [port, httpPort, metricsPort] = await freePorts(options.port)
   const address = `${LOOPBACK}:${port}`
-  const tempLogDir = options.logFile === undefined ? await mkdtemp(join(tmpdir(), 'annalist-temporal-')) : undefined
-  const logFile = options.logFile ?? join(tempLogDir ?? tmpdir(), 'server.log')
-  const logStart = await fileSize(logFile)
-
   const args = [
     'server',
     'start-dev',
@@ -210,89 +187,32 @@ async function spawnDevServer(options: StartDevServerOptions): Promise<DevServer
     ...(options.dbFilename === undefined ? [] : ['--db-filename', options.dbFilename]),
     ...DEV_SERVER_DYNAMIC_CONFIG,
   ]
-  const logFd = openSync(logFile, 'a')
-  writeSync(logFd, `--- ${new Date().toISOString()} ${options.binaryPath} ${args.join(' ')}\n`)
-  const child = (() => {
-    try {
-      return spawn(options.binaryPath, args, {
-        detached: true,
-        stdio: ['ignore', logFd, logFd],
-        env: withoutTemporalClientVariables(process.env),
-      })
-    } finally {
-      closeSync(logFd)
-    }
-  })()
-  child.unref()
-
-  let exitStatus: string | undefined
-  const exited = new Promise<void>((resolve) => {
-    child.once('exit', (code, signal) => {
-      exitStatus = signal ? `signal ${signal}` : `code ${code}`
-      resolve()
-    })
-    child.once('error', (error) => {
-      exitStatus = error.message
-      resolve()
-    })
+  const server = await startServerProcess<true>({
+    name: 'temporal dev server',
+    where: `at ${address}`,
+    command: options.binaryPath,
+    args,
+    env: withoutTemporalClientVariables(process.env),
+    ...(options.logFile === undefined ? {} : { logFile: options.logFile }),
+    tempLogPrefix: 'annalist-temporal-',
+    startTimeoutMs: options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS,
+    stopGraceMs: options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS,
+    pollMs: READY_POLL_MS,
+    ready: async () => {
+      const answer = await probe(address, namespace)
+      return answer === true ? { ready: true } : { notYet: answer }
+    },
+    error: (message, logFile, logTail) => new TemporalDevServerError(message, logFile, logTail),
   })
-
-  const killOnExit = () => {
-    if (exitStatus === undefined) child.kill('SIGTERM')
-    if (tempLogDir !== undefined) rmSync(tempLogDir, { recursive: true, force: true })
-  }
-  const removeHooks = releaseWithThisProcess(killOnExit)
-
-  const stopGraceMs = options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS
-  let stopping: Promise<void> | undefined
-  const stop = () => {
-    stopping ??= (async () => {
-      removeHooks()
-      if (exitStatus === undefined) {
-        child.kill('SIGTERM')
-        if (!(await settlesWithin(exited, stopGraceMs))) {
-          child.kill('SIGKILL')
-          await exited
-        }
-      }
-      if (tempLogDir !== undefined) await rm(tempLogDir, { recursive: true, force: true })
-    })()
-    return stopping
-  }
-
-  const fail = async (message: string): Promise<never> => {
-    const logTail = await readLogTail(logFile, logStart, LOG_TAIL_LINES)
-    removeHooks()
-    if (exitStatus === undefined) {
-      child.kill('SIGKILL')
-      await exited
-    }
-    throw new TemporalDevServerError(message, logFile, logTail)
-  }
-
-  const timeoutMs = options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS
-  const deadline = Date.now() + timeoutMs
-  let lastError = 'no answer yet'
-  for (;;) {
-    if (exitStatus !== undefined) return fail(`temporal dev server exited during start (${exitStatus})`)
-    const answer = await probe(address, namespace)
-    if (answer === true) break
-    lastError = answer
-    if (Date.now() > deadline) {
-      return fail(`temporal dev server at ${address} not ready after ${Math.round(timeoutMs / 1000)}s (${lastError})`)
-    }
-    await Promise.race([delay(READY_POLL_MS), exited])
-  }
-
   return {
     address,
     namespace,
     source: 'binary',
-    pid: child.pid as number,
+    pid: server.pid,
     port,
-    logFile,
+    logFile: server.logFile,
     ...(options.dbFilename === undefined ? {} : { dbFilename: options.dbFilename }),
-    stop,
+    stop: server.stop,
   }
 }
 

@@ -1,5 +1,5 @@
 import type pg from 'pg'
-import type { AnnalistEvent, EventMetadata, ModelRef, PromptRef } from '../../historian/events'
+import type { AnnalistEvent, EventMetadata, ModelRef, ModelUsage, PromptRef } from '../../historian/events'
 import type { StoredEvent } from '../../historian/historian'
 import { insertRows, type Projection, type ProjectionTables, type RowColumn } from '../projection'
 
@@ -47,6 +47,11 @@ const MODEL_STEP = {
   SynthesisModelFailed: 'synthesize',
 } as const satisfies Record<string, ModelStep>
 
+/** A model call's usage as an invocation row holds it: reported, or the flagged estimate of a call that reported nothing. */
+function usageFacts(usage: ModelUsage) {
+  return { inputTokens: usage.inputTokens, outputTokens: usage.outputTokens, costUsd: usage.costUsd, usageReported: usage.reported }
+}
+
 /** The analytics facts of one event, taken from the event alone. */
 export function analyticsFacts(event: AnnalistEvent): AnalyticsFacts {
   switch (event.type) {
@@ -62,10 +67,7 @@ export function analyticsFacts(event: AnnalistEvent): AnalyticsFacts {
           model,
           prompt,
           latencyMs,
-          inputTokens: usage.inputTokens,
-          outputTokens: usage.outputTokens,
-          costUsd: usage.costUsd,
-          usageReported: usage.reported,
+          ...usageFacts(usage),
           errorCode: null,
         },
       }
@@ -82,10 +84,7 @@ export function analyticsFacts(event: AnnalistEvent): AnalyticsFacts {
           model,
           prompt,
           latencyMs,
-          inputTokens: usage.inputTokens,
-          outputTokens: usage.outputTokens,
-          costUsd: usage.costUsd,
-          usageReported: usage.reported,
+          ...usageFacts(usage),
           errorCode,
         },
         failure: { step, kind: StepFailureKind.modelAttempt, errorCode },

@@ -24,6 +24,7 @@ import {
   type JSONType,
   type RecordedEvent as EsdbRecordedEvent,
 } from '@eventstore/db-client'
+import { esdbClientConnectionString } from './connectionString'
 import { assertStreamName, validateAppendBatch } from '../../appendRules'
 import { CatchUpSubscription, checkpointOf } from '../../catchUpSubscription'
 import {
@@ -89,9 +90,12 @@ export class EsdbEventStore implements EventStore {
     private readonly ownsClient = false,
   ) {}
 
-  /** Connects to the server at `connectionString` (e.g. `esdb://localhost:2113?tls=false`); `close()` disposes the client. */
+  /**
+   * Connects to the server at `connectionString` (e.g. `esdb://localhost:2113?tls=false`, or KurrentDB's
+   * `kurrentdb://...`, which the client reads as `esdb://`); `close()` disposes the client.
+   */
   static connect(connectionString: string): EsdbEventStore {
-    return new EsdbEventStore(EventStoreDBClient.connectionString(connectionString), true)
+    return new EsdbEventStore(EventStoreDBClient.connectionString(esdbClientConnectionString(connectionString)), true)
   }
 
   async appendToStream(stream: string, events: readonly NewEvent[], options: { expectedRevision: ExpectedRevision }): Promise<AppendResult> {

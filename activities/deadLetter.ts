@@ -174,7 +174,7 @@ function lastIndexWhere<E>(items: readonly E[], predicate: (item: E) => boolean)
  * dead-lettered (still running, completed, or failed in a way no retry could fix), already redriven (by whom, when,
  * which run), or no longer dead-lettered because a replay started after it. Pure.
  */
-export function redriveTarget(tenantId: string, taskId: string, events: readonly DeadLetterInputEvent[]): RedriveTarget {
+export function redriveTarget(tenantId: string, taskId: string, events: readonly DeadLetterInputEvent[], options: { resume?: boolean } = {}): RedriveTarget {
   const refuse = (reason: string) => new RedriveRefusedError(tenantId, taskId, reason)
   if (events.length === 0) throw refuse('the task has no events (is the tenant or task ID mistyped?)')
   const state = foldTask(events.map((stored) => stored.event))
@@ -190,6 +190,19 @@ export function redriveTarget(tenantId: string, taskId: string, events: readonly
     throw refuse(`it is not dead-lettered: ${why}`)
   }
   const letterRun = letter.data.runId ?? letter.metadata.runId
+  // A redrive recorded its request but its run has not recorded its start: another redrive is on its way, or died before
+  // starting its run. Only an operator who knows it died repeats it (`--resume`); otherwise two runs could start.
+  const requested = events
+    .slice(letterAt + 1)
+    .flatMap((stored) => (stored.event.type === 'RedriveRequested' && stored.event.data.deadLetteredRunId === letterRun ? [stored.event] : []))
+    .at(-1)
+  if (state.deadLettered && requested && !options.resume) {
+    throw refuse(
+      `a redrive of its dead letter (run ${letterRun}) was requested by ${requested.data.requestedBy} at ${requested.metadata.occurredAt} and its run has not started yet; ` +
+        'if that redrive died before starting its run, repeat it with --resume',
+    )
+  }
+  if (state.deadLettered && options.resume && !requested) throw refuse(`--resume repeats a redrive whose run never started, but no redrive of run ${letterRun} was requested`)
   if (state.deadLettered) {
     const fromStep = REDRIVE_FROM[letter.data.failedStep]
     if (!fromStep) throw refuse('it failed at step receive, before any step ran: there is nothing to redrive; start the task again')

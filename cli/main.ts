@@ -94,6 +94,7 @@ function buildProgram(): Command {
     .option('--by <name>', 'who redrives it (default: the OS user name)')
     .option('--note <text>', 'why, recorded with the new run (at most 2000 characters)')
     .option('--wait', 'wait for the new run to finish and print its result (exit 2 if it failed)')
+    .option('--resume', 'repeat a redrive whose request was recorded but whose run never started (its command died in between)')
     .action(async (options) => (await import('./commands/redrive')).redriveCommand(options))
 
   program

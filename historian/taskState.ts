@@ -150,6 +150,7 @@ export function evolve(state: TaskState, event: AnnalistEvent): TaskState {
         runs: counted.runs + 1,
       }
     case 'TaskRunContinued':
+    case 'RedriveRequested':
       return counted
     case 'RoutingModelInvoked':
       return { ...withUsage(counted, event.data.usage), currentStep: 'plan', route: event.data.route, candidateRoutes: event.data.candidateRoutes }

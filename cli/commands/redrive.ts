@@ -1,11 +1,11 @@
 import { userInfo } from 'node:os'
 import { Client, Connection } from '@temporalio/client'
-import { redriveTarget } from '../../activities/deadLetter'
 import { assertTaskId, assertTenantId } from '../../historian/streams'
 import { InvalidQueryError } from '../../projections/queryFilters'
 import type { AgentPipelineResult } from '../../workflows/api'
 import { loadConfig, requireIntegrityKeyRing } from '../runtime/config'
 import { startLinkedRun } from '../runtime/linkedRuns'
+import { requestRedrive } from '../runtime/redriveRequest'
 import { openStorage } from '../runtime/storage'
 
 /** The options of `annalist redrive`, as commander parses them. */
@@ -15,6 +15,7 @@ export interface RedriveOptions {
   readonly by?: string
   readonly note?: string
   readonly wait?: boolean
+  readonly resume?: boolean
 }
 
 /** Who redrives: `--by`, else the OS user name; 1 to 200 printable characters, or InvalidQueryError naming `--by`. */
@@ -36,8 +37,9 @@ export function redriveRequester(by: string | undefined, osUser: () => string = 
 /**
  * `annalist redrive --tenant T --task K [--by NAME] [--note TEXT] [--wait]`: starts a dead-lettered task again from its
  * failed step as a new run linked to the dead-lettered one (reason `redrive`, requestedBy NAME). Decided from the task's
- * event stream (redriveTarget): a task that is not dead-lettered, or whose dead letter was redriven already, is refused
- * with one line and nothing is started. With --wait, prints the new run's result and exits 2 if it failed.
+ * event stream and recorded there as RedriveRequested before the run starts (requestRedrive): a task that is not
+ * dead-lettered, whose dead letter was redriven already, or whose redrive another operator requested first, is refused
+ * with one line and nothing is started. `--resume` repeats a redrive whose request was recorded but whose run never started. With --wait, prints the new run's result and exits 2 if it failed.
  */
 export async function redriveCommand(options: RedriveOptions): Promise<void> {
   const tenantId = assertTenantId(options.tenant)
@@ -49,7 +51,8 @@ export async function redriveCommand(options: RedriveOptions): Promise<void> {
   const keyRing = requireIntegrityKeyRing(config)
   const storage = await openStorage(config)
   try {
-    const target = redriveTarget(tenantId, taskId, (await storage.historian.readTask(tenantId, taskId)).events)
+    // Recorded in the task's stream first, at the revision it was decided on: a concurrent redrive is refused.
+    const target = await requestRedrive(storage.historian, { tenantId, taskId, requestedBy, ...(options.note === undefined ? {} : { note: options.note }), resume: options.resume === true })
     const connection = await Connection.connect({ address: config.temporalAddress })
     try {
       const client = new Client({ connection, namespace: config.temporalNamespace })

@@ -40,6 +40,7 @@ export const CURRENT_SCHEMA_VERSION = {
   TaskRunStarted: 1,
   TaskRunContinued: 1,
   TaskDeadLettered: 1,
+  RedriveRequested: 1,
 } as const satisfies Record<AnnalistEventType, number>
 
 export const EVENT_TYPES = Object.keys(CURRENT_SCHEMA_VERSION) as AnnalistEventType[]

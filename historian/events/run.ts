@@ -112,5 +112,30 @@ export const TaskDeadLettered = z.object({
 export type TaskDeadLettered = z.infer<typeof TaskDeadLettered>
 
 /** Run lineage and lifecycle events. */
-export const RunEvent = z.discriminatedUnion('type', [TaskRunStarted, TaskRunContinued, TaskDeadLettered])
+/** The activity ID of a redrive request: recorded by an operator's command, not by an activity of a workflow run. */
+export const REDRIVE_REQUEST_ACTIVITY = 'redrive-request'
+
+/**
+ * An operator asked to redrive a dead-lettered run (`annalist redrive`). Appended to the task's stream with an explicit
+ * expected revision before the new run is started, so of two redrives racing each other exactly one is recorded, and
+ * any later one sees it. Its metadata names the dead-lettered run and the activity REDRIVE_REQUEST_ACTIVITY.
+ */
+export const RedriveRequested = z.object({
+  type: z.literal('RedriveRequested'),
+  data: z.object({
+    /** The dead-lettered run the new run redrives. */
+    deadLetteredRunId: z.string().min(1),
+    requestedBy: z.string().min(1),
+    note: z.string().max(2_000).optional(),
+    /** True when an operator repeats a redrive whose run never started (`redrive --resume`). */
+    resumed: z.boolean(),
+  }),
+  metadata: EventMetadata,
+})
+export type RedriveRequested = z.infer<typeof RedriveRequested>
+
+/** Event types an operator's command records (not an activity): reconcile has no Temporal activity to match them with. */
+export const OPERATOR_RECORDED_EVENT_TYPES: ReadonlySet<string> = new Set(['RedriveRequested'])
+
+export const RunEvent = z.discriminatedUnion('type', [TaskRunStarted, TaskRunContinued, TaskDeadLettered, RedriveRequested])
 export type RunEvent = z.infer<typeof RunEvent>

@@ -1,3 +1,4 @@
+import { OPERATOR_RECORDED_EVENT_TYPES } from '../events/run'
 import { activityKey, groupEventsByActivity } from './activityEventGroups'
 import { duplicateFindings } from './duplicateFindings'
 import { ReconcileFindingKind, type ReconcileFinding } from './reconcileFinding'
@@ -15,8 +16,11 @@ const plural = (count: number, noun: string) => `${count} ${noun}${count === 1 ?
  * - duplicates (see duplicateFindings): `duplicate_events`;
  * - events but no run at all: one `workflow_missing` (not one finding per event);
  * - completed activities but no events at all: `stream_missing`, plus the lost activities one by one.
+ * Events an operator's command records (OPERATOR_RECORDED_EVENT_TYPES, e.g. RedriveRequested) have no Temporal activity
+ * to match, and are left out.
  */
-export function compareTask(facts: TaskFacts): ReconcileFinding[] {
+export function compareTask(allFacts: TaskFacts): ReconcileFinding[] {
+  const facts: TaskFacts = { ...allFacts, events: allFacts.events.filter((event) => !OPERATOR_RECORDED_EVENT_TYPES.has(event.type)) }
   const task = { tenantId: facts.tenantId, taskId: facts.taskId }
   const findings: ReconcileFinding[] = []
   const completed = facts.runs.flatMap((run) => run.activities.filter((activity) => activity.state === ActivityState.completed).map((activity) => ({ run, activity })))

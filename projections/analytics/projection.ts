@@ -106,6 +106,7 @@ export function analyticsFacts(event: AnnalistEvent): AnalyticsFacts {
     case 'TaskRunStarted':
     case 'TaskRunContinued':
     case 'TaskDeadLettered':
+    case 'RedriveRequested':
     case 'ToolCallCompensated':
       return {}
   }

@@ -144,6 +144,10 @@ export function auditFacts(event: AnnalistEvent): AuditFacts {
           `(signed checkpoint at revision ${checkpoint.revision})${changed.length > 0 ? ` with ${changed.join(', ')}` : ''}`,
       }
     }
+    case 'RedriveRequested':
+      return {
+        summary: `redrive ${event.data.resumed ? 'requested again (resumed)' : 'requested'} by ${event.data.requestedBy} for dead-lettered run ${event.data.deadLetteredRunId}`,
+      }
     case 'TaskRunContinued':
       return {
         summary: `continued as a new Temporal run after ${event.data.iterationsDone} iteration(s) and ${event.data.toolCallsDone} tool call(s) (history ${event.data.historyLength} events)`,

@@ -153,6 +153,7 @@ export function summaryDelta(event: AnnalistEvent): SummaryDelta {
       return { ...NONE, status: 'running', step: event.data.fromStep, reopens: true }
     case 'TaskRunContinued':
     case 'TaskDeadLettered':
+    case 'RedriveRequested':
     case 'ToolCallCompensated':
     case 'ToolCompensationFailed':
       return { ...NONE }

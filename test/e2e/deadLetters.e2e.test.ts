@@ -183,18 +183,28 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('dead letters and
     const tooLongEvents = (await eventsOf(tooLong)).length
     const callsBefore = readModelLedger(rig.ledgerPath).filter((call) => call.tenantId === tenant && call.taskId === exhausted.taskId)
 
-    const redrive = await cli(['redrive', '--tenant', tenant, '--task', exhausted.taskId, '--by', 'alice', '--note', 'provider timeout raised', '--wait'])
+    // Two operators redrive it at once: one request is recorded in the task's stream first, and the other is refused.
+    const redrives = await Promise.all(
+      ['alice', 'mallory'].map(async (by) => ({ by, run: await cli(['redrive', '--tenant', tenant, '--task', exhausted.taskId, '--by', by, '--note', 'provider timeout raised', '--wait']) })),
+    )
+    const winners = redrives.filter(({ run }) => run.code === 0)
+    expect(winners).toHaveLength(1)
+    const { by: alice, run: redrive } = winners[0]!
+    const loser = redrives.find(({ run }) => run.code !== 0)!
     expect(redrive.stderr).toBe('')
-    expect(redrive.code).toBe(0)
     expect(redrive.stdout).toContain('"status": "completed"')
+    expect(loser.run.code).toBe(1)
+    expect(loser.run.stderr.trim().split('\n')).toHaveLength(1)
+    expect(loser.run.stderr).toMatch(new RegExp(`cannot redrive ${tenant}/exhausted: (a redrive of its dead letter \\(run ${failedRunId}\\) was requested by ${alice}|its dead letter \\(run ${failedRunId}\\) was already redriven by ${alice})`))
 
     const after = await eventsOf(exhausted)
     const added = after.slice(before.length)
-    expect(added.map((stored) => stored.event.type)).toEqual(['TaskRunStarted', 'SynthesisModelInvoked', 'AgentTaskCompleted'])
-    const started = added[0]!.event as TaskRunStarted
-    expect(started.data).toMatchObject({ reason: 'redrive', parentRunId: failedRunId, fromStep: 'synthesize', requestedBy: 'alice', note: 'provider timeout raised' })
+    expect(added.map((stored) => stored.event.type)).toEqual(['RedriveRequested', 'TaskRunStarted', 'SynthesisModelInvoked', 'AgentTaskCompleted'])
+    expect(added[0]!.event.data).toEqual({ deadLetteredRunId: failedRunId, requestedBy: alice, note: 'provider timeout raised', resumed: false })
+    const started = added[1]!.event as TaskRunStarted
+    expect(started.data).toMatchObject({ reason: 'redrive', parentRunId: failedRunId, fromStep: 'synthesize', requestedBy: alice, note: 'provider timeout raised' })
     expect(started.metadata.runId).not.toBe(failedRunId)
-    for (const stored of added.slice(1)) expect(stored.event.metadata.runId).toBe(started.metadata.runId)
+    for (const stored of added.slice(2)) expect(stored.event.metadata.runId).toBe(started.metadata.runId)
 
     // Only synthesis was called again: routing, planning and the tools reused the failed run's recorded outcomes.
     const calls = readModelLedger(rig.ledgerPath).filter((call) => call.tenantId === tenant && call.taskId === exhausted.taskId)
@@ -209,7 +219,7 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('dead letters and
     expect(await listed(['--tenant', tenant])).toEqual([])
     const redriven = await listed(['--tenant', tenant, '--status', 'redriven'])
     expect(redriven.map((letter) => [letter.taskId, letter.runId, letter.status, letter.redrivenBy, letter.redriveRunId, letter.redriveNote])).toEqual([
-      ['exhausted', failedRunId, 'redriven', 'alice', started.metadata.runId, 'provider timeout raised'],
+      ['exhausted', failedRunId, 'redriven', alice, started.metadata.runId, 'provider timeout raised'],
     ])
     expect(redriven[0]!.redrivenAt).toBe(new Date(started.metadata.occurredAt).toISOString())
 
@@ -218,14 +228,14 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('dead letters and
     expect(audit.code).toBe(0)
     expect((JSON.parse(audit.stdout) as { summary: string }[]).map((entry) => entry.summary)).toEqual([
       'task dead-lettered: step synthesize exhausted 4 attempt(s) with MODEL_TIMEOUT; awaiting redrive',
-      expect.stringMatching(new RegExp(`^redrive run started by alice from step synthesize of run ${failedRunId}`)),
+      expect.stringMatching(new RegExp(`^redrive run started by ${alice} from step synthesize of run ${failedRunId}`)),
     ])
 
     // A second redrive is refused in one line, and starts nothing.
     const again = await cli(['redrive', '--tenant', tenant, '--task', exhausted.taskId, '--by', 'bob'])
     expect(again.code).toBe(1)
     expect(again.stderr.trim().split('\n')).toHaveLength(1)
-    expect(again.stderr).toContain(`cannot redrive ${tenant}/exhausted: its dead letter (run ${failedRunId}) was already redriven by alice`)
+    expect(again.stderr).toContain(`cannot redrive ${tenant}/exhausted: its dead letter (run ${failedRunId}) was already redriven by ${alice}`)
     const notDead = await cli(['redrive', '--tenant', tenant, '--task', tooLong.taskId])
     expect(notDead.code).toBe(1)
     expect(notDead.stderr).toContain('it is not dead-lettered: it failed at step synthesize with MODEL_CONTEXT_LENGTH_EXCEEDED')

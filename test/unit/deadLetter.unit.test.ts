@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { deadLetterFor, latestRunEvents, MAX_LISTED_FAILURES, RedriveRefusedError, redriveTarget, type DeadLetterInputEvent, type TaskFailure } from '../../activities/deadLetter'
-import { CURRENT_SCHEMA_VERSION, TaskDeadLettered, type AnnalistEvent } from '../../historian/events'
+import { CURRENT_SCHEMA_VERSION, REDRIVE_REQUEST_ACTIVITY, TaskDeadLettered, validateEvent, type AnnalistEvent } from '../../historian/events'
 import type { PendingEvent } from '../../historian/historian'
 import { TaskEventFactory } from '../support/eventFactory'
 
@@ -52,6 +52,27 @@ function runStarted(runId: string, parentRunId: string, reason: 'redrive' | 'rep
     },
   } as AnnalistEvent
   return { eventId: `run-started-${runId}`, event }
+}
+
+function redriveRequested(deadLetteredRunId: string, requestedBy = 'bob', resumed = false): DeadLetterInputEvent {
+  const event = validateEvent({
+    type: 'RedriveRequested',
+    data: { deadLetteredRunId, requestedBy, resumed },
+    metadata: {
+      schemaVersion: CURRENT_SCHEMA_VERSION.RedriveRequested,
+      tenantId: 'acme',
+      taskId: 'task-1',
+      workflowId: 'agent-pipeline:acme:task-1',
+      runId: deadLetteredRunId,
+      activityId: REDRIVE_REQUEST_ACTIVITY,
+      attempt: 1,
+      correlationId: 'agent-pipeline:acme:task-1',
+      causationId: null,
+      occurredAt: '2026-01-15T09:59:00.000Z',
+      classification: 'internal',
+    },
+  })
+  return { eventId: `redrive-requested-${deadLetteredRunId}-${requestedBy}`, event }
 }
 
 function withRun(pending: PendingEvent, runId: string): DeadLetterInputEvent {
@@ -236,6 +257,18 @@ describe('redriveTarget', () => {
     expect(refusal(completed)).toBe('cannot redrive acme/task-1: it is not dead-lettered: it completed')
     const contextLength = [...upToSynthesis(f()), factory.failed('synthesize', 'MODEL_CONTEXT_LENGTH_EXCEEDED')]
     expect(refusal(contextLength)).toMatch(/^cannot redrive acme\/task-1: it is not dead-lettered: it failed at step synthesize with MODEL_CONTEXT_LENGTH_EXCEEDED, a failure no retry can fix/)
+  })
+
+  it('refuses a redrive while another recorded its request and its run has not started, unless told to resume it', () => {
+    const requested = [...deadLetteredRun(f()), redriveRequested('run-1')]
+    expect(refusal(requested)).toBe(
+      'cannot redrive acme/task-1: a redrive of its dead letter (run run-1) was requested by bob at 2026-01-15T09:59:00.000Z and its run has not started yet; if that redrive died before starting its run, repeat it with --resume',
+    )
+    expect(redriveTarget('acme', 'task-1', requested, { resume: true })).toMatchObject({ parentRunId: 'run-1', fromStep: 'synthesize' })
+    expect(() => redriveTarget('acme', 'task-1', deadLetteredRun(f()), { resume: true })).toThrow(/--resume repeats a redrive whose run never started, but no redrive of run run-1 was requested/)
+    // Once the requested run started, the dead letter is redriven: resuming is refused like any other redrive.
+    const started = [...requested, runStarted('run-2', 'run-1')]
+    expect(() => redriveTarget('acme', 'task-1', started, { resume: true })).toThrow(/was already redriven by alice/)
   })
 
   it('refuses a second redrive of the same dead letter, naming who redrove it, and allows redriving a redrive that dead-lettered again', () => {

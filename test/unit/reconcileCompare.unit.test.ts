@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
 import { attemptFailureEventId, outcomeEventId } from '../../historian/eventIds'
+import { REDRIVE_REQUEST_ACTIVITY } from '../../historian/events'
 import { compareTask, dropSettledFindings } from '../../historian/reconcile/compareTask'
 import { eventFactOf } from '../../historian/reconcile/eventFacts'
 import type { ReconcileFinding } from '../../historian/reconcile/reconcileFinding'
@@ -49,6 +50,14 @@ describe('compareTask', () => {
     const runs = [run([...PIPELINE.map((id) => activity(id)), activity('tool:t2', 'failed')])]
     const events = [outcome('receive'), failedAttempt('route', 1), outcome('route'), outcome('plan'), outcome('tool:t1'), outcome('tool:t2', { type: 'ToolCallFailed' }), outcome('synthesize'), outcome('complete')]
     expect(compare(runs, events)).toEqual([])
+  })
+
+  it("leaves operators' records out: redrive requests have no Temporal activity, and two of them are no duplicate", () => {
+    const runs = [run(PIPELINE.map((id) => activity(id)))]
+    const requests = [1, 2].map((n) => outcome(REDRIVE_REQUEST_ACTIVITY, { type: 'RedriveRequested', eventId: randomUUID(), n }))
+    expect(compare(runs, [...PIPELINE.map((id) => outcome(id)), ...requests])).toEqual([])
+    // Another event type under that activity ID is still an event without an activity.
+    expect(kinds(compare(runs, [...PIPELINE.map((id) => outcome(id)), outcome(REDRIVE_REQUEST_ACTIVITY, { type: 'ToolCallExecuted' })]))).toEqual([['events_without_activity', REDRIVE_REQUEST_ACTIVITY]])
   })
 
   it('reports a completed activity whose outcome is missing, naming the activity and run', () => {

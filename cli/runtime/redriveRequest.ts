@@ -1,0 +1,58 @@
+import { randomUUID } from 'node:crypto'
+import { redriveTarget, RedriveRefusedError, type RedriveTarget } from '../../activities/deadLetter'
+import { CURRENT_SCHEMA_VERSION, REDRIVE_REQUEST_ACTIVITY, type RedriveRequested } from '../../historian/events'
+import type { Historian } from '../../historian/historian'
+import { ConcurrencyError } from '../../historian/port'
+import { pipelineWorkflowId } from '../../workflows/api'
+
+/** Who asks for a redrive of which task, and whether it repeats one whose run never started. */
+export interface RedriveRequest {
+  readonly tenantId: string
+  readonly taskId: string
+  readonly requestedBy: string
+  readonly note?: string
+  readonly resume?: boolean
+}
+
+/** How often a request is decided again after another writer appended to the task's stream first. */
+const MAX_RACES = 5
+
+/**
+ * Decides whether the task can be redriven (redriveTarget) and records the decision as RedriveRequested in the task's
+ * stream, appended at the revision it was decided on. Of two redrives racing each other, one records its request; the
+ * other's append conflicts, it decides again on the stream as it now is, and is refused (RedriveRefusedError), as is
+ * any later redrive. Only then may the caller start the new run. Returns what the run must start from.
+ */
+export async function requestRedrive(historian: Historian, request: RedriveRequest, clock: () => Date = () => new Date()): Promise<RedriveTarget> {
+  const { tenantId, taskId } = request
+  for (let race = 0; race < MAX_RACES; race++) {
+    const stream = await historian.readTask(tenantId, taskId)
+    // After losing a race, decide without --resume: the winner's request must refuse this one.
+    const target = redriveTarget(tenantId, taskId, stream.events, { resume: request.resume === true && race === 0 })
+    const workflowId = pipelineWorkflowId(tenantId, taskId)
+    const event: RedriveRequested = {
+      type: 'RedriveRequested',
+      data: { deadLetteredRunId: target.parentRunId, requestedBy: request.requestedBy, ...(request.note === undefined ? {} : { note: request.note }), resumed: request.resume === true },
+      metadata: {
+        schemaVersion: CURRENT_SCHEMA_VERSION.RedriveRequested,
+        tenantId,
+        taskId,
+        workflowId,
+        runId: target.parentRunId,
+        activityId: REDRIVE_REQUEST_ACTIVITY,
+        attempt: 1,
+        correlationId: workflowId,
+        causationId: stream.events.at(-1)?.eventId ?? null,
+        occurredAt: clock().toISOString(),
+        classification: 'internal',
+      },
+    }
+    try {
+      await historian.appendToTask(tenantId, taskId, [{ eventId: randomUUID(), event }], stream)
+      return target
+    } catch (error) {
+      if (!(error instanceof ConcurrencyError)) throw error
+    }
+  }
+  throw new RedriveRefusedError(tenantId, taskId, `its stream kept changing under ${MAX_RACES} attempts to record the request; try again`)
+}

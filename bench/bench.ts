@@ -74,8 +74,8 @@ export async function benchCommand(options: { json?: string; pipelines: string; 
 /** The pipeline through a real Temporal worker, with the durable historian and with an in-memory one. */
 async function historianOverhead(databaseUrl: string | undefined, options: { pipelinesPerRound: number; rounds: number; modelLatencyMs: number }): Promise<Figures> {
   const { pipelinesPerRound, rounds, modelLatencyMs } = options
-  Runtime.install({ logger: new DefaultLogger('WARN') })
-  const temporal = await resolveTemporal({ allowBuild: true, onProgress: (line) => console.error(`temporal: ${line}`) })
+  installTemporalLogger('WARN')
+  const temporal = await benchTemporal()
   const database = await openDatabase({ url: databaseUrl, pgliteDataDir: databaseUrl ? undefined : 'memory://' })
   const durable = new PostgresEventStore(database)
   try {
@@ -181,13 +181,9 @@ const AUDIT_QUERY_ROUNDS = 5
 
 /** "Which tenants had synthesis failures in the last 24 hours" from the analytics read model vs scanning Temporal histories. */
 async function auditQuerySpeedup(databaseUrl: string | undefined): Promise<Figures> {
-  try {
-    // ERROR: the planted synthesis failures would otherwise print 50 activity-failure warnings.
-    Runtime.install({ logger: new DefaultLogger('ERROR') })
-  } catch {
-    // Already installed by an earlier benchmark of this run.
-  }
-  const temporal = await resolveTemporal({ allowBuild: true, onProgress: (line) => console.error(`temporal: ${line}`) })
+  // ERROR: the planted synthesis failures would otherwise print 50 activity-failure warnings.
+  installTemporalLogger('ERROR')
+  const temporal = await benchTemporal()
   const database = await openScratchDatabase(databaseUrl, 'audit_query')
   try {
     console.log(`audit query: ${AUDIT_QUERY_PIPELINES} pipelines over ${AUDIT_QUERY_TENANTS} tenants through Temporal (5% fail at synthesis), historian on ${database.kind}`)
@@ -233,7 +229,7 @@ async function projectionLag(databaseUrl: string | undefined): Promise<Figures> 
 
 /** A worker SIGKILLed mid model call: time to the pipeline's next event over the heartbeat timeout, and model calls repeated. */
 async function recovery(): Promise<Figures> {
-  const temporal = await resolveTemporal({ allowBuild: true, onProgress: (line) => console.error(`temporal: ${line}`) })
+  const temporal = await benchTemporal()
   try {
     console.log('recovery: two worker processes, heartbeat timeout 2 s; SIGKILL the worker making a model call, 6 times')
     const figures = await measureRecovery({ temporalAddress: temporal.address, onProgress: (line) => console.log(`  ${line}`) })
@@ -245,12 +241,8 @@ async function recovery(): Promise<Figures> {
 
 /** Model calls of replays from the last model step over those of the original runs, on a real Temporal dev server and store. */
 async function replayCost(databaseUrl: string | undefined, pipelines: number): Promise<Figures> {
-  try {
-    Runtime.install({ logger: new DefaultLogger('WARN') })
-  } catch {
-    // Already installed by an earlier benchmark of this run.
-  }
-  const temporal = await resolveTemporal({ allowBuild: true, onProgress: (line) => console.error(`temporal: ${line}`) })
+  installTemporalLogger('WARN')
+  const temporal = await benchTemporal()
   const database = await openScratchDatabase(databaseUrl, 'replay')
   try {
     console.log(`replay cost: ${pipelines} pipelines on ${database.kind}, each replayed from synthesize (its last model step)`)
@@ -277,12 +269,8 @@ async function cliStartup(): Promise<Figures> {
 
 /** A pipeline worker's first workflow task with the prebuilt workflow bundle against bundling at start-up. */
 async function workerStart(databaseUrl: string | undefined): Promise<Figures> {
-  try {
-    Runtime.install({ logger: new DefaultLogger('WARN') })
-  } catch {
-    // Already installed by an earlier benchmark of this run.
-  }
-  const temporal = await resolveTemporal({ allowBuild: true, onProgress: (line) => console.error(`temporal: ${line}`) })
+  installTemporalLogger('WARN')
+  const temporal = await benchTemporal()
   const database = await openScratchDatabase(databaseUrl, 'worker_start')
   try {
     console.log(`worker start: prebuilt workflow bundle vs bundling at start-up, until the first workflow task is done, ${WORKER_START_ROUNDS} interleaved rounds`)
@@ -305,13 +293,9 @@ async function workerStart(databaseUrl: string | undefined): Promise<Figures> {
  * and with plain prompting, on ANNALIST_LLM_BASE_URL or the llama.cpp server of `setup-local-llm`.
  */
 async function realModelCompletion(databaseUrl: string | undefined, tasks: number): Promise<Figures> {
-  try {
-    Runtime.install({ logger: new DefaultLogger('ERROR') })
-  } catch {
-    // Already installed by an earlier benchmark of this run.
-  }
+  installTemporalLogger('ERROR')
   const server = await resolveLocalLlm({ allowSetup: false, onProgress: (line) => console.error(`llm: ${line}`) })
-  const temporal = await resolveTemporal({ allowBuild: true, onProgress: (line) => console.error(`temporal: ${line}`) })
+  const temporal = await benchTemporal()
   const database = await openScratchDatabase(databaseUrl, 'real_model')
   try {
     const measure = async (dialect: 'auto' | 'prompt') => {
@@ -349,4 +333,18 @@ async function realModelCompletion(databaseUrl: string | undefined, tasks: numbe
     await temporal.stop()
     await server.stop()
   }
+}
+
+/** Installs the Temporal runtime's logger at `level` for this run; the first benchmark that needs one installs it. */
+function installTemporalLogger(level: 'WARN' | 'ERROR'): void {
+  try {
+    Runtime.install({ logger: new DefaultLogger(level) })
+  } catch {
+    // Already installed by an earlier benchmark of this run.
+  }
+}
+
+/** The Temporal server a benchmark runs on: TEMPORAL_ADDRESS, or a dev server of its own, with progress on stderr. */
+function benchTemporal() {
+  return resolveTemporal({ allowBuild: true, onProgress: (line) => console.error(`temporal: ${line}`) })
 }

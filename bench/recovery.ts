@@ -65,7 +65,7 @@ export async function measureRecovery(options: {
     const store = new PostgresEventStore(database)
     teardown.add(() => store.close())
     const integrityKey = generateIntegrityKey()
-    const run = await preparePipelineRun(dir, `bench-recovery-${Date.now().toString(36)}`)
+    const run = preparePipelineRun(dir, `bench-recovery-${Date.now().toString(36)}`)
     const env = pipelineChildEnv({
       ...run,
       databaseUrl: embedded.url,

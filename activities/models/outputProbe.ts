@@ -38,6 +38,14 @@ export async function probeOutputDialect(settings: { baseURL: string; apiKey?: s
   }
 }
 
+/** A URL as logs may show it: without a user name or password it may carry. */
+function withoutCredentials(url: string): string {
+  const parsed = new URL(url)
+  parsed.username = ''
+  parsed.password = ''
+  return parsed.toString().replace(/\/$/, '')
+}
+
 /** What the start-up probe settled on, for the log line and the worker's models. */
 export interface ResolvedDialect {
   readonly dialect: OutputDialect
@@ -67,7 +75,7 @@ export async function resolveOutputDialect(config: ModelConfig): Promise<Resolve
   if (config.provider === 'scripted') return { dialect: 'json_schema', summary: 'structured output: json_schema (scripted models, no probe)' }
   const models = [...new Set([config.models.routing, config.models.planning])]
   const settings = { baseURL: config.baseURL, ...(config.apiKey === undefined ? {} : { apiKey: config.apiKey }) }
-  const verified = (dialect: OutputDialect) => ({ dialect, summary: `structured output: ${dialect}, verified by probe for ${models.join(', ')} at ${config.baseURL}` })
+  const verified = (dialect: OutputDialect) => ({ dialect, summary: `structured output: ${dialect}, verified by probe for ${models.join(', ')} at ${withoutCredentials(config.baseURL)}` })
   if (config.outputDialect === 'prompt') return { dialect: 'prompt', summary: 'structured output: plain prompting (configured), with tolerant extraction' }
   if (config.outputDialect !== 'auto') {
     for (const modelId of models) {

@@ -45,8 +45,11 @@ function balancedObject(text: string, start: number): string | undefined {
   return undefined
 }
 
+/** The schema's complaints, naming the schema's paths; keys the model made up are counted, never quoted (they are content). */
 function describeIssues(error: z.ZodError): string {
-  return error.issues.map((issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`).join('; ')
+  return error.issues
+    .map((issue) => `${issue.path.join('.') || '(root)'}: ${issue.code === 'unrecognized_keys' ? `${issue.keys.length} unexpected key(s)` : issue.message}`)
+    .join('; ')
 }
 
 /**

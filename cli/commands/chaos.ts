@@ -126,7 +126,7 @@ export async function runChaosCampaign(options: {
     const keyRing = TenantKeyRing.fromText(integrityKey)
     const historian = new Historian(store, { keyRing })
 
-    const run = await preparePipelineRun(runDir, `annalist-${runTag}`)
+    const run = preparePipelineRun(runDir, `annalist-${runTag}`)
     const childEnv = pipelineChildEnv({
       ...run,
       databaseUrl: postgres.url,

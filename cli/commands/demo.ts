@@ -94,7 +94,7 @@ export async function demoCommand(options: { tenants?: string; tasks?: string; m
     }
     const historian = new Historian(store, { keyRing })
 
-    const run = await preparePipelineRun(runDir, `annalist-${runTag}`)
+    const run = preparePipelineRun(runDir, `annalist-${runTag}`)
     const childEnv = {
       ...pipelineChildEnv({
         ...run,

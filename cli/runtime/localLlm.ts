@@ -7,7 +7,7 @@ import { createInterface } from 'node:readline'
 
 import { withFileLock } from './fileLock'
 import { startActivityIndicator, type ActivityIndicator } from './progress'
-import { defaultTemporalCacheDir } from './temporalBinary'
+import { annalistCacheDir } from './temporalBinary'
 
 /**
  * The local inference model and its server, pinned so every machine and CI run gets the same bytes: SmolLM2-135M-Instruct
@@ -79,7 +79,7 @@ export function localLlmPaths(cacheDir: string) {
 
 /** The installation in the cache dir when setup finished there for the pinned versions, else undefined. */
 export function findLocalLlm(env: NodeJS.ProcessEnv = process.env): LocalLlmInstallation | undefined {
-  const paths = localLlmPaths(defaultTemporalCacheDir(env))
+  const paths = localLlmPaths(annalistCacheDir(env))
   if (!isFile(paths.python) || !isFile(paths.modelPath)) return undefined
   try {
     const marker = JSON.parse(readFileSync(paths.marker, 'utf8')) as Record<string, unknown>
@@ -110,7 +110,7 @@ export async function setupLocalLlm(options: SetupLocalLlmOptions = {}): Promise
   const found = findLocalLlm(env)
   if (found) return found
   const onProgress = options.onProgress ?? (() => undefined)
-  const cacheDir = defaultTemporalCacheDir(env)
+  const cacheDir = annalistCacheDir(env)
   const paths = localLlmPaths(cacheDir)
   await mkdir(paths.wheels, { recursive: true })
   await mkdir(join(cacheDir, 'models'), { recursive: true })
@@ -188,7 +188,7 @@ export async function setupLocalLlm(options: SetupLocalLlmOptions = {}): Promise
 export async function ensureLocalLlm(options: SetupLocalLlmOptions & { readonly allowSetup?: boolean }): Promise<LocalLlmInstallation> {
   const found = findLocalLlm(options.env ?? process.env)
   if (found) return found
-  if (!options.allowSetup) throw new LocalLlmUnavailableError(`nothing installed in ${defaultTemporalCacheDir(options.env ?? process.env)}`)
+  if (!options.allowSetup) throw new LocalLlmUnavailableError(`nothing installed in ${annalistCacheDir(options.env ?? process.env)}`)
   return setupLocalLlm(options)
 }
 
@@ -211,7 +211,7 @@ export async function setupLocalLlmCommand(options: SetupLocalLlmCommandOptions 
   const started = Date.now()
   let installation = findLocalLlm(env)
   if (installation) {
-    stderr.write(`local inference server found in ${defaultTemporalCacheDir(env)}\n`)
+    stderr.write(`local inference server found in ${annalistCacheDir(env)}\n`)
   } else {
     installation = await setupLocalLlm({ env, indicatorStream: stderr, onProgress: (line) => stderr.write(`${line}\n`) })
     stderr.write(`local inference server set up in ${Math.round((Date.now() - started) / 1000)}s\n`)

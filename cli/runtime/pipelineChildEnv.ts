@@ -43,7 +43,7 @@ export interface PipelineRunFiles {
  * Names the model-call ledger in `runDir`, after checking that the prebuilt workflow bundle the workers will load matches
  * its sources: a stale build then stops the run with one line, instead of every worker child in a restart loop.
  */
-export async function preparePipelineRun(runDir: string, taskQueue: string): Promise<PipelineRunFiles> {
+export function preparePipelineRun(runDir: string, taskQueue: string): PipelineRunFiles {
   loadPrebuiltWorkflowBundle()
-  return Promise.resolve({ taskQueue, modelLedgerPath: path.join(runDir, 'model-calls.jsonl') })
+  return { taskQueue, modelLedgerPath: path.join(runDir, 'model-calls.jsonl') }
 }

@@ -56,7 +56,7 @@ export class TemporalBuildError extends Error {
  * Where Annalist keeps what it builds (the temporal binary, the local inference server): `$ANNALIST_CACHE_DIR`, else
  * `~/.cache/annalist`.
  */
-export function defaultTemporalCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+export function annalistCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   const configured = env.ANNALIST_CACHE_DIR?.trim()
   return configured ? configured : join(homedir(), '.cache', 'annalist')
 }
@@ -102,7 +102,7 @@ export function findTemporalBinary(env: NodeJS.ProcessEnv = process.env): string
     if (!isExecutableFile(configured)) throw new TemporalCliPathError(configured, 'is not executable')
     return configured
   }
-  const cached = cachedTemporalBinaryPath(defaultTemporalCacheDir(env))
+  const cached = cachedTemporalBinaryPath(annalistCacheDir(env))
   if (isExecutableFile(cached)) return cached
   return findOnPath(BINARY_NAME, env)
 }
@@ -115,7 +115,7 @@ export function findGo(env: NodeJS.ProcessEnv = process.env): string | undefined
 export interface BuildTemporalBinaryOptions {
   /** Receives every line go prints (`go: downloading ...`), plus a line when waiting for another build. */
   readonly onProgress?: (line: string) => void
-  /** Defaults to {@link defaultTemporalCacheDir}. */
+  /** Defaults to {@link annalistCacheDir}. */
   readonly cacheDir?: string
   /** Environment for finding and running go; defaults to process.env. */
   readonly env?: NodeJS.ProcessEnv
@@ -131,7 +131,7 @@ export async function buildTemporalBinary(options: BuildTemporalBinaryOptions = 
   const onProgress = options.onProgress ?? (() => undefined)
   const go = findGo(env)
   if (!go) throw new TemporalBinaryUnavailableError('go is not on PATH')
-  const cacheDir = options.cacheDir ?? defaultTemporalCacheDir(env)
+  const cacheDir = options.cacheDir ?? annalistCacheDir(env)
   const binDir = join(cacheDir, 'bin')
   await mkdir(binDir, { recursive: true })
   const target = cachedTemporalBinaryPath(cacheDir)

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 
 import { afterAll, describe, expect, it } from 'vitest'
 
-import { defaultTemporalCacheDir } from '../../cli/runtime/temporalBinary'
+import { annalistCacheDir } from '../../cli/runtime/temporalBinary'
 import { findLocalLlm, localLlmPaths, setupLocalLlm } from '../../cli/runtime/localLlm'
 import { LocalLlmConnectionError, LocalLlmServerError, resolveLocalLlm, startLocalLlmServer } from '../../cli/runtime/localLlmServer'
 import { mayRunWithoutRealModel, requireRealModelServer } from '../support/realModelServer'
@@ -121,7 +121,7 @@ describe.skipIf(findLocalLlm() === undefined && !installationRequired)('setupLoc
     const cacheDir = await scratchDir()
     const wheels = localLlmPaths(cacheDir).wheels
     await mkdir(wheels)
-    const cachedWheels = localLlmPaths(defaultTemporalCacheDir()).wheels
+    const cachedWheels = localLlmPaths(annalistCacheDir()).wheels
     for (const wheel of await readdir(cachedWheels)) {
       await link(join(cachedWheels, wheel), join(wheels, wheel)).catch(() => copyFile(join(cachedWheels, wheel), join(wheels, wheel)))
     }

@@ -53,3 +53,10 @@ describe('modelFacingSchema: what a constrained decoder is asked to follow', () 
     expect((await schema.validate!({ ...good, id: 'x'.repeat(65) })).success).toBe(false)
   })
 })
+
+describe('problems never carry what the model wrote', () => {
+  it('counts keys the schema does not know instead of naming them', () => {
+    const reading = readStructuredReply('{"route":"general","ssn_123_45_6789":1}', z.strictObject({ route: z.enum(['research', 'general']) }))
+    expect(reading).toEqual({ ok: false, problem: 'the reply does not match the expected shape: (root): 1 unexpected key(s)' })
+  })
+})

@@ -74,6 +74,12 @@ export class RebuildRaceError extends Error {
 
 const MAX_CATCH_UP_ATTEMPTS = 20
 const DEFAULT_REBUILD_BATCH_SIZE = 2_000
+/**
+ * How many events past the fresh tables' position are read before each locking attempt, so that the events a live
+ * runner committed in the meantime are at hand under the lock. At least one batch; larger than any runner's usual lead,
+ * so that a busy runner does not make every attempt miss by a few events.
+ */
+const CATCH_UP_WINDOW = 2_000
 
 /** An event that could not be read or applied during a rebuild. */
 interface PoisonedEvent {
@@ -248,7 +254,7 @@ async function lockAndFinish<T>(
       Object.assign(build, { built: 0n, events: 0, poisoned: new Map() })
     }
     await buildFresh(store, pool, [build], batchSize, onProgress)
-    const ahead = await store.readAll({ after: readAfter(build.built), maxCount: batchSize })
+    const ahead = await store.readAll({ after: readAfter(build.built), maxCount: Math.max(batchSize, CATCH_UP_WINDOW) })
 
     const outcome = await withClient(pool, async (client): Promise<{ done: T } | { moved: bigint }> => {
       await client.query('begin')

@@ -7,7 +7,7 @@ import { eventMetadata } from './eventMetadata'
 import { brokenInvariant } from './failures'
 import { matchFault, type FaultPlan } from './faults'
 import type { ActivityDeps } from './pipelineActivities'
-import { recordOnce } from './recordOnce'
+import { recordOnce, type RecordedOutcome } from './recordOnce'
 
 /** Which tool call of a task to compensate. */
 export interface CompensateToolCallInput extends TaskRef {
@@ -118,6 +118,8 @@ export function createCompensateToolCall(deps: Pick<ActivityDeps, 'historian' | 
       historian: deps.historian,
       scope,
       work: async (stream) => {
+        // A zombie attempt, after the workflow recorded that the compensation gave up (recordCompensationFailed): no more.
+        throwIfCompensationRecorded(stream, input.toolCallId)
         const found = compensableSideEffect(stream, input.toolCallId, deps.tools)
         if ('problem' in found) throw brokenInvariant(`cannot compensate tool call ${input.toolCallId} of ${input.tenantId}/${input.taskId}: ${found.problem}`)
         const { outcome: executed, facts } = found
@@ -143,6 +145,7 @@ export function createCompensateToolCall(deps: Pick<ActivityDeps, 'historian' | 
           ))
         } catch (error) {
           if (scope.hasAttemptsLeft) throw error
+          throwIfCompensationRecorded(await deps.historian.readTask(input.tenantId, input.taskId), input.toolCallId)
           const errorCode = scope.abortSignal.aborted ? CompensationErrorCode.timedOut : CompensationErrorCode.failed
           const message = `compensation of ${data.toolName} failed on its last attempt: ${error instanceof Error ? error.message : String(error)}`
           return [event('ToolCompensationFailed', { ...facts, latencyMs: Date.now() - startedAt, errorCode, message: message.slice(0, 2_000) })]
@@ -150,7 +153,7 @@ export function createCompensateToolCall(deps: Pick<ActivityDeps, 'historian' | 
         crashIfPlanned(scope, 'compensation_sent')
         return [event('ToolCallCompensated', { ...facts, latencyMs: Date.now() - startedAt, compensationId })]
       },
-    })
+    }).catch(recordedElsewhere)
     if (outcome.recordedNow) crashIfPlanned(scope, 'compensation')
     return compensationResult(outcome.events[0], outcome.eventIds[0]!)
   }
@@ -183,28 +186,36 @@ export function createCompensationRecords(deps: Pick<ActivityDeps, 'historian' |
       historian: deps.historian,
       scope,
       work: async (stream) => {
-        const recorded = compensationOutcome(currentRunEvents(stream), input.toolCallId)
-        if (recorded) throw new CompensationAlreadyRecorded(recorded)
+        throwIfCompensationRecorded(stream, input.toolCallId)
         const found = compensableSideEffect(stream, input.toolCallId, deps.tools)
         if ('problem' in found) throw brokenInvariant(`cannot record the compensation of tool call ${input.toolCallId} of ${input.tenantId}/${input.taskId}: ${found.problem}`)
         const event = compensationEvent(scope, deps.clock, found.outcome.eventId)
         return [event('ToolCompensationFailed', { ...found.facts, latencyMs: input.latencyMs, errorCode: input.errorCode, message: input.message.slice(0, 2_000) })]
       },
-    }).catch((error: unknown) => {
-      if (error instanceof CompensationAlreadyRecorded) return { events: [error.recorded.event], eventIds: [error.recorded.eventId], recordedNow: false }
-      throw error
-    })
+    }).catch(recordedElsewhere)
     return compensationResult(outcome.events[0], outcome.eventIds[0]!)
   }
 
   return { sideEffectsToCompensate: listSideEffectsToCompensate, recordCompensationFailed }
 }
 
-/** Thrown inside recordOnce when the compensation recorded its own outcome: nothing more to record. */
+/** Thrown inside recordOnce when another activity recorded the compensation's outcome: nothing more to record. */
 class CompensationAlreadyRecorded extends Error {
   constructor(readonly recorded: StoredEvent) {
     super(`the compensation already recorded ${recorded.event.type}`)
   }
+}
+
+/** Throws CompensationAlreadyRecorded when the current run of the stream has an outcome of the tool call's compensation. */
+function throwIfCompensationRecorded(stream: TaskStream, toolCallId: string): void {
+  const recorded = compensationOutcome(currentRunEvents(stream), toolCallId)
+  if (recorded) throw new CompensationAlreadyRecorded(recorded)
+}
+
+/** The outcome another activity recorded, as this one's (CompensationAlreadyRecorded); any other error is rethrown. */
+function recordedElsewhere(error: unknown): RecordedOutcome {
+  if (error instanceof CompensationAlreadyRecorded) return { events: [error.recorded.event], eventIds: [error.recorded.eventId], recordedNow: false }
+  throw error
 }
 
 /** What a compensation's recorded outcome event says, as its activities return it. */

@@ -100,7 +100,7 @@ export async function agentPipeline(input: AgentPipelineInput): Promise<AgentPip
   const tuning = input.tuning
   let step: PipelineStep = 'receive'
   setHandler(currentStepQuery, () => step)
-  const cancellation = patched(WORKFLOW_PATCHES.recordedCancel) ? new PipelineCancellation() : undefined
+  const cancellation = patched(WORKFLOW_PATCHES.recordedCancel) ? new PipelineCancellation(() => step) : undefined
   const settleOnCancel = cancellation !== undefined
   const drain = () => patched(WORKFLOW_PATCHES.drainFanOut)
 
@@ -181,7 +181,7 @@ export async function agentPipeline(input: AgentPipelineInput): Promise<AgentPip
   } catch (error) {
     if (cancellation && isCancellation(error)) {
       const request = cancellation.request
-      const cancelledStep = step
+      const cancelledStep = cancellation.cancelledStep ?? step
       const cancelled = await shielded(async () => {
         const summary = await compensate()
         return activity(tuning, 'record', 'cancel').cancelTask({

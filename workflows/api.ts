@@ -82,6 +82,21 @@ export interface CancelRequest {
   readonly reason: string
 }
 
+/** The longest requester and reason a cancel accepts: what AgentTaskCancelled can record. */
+const MAX_CANCEL_REQUESTER = 200
+const MAX_CANCEL_REASON = 1_000
+
+/** Why a cancel request cannot be recorded, or undefined when it can: the one check of the Update's validator and its callers. */
+export function cancelRequestProblem(request: CancelRequest): string | undefined {
+  const requestedBy: unknown = request?.requestedBy
+  const reason: unknown = request?.reason
+  if (typeof requestedBy !== 'string' || requestedBy.trim() === '' || requestedBy.length > MAX_CANCEL_REQUESTER) {
+    return `a cancel needs who asks for it: 1 to ${MAX_CANCEL_REQUESTER} characters`
+  }
+  if (typeof reason !== 'string' || reason.trim() === '' || reason.length > MAX_CANCEL_REASON) return `a cancel needs a reason: 1 to ${MAX_CANCEL_REASON} characters`
+  return undefined
+}
+
 /** How the pipeline ended after a cancel request: cancelled, or already completed or failed when the request came too late. */
 export interface CancelOutcome {
   readonly status: AgentPipelineResult['status']

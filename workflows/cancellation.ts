@@ -1,21 +1,13 @@
 import { CancellationScope, condition, defineUpdate, setHandler } from '@temporalio/workflow'
-import { cancelUpdateName, type CancelOutcome, type CancelRequest } from './api'
+import { cancelRequestProblem, cancelUpdateName, type CancelOutcome, type CancelRequest, type PipelineStep } from './api'
 
 /** Update: cancel the pipeline on someone's behalf; answers once the run has recorded how it ended. */
 export const cancelUpdate = defineUpdate<CancelOutcome, [CancelRequest]>(cancelUpdateName)
 
-/** The longest requester and reason a cancel accepts: what AgentTaskCancelled can record. */
-const MAX_REQUESTER = 200
-const MAX_REASON = 1_000
-
 /** Refuses a cancel request that AgentTaskCancelled could not record, before it is written to history. */
 function validateCancelRequest(request: CancelRequest): void {
-  const requestedBy: unknown = request?.requestedBy
-  const reason: unknown = request?.reason
-  if (typeof requestedBy !== 'string' || requestedBy.trim() === '' || requestedBy.length > MAX_REQUESTER) {
-    throw new Error(`a cancel needs who asks for it: 1 to ${MAX_REQUESTER} characters`)
-  }
-  if (typeof reason !== 'string' || reason.trim() === '' || reason.length > MAX_REASON) throw new Error(`a cancel needs a reason: 1 to ${MAX_REASON} characters`)
+  const problem = cancelRequestProblem(request)
+  if (problem !== undefined) throw new Error(problem)
 }
 
 /**
@@ -29,8 +21,12 @@ export class PipelineCancellation {
   readonly scope = new CancellationScope()
   private firstRequest: CancelRequest | undefined
   private ending: CancelOutcome | undefined
+  private stepAtCancel: PipelineStep | undefined
 
-  constructor() {
+  /** `currentStep` tells the step the run is in, so that the recorded cancel names the step it was asked in. */
+  constructor(currentStep: () => PipelineStep) {
+    // Rejected when the scope is cancelled, by the Update or with the root scope by Temporal's own cancel.
+    this.scope.cancelRequested.catch(() => (this.stepAtCancel ??= currentStep()))
     setHandler(
       cancelUpdate,
       async (request) => {
@@ -46,6 +42,11 @@ export class PipelineCancellation {
   /** The accepted request, if the cancel came through the Update. */
   get request(): CancelRequest | undefined {
     return this.firstRequest
+  }
+
+  /** The step the run was in when the cancel came, if one came. */
+  get cancelledStep(): PipelineStep | undefined {
+    return this.stepAtCancel
   }
 
   /** Records how the run ended, which answers every cancel request waiting for it. */

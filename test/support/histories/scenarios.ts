@@ -70,5 +70,9 @@ export const HISTORY_SCENARIOS: readonly HistoryScenario[] = [
   { name: 'cancelled-during-tools-before-recorded-cancel', ...cancelledDuringTools, recordedBefore: 'recorded-cancel' },
   // Recorded with the workflow code from before the fan-out drained: the failure was recorded while t1 still ran.
   { name: 'fan-out-failed-before-drain', ...fanOutFailure, recordedBefore: 'drain-fan-out' },
+  // The same two with the patched code: the cancel compensates t1 and records AgentTaskCancelled (requester unknown), and
+  // the fan-out waits for t1, schedules no t3, and compensates t1 before failTask.
+  { name: 'cancelled-during-tools-recorded', ...cancelledDuringTools },
+  { name: 'fan-out-failed-drained', ...fanOutFailure },
   { name: 'loop-continued-run', input: 'Run 6 checks over the ledger', loop: { maxIterations: 5, toolCallsPerIteration: 2 }, tuning: { continueAsNewAtHistoryLength: 10 } },
 ]

@@ -106,7 +106,9 @@ export class EsdbEventStore implements EventStore {
     )
     // Our own duplicate check first (task streams are short): the server only checks the events right after the
     // expected revision, and not at all durably with ANY. Reading also refuses a tombstoned stream before any write.
-    const before = await this.readStream(stream)
+    // With 'no_stream' there is nothing readable to check: the server refuses the append if the stream exists, and the
+    // rejection is classified from the stream then; a tombstoned stream answers StreamDeleted (docs/event-store-contract.md).
+    const before = expected === 'no_stream' ? [] : await this.readStream(stream)
     const ids = new Set(batch.map((event) => event.eventId))
     if (before.some((event) => ids.has(event.eventId))) return this.classifyRejection(stream, batch, expected, undefined)
     try {

@@ -119,10 +119,7 @@ export function createCompensateToolCall(deps: Pick<ActivityDeps, 'historian' | 
       scope,
       work: async (stream) => {
         // A zombie attempt, after the workflow recorded that the compensation gave up (recordCompensationFailed): no more.
-        throwIfCompensationRecorded(stream, input.toolCallId)
-        const found = compensableSideEffect(stream, input.toolCallId, deps.tools)
-        if ('problem' in found) throw brokenInvariant(`cannot compensate tool call ${input.toolCallId} of ${input.tenantId}/${input.taskId}: ${found.problem}`)
-        const { outcome: executed, facts } = found
+        const { outcome: executed, facts } = sideEffectToUndo(stream, input, deps.tools, 'compensate')
         const { data } = executed.event
         const compensate = deps.tools.get(data.toolName)!.compensate!
         const event = compensationEvent(scope, deps.clock, executed.eventId)
@@ -186,9 +183,7 @@ export function createCompensationRecords(deps: Pick<ActivityDeps, 'historian' |
       historian: deps.historian,
       scope,
       work: async (stream) => {
-        throwIfCompensationRecorded(stream, input.toolCallId)
-        const found = compensableSideEffect(stream, input.toolCallId, deps.tools)
-        if ('problem' in found) throw brokenInvariant(`cannot record the compensation of tool call ${input.toolCallId} of ${input.tenantId}/${input.taskId}: ${found.problem}`)
+        const found = sideEffectToUndo(stream, input, deps.tools, 'record the compensation of')
         const event = compensationEvent(scope, deps.clock, found.outcome.eventId)
         return [event('ToolCompensationFailed', { ...found.facts, latencyMs: input.latencyMs, errorCode: input.errorCode, message: input.message.slice(0, 2_000) })]
       },
@@ -210,6 +205,17 @@ class CompensationAlreadyRecorded extends Error {
 function throwIfCompensationRecorded(stream: TaskStream, toolCallId: string): void {
   const recorded = compensationOutcome(currentRunEvents(stream), toolCallId)
   if (recorded) throw new CompensationAlreadyRecorded(recorded)
+}
+
+/**
+ * The side effect a compensation of `input` undoes: CompensationAlreadyRecorded when the run already has the outcome of
+ * that compensation, a broken invariant (saying what could not be done) when there is nothing it could undo.
+ */
+function sideEffectToUndo(stream: TaskStream, input: CompensateToolCallInput, tools: ActivityDeps['tools'], doing: string): CompensableSideEffect {
+  throwIfCompensationRecorded(stream, input.toolCallId)
+  const found = compensableSideEffect(stream, input.toolCallId, tools)
+  if ('problem' in found) throw brokenInvariant(`cannot ${doing} tool call ${input.toolCallId} of ${input.tenantId}/${input.taskId}: ${found.problem}`)
+  return found
 }
 
 /** The outcome another activity recorded, as this one's (CompensationAlreadyRecorded); any other error is rethrown. */

@@ -6,7 +6,7 @@ import { defaultProjections } from '../../projections/defaultProjections'
 import { rebuildAndCompare } from '../../projections/rebuild'
 import { ProjectionRunner } from '../../projections/runner'
 import { atAttempt } from '../support/auditFixtures'
-import { DATABASE_BACKENDS, historianPerTest, migrateSchema } from '../support/databases'
+import { DATABASE_BACKENDS, historianPerTest, migrateSchema, migrationsFrom } from '../support/databases'
 import { appendTaskEvents, TaskEventFactory } from '../support/eventFactory'
 
 const TABLES = ['audit_timeline', 'task_summary', 'analytics_model_invocations'] as const
@@ -53,7 +53,7 @@ async function contents(pool: pg.Pool): Promise<Record<string, unknown[]>> {
  * trail (null) and in the analytics (0), and task totals over the successful calls only, estimates included.
  */
 async function rowsOfTheOlderBuild(pool: pg.Pool): Promise<void> {
-  await migrateSchema(pool, 'down', 1)
+  await migrateSchema(pool, 'down', migrationsFrom(13))
   await pool.query(`update audit_timeline set input_tokens = null, output_tokens = null, cost_usd = null where event_type like '%ModelFailed'`)
   await pool.query(`update analytics_model_invocations set input_tokens = 0, output_tokens = 0, cost_usd = 0 where outcome = 'failed'`)
   await pool.query(`update task_summary set total_tokens = 110 + 340 + 500, total_cost_usd = 0.0011 + 0.0034 + 0.001 where task_id = 'task-costly'`)

@@ -307,7 +307,7 @@ describe.each(DATABASE_BACKENDS)('read models on $backend', ({ open }) => {
     expect(await tenantSummary(fixture.database.pool, 'acme')).toEqual({
       tenantId: 'acme',
       tasks: 2,
-      byStatus: { received: 0, running: 0, completed: 1, failed: 1 },
+      byStatus: { received: 0, running: 0, completed: 1, failed: 1, cancelled: 0 },
       toolCallsSucceeded: 1,
       toolCallsFailed: 1,
       modelAttemptsFailed: 3,

@@ -89,7 +89,7 @@ describe('task summary and export query validation', () => {
   it('checks status and limit of task summary queries', () => {
     expect(validateTaskSummaryQuery({ tenantId: 'acme', status: 'failed', limit: 5 })).toEqual({ tenantId: 'acme', taskId: null, status: 'failed', limit: 5 })
     const status = filterError(() => validateTaskSummaryQuery({ tenantId: 'acme', status: 'FAILED' as never }))
-    expect([status.filter, status.reason]).toEqual(['status', '"FAILED" is not a task status; use one of received, running, completed, failed'])
+    expect([status.filter, status.reason]).toEqual(['status', '"FAILED" is not a task status; use one of received, running, completed, failed, cancelled'])
     expect(filterError(() => validateTaskSummaryQuery({ tenantId: 'acme', limit: 10_001 })).filter).toBe('limit')
     expect(filterError(() => validateTaskSummaryQuery({ tenantId: 'acme', status: 'toString' as never })).filter).toBe('status')
   })

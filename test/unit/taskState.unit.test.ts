@@ -62,7 +62,7 @@ describe('foldTask / evolve', () => {
     const folded = [foldTask(events), foldTask(failingTask())]
     expect(folded[1]).toMatchObject({ status: 'failed', failedStep: 'synthesize', modelAttemptsFailed: 2, currentStep: 'synthesize' })
     const fingerprint = createHash('sha256').update(canonicalize(folded)!).digest('hex')
-    expect({ version: TASK_STATE_VERSION, fingerprint }).toEqual({ version: 3, fingerprint: '1b16547d475f2d438dd6f84265b04a5e3ff4cb7b5e37c15359cf3aa313f99da0' })
+    expect({ version: TASK_STATE_VERSION, fingerprint }).toEqual({ version: 4, fingerprint: '1b16547d475f2d438dd6f84265b04a5e3ff4cb7b5e37c15359cf3aa313f99da0' })
   })
 })
 

@@ -4,8 +4,7 @@ import { assertTaskId, assertTenantId } from '../../historian/streams'
 import { InvalidQueryError } from '../../projections/queryFilters'
 import type { AgentPipelineResult } from '../../workflows/api'
 import { loadConfig, requireIntegrityKeyRing } from '../runtime/config'
-import { startLinkedRun } from '../runtime/linkedRuns'
-import { requestRedrive } from '../runtime/redriveRequest'
+import { redriveTask } from '../runtime/redriveRequest'
 import { openStorage } from '../runtime/storage'
 
 /** The options of `annalist redrive`, as commander parses them. */
@@ -51,18 +50,17 @@ export async function redriveCommand(options: RedriveOptions): Promise<void> {
   const keyRing = requireIntegrityKeyRing(config)
   const storage = await openStorage(config)
   try {
-    // Recorded in the task's stream first, at the revision it was decided on: a concurrent redrive is refused.
-    const target = await requestRedrive(storage.historian, { tenantId, taskId, requestedBy, ...(options.note === undefined ? {} : { note: options.note }), resume: options.resume === true })
     const connection = await Connection.connect({ address: config.temporalAddress })
     try {
       const client = new Client({ connection, namespace: config.temporalNamespace })
-      const started = await startLinkedRun(
+      // Recorded in the task's stream first, at the revision it was decided on: a concurrent redrive is refused.
+      const started = await redriveTask(
         { client, historian: storage.historian, keyRing, taskQueue: config.taskQueue },
-        { tenantId, taskId, fromStep: target.fromStep, reason: 'redrive', requestedBy, ...(options.note === undefined ? {} : { note: options.note }) },
+        { tenantId, taskId, requestedBy, ...(options.note === undefined ? {} : { note: options.note }), resume: options.resume === true },
       )
-      const letter = target.deadLetter
+      const letter = started.target.deadLetter
       console.log(
-        `redrive of ${tenantId}/${taskId} by ${requestedBy}: run ${started.runId} of ${started.workflowId} from step ${target.fromStep}, ` +
+        `redrive of ${tenantId}/${taskId} by ${requestedBy}: run ${started.runId} of ${started.workflowId} from step ${started.target.fromStep}, ` +
           `parent run ${started.parentRunId} (dead-lettered at step ${letter.failedStep}: ${letter.errorCode} after ${letter.attempts} attempts)`,
       )
       if (options.wait) {

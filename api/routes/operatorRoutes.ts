@@ -16,8 +16,9 @@ const revokedKeyTenant: TargetTenantOf = async (request, pool) => {
   return typeof keyId === 'string' ? ((await apiKeyScope(pool, keyId))?.tenantId ?? null) : null
 }
 
-const NoBody = z.strictObject({}).optional()
-const RedriveBody = z.strictObject({ note: z.string().max(2_000).optional().describe('why, recorded with the new run') }).optional()
+// Fastify hands a route without a request body null.
+const NoBody = z.strictObject({}).nullish()
+const RedriveBody = z.strictObject({ note: z.string().max(2_000).optional().describe('why, recorded with the new run') }).nullish()
 
 /** The routes that change state: operator keys (api/roles.ts), a scoped operator only on its own tenant. */
 export const operatorRoutes: FastifyPluginAsyncZod<{ deps: ApiDeps }> = async (app, { deps }) => {

@@ -1,12 +1,10 @@
 import { Client, Connection } from '@temporalio/client'
-import { LinkedRunRefusedError } from '../runtime/linkedRuns'
-import { OperationRefusedError, type RedriveTask } from '../../api/apiDeps'
+import type { RedriveTask } from '../../api/apiDeps'
 import { buildApiServer } from '../../api/server'
-import { RedriveRefusedError } from '../../activities/deadLetter'
 import type { Historian } from '../../historian/historian'
 import type { TenantKeyRing } from '../../historian/integrity/tenantKeyRing'
 import { loadConfig, requireIntegrityKeyRing, type AnnalistConfig } from '../runtime/config'
-import { redriveTask } from '../runtime/redriveRequest'
+import { apiRedriveTask } from '../runtime/redriveRequest'
 import { openStorage } from '../runtime/storage'
 
 function parsePort(value: string): number {
@@ -15,20 +13,11 @@ function parsePort(value: string): number {
   return port
 }
 
-/** The API's redrive, on the cluster at TEMPORAL_ADDRESS (connected on first use); a refused redrive becomes a 409. */
+/** The API's redrive on the cluster at TEMPORAL_ADDRESS, connected on first use. */
 function temporalRedrive(config: AnnalistConfig & { temporalAddress: string }, historian: Historian, keyRing: TenantKeyRing): { redrive: RedriveTask; close(): Promise<void> } {
   const connection = Connection.lazy({ address: config.temporalAddress })
   const client = new Client({ connection, namespace: config.temporalNamespace })
-  const redrive: RedriveTask = async (request) => {
-    try {
-      const started = await redriveTask({ client, historian, keyRing, taskQueue: config.taskQueue }, request)
-      return { workflowId: started.workflowId, runId: started.runId, parentRunId: started.parentRunId, fromStep: started.target.fromStep }
-    } catch (error) {
-      if (error instanceof RedriveRefusedError || error instanceof LinkedRunRefusedError) throw new OperationRefusedError(error.message)
-      throw error
-    }
-  }
-  return { redrive, close: () => connection.close() }
+  return { redrive: apiRedriveTask({ client, historian, keyRing, taskQueue: config.taskQueue }), close: () => connection.close() }
 }
 
 /** `annalist serve`: the tenant-scoped HTTP query API until SIGINT/SIGTERM (docs/api.md). */

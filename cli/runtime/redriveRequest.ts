@@ -1,12 +1,13 @@
 import { randomUUID } from 'node:crypto'
 import type { Client } from '@temporalio/client'
 import { redriveTarget, RedriveRefusedError, type RedriveTarget } from '../../activities/deadLetter'
+import { OperationRefusedError, type RedriveTask } from '../../api/apiDeps'
 import { CURRENT_SCHEMA_VERSION, REDRIVE_REQUEST_ACTIVITY, type RedriveRequested } from '../../historian/events'
 import type { Historian } from '../../historian/historian'
 import type { TenantKeyRing } from '../../historian/integrity/tenantKeyRing'
 import { ConcurrencyError } from '../../historian/port'
 import { pipelineWorkflowId } from '../../workflows/api'
-import { startLinkedRun } from './linkedRuns'
+import { LinkedRunRefusedError, startLinkedRun } from './linkedRuns'
 
 /** Who asks for a redrive of which task, and whether it repeats one whose run never started. */
 export interface RedriveRequest {
@@ -85,4 +86,17 @@ export async function redriveTask(deps: RedriveDeps, request: RedriveRequest): P
   const { tenantId, taskId, requestedBy, note } = request
   const started = await startLinkedRun(deps, { tenantId, taskId, fromStep: target.fromStep, reason: 'redrive', requestedBy, ...(note === undefined ? {} : { note }) })
   return { target, workflowId: started.workflowId, runId: started.runId, parentRunId: started.parentRunId }
+}
+
+/** The API's redrive (RedriveTask) over redriveTask: a refused redrive becomes OperationRefusedError (HTTP 409). */
+export function apiRedriveTask(deps: RedriveDeps): RedriveTask {
+  return async (request) => {
+    try {
+      const started = await redriveTask(deps, request)
+      return { workflowId: started.workflowId, runId: started.runId, parentRunId: started.parentRunId, fromStep: started.target.fromStep }
+    } catch (error) {
+      if (error instanceof RedriveRefusedError || error instanceof LinkedRunRefusedError) throw new OperationRefusedError(error.message)
+      throw error
+    }
+  }
 }

@@ -472,6 +472,16 @@ describe.each(DATABASE_BACKENDS)('API keys and the access log on $backend', ({ o
     await expect(
       database.pool.query(`insert into api_keys (id, key_hash, prefix, role, tenant_id) values (gen_random_uuid(), repeat('a', 64), 'abcdefgh', 'tenant', null)`),
     ).rejects.toThrow(/api_keys_tenant_scope/)
+    await expect(createApiKey(database.pool, { role: 'operator', tenantId: 'acme', canApprove: true })).rejects.toThrow(/only a tenant key may approve/)
+    await expect(
+      database.pool.query(`insert into api_keys (id, key_hash, prefix, role, tenant_id, can_approve) values (gen_random_uuid(), repeat('b', 64), 'abcdefgh', 'operator', 'acme', true)`),
+    ).rejects.toThrow(/api_keys_only_tenant_keys_approve/)
+    await expect(
+      database.pool.query(`insert into api_keys (id, key_hash, prefix, role, tenant_id) values (gen_random_uuid(), repeat('c', 64), 'abcdefgh', 'analyst', 'acme')`),
+    ).rejects.toThrow(/api_keys_tenant_scope/)
+    await expect(
+      database.pool.query(`insert into api_keys (id, key_hash, prefix, role) values (gen_random_uuid(), repeat('d', 64), 'abcdefgh', 'auditor')`),
+    ).rejects.toThrow(/api_keys_role_check/)
     await expect(revokeApiKey(database.pool, '00000000-0000-4000-8000-000000000000')).rejects.toThrow(/no API key with ID/)
   })
 

@@ -9,6 +9,11 @@ function buildProgram(): Command {
     .option('--verbose', 'print stack traces with errors')
     .version(`annalist ${version} (Node ${process.version})`, '-V, --version', 'print the version and the Node.js it runs on')
     .showHelpAfterError()
+    .addHelpText(
+      'after',
+      '\nCommands that change state (start, redrive, replay, rebuild, dead-letters retry, api-keys create and revoke) need an API key\n' +
+        'whose role holds their permission in ANNALIST_API_KEY; the first global operator key is created without one (docs/roles.md).',
+    )
 
   program
     .command('demo')

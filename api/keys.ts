@@ -77,10 +77,13 @@ export function validateApiKeyRequest(request: ApiKeyRequest): { role: Role; ten
 
 /** Creates a key and stores only its hash; returns the plaintext key, which cannot be recovered afterwards. */
 export async function createApiKey(pool: pg.Pool, request: ApiKeyRequest): Promise<{ id: string; key: string }> {
-  const valid = validateApiKeyRequest(request)
+  return insertApiKey(pool, validateApiKeyRequest(request))
+}
+
+async function insertApiKey(db: pg.Pool | pg.PoolClient, valid: ReturnType<typeof validateApiKeyRequest>): Promise<{ id: string; key: string }> {
   const id = randomUUID()
   const key = randomBytes(KEY_BYTES).toString('base64url')
-  await pool.query(`insert into api_keys (id, key_hash, prefix, role, tenant_id, can_approve, label) values ($1, $2, $3, $4, $5, $6, $7)`, [
+  await db.query(`insert into api_keys (id, key_hash, prefix, role, tenant_id, can_approve, label) values ($1, $2, $3, $4, $5, $6, $7)`, [
     id,
     hashApiKey(key),
     key.slice(0, 8),
@@ -90,6 +93,27 @@ export async function createApiKey(pool: pg.Pool, request: ApiKeyRequest): Promi
     valid.label,
   ])
   return { id, key }
+}
+
+/**
+ * The bootstrap: creates a global operator key only while no unrevoked one exists, or returns undefined. The check and
+ * the insert hold a table lock that conflicts with itself, so of two concurrent bootstraps only one creates a key.
+ */
+export async function createFirstOperatorKey(pool: pg.Pool, label?: string): Promise<{ id: string; key: string } | undefined> {
+  const valid = validateApiKeyRequest({ role: Role.operator, label })
+  const client = await pool.connect()
+  try {
+    await client.query('begin')
+    await client.query('lock table api_keys in share row exclusive mode')
+    const created = (await hasActiveGlobalOperatorKey(client)) ? undefined : await insertApiKey(client, valid)
+    await client.query('commit')
+    return created
+  } catch (error) {
+    await client.query('rollback').catch(() => undefined)
+    throw error
+  } finally {
+    client.release()
+  }
 }
 
 /** Every key, oldest first, with its prefix, role, tenant, label and whether it was revoked. */
@@ -131,8 +155,8 @@ export async function apiKeyScope(pool: pg.Pool, keyId: string): Promise<{ tenan
 }
 
 /** Whether an unrevoked global operator key exists: until one does, `api-keys create --operator` needs no key (bootstrap). */
-export async function hasActiveGlobalOperatorKey(pool: pg.Pool): Promise<boolean> {
-  const result = await pool.query(`select 1 from api_keys where role = 'operator' and tenant_id is null and revoked_at is null limit 1`)
+async function hasActiveGlobalOperatorKey(db: pg.Pool | pg.PoolClient): Promise<boolean> {
+  const result = await db.query(`select 1 from api_keys where role = 'operator' and tenant_id is null and revoked_at is null limit 1`)
   return result.rows.length > 0
 }
 

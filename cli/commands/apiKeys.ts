@@ -1,7 +1,7 @@
 import {
   apiKeyScope,
   createApiKey,
-  hasActiveGlobalOperatorKey,
+  createFirstOperatorKey,
   InvalidApiKeyRequestError,
   listApiKeys,
   revokeApiKey,
@@ -51,10 +51,12 @@ export async function apiKeysCreateCommand(options: ApiKeysCreateOptions): Promi
   const valid = validateApiKeyRequest(request)
   const config = loadConfig()
   const created = await withDatabase(async (database) => {
-    const bootstrap = config.apiKey === undefined && valid.role === Role.operator && valid.tenantId === null && !(await hasActiveGlobalOperatorKey(database.pool))
-    if (!bootstrap) await authorizeCaller(database.pool, config.apiKey, 'key.create', valid.tenantId)
+    const bootstrap = config.apiKey === undefined && valid.role === Role.operator && valid.tenantId === null
+    const first = bootstrap ? await createFirstOperatorKey(database.pool, valid.label) : undefined
+    if (first) return first
+    await authorizeCaller(database.pool, config.apiKey, 'key.create', valid.tenantId)
     return createApiKey(database.pool, request)
-  })
+  }, config)
   console.error(`created ${describeNewKey(valid)}, ID ${created.id}`)
   console.log(created.key)
   console.error('this key is shown only now: it is not stored (only its SHA-256 hash is), so keep it somewhere safe')

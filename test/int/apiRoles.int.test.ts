@@ -3,14 +3,14 @@ import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest'
 import { FORBIDDEN } from '../../api/accessControl'
 import { recentApiAccesses, type ApiAccessEntry } from '../../api/accessLog'
-import { createApiKey, listApiKeys, type ApiKeyRequest } from '../../api/keys'
+import { createApiKey, createFirstOperatorKey, listApiKeys, revokeApiKey, type ApiKeyRequest } from '../../api/keys'
 import { buildApiServer } from '../../api/server'
 import { apiRedriveTask } from '../../cli/runtime/redriveRequest'
 import type { Database } from '../../historian/adapters/postgres/database'
 import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEventStore'
 import { Historian } from '../../historian/historian'
 import { API_SEED, seedApiTenants } from '../support/apiSeed'
-import { DATABASE_BACKENDS, randomKeyRing } from '../support/databases'
+import { DATABASE_BACKENDS, freshPostgresDatabase, randomKeyRing } from '../support/databases'
 
 /** The keys every test uses, one per role and scope. */
 const KEYS = {
@@ -204,5 +204,43 @@ describe.each(DATABASE_BACKENDS)('roles over the HTTP API on $backend', ({ open 
     expect(logged.map((entry) => entry.status)).toEqual([403, 403, 403, 403, 403, 403, 403, 200, 200, 200, 404])
     expect(logged.slice(0, 3).map((entry) => entry.deniedReason)).toEqual(['role tenant lacks key.revoke', 'role tenant lacks key.revoke', 'role analyst lacks key.revoke'])
     expect(logged.slice(3, 7).every((entry) => entry.deniedReason === 'tenant outside the key scope')).toBe(true)
+  })
+})
+
+describe('the bootstrap operator key', () => {
+  it('waits for a racing uncommitted global operator key and then creates none; none while one is active; one again once none is', async () => {
+    const database = await freshPostgresDatabase()
+    try {
+      // A bootstrap racing another one that has inserted but not committed yet waits for it, then sees its key.
+      const racer = await database.pool.connect()
+      let first: { id: string }[]
+      try {
+        await racer.query('begin')
+        const { rows } = await racer.query<{ id: string }>(
+          `insert into api_keys (id, key_hash, prefix, role, label) values (gen_random_uuid(), repeat('e', 64), 'eeeeeeee', 'operator', 'racer') returning id`,
+        )
+        first = rows
+        let settled = false
+        const racing = createFirstOperatorKey(database.pool, 'root').finally(() => (settled = true))
+        const waiting = async () => (await database.pool.query(`select 1 from pg_locks where relation = 'api_keys'::regclass and not granted`)).rows.length > 0
+        while (!settled && !(await waiting())) await new Promise((resolve) => setImmediate(resolve))
+        await racer.query('commit')
+        expect(await racing).toBeUndefined()
+      } finally {
+        racer.release()
+      }
+      await createApiKey(database.pool, { role: 'operator', tenantId: 'acme' })
+      expect(await createFirstOperatorKey(database.pool)).toBeUndefined()
+      await revokeApiKey(database.pool, first[0]!.id)
+      const again = await createFirstOperatorKey(database.pool, 'after revocation')
+      expect(again).toEqual({ id: expect.any(String), key: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/) })
+      expect((await listApiKeys(database.pool)).map((key) => [key.role, key.tenantId, key.revokedAt === null])).toEqual([
+        ['operator', null, false],
+        ['operator', 'acme', true],
+        ['operator', null, true],
+      ])
+    } finally {
+      await database.close()
+    }
   })
 })

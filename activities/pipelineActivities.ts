@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import type { AnnalistEvent, PlannedToolCall } from '../historian/events'
+import type { AnnalistEvent, EventOfType, PlannedToolCall } from '../historian/events'
 import { outcomeEventId, toolIdempotencyKey } from '../historian/eventIds'
 import type { Historian, TaskStream } from '../historian/historian'
 import { foldTask } from '../historian/taskState'
@@ -16,8 +16,11 @@ import { createLoopActivities } from './planIteration'
 import { recordOnce } from './recordOnce'
 import type { ToolRegistry } from './tools/registry'
 import { runTool } from './tools/runTool'
-import { createCompensateToolCall } from './compensateToolCall'
+import { createCompensateToolCall, createCompensationRecords } from './compensateToolCall'
 import { createBeginRun } from './beginRun'
+
+/** What AgentTaskCancelled records, as the workflow passes it to cancelTask. */
+export type TaskCancellation = EventOfType<'AgentTaskCancelled'>['data']
 
 /** Everything the pipeline activities need, built once per worker process by its composition root. */
 export interface ActivityDeps {
@@ -175,7 +178,22 @@ export function createActivities(deps: ActivityDeps) {
     return { eventId: eventIdOf(outcome), deadLettered }
   }
 
+  /** Records that the run was cancelled: who asked and why (null: from outside Annalist), the step, and how its side effects fared. */
+  async function cancelTask(input: TaskRef & TaskCancellation): Promise<{ eventId: string }> {
+    const scope = currentActivityScope(input)
+    const { cancelledStep, source, requestedBy, reason, sideEffectsCompensated, compensationsFailed } = input
+    const outcome = await recordOnce({
+      historian: deps.historian,
+      scope,
+      work: async (stream) => [
+        taskEvent('AgentTaskCancelled', { cancelledStep, source, requestedBy, reason, sideEffectsCompensated, compensationsFailed }, scope, deps.clock(), stream),
+      ],
+    })
+    return { eventId: eventIdOf(outcome) }
+  }
+
   const loop = createLoopActivities(deps, afterAppend)
+  const compensationRecords = createCompensationRecords(deps)
   return {
     receiveTask: translatingFailures(receiveTask),
     routeTask: translatingFailures(routeTask),
@@ -184,6 +202,9 @@ export function createActivities(deps: ActivityDeps) {
     synthesizeAnswer: translatingFailures(synthesizeAnswer),
     completeTask: translatingFailures(completeTask),
     failTask: translatingFailures(failTask),
+    cancelTask: translatingFailures(cancelTask),
+    sideEffectsToCompensate: translatingFailures(compensationRecords.sideEffectsToCompensate),
+    recordCompensationFailed: translatingFailures(compensationRecords.recordCompensationFailed),
     planIteration: translatingFailures(loop.planIteration),
     recordRunContinued: translatingFailures(loop.recordRunContinued),
     compensateToolCall: translatingFailures(createCompensateToolCall(deps)),

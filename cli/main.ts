@@ -103,6 +103,16 @@ function buildProgram(): Command {
     .action(async (options) => (await import('./commands/redrive')).redriveCommand(options))
 
   program
+    .command('cancel')
+    .description('cancel a running pipeline, recording who and why: its side effects are compensated and AgentTaskCancelled recorded')
+    .requiredOption('--tenant <tenantId>', 'tenant ID')
+    .requiredOption('--task <taskId>', 'task ID')
+    .requiredOption('--by <name>', 'who cancels it (recorded)')
+    .requiredOption('--reason <text>', 'why (recorded; at most 1000 characters)')
+    .option('--no-wait', 'return once the pipeline accepted the cancel, without waiting for it to be recorded')
+    .action(async (options) => (await import('./commands/cancel')).cancelCommand(options))
+
+  program
     .command('lag')
     .description('projection lag: checkpoint, head of the log, events behind, oldest unprojected event, last batch lag, dead letters')
     .addOption(new Option('--format <format>', 'output format').choices(['table', 'json', 'csv']).default('table'))

@@ -5,11 +5,11 @@ import { PipelineStepName, PlannedToolCall, RunOverrides, type AnnalistEvent, ty
  * Version of the TaskState shape and of what `evolve` computes. Bump it whenever either changes: snapshots record the
  * version they were folded with, and a snapshot of another version is ignored (never trusted), so the fold can evolve.
  */
-export const TASK_STATE_VERSION = 3
+export const TASK_STATE_VERSION = 4
 
 /** The state of one task as its events describe it. */
 export interface TaskState {
-  readonly status: 'new' | 'running' | 'completed' | 'failed'
+  readonly status: 'new' | 'running' | 'completed' | 'failed' | 'cancelled'
   readonly currentStep: 'receive' | 'route' | 'plan' | 'tools' | 'synthesize' | 'complete'
   readonly input?: string
   readonly route?: string
@@ -22,6 +22,8 @@ export interface TaskState {
   readonly totalCostUsd: number
   readonly modelAttemptsFailed: number
   readonly failedStep?: string
+  /** The step a cancelled run was in (AgentTaskCancelled). */
+  readonly cancelledStep?: string
   readonly errorCode?: string
   /** The pipeline run the state describes: the Temporal run ID that began it (AgentTaskReceived or TaskRunStarted). */
   readonly runId?: string
@@ -73,7 +75,8 @@ const ToolOutcomeStateSchema = z.union([
 
 /** The TaskState shape as a schema: what a stored snapshot's state must match before it is trusted. */
 export const TaskStateSchema: z.ZodType<TaskState> = z.object({
-  status: z.enum(['new', 'running', 'completed', 'failed']),
+  status: z.enum(['new', 'running', 'completed', 'failed', 'cancelled']),
+  cancelledStep: z.string().optional(),
   currentStep: PipelineStepName,
   input: z.string().optional(),
   route: z.string().optional(),
@@ -188,6 +191,8 @@ export function evolve(state: TaskState, event: AnnalistEvent): TaskState {
       return { ...counted, status: 'completed', currentStep: 'complete' }
     case 'AgentTaskFailed':
       return { ...counted, status: 'failed', failedStep: event.data.failedStep, errorCode: event.data.errorCode }
+    case 'AgentTaskCancelled':
+      return { ...counted, status: 'cancelled', cancelledStep: event.data.cancelledStep }
     case 'TaskDeadLettered':
       return { ...counted, deadLettered: true }
   }

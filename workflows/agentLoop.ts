@@ -12,6 +12,8 @@ export interface AgentLoopContext {
   readonly route: string
   /** The pipeline's activity options per kind of activity. */
   readonly activityOptions: (kind: 'model' | 'tool' | 'record') => ActivityOptions
+  /** Whether a fan-out with a failed call lets the calls in flight settle before failing (patched drain-fan-out). */
+  readonly drain: () => boolean
   readonly onStep: (step: PipelineStep) => void
   /** Called with the loop's totals at the start and after every iteration. */
   readonly onProgress: (state: LoopState) => void
@@ -58,6 +60,7 @@ export async function agentLoop(ctx: AgentLoopContext): Promise<LoopState> {
           ctx.onToolOutcome?.(toolCallId, outcome)
           return outcome
         }),
+      { drain: ctx.drain() },
     )
     state = {
       ...state,

@@ -62,13 +62,47 @@ export const MAX_LOOP_ITERATIONS = 10_000
 export interface AgentPipelineResult {
   readonly tenantId: string
   readonly taskId: string
-  readonly status: 'completed' | 'failed'
+  readonly status: 'completed' | 'failed' | 'cancelled'
   readonly route?: string
   readonly toolCalls: number
   readonly toolCallsFailed: number
   readonly failedStep?: string
   readonly errorCode?: string
+  /** The step a cancelled run was in. */
+  readonly cancelledStep?: string
   readonly terminalEventId: string
+}
+
+/** Update: cancel the pipeline on someone's behalf (docs/cancellation.md). Temporal's own cancel carries no requester or reason. */
+export const cancelUpdateName = 'cancel'
+
+/** Who asks for a cancel, and why; both are recorded in AgentTaskCancelled. */
+export interface CancelRequest {
+  readonly requestedBy: string
+  readonly reason: string
+}
+
+/** The longest requester and reason a cancel accepts: what AgentTaskCancelled can record. */
+const MAX_CANCEL_REQUESTER = 200
+const MAX_CANCEL_REASON = 1_000
+
+/** Why a cancel request cannot be recorded, or undefined when it can: the one check of the Update's validator and its callers. */
+export function cancelRequestProblem(request: CancelRequest): string | undefined {
+  const requestedBy: unknown = request?.requestedBy
+  const reason: unknown = request?.reason
+  if (typeof requestedBy !== 'string' || requestedBy.trim() === '' || requestedBy.length > MAX_CANCEL_REQUESTER) {
+    return `a cancel needs who asks for it: 1 to ${MAX_CANCEL_REQUESTER} characters`
+  }
+  if (typeof reason !== 'string' || reason.trim() === '' || reason.length > MAX_CANCEL_REASON) return `a cancel needs a reason: 1 to ${MAX_CANCEL_REASON} characters`
+  return undefined
+}
+
+/** How the pipeline ended after a cancel request: cancelled, or already completed or failed when the request came too late. */
+export interface CancelOutcome {
+  readonly status: AgentPipelineResult['status']
+  readonly terminalEventId: string
+  /** Who the recorded cancel names: the first request's requester (null: the cancel came from outside Annalist). */
+  readonly cancelledBy?: string | null
 }
 
 /** Query: which step the pipeline is on. */
@@ -92,6 +126,8 @@ export type { PlannedToolCall }
 export interface PipelineTuning {
   /** How long a silent model or tool activity may go before Temporal presumes its worker dead and retries it elsewhere. */
   readonly heartbeatTimeoutMs?: number
+  /** How long one attempt of a tool call or compensation may take (default 2 minutes). */
+  readonly toolTimeoutMs?: number
   /** First retry delay; later ones back off exponentially. */
   readonly retryInitialIntervalMs?: number
   /** Tool calls run at once. */

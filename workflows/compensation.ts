@@ -1,4 +1,4 @@
-import { ActivityFailure } from '@temporalio/workflow'
+import { ActivityFailure, TimeoutFailure } from '@temporalio/workflow'
 import type { PipelineActivities } from '../activities/pipelineActivities'
 import type { TaskRef } from './api'
 
@@ -50,6 +50,46 @@ export async function compensateSideEffects(
       if (!(error instanceof ActivityFailure)) throw error
       failed.push(sideEffect.toolCallId)
     }
+  }
+  return { compensated, failed }
+}
+
+/** The activity proxies compensation needs: recording activities (never give up) and tool activities (the tools' retry policy). */
+export interface CompensationActivities {
+  readonly record: (activityId: string) => Pick<PipelineActivities, 'sideEffectsToCompensate' | 'recordCompensationFailed'>
+  readonly tool: (activityId: string) => Pick<PipelineActivities, 'compensateToolCall'>
+}
+
+/**
+ * Compensation of a run that failed or was cancelled, from what the task's stream records rather than from what the
+ * workflow happened to see: every side effect of the run still to be undone (sideEffectsToCompensate: executed calls,
+ * and failed calls that left a side effect), most recent first, one `compensate:<toolCallId>` activity each. A
+ * compensation activity that fails for good without recording an outcome (its last attempt timed out, its worker died)
+ * is recorded as ToolCompensationFailed by `compensation-failed:<toolCallId>`, so no standing side effect is known only
+ * to Temporal's history.
+ */
+export async function compensateRecordedSideEffects(task: TaskRef, activities: CompensationActivities): Promise<CompensationSummary> {
+  const pending = await activities.record('side-effects').sideEffectsToCompensate(task)
+  const compensated: string[] = []
+  const failed: string[] = []
+  for (const { toolCallId } of [...pending].reverse()) {
+    const startedAt = Date.now()
+    let ok: boolean
+    try {
+      ok = (await activities.tool(compensationActivityId(toolCallId)).compensateToolCall({ ...task, toolCallId })).ok
+    } catch (error) {
+      if (!(error instanceof ActivityFailure)) throw error
+      const timedOut = error.cause instanceof TimeoutFailure
+      const recorded = await activities.record(`compensation-failed:${toolCallId}`).recordCompensationFailed({
+        ...task,
+        toolCallId,
+        errorCode: timedOut ? 'COMPENSATION_TIMEOUT' : 'COMPENSATION_ERROR',
+        message: `compensation activity gave up: ${error.cause?.message ?? error.message}`,
+        latencyMs: Date.now() - startedAt,
+      })
+      ok = recorded.ok
+    }
+    ;(ok ? compensated : failed).push(toolCallId)
   }
   return { compensated, failed }
 }

@@ -27,7 +27,7 @@ export interface RunFacts {
   readonly fromStep?: ReplayableStep
   readonly requestedBy: string
   readonly overrides?: string
-  readonly status: 'running' | 'completed' | 'failed'
+  readonly status: 'running' | 'completed' | 'failed' | 'cancelled'
   readonly failedStep?: string
   readonly errorCode?: string
   readonly steps: Readonly<Record<ReplayableStep, StepFacts>>
@@ -147,6 +147,7 @@ export function runsOf(events: readonly StoredEvent[]): RunFacts[] {
     if (!current) continue
     if (event.type === 'AgentTaskCompleted') current.status = 'completed'
     else if (event.type === 'AgentTaskFailed') Object.assign(current, { status: 'failed', failedStep: event.data.failedStep, errorCode: event.data.errorCode })
+    else if (event.type === 'AgentTaskCancelled') Object.assign(current, { status: 'cancelled', failedStep: event.data.cancelledStep })
     const step = stepOf(event)
     if (step) current.steps[step] = applyStep(current.steps[step], event)
   }

@@ -1,4 +1,5 @@
 import type pg from 'pg'
+import { isTerminalTaskEventType } from '../../historian/events'
 import type { Historian, StoredEvent } from '../../historian/historian'
 import type { TenantKeyRing } from '../../historian/integrity/tenantKeyRing'
 import { verifyChain, type ChainBreak } from '../../historian/integrity/verifyChain'
@@ -18,7 +19,7 @@ export interface RunVerification {
   readonly repeatedModelCalls: readonly LedgerCall[]
   /** Outbox rows beyond one per side-effecting tool call and kind (its notification, and at most one retraction of it). */
   readonly duplicateSideEffects: number
-  /** Tasks whose stream has no AgentTaskCompleted or AgentTaskFailed event. */
+  /** Tasks whose stream has no terminal event (AgentTaskCompleted, AgentTaskFailed or AgentTaskCancelled). */
   readonly tasksWithoutTerminalEvent: number
   readonly modelCalls: number
   /** True when every task's hash chain verifies intact with its tenant's key. */
@@ -75,7 +76,7 @@ export async function verifyRun(options: {
         failedCallRecordedAt.set(key, Math.min(failedCallRecordedAt.get(key) ?? Infinity, stored.recordedAt.getTime()))
       }
     }
-    if (!stream.events.some((stored) => stored.event.type === 'AgentTaskCompleted' || stored.event.type === 'AgentTaskFailed')) tasksWithoutTerminalEvent++
+    if (!stream.events.some((stored) => isTerminalTaskEventType(stored.event.type))) tasksWithoutTerminalEvent++
   }
   const duplicateEventIds = [...seenEventIds.values()].reduce((sum, count) => sum + count - 1, 0)
   const brokenChains: ChainBreak[] = []

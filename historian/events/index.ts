@@ -26,6 +26,7 @@ export const CURRENT_SCHEMA_VERSION = {
   AgentTaskReceived: 1,
   AgentTaskCompleted: 1,
   AgentTaskFailed: 1,
+  AgentTaskCancelled: 1,
   RoutingModelInvoked: 3,
   RoutingModelFailed: 2,
   PlanCreated: 2,

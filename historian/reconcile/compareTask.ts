@@ -5,6 +5,16 @@ import { ReconcileFindingKind, type ReconcileFinding } from './reconcileFinding'
 import { ActivityState, type EventFact, type TaskFacts } from './taskFacts'
 
 const runKey = (workflowId: string, runId: string) => JSON.stringify([workflowId, runId])
+
+/** Activity types that only read the stream and record nothing of their own. */
+const READ_ONLY_ACTIVITY_TYPES: ReadonlySet<string> = new Set(['sideEffectsToCompensate'])
+/**
+ * Activity types whose outcome may be the late record of the activity they stand in for: the workflow's record of a
+ * compensation that gave up (recordCompensationFailed) returns the compensation's own outcome when that was recorded
+ * after all. Such an activity counts as recorded when its run has a compensation outcome.
+ */
+const STAND_IN_ACTIVITY_TYPES: ReadonlySet<string> = new Set(['recordCompensationFailed'])
+const COMPENSATION_OUTCOME_TYPES: ReadonlySet<string> = new Set(['ToolCallCompensated', 'ToolCompensationFailed'])
 const plural = (count: number, noun: string) => `${count} ${noun}${count === 1 ? '' : 's'}`
 
 /**
@@ -17,7 +27,7 @@ const plural = (count: number, noun: string) => `${count} ${noun}${count === 1 ?
  * - events but no run at all: one `workflow_missing` (not one finding per event);
  * - completed activities but no events at all: `stream_missing`, plus the lost activities one by one.
  * Events an operator's command records (OPERATOR_RECORDED_EVENT_TYPES, e.g. RedriveRequested) have no Temporal activity
- * to match, and are left out.
+ * to match, and are left out; so are activities that only read (READ_ONLY_ACTIVITY_TYPES).
  */
 export function compareTask(allFacts: TaskFacts): ReconcileFinding[] {
   const facts: TaskFacts = { ...allFacts, events: allFacts.events.filter((event) => !OPERATOR_RECORDED_EVENT_TYPES.has(event.type)) }
@@ -45,9 +55,13 @@ export function compareTask(allFacts: TaskFacts): ReconcileFinding[] {
   }
 
   const groups = groupEventsByActivity(facts.events)
+  const runHasCompensationOutcome = (workflowId: string, runId: string) =>
+    facts.events.some((event) => event.workflowId === workflowId && event.runId === runId && COMPENSATION_OUTCOME_TYPES.has(event.type))
   for (const { run, activity } of completed) {
+    if (READ_ONLY_ACTIVITY_TYPES.has(activity.activityType)) continue
     const recorded = groups.get(activityKey(run.workflowId, run.runId, activity.activityId))?.events ?? []
     if (recorded.some((event) => !event.attemptFailure)) continue
+    if (STAND_IN_ACTIVITY_TYPES.has(activity.activityType) && runHasCompensationOutcome(run.workflowId, run.runId)) continue
     findings.push({
       kind: ReconcileFindingKind.activityWithoutEvents,
       ...task,

@@ -103,6 +103,7 @@ export function analyticsFacts(event: AnnalistEvent): AnalyticsFacts {
       return { failure: { step: 'tools', kind: StepFailureKind.toolCall, errorCode: event.data.errorCode } }
     case 'AgentTaskReceived':
     case 'AgentTaskCompleted':
+    case 'AgentTaskCancelled':
     case 'TaskRunStarted':
     case 'TaskRunContinued':
     case 'TaskDeadLettered':

@@ -118,6 +118,11 @@ export function auditFacts(event: AnnalistEvent): AuditFacts {
     }
     case 'AgentTaskFailed':
       return { errorCode: event.data.errorCode, summary: `task failed at step ${event.data.failedStep} with ${event.data.errorCode}` }
+    case 'AgentTaskCancelled': {
+      const { cancelledStep, requestedBy, sideEffectsCompensated, compensationsFailed } = event.data
+      const who = requestedBy === null ? 'from outside Annalist (requester unknown)' : `by ${requestedBy}`
+      return { summary: `task cancelled ${who} at step ${cancelledStep}: ${sideEffectsCompensated} side effect(s) compensated, ${compensationsFailed} not` }
+    }
     case 'ToolCallCompensated':
     case 'ToolCompensationFailed': {
       const { toolName, toolCallId, idempotencyKey, sideEffectId, latencyMs } = event.data

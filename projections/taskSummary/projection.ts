@@ -9,7 +9,7 @@ export const TASK_SUMMARY_PROJECTION = 'task_summary'
 type TaskSummaryTable = 'task_summary'
 
 /** Where a task stands. */
-export const TaskStatus = { received: 'received', running: 'running', completed: 'completed', failed: 'failed' } as const
+export const TaskStatus = { received: 'received', running: 'running', completed: 'completed', failed: 'failed', cancelled: 'cancelled' } as const
 export type TaskStatus = (typeof TaskStatus)[keyof typeof TaskStatus]
 
 /** One distinct model use in a task: which model, in which role, from which prompt template. */
@@ -140,6 +140,8 @@ export function summaryDelta(event: AnnalistEvent): SummaryDelta {
       return { ...NONE, status: 'running', step: 'tools', toolCallsFailed: 1 }
     case 'AgentTaskCompleted':
       return { ...NONE, status: 'completed', step: 'complete', finishedAt: event.metadata.occurredAt }
+    case 'AgentTaskCancelled':
+      return { ...NONE, status: 'cancelled', step: event.data.cancelledStep, finishedAt: event.metadata.occurredAt }
     case 'AgentTaskFailed':
       return {
         ...NONE,
@@ -213,7 +215,7 @@ interface SummaryWrite extends FoldedColumns {
   last_position: string
 }
 
-const FINISHED: readonly TaskStatus[] = [TaskStatus.completed, TaskStatus.failed]
+const FINISHED: readonly TaskStatus[] = [TaskStatus.completed, TaskStatus.failed, TaskStatus.cancelled]
 
 /** jsonb equality for the flat string-valued objects in models_used: the same keys with the same values. */
 function sameModel(a: Record<string, unknown>, b: Record<string, unknown>): boolean {

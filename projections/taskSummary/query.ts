@@ -177,6 +177,7 @@ interface TenantRow {
   running: string
   completed: string
   failed: string
+  cancelled: string
   tool_calls_succeeded: string
   tool_calls_failed: string
   model_attempts_failed: string
@@ -209,6 +210,7 @@ export async function tenantSummary(
             count(*) filter (where status = 'running') as running,
             count(*) filter (where status = 'completed') as completed,
             count(*) filter (where status = 'failed') as failed,
+            count(*) filter (where status = 'cancelled') as cancelled,
             coalesce(sum(tool_calls_succeeded), 0) as tool_calls_succeeded,
             coalesce(sum(tool_calls_failed), 0) as tool_calls_failed,
             coalesce(sum(model_attempts_failed), 0) as model_attempts_failed,
@@ -228,7 +230,7 @@ export async function tenantSummary(
   return {
     tenantId: tenant,
     tasks: Number(row.tasks),
-    byStatus: { received: Number(row.received), running: Number(row.running), completed: Number(row.completed), failed: Number(row.failed) },
+    byStatus: { received: Number(row.received), running: Number(row.running), completed: Number(row.completed), failed: Number(row.failed), cancelled: Number(row.cancelled) },
     toolCallsSucceeded: Number(row.tool_calls_succeeded),
     toolCallsFailed: Number(row.tool_calls_failed),
     modelAttemptsFailed: Number(row.model_attempts_failed),

@@ -45,8 +45,9 @@ describe.each(['postgres', 'pglite'] as const)('compensations of side effects wi
     const { result, activities, events, outbox } = await run(doomed, 'notify-1', NOTIFY)
     expect(result).toMatchObject({ status: 'failed', failedStep: 'synthesize', errorCode: 'MODEL_CONTEXT_LENGTH_EXCEEDED' })
 
-    // Temporal ran one compensation activity, for the notification only (t2 searched: no side effect), before failTask.
-    expect(activities.map((fact) => fact.activityId)).toEqual(['receive', 'route', 'plan', 'tool:t1', 'tool:t2', 'synthesize', 'compensate:t1', 'fail'])
+    // Temporal read the run's side effects from the stream and ran one compensation activity, for the notification only
+    // (t2 searched: no side effect), before failTask.
+    expect(activities.map((fact) => fact.activityId)).toEqual(['receive', 'route', 'plan', 'tool:t1', 'tool:t2', 'synthesize', 'side-effects', 'compensate:t1', 'fail'])
 
     // The outbox holds the notification and exactly one retraction pointing at it, on the same channel.
     expect(outbox.map((row) => [row.kind, row.tool_call_id])).toEqual([
@@ -99,10 +100,10 @@ describe.each(['postgres', 'pglite'] as const)('compensations of side effects wi
     expect(events.map((event) => event.type)).not.toContain('ToolCallCompensated')
   })
 
-  it('a failed task without side effects runs no compensation activity', async () => {
+  it('a failed task without side effects finds none to compensate and runs no compensation activity', async () => {
     const { result, activities, events, outbox } = await run(doomed, 'search-1', SEARCH)
     expect(result).toMatchObject({ status: 'failed', failedStep: 'synthesize' })
-    expect(activities.map((fact) => fact.activityId)).toEqual(['receive', 'route', 'plan', 'tool:t1', 'synthesize', 'fail'])
+    expect(activities.map((fact) => fact.activityId)).toEqual(['receive', 'route', 'plan', 'tool:t1', 'synthesize', 'side-effects', 'fail'])
     expect(outbox).toEqual([])
     expect(events.map((event) => event.type).filter((type) => type.includes('Compensat'))).toEqual([])
   })

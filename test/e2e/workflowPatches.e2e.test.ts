@@ -97,7 +97,34 @@ describe(`the ${PATCH} patch (docs/workflow-changes.md)`, () => {
     // code would wedge every such execution still open when it was deployed.
     const unguarded = await bundleWithPatchedAlways(true)
     await expect(Worker.runReplayHistory({ workflowBundle: unguarded }, history)).rejects.toThrow(/[Nn]ondeterminism|[Dd]eterminism/)
-    // (Executions whose tool calls all ran on the old activities report no compensable side effect, so they replay either way.)
-    await expect(Worker.runReplayHistory({ workflowBundle: unguarded }, load('notified-then-failed-before-compensation'))).resolves.toBeUndefined()
+    // Since compensation reads the side effects from the stream (compensate-recorded-side-effects), every failure schedules
+    // that read first: unguarded, even an old execution whose tool calls reported nothing compensable would wedge.
+    await expect(Worker.runReplayHistory({ workflowBundle: unguarded }, load('notified-then-failed-before-compensation'))).rejects.toThrow(/[Nn]ondeterminism|[Dd]eterminism/)
   }, 180_000)
+})
+
+describe('the recorded-cancel and drain-fan-out patches (docs/workflow-changes.md)', () => {
+  const cases = [
+    { before: 'cancelled-during-tools-before-recorded-cancel', after: 'cancelled-during-tools-recorded', patch: 'recorded-cancel' },
+    { before: 'fan-out-failed-before-drain', after: 'fan-out-failed-drained', patch: 'drain-fan-out' },
+  ]
+
+  it('keeps a history of each from before its change, which the change without its guard could not replay', async () => {
+    const unguarded = await bundleWithPatchedAlways(true)
+    for (const { before, patch } of cases) {
+      expect(HISTORY_SCENARIOS.find((scenario) => scenario.name === before)?.recordedBefore).toBe(patch)
+      expect(patchMarkers(load(before))).not.toContain(patch)
+      await expect(Worker.runReplayHistory({ workflowBundle: unguarded }, load(before)), before).rejects.toThrow(/[Nn]ondeterminism|[Dd]eterminism/)
+    }
+  }, 120_000)
+
+  it('records the patch markers and the new commands in the histories recorded after the change', () => {
+    for (const { after, patch } of cases) expect(patchMarkers(load(after))).toContain(patch)
+    // Before: nothing ended the cancelled run; after: side effects read from the stream, t1 compensated, the cancel recorded.
+    expect(scheduled(load('cancelled-during-tools-before-recorded-cancel'))).toEqual(['receive', 'route', 'plan', 'tool:t1', 'tool:t2'])
+    expect(scheduled(load('cancelled-during-tools-recorded'))).toEqual(['receive', 'route', 'plan', 'tool:t1', 'tool:t2', 'side-effects', 'compensate:t1', 'cancel'])
+    // Before: the failure was recorded while t1 still ran; after: t1 settled, then compensated, and t3 never started.
+    expect(scheduled(load('fan-out-failed-before-drain'))).toEqual(['receive', 'route', 'plan', 'tool:t1', 'tool:t2', 'fail'])
+    expect(scheduled(load('fan-out-failed-drained'))).toEqual(['receive', 'route', 'plan', 'tool:t1', 'tool:t2', 'side-effects', 'compensate:t1', 'fail'])
+  })
 })

@@ -16,6 +16,7 @@ import { createPipelineWorker } from '../../cli/runtime/pipelineWorker'
 import { loadPrebuiltWorkflowBundle } from '../../cli/runtime/workflowBundle'
 import type { AgentPipelineInput, AgentPipelineResult } from '../../workflows/api'
 import { freshPgliteDatabase, freshPostgresDatabase, randomKeyRing } from './databases'
+import { wrapActivities, wrapTools, type PipelineWrappers } from './pipelineWrappers'
 
 let bundle: WorkflowBundle | undefined
 
@@ -44,10 +45,21 @@ export interface PipelineHarness {
   close(): Promise<void>
 }
 
+/** How a harness's worker differs from the production worker: faults, the scripted model's latency, tools, test wrappers. */
+export interface PipelineHarnessOptions {
+  readonly faults?: FaultPlan
+  readonly latencyMs?: number
+  readonly ledgerPath?: string
+  readonly workflowBundle?: WorkflowBundle
+  readonly models?: ModelClient
+  /** Test wrappers around the real activities and tools (test/support/pipelineWrappers.ts). */
+  readonly wrappers?: PipelineWrappers
+}
+
 /** A real Temporal worker with the real activities over a fresh database (PostgreSQL server or PGlite) and the scripted model, or `models`. */
 export async function pipelineHarness(
   kind: 'postgres' | 'pglite',
-  options: { faults?: FaultPlan; latencyMs?: number; ledgerPath?: string; workflowBundle?: WorkflowBundle; models?: ModelClient } = {},
+  options: PipelineHarnessOptions = {},
 ): Promise<PipelineHarness> {
   const database = kind === 'postgres' ? await freshPostgresDatabase() : await freshPgliteDatabase()
   const store = new PostgresEventStore(database)
@@ -58,13 +70,16 @@ export async function pipelineHarness(
   const clientConnection = await Connection.connect({ address })
   const client = new Client({ connection: clientConnection })
   const taskQueue = `test-${uniqueSuffix()}`
-  const activities = createActivities({
-    historian,
-    models: options.models ?? new ModelClient(modelsFromConfig({ provider: 'scripted', latencyMs: options.latencyMs ?? 0, faults: options.faults, ledgerPath: options.ledgerPath, timeoutMs: 1_000 })),
-    tools: createDefaultTools({ pool: database.pool, faults: options.faults }),
-    clock: () => new Date(),
-    faults: options.faults,
-  })
+  const activities = wrapActivities(
+    createActivities({
+      historian,
+      models: options.models ?? new ModelClient(modelsFromConfig({ provider: 'scripted', latencyMs: options.latencyMs ?? 0, faults: options.faults, ledgerPath: options.ledgerPath, timeoutMs: 1_000 })),
+      tools: wrapTools(createDefaultTools({ pool: database.pool, faults: options.faults }), options.wrappers),
+      clock: () => new Date(),
+      faults: options.faults,
+    }),
+    options.wrappers,
+  )
   const withWorker = async <T>(work: () => Promise<T>): Promise<T> => {
     const worker = await createPipelineWorker({ connection, namespace: 'default', taskQueue, activities, workflowBundle: options.workflowBundle ?? (await sharedWorkflowBundle()) })
     return worker.runUntil(work)

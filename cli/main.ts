@@ -11,7 +11,7 @@ function buildProgram(): Command {
     .showHelpAfterError()
     .addHelpText(
       'after',
-      '\nCommands that change state (start, redrive, replay, rebuild, dead-letters retry, api-keys create and revoke) need an API key\n' +
+      '\nCommands that change state (start, cancel, redrive, replay, rebuild, dead-letters retry, api-keys create and revoke) need an API key\n' +
         'whose role holds their permission in ANNALIST_API_KEY; the first global operator key is created without one (docs/roles.md).',
     )
 

@@ -88,13 +88,14 @@ describe('roles in the CLI', () => {
     expect((await listApiKeys(database.pool)).filter((key) => key.revokedAt !== null).map((key) => key.keyId)).toEqual([approver.id])
   })
 
-  it('start, redrive and replay need their permission on the tenant; a tenant key starts its own tasks', async () => {
+  it('start, cancel, redrive and replay need their permission on the tenant; a tenant key starts its own tasks', async () => {
     const tenant = await createApiKey(database.pool, { role: 'tenant', tenantId: 'acme' })
     const analyst = await createApiKey(database.pool, { role: 'analyst' })
     const acmeOperator = await createApiKey(database.pool, { role: 'operator', tenantId: 'acme' })
     const start = (tenantId: string, taskId: string) => ['start', '--tenant', tenantId, '--task', taskId, '--input', 'hello']
     const redrive = (tenantId: string) => ['redrive', '--tenant', tenantId, '--task', 'task-1', '--by', 'alice']
     const replay = (tenantId: string) => ['replay', '--tenant', tenantId, '--task', 'task-1', '--from', 'synthesize']
+    const cancel = (tenantId: string) => ['cancel', '--tenant', tenantId, '--task', 'never-started', '--by', 'alice', '--reason', 'test']
     const runs = await Promise.all([
       as(undefined, start('acme', 'refused')),
       as(tenant.key, start('globex', 'refused')),
@@ -104,6 +105,8 @@ describe('roles in the CLI', () => {
       as(acmeOperator.key, redrive('no_such_tenant')),
       as(tenant.key, replay('acme')),
       as(analyst.key, replay('globex')),
+      as(tenant.key, cancel('acme')),
+      as(acmeOperator.key, cancel('globex')),
     ])
     expect(runs.map(refusal)).toEqual([
       `annalist: ANNALIST_API_KEY: not set; this command needs an API key with the permission task.start (docs/roles.md)${HINT}`,
@@ -114,7 +117,11 @@ describe('roles in the CLI', () => {
       `annalist: API key ${acmeOperator.id} (operator of tenant acme) may not task.redrive for tenant "no_such_tenant"${HINT}`,
       `annalist: API key ${tenant.id} (tenant acme) may not task.replay for tenant "acme"${HINT}`,
       `annalist: API key ${analyst.id} (analyst) may not task.replay for tenant "globex"${HINT}`,
+      `annalist: API key ${tenant.id} (tenant acme) may not task.cancel for tenant "acme"${HINT}`,
+      `annalist: API key ${acmeOperator.id} (operator of tenant acme) may not task.cancel for tenant "globex"${HINT}`,
     ])
+    // Allowed: the operator's cancel reaches Temporal, which has no pipeline of that task to cancel.
+    expect(refusal(await as(acmeOperator.key, cancel('acme')))).toBe(`annalist: cannot cancel acme/never-started: no pipeline was ever started for it${HINT}`)
     for (const run of runs) expect(run.stderr).not.toMatch(new RegExp(`${tenant.key}|${analyst.key}|${acmeOperator.key}`))
 
     const connection = await Connection.connect({ address: inject('temporalAddress') })

@@ -8,9 +8,6 @@
 export const Role = { tenant: 'tenant', analyst: 'analyst', operator: 'operator' } as const
 export type Role = (typeof Role)[keyof typeof Role]
 
-/** Every role, in the order docs and listings show them. */
-export const ROLES: readonly Role[] = Object.values(Role)
-
 /** Whether a role holds a permission: always, never, or (tenant keys) only when the key was created able to approve. */
 export const Grant = { yes: 'yes', no: 'no', ifCanApprove: 'ifCanApprove' } as const
 export type Grant = (typeof Grant)[keyof typeof Grant]

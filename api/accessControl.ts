@@ -1,15 +1,30 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type pg from 'pg'
 import { recordApiAccess } from './accessLog'
-import { ApiRole, authenticate, type ApiPrincipal } from './keys'
+import { authenticate } from './keys'
+import { holds, may, PERMISSIONS, Target, type Permission, type Principal } from './roles'
 import type { ErrorBody } from './schemas'
 
+/** Finds the tenant a request acts on (null: none, e.g. a global key), from its raw, unvalidated parameters. */
+export type TargetTenantOf = (request: FastifyRequest, pool: pg.Pool) => Promise<string | null>
+
 /**
- * Who may call a route: anyone (`public`), any key with the tenant in the path in its scope (`tenant`), or analyst
- * keys only (`analyst`). Routes declare it in `config.access`; a route that declares nothing is `analyst`.
+ * What a route requires: nothing (`public`), or a permission of api/roles.ts on the request's target tenant, by default
+ * the `:tenantId` path parameter. A route that declares nothing (only the not-found handler) needs a valid key.
  */
-export const RouteAccess = { public: 'public', tenant: 'tenant', analyst: 'analyst' } as const
-export type RouteAccess = (typeof RouteAccess)[keyof typeof RouteAccess]
+export interface RouteAccess {
+  readonly permission: Permission | 'public'
+  /** Where the target tenant comes from when it is not the `:tenantId` path parameter. */
+  readonly targetTenant?: TargetTenantOf
+}
+
+/** The config of a route anyone may call. */
+export const PUBLIC_ROUTE: { readonly access: RouteAccess } = { access: { permission: 'public' } }
+
+/** The config of a route that needs `permission`: `{ config: requires('task.cancel') }`. */
+export function requires(permission: Permission, targetTenant?: TargetTenantOf): { readonly access: RouteAccess } {
+  return { access: { permission, ...(targetTenant ? { targetTenant } : {}) } }
+}
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -17,7 +32,7 @@ declare module 'fastify' {
   }
   interface FastifyRequest {
     /** The authenticated caller; unset on public routes and refused requests. */
-    principal?: ApiPrincipal
+    principal?: Principal
     /** The validated filters of the query answered, for the access log. */
     accessQuery?: Record<string, unknown>
     /** How many rows the response carries, for the access log. */
@@ -43,8 +58,8 @@ function presentedKey(request: FastifyRequest): string | undefined {
   return BEARER.exec(request.headers.authorization ?? '')?.[1]
 }
 
-function routeAccess(request: FastifyRequest): RouteAccess {
-  return request.routeOptions.config.access ?? RouteAccess.analyst
+function isPublic(request: FastifyRequest): boolean {
+  return request.routeOptions.config.access?.permission === 'public'
 }
 
 /** The tenant named in the path, raw (not validated: scope is checked before anything is validated). */
@@ -52,6 +67,17 @@ function requestedTenant(request: FastifyRequest): string | null {
   const params = request.params as Record<string, unknown> | undefined
   const tenant = params?.tenantId
   return typeof tenant === 'string' ? tenant : null
+}
+
+/** Why `principal` may not call the route (for the access log only), or undefined when it may. */
+async function deniedReason(principal: Principal, access: RouteAccess, request: FastifyRequest, pool: pg.Pool): Promise<string | undefined> {
+  const { permission } = access
+  if (permission === 'public') return undefined
+  if (!holds(principal, permission)) return `role ${principal.role} lacks ${permission}`
+  if (PERMISSIONS[permission].target === Target.global) return may(principal, permission, null) ? undefined : `${permission} needs a key without a tenant scope`
+  // The target is looked up only for scoped keys: a global key may act on any tenant, existing or not.
+  const target = principal.tenantId === null ? null : access.targetTenant ? await access.targetTenant(request, pool) : requestedTenant(request)
+  return may(principal, permission, target) ? undefined : 'tenant outside the key scope'
 }
 
 async function refuse(request: FastifyRequest, reply: FastifyReply, status: 401 | 403, reason: string): Promise<void> {
@@ -62,26 +88,27 @@ async function refuse(request: FastifyRequest, reply: FastifyReply, status: 401 
 
 /**
  * Adds the authentication, scope check and access log to every route of `app`:
- * - onRequest (before any parameter is parsed or validated): a Bearer key is required except on public routes;
- *   a tenant key may only use routes whose `:tenantId` is exactly its own tenant, and never analyst routes.
+ * - onRequest (before any parameter is parsed or validated): a Bearer key is required except on public routes, and
+ *   the key must hold the route's permission on the request's target tenant (`may`). A key scoped to a tenant may
+ *   only use routes whose target is exactly its own tenant. Every refusal is the one FORBIDDEN body.
  * - onSend: every non-public request, answered or refused, is appended to api_access_log before the response
  *   leaves. If that write fails the response becomes a 500: nothing is served that was not logged.
  */
 export function addAccessControl(app: FastifyInstance, deps: { readonly pool: pg.Pool; readonly onError: (error: unknown) => void }): void {
   app.addHook('onRequest', async (request, reply) => {
-    const access = routeAccess(request)
-    if (access === RouteAccess.public) return
+    const access = request.routeOptions.config.access
+    if (access?.permission === 'public') return
     const presented = presentedKey(request)
     const principal = presented === undefined ? undefined : await authenticate(deps.pool, presented)
     if (!principal) return refuse(request, reply, 401, presented === undefined ? 'no API key' : 'unknown, malformed or revoked API key')
     request.principal = principal
-    if (principal.role === ApiRole.analyst) return
-    if (access === RouteAccess.analyst) return refuse(request, reply, 403, request.routeOptions.url === undefined ? 'no such route' : 'analyst role required')
-    if (requestedTenant(request) !== principal.tenantId) return refuse(request, reply, 403, 'tenant outside the key scope')
+    if (access === undefined) return principal.tenantId === null ? undefined : refuse(request, reply, 403, 'no such route')
+    const denied = await deniedReason(principal, access, request, deps.pool)
+    if (denied !== undefined) return refuse(request, reply, 403, denied)
   })
 
   app.addHook('onSend', async (request, reply, payload) => {
-    if (routeAccess(request) === RouteAccess.public) return payload
+    if (isPublic(request)) return payload
     const principal = request.principal
     const answered = reply.statusCode < 400
     try {

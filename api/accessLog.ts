@@ -1,10 +1,10 @@
 import type pg from 'pg'
-import type { ApiRole } from './keys'
+import type { Role } from './roles'
 
 /** One API request as the access log records it: who asked, for what, and what they got. */
 export interface ApiAccess {
   readonly keyId: string | null
-  readonly role: ApiRole | null
+  readonly role: Role | null
   readonly keyTenantId: string | null
   readonly method: string
   readonly route: string
@@ -69,7 +69,7 @@ interface AccessRow {
   id: string
   at: Date
   key_id: string | null
-  role: ApiRole | null
+  role: Role | null
   key_tenant_id: string | null
   method: string
   route: string

@@ -2,6 +2,37 @@ import type pg from 'pg'
 import type { TenantKeyRing } from '../historian/integrity/tenantKeyRing'
 import type { EventStore } from '../historian/port'
 
+/** A redrive as the API asks for it: which task, who asked (the key, recorded as requestedBy) and why. */
+export interface RedriveTaskRequest {
+  readonly tenantId: string
+  readonly taskId: string
+  readonly requestedBy: string
+  readonly note?: string
+}
+
+/** A redrive that started: the new run of the task's workflow, linked to the dead-lettered one. */
+export interface RedriveTaskStarted {
+  readonly workflowId: string
+  readonly runId: string
+  readonly parentRunId: string
+  readonly fromStep: string
+}
+
+/**
+ * Starts a redrive; wired to Temporal by the composition root (`annalist serve`). Throws OperationRefusedError when the
+ * task cannot be redriven.
+ */
+export type RedriveTask = (request: RedriveTaskRequest) => Promise<RedriveTaskStarted>
+
+/** Thrown when a state-changing request is valid and allowed but the system refuses it as it stands (HTTP 409). */
+export class OperationRefusedError extends Error {
+  readonly statusCode = 409
+  constructor(message: string) {
+    super(message)
+    this.name = 'OperationRefusedError'
+  }
+}
+
 /** What the API's routes read from: the read-model database, the event store (exports, lag) and the chain keys. */
 export interface ApiDeps {
   readonly pool: pg.Pool
@@ -9,4 +40,6 @@ export interface ApiDeps {
   readonly keyRing: TenantKeyRing
   /** The clock for default time windows and lag; unset: the system clock (the database clock for lag). */
   readonly now?: () => Date
+  /** How to redrive a task; unset when the server has no Temporal connection (the redrive route answers 503). */
+  readonly redriveTask?: RedriveTask
 }

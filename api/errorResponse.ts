@@ -2,6 +2,7 @@ import { STATUS_CODES } from 'node:http'
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod'
 import { InvalidIdentifierError } from '../historian/streams'
 import { InvalidQueryError } from '../projections/queryFilters'
+import { UnknownApiKeyError } from './keys'
 import type { ErrorBody } from './schemas'
 
 /** An error as the API answers it. */
@@ -30,11 +31,13 @@ function badRequest(parameter: string, message: string): ErrorResponse {
 }
 
 /**
- * Maps an error to its response: invalid filters, identifiers and parameters -> 400 naming the parameter; other client
+ * Maps an error to its response: invalid filters, identifiers and parameters -> 400 naming the parameter; an unknown key
+ * ID -> 404 (only callers who may revoke any key get this far); other client
  * errors Fastify raises (4xx) -> that status with its message; anything else -> 500 with a generic body, nothing leaked.
  */
 export function errorResponse(error: unknown): ErrorResponse {
   if (error instanceof InvalidQueryError) return badRequest(PARAMETER_OF_FILTER[error.filter] ?? error.filter, error.message)
+  if (error instanceof UnknownApiKeyError) return { status: 404, body: { error: 'Not Found', message: error.message }, unexpected: false }
   if (error instanceof InvalidIdentifierError) return badRequest(error.kind === 'tenant' ? 'tenantId' : 'taskId', error.message)
   if (hasZodFastifySchemaValidationErrors(error)) {
     const issue = error.validation[0]!

@@ -8,10 +8,11 @@ import type { EventStore } from '../historian/port'
 import { defaultProjections } from '../projections/defaultProjections'
 import { projectionLag, registerProjectionMetrics } from '../projections/lag'
 import { addAccessControl, refuseMalformedUrl } from './accessControl'
-import type { ApiDeps } from './apiDeps'
+import type { ApiDeps, RedriveTask } from './apiDeps'
 import { errorResponse } from './errorResponse'
 import { analyticsRoutes } from './routes/analyticsRoutes'
 import { operationsRoutes } from './routes/operationsRoutes'
+import { operatorRoutes } from './routes/operatorRoutes'
 import { tenantRoutes } from './routes/tenantRoutes'
 
 /** What the API server is built from. */
@@ -25,6 +26,8 @@ export interface ApiServerOptions {
   readonly onError?: (error: unknown) => void
   /** The Prometheus registry /metrics exposes; the server adds its request counter and the projection lag gauges. */
   readonly registry?: Registry
+  /** How to redrive a task (Temporal); without it the redrive route answers 503. */
+  readonly redriveTask?: RedriveTask
 }
 
 function reportToStderr(error: unknown): void {
@@ -37,7 +40,7 @@ function reportToStderr(error: unknown): void {
  */
 export function buildApiServer(options: ApiServerOptions): FastifyInstance {
   const onError = options.onError ?? reportToStderr
-  const deps: ApiDeps = { pool: options.pool, store: options.store, keyRing: options.keyRing, now: options.now }
+  const deps: ApiDeps = { pool: options.pool, store: options.store, keyRing: options.keyRing, now: options.now, redriveTask: options.redriveTask }
   const registry = options.registry ?? new Registry()
   const requests = new Counter({
     name: 'annalist_api_requests_total',
@@ -75,9 +78,11 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
     openapi: {
       openapi: '3.1.0',
       info: {
-        title: 'Annalist query API',
-        version: '1.0.0',
-        description: 'Tenant-scoped audit trail, task summaries and exports, and cross-tenant analytics for the analyst role.',
+        title: 'Annalist API',
+        version: '1.1.0',
+        description:
+          'Tenant-scoped audit trail, task summaries and exports, cross-tenant analytics for the analyst role, and operator actions ' +
+          '(redrive, key revocation). Every route declares the permission it needs (docs/roles.md).',
       },
       components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'an API key from `annalist api-keys create`' } } },
     },
@@ -87,5 +92,6 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
   app.register(operationsRoutes, { registry })
   app.register(tenantRoutes, { prefix: '/v1', deps })
   app.register(analyticsRoutes, { prefix: '/v1', deps })
+  app.register(operatorRoutes, { prefix: '/v1', deps })
   return app
 }

@@ -9,6 +9,11 @@ function buildProgram(): Command {
     .option('--verbose', 'print stack traces with errors')
     .version(`annalist ${version} (Node ${process.version})`, '-V, --version', 'print the version and the Node.js it runs on')
     .showHelpAfterError()
+    .addHelpText(
+      'after',
+      '\nCommands that change state (start, cancel, redrive, replay, rebuild, dead-letters retry, api-keys create and revoke) need an API key\n' +
+        'whose role holds their permission in ANNALIST_API_KEY; the first global operator key is created without one (docs/roles.md).',
+    )
 
   program
     .command('demo')
@@ -249,12 +254,14 @@ function buildProgram(): Command {
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .action(async (options) => (await import('./commands/serve')).serveCommand(options))
 
-  const apiKeys = program.command('api-keys').description('create, list and revoke API keys of the HTTP query API')
+  const apiKeys = program.command('api-keys').description('create, list and revoke API keys of the HTTP API and of state-changing commands (docs/roles.md)')
   apiKeys
     .command('create')
-    .description('create a key scoped to one tenant (--tenant) or an analyst key (--analyst); prints the key once')
-    .option('--tenant <tenantId>', 'the one tenant the key may read')
-    .option('--analyst', 'a cross-tenant analyst key')
+    .description('create a tenant key (--tenant), an analyst key (--analyst) or an operator key (--operator, global or with --tenant); prints the key once. Needs ANNALIST_API_KEY with key.create, except for the first global operator key (docs/roles.md)')
+    .option('--tenant <tenantId>', 'the one tenant the key is scoped to (required for a tenant key, optional for an operator key)')
+    .option('--analyst', 'a cross-tenant, read-only analyst key')
+    .option('--operator', 'an operator key: acts (start, redrive, replay, keys, rebuild) but reads no tenant content')
+    .option('--can-approve', 'a tenant key that may also approve')
     .option('--label <label>', 'what the key is for, shown in listings')
     .action(async (options) => (await import('./commands/apiKeys')).apiKeysCreateCommand(options))
   apiKeys
@@ -264,7 +271,7 @@ function buildProgram(): Command {
     .action(async (options) => (await import('./commands/apiKeys')).apiKeysListCommand(options))
   apiKeys
     .command('revoke')
-    .description('revoke a key by its ID; it stops working at once')
+    .description('revoke a key by its ID; it stops working at once (needs ANNALIST_API_KEY with key.revoke)')
     .argument('<id>', 'key ID (from `api-keys list`)')
     .action(async (id) => (await import('./commands/apiKeys')).apiKeysRevokeCommand(id))
 

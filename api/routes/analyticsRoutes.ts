@@ -12,7 +12,7 @@ import {
 import { projectionLag } from '../../projections/lag'
 import { defaultProjections } from '../../projections/defaultProjections'
 import type { ApiDeps } from '../apiDeps'
-import { RouteAccess } from '../accessControl'
+import { requires } from '../accessControl'
 import { AnalyticsRowsBody, AUTHENTICATED_ERRORS, jsonified, NoQuery, ProjectionLagBody } from '../schemas'
 
 const once = (description: string) => z.string().optional().describe(description)
@@ -26,9 +26,9 @@ const kind = z.enum(FailureKind).optional().describe('task: tasks that gave up; 
 
 const analystRoute = (summary: string, description: string) => ({ tags: ['analytics'], summary, description, security: [{ bearerAuth: [] }] })
 
-/** The cross-tenant analytics and operations routes: analyst keys only (a tenant key gets 403). */
+/** The cross-tenant analytics (analytics.read) and projection lag (operations.read): keys without a tenant scope only. */
 export const analyticsRoutes: FastifyPluginAsyncZod<{ deps: ApiDeps }> = async (app, { deps }) => {
-  const config = { access: RouteAccess.analyst }
+  const config = requires('analytics.read')
   const response = { 200: AnalyticsRowsBody, ...AUTHENTICATED_ERRORS }
 
   /** One analytics route: the query's rows for the validated filters, in the default window when none is given. */
@@ -92,7 +92,7 @@ export const analyticsRoutes: FastifyPluginAsyncZod<{ deps: ApiDeps }> = async (
   app.get(
     '/projections/lag',
     {
-      config,
+      config: requires('operations.read'),
       schema: {
         ...analystRoute('How far each projection is behind the event log', 'Checkpoint, head position, events behind, age of the oldest unprojected event, dead letters.'),
         querystring: NoQuery,

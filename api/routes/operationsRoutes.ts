@@ -1,22 +1,22 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
 import type { Registry } from 'prom-client'
 import { z } from 'zod'
-import { RouteAccess } from '../accessControl'
+import { PUBLIC_ROUTE, requires } from '../accessControl'
 
-/** Health, the OpenAPI document and Prometheus metrics. Health and the document are public; metrics need an analyst key. */
+/** Health, the OpenAPI document and Prometheus metrics. Health and the document are public; metrics need operations.read (analyst or global operator). */
 export const operationsRoutes: FastifyPluginAsyncZod<{ registry: Registry }> = async (app, { registry }) => {
   app.get(
     '/healthz',
-    { config: { access: RouteAccess.public }, schema: { tags: ['operations'], summary: 'Liveness', response: { 200: z.object({ status: z.literal('ok') }) } } },
+    { config: PUBLIC_ROUTE, schema: { tags: ['operations'], summary: 'Liveness', response: { 200: z.object({ status: z.literal('ok') }) } } },
     async () => ({ status: 'ok' as const }),
   )
 
-  app.get('/openapi.json', { config: { access: RouteAccess.public }, schema: { hide: true } }, async () => app.swagger())
+  app.get('/openapi.json', { config: PUBLIC_ROUTE, schema: { hide: true } }, async () => app.swagger())
 
   app.get(
     '/metrics',
     {
-      config: { access: RouteAccess.analyst },
+      config: requires('operations.read'),
       schema: {
         tags: ['operations'],
         summary: 'Prometheus metrics (text exposition format)',

@@ -7,7 +7,7 @@ import { TaskStatus } from '../../projections/taskSummary/projection'
 import { taskSummaries, tenantSummary, validateTaskSummaryQuery } from '../../projections/taskSummary/query'
 import { taskDeadLetters, validateTaskDeadLetterQuery } from '../../projections/taskDeadLetters/query'
 import type { ApiDeps } from '../apiDeps'
-import { RouteAccess } from '../accessControl'
+import { requires } from '../accessControl'
 import { AUTHENTICATED_ERRORS, AuditPageBody, ErrorBody, jsonified, NoQuery, TaskSummaryBody, TenantParams, TenantSummaryBody } from '../schemas'
 
 /** Most entries or tasks one page may hold. */
@@ -87,7 +87,7 @@ function listParameter(value: string | string[] | undefined): string[] | undefin
 
 /** The tenant routes: audit trail, task summaries, tenant summary, dead-lettered tasks, export. Every one reads only the tenant in its path. */
 export const tenantRoutes: FastifyPluginAsyncZod<{ deps: ApiDeps }> = async (app, { deps }) => {
-  const config = { access: RouteAccess.tenant }
+  const config = requires('tenant.read')
 
   app.get(
     '/tenants/:tenantId/audit',

@@ -3,6 +3,7 @@ import { assertTaskId, assertTenantId } from '../../historian/streams'
 import { InvalidQueryError } from '../../projections/queryFilters'
 import { MAX_CANCEL_REASON_LENGTH, MAX_CANCEL_REQUESTER_LENGTH } from '../../historian/events'
 import { requestCancel } from '../runtime/cancelRequest'
+import { authorizeCallerOnce } from '../runtime/callerPermission'
 import { loadConfig } from '../runtime/config'
 
 /** The options of `annalist cancel`, as commander parses them. */
@@ -25,13 +26,15 @@ export function operatorText(option: string, text: string, max: number): string 
  * `annalist cancel --tenant T --task K --by NAME --reason TEXT [--no-wait]`: cancels the task's running pipeline through
  * its cancel Update, which records who and why. The pipeline compensates its side effects and records
  * AgentTaskCancelled; the command waits for that (unless --no-wait) and prints how the run ended. A pipeline that had
- * already completed or failed when the request arrived says so, and the command exits 2.
+ * already completed or failed when the request arrived says so, and the command exits 2. Needs task.cancel on the tenant
+ * (ANNALIST_API_KEY).
  */
 export async function cancelCommand(options: CancelOptions): Promise<void> {
   const task = { tenantId: assertTenantId(options.tenant), taskId: assertTaskId(options.task) }
   const request = { requestedBy: operatorText('--by', options.by, MAX_CANCEL_REQUESTER_LENGTH), reason: operatorText('--reason', options.reason, MAX_CANCEL_REASON_LENGTH) }
   const config = loadConfig()
   if (!config.temporalAddress) throw new Error('TEMPORAL_ADDRESS is not set: `cancel` talks to the cluster that runs the pipeline')
+  await authorizeCallerOnce(config, 'task.cancel', task.tenantId)
   const connection = await Connection.connect({ address: config.temporalAddress })
   try {
     const client = new Client({ connection, namespace: config.temporalNamespace })

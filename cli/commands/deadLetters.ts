@@ -1,6 +1,7 @@
 import { listDeadLetters, type DeadLetter } from '../../projections/deadLetters'
 import { defaultProjections } from '../../projections/defaultProjections'
 import { retryDeadLetters, UnknownProjectionError, type DeadLetterRetry } from '../../projections/retryDeadLetters'
+import { authorizeCaller } from '../runtime/callerPermission'
 import { loadConfig } from '../runtime/config'
 import { formatRows, type OutputColumn, type OutputFormat } from '../runtime/output'
 import { openStorage } from '../runtime/storage'
@@ -54,8 +55,10 @@ export async function retryDeadLettersCommand(options: { projection?: string; po
   }
   const projection = knownProjection(options.projection)
   const position = options.position === undefined ? undefined : BigInt(options.position)
-  const storage = await openStorage(loadConfig())
+  const config = loadConfig()
+  const storage = await openStorage(config)
   try {
+    await authorizeCaller(storage.database.pool, config.apiKey, 'deadLetter.retry', null)
     const retries = await retryDeadLetters(storage.store, storage.database.pool, defaultProjections(), { projection, position })
     const what = position === undefined ? 'no dead letters' : `no dead letter at position ${position}`
     console.log(formatRows(retries, RETRY_COLUMNS, options.format, `${what}${projection ? ` for ${projection}` : ''}`))

@@ -2,6 +2,7 @@ import cliProgress from 'cli-progress'
 import { defaultProjections } from '../../projections/defaultProjections'
 import { rebuildProjections, type RebuildResult } from '../../projections/rebuild'
 import { UnknownProjectionError } from '../../projections/retryDeadLetters'
+import { authorizeCaller } from '../runtime/callerPermission'
 import { loadConfig } from '../runtime/config'
 import { openStorage } from '../runtime/storage'
 import { parseWholeNumber } from './lag'
@@ -29,7 +30,14 @@ export async function rebuildCommand(name: string, options: { batchSize: string 
   const all = defaultProjections()
   const chosen = name === 'all' ? all : all.filter((projection) => projection.name === name)
   if (chosen.length === 0) throw new UnknownProjectionError(name, [...all.map((projection) => projection.name), 'all'])
-  const storage = await openStorage(loadConfig())
+  const config = loadConfig()
+  const storage = await openStorage(config)
+  try {
+    await authorizeCaller(storage.database.pool, config.apiKey, 'projection.rebuild', null)
+  } catch (error) {
+    await storage.close()
+    throw error
+  }
   const bars = new cliProgress.MultiBar(
     {
       stream: process.stderr,

@@ -3,9 +3,9 @@ import { Client, Connection } from '@temporalio/client'
 import { assertTaskId, assertTenantId } from '../../historian/streams'
 import { InvalidQueryError } from '../../projections/queryFilters'
 import type { AgentPipelineResult } from '../../workflows/api'
+import { authorizeCaller } from '../runtime/callerPermission'
 import { loadConfig, requireIntegrityKeyRing } from '../runtime/config'
-import { startLinkedRun } from '../runtime/linkedRuns'
-import { requestRedrive } from '../runtime/redriveRequest'
+import { redriveTask } from '../runtime/redriveRequest'
 import { openStorage } from '../runtime/storage'
 
 /** The options of `annalist redrive`, as commander parses them. */
@@ -39,7 +39,7 @@ export function redriveRequester(by: string | undefined, osUser: () => string = 
  * failed step as a new run linked to the dead-lettered one (reason `redrive`, requestedBy NAME). Decided from the task's
  * event stream and recorded there as RedriveRequested before the run starts (requestRedrive): a task that is not
  * dead-lettered, whose dead letter was redriven already, or whose redrive another operator requested first, is refused
- * with one line and nothing is started. `--resume` repeats a redrive whose request was recorded but whose run never started. With --wait, prints the new run's result and exits 2 if it failed.
+ * with one line and nothing is started. Needs task.redrive on the tenant (ANNALIST_API_KEY). `--resume` repeats a redrive whose request was recorded but whose run never started. With --wait, prints the new run's result and exits 2 if it failed.
  */
 export async function redriveCommand(options: RedriveOptions): Promise<void> {
   const tenantId = assertTenantId(options.tenant)
@@ -51,18 +51,18 @@ export async function redriveCommand(options: RedriveOptions): Promise<void> {
   const keyRing = requireIntegrityKeyRing(config)
   const storage = await openStorage(config)
   try {
-    // Recorded in the task's stream first, at the revision it was decided on: a concurrent redrive is refused.
-    const target = await requestRedrive(storage.historian, { tenantId, taskId, requestedBy, ...(options.note === undefined ? {} : { note: options.note }), resume: options.resume === true })
+    await authorizeCaller(storage.database.pool, config.apiKey, 'task.redrive', tenantId)
     const connection = await Connection.connect({ address: config.temporalAddress })
     try {
       const client = new Client({ connection, namespace: config.temporalNamespace })
-      const started = await startLinkedRun(
+      // Recorded in the task's stream first, at the revision it was decided on: a concurrent redrive is refused.
+      const started = await redriveTask(
         { client, historian: storage.historian, keyRing, taskQueue: config.taskQueue },
-        { tenantId, taskId, fromStep: target.fromStep, reason: 'redrive', requestedBy, ...(options.note === undefined ? {} : { note: options.note }) },
+        { tenantId, taskId, requestedBy, ...(options.note === undefined ? {} : { note: options.note }), resume: options.resume === true },
       )
-      const letter = target.deadLetter
+      const letter = started.target.deadLetter
       console.log(
-        `redrive of ${tenantId}/${taskId} by ${requestedBy}: run ${started.runId} of ${started.workflowId} from step ${target.fromStep}, ` +
+        `redrive of ${tenantId}/${taskId} by ${requestedBy}: run ${started.runId} of ${started.workflowId} from step ${started.target.fromStep}, ` +
           `parent run ${started.parentRunId} (dead-lettered at step ${letter.failedStep}: ${letter.errorCode} after ${letter.attempts} attempts)`,
       )
       if (options.wait) {

@@ -5,6 +5,7 @@ import { MODEL_ROLES, type ModelRole } from '../../activities/models/modelClient
 import { ReplayableStep, type RunOverrides } from '../../historian/events'
 import { assertTaskId, assertTenantId } from '../../historian/streams'
 import type { agentPipeline } from '../../workflows'
+import { authorizeCaller } from '../runtime/callerPermission'
 import { loadConfig, requireIntegrityKeyRing } from '../runtime/config'
 import { startLinkedRun, validateOverrides } from '../runtime/linkedRuns'
 import { openStorage } from '../runtime/storage'
@@ -90,6 +91,7 @@ export async function replayCommand(options: ReplayOptions): Promise<void> {
     const storage = await openStorage(config)
     let started
     try {
+      await authorizeCaller(storage.database.pool, config.apiKey, 'task.replay', tenantId)
       started = await startLinkedRun(
         { client, historian: storage.historian, keyRing, taskQueue: config.taskQueue },
         {

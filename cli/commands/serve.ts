@@ -1,5 +1,10 @@
+import { Client, Connection } from '@temporalio/client'
+import type { RedriveTask } from '../../api/apiDeps'
 import { buildApiServer } from '../../api/server'
-import { loadConfig, requireIntegrityKeyRing } from '../runtime/config'
+import type { Historian } from '../../historian/historian'
+import type { TenantKeyRing } from '../../historian/integrity/tenantKeyRing'
+import { loadConfig, requireIntegrityKeyRing, type AnnalistConfig } from '../runtime/config'
+import { apiRedriveTask } from '../runtime/redriveRequest'
 import { openStorage } from '../runtime/storage'
 
 function parsePort(value: string): number {
@@ -8,18 +13,27 @@ function parsePort(value: string): number {
   return port
 }
 
+/** The API's redrive on the cluster at TEMPORAL_ADDRESS, connected on first use. */
+function temporalRedrive(config: AnnalistConfig & { temporalAddress: string }, historian: Historian, keyRing: TenantKeyRing): { redrive: RedriveTask; close(): Promise<void> } {
+  const connection = Connection.lazy({ address: config.temporalAddress })
+  const client = new Client({ connection, namespace: config.temporalNamespace })
+  return { redrive: apiRedriveTask({ client, historian, keyRing, taskQueue: config.taskQueue }), close: () => connection.close() }
+}
+
 /** `annalist serve`: the tenant-scoped HTTP query API until SIGINT/SIGTERM (docs/api.md). */
 export async function serveCommand(options: { port: string; host: string }): Promise<void> {
   const port = parsePort(options.port)
   const config = loadConfig()
   const keyRing = requireIntegrityKeyRing(config)
   const storage = await openStorage(config)
-  const app = buildApiServer({ pool: storage.database.pool, store: storage.store, keyRing })
+  const temporal = config.temporalAddress ? temporalRedrive({ ...config, temporalAddress: config.temporalAddress }, storage.historian, keyRing) : undefined
+  const app = buildApiServer({ pool: storage.database.pool, store: storage.store, keyRing, redriveTask: temporal?.redrive })
   let url: string
   try {
     url = await app.listen({ port, host: options.host })
   } catch (error) {
     await app.close().catch(() => undefined)
+    await temporal?.close()
     await storage.close()
     throw error
   }
@@ -31,6 +45,7 @@ export async function serveCommand(options: { port: string; host: string }): Pro
   console.error('annalist API stopping')
   try {
     await app.close()
+    await temporal?.close()
   } finally {
     await storage.close()
   }

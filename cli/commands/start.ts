@@ -1,5 +1,7 @@
 import { Client, Connection } from '@temporalio/client'
 import { MAX_LOOP_ITERATIONS, MAX_TOOL_CALLS_PER_ITERATION, type LoopOptions } from '../../workflows/api'
+import { assertTenantId } from '../../historian/streams'
+import { authorizeCallerOnce } from '../runtime/callerPermission'
 import { loadConfig } from '../runtime/config'
 import { startPipeline } from '../runtime/pipelineClient'
 import { parseWholeNumber } from './lag'
@@ -27,11 +29,12 @@ export function loopOptionsOf(options: Pick<StartOptions, 'loopIterations' | 'ca
   return { maxIterations, toolCallsPerIteration: parseWholeNumber(options.callsPerIteration, '--calls-per-iteration', 1, MAX_TOOL_CALLS_PER_ITERATION) }
 }
 
-/** `annalist start`: starts (or finds) the pipeline of one tenant task on the cluster at TEMPORAL_ADDRESS. */
+/** `annalist start`: starts (or finds) the pipeline of one tenant task on the cluster at TEMPORAL_ADDRESS; needs task.start on the tenant (ANNALIST_API_KEY). */
 export async function startCommand(options: StartOptions): Promise<void> {
   const loop = loopOptionsOf(options)
   const config = loadConfig()
   if (!config.temporalAddress) throw new Error('TEMPORAL_ADDRESS is not set: `start` submits to a running cluster (start one with `temporal server start-dev`)')
+  await authorizeCallerOnce(config, 'task.start', assertTenantId(options.tenant))
   const connection = await Connection.connect({ address: config.temporalAddress })
   try {
     const client = new Client({ connection, namespace: config.temporalNamespace })

@@ -29,6 +29,7 @@ const Env = z.object({
   ANNALIST_TASK_QUEUE: optional(z.string().min(1)),
   ANNALIST_INTEGRITY_KEY: optional(z.string()),
   ANNALIST_INTEGRITY_KEY_FILE: optional(z.string()),
+  ANNALIST_API_KEY: optional(z.string()),
 })
 
 /** Everything a process needs to know from its environment, validated once in its composition root. */
@@ -44,6 +45,8 @@ export interface AnnalistConfig {
   readonly faults: FaultPlan
   /** The tenant-scoped hash-chain keys, from ANNALIST_INTEGRITY_KEY or ANNALIST_INTEGRITY_KEY_FILE; unset if neither is. */
   readonly integrityKeyRing?: TenantKeyRing
+  /** The caller's API key (ANNALIST_API_KEY), which state-changing commands check (cli/runtime/callerPermission.ts). Never print it. */
+  readonly apiKey?: string
 }
 
 /** Reads and validates the environment; throws ConfigError naming the first bad variable. */
@@ -66,6 +69,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AnnalistConfig
     models: modelConfigFromEnv(env),
     faults: faultPlanFromEnv(env),
     integrityKeyRing: integrityKeyRingFrom(vars.ANNALIST_INTEGRITY_KEY, vars.ANNALIST_INTEGRITY_KEY_FILE),
+    apiKey: vars.ANNALIST_API_KEY?.trim(),
   }
 }
 

@@ -1,9 +1,13 @@
 import { randomUUID } from 'node:crypto'
+import type { Client } from '@temporalio/client'
 import { redriveTarget, RedriveRefusedError, type RedriveTarget } from '../../activities/deadLetter'
+import { OperationRefusedError, type RedriveTask } from '../../api/apiDeps'
 import { CURRENT_SCHEMA_VERSION, REDRIVE_REQUEST_ACTIVITY, type RedriveRequested } from '../../historian/events'
 import type { Historian } from '../../historian/historian'
+import type { TenantKeyRing } from '../../historian/integrity/tenantKeyRing'
 import { ConcurrencyError } from '../../historian/port'
 import { pipelineWorkflowId } from '../../workflows/api'
+import { LinkedRunRefusedError, startLinkedRun } from './linkedRuns'
 
 /** Who asks for a redrive of which task, and whether it repeats one whose run never started. */
 export interface RedriveRequest {
@@ -55,4 +59,44 @@ export async function requestRedrive(historian: Historian, request: RedriveReque
     }
   }
   throw new RedriveRefusedError(tenantId, taskId, `its stream kept changing under ${MAX_RACES} attempts to record the request; try again`)
+}
+
+/** What a redrive needs: the Temporal client and task queue to start the run on, the historian and the chain keys. */
+export interface RedriveDeps {
+  readonly client: Client
+  readonly historian: Historian
+  readonly keyRing: TenantKeyRing
+  readonly taskQueue: string
+}
+
+/** A redrive that started: the new run, and the dead letter it redrove. */
+export interface RedriveStarted {
+  readonly target: RedriveTarget
+  readonly workflowId: string
+  readonly runId: string
+  readonly parentRunId: string
+}
+
+/**
+ * Redrives a dead-lettered task: records the request (requestRedrive), then starts the new run from the failed step,
+ * linked to the dead-lettered one. Used by `annalist redrive` and the API's redrive route.
+ */
+export async function redriveTask(deps: RedriveDeps, request: RedriveRequest): Promise<RedriveStarted> {
+  const target = await requestRedrive(deps.historian, request)
+  const { tenantId, taskId, requestedBy, note } = request
+  const started = await startLinkedRun(deps, { tenantId, taskId, fromStep: target.fromStep, reason: 'redrive', requestedBy, ...(note === undefined ? {} : { note }) })
+  return { target, workflowId: started.workflowId, runId: started.runId, parentRunId: started.parentRunId }
+}
+
+/** The API's redrive (RedriveTask) over redriveTask: a refused redrive becomes OperationRefusedError (HTTP 409). */
+export function apiRedriveTask(deps: RedriveDeps): RedriveTask {
+  return async (request) => {
+    try {
+      const started = await redriveTask(deps, request)
+      return { workflowId: started.workflowId, runId: started.runId, parentRunId: started.parentRunId, fromStep: started.target.fromStep }
+    } catch (error) {
+      if (error instanceof RedriveRefusedError || error instanceof LinkedRunRefusedError) throw new OperationRefusedError(error.message)
+      throw error
+    }
+  }
 }

@@ -25,6 +25,7 @@ import { pipelineWorkflowId, type AgentPipelineResult, type TaskRef } from '../.
 import { freshPostgresDatabase, randomKeyRing } from '../support/databases'
 import { pipelineHarness, sharedWorkflowBundle, uniqueSuffix, type PipelineHarness } from '../support/pipelineHarness'
 import { runAnnalist } from '../support/runCli'
+import { operatorKeyEnv } from '../support/operatorKey'
 
 /** The task names its count, so the scripted planner says done on its own (iteration 28 of at most 40): 27 x 8 + 4 calls. */
 const INPUT = 'Run 220 checks over the quarterly ledger'
@@ -164,7 +165,9 @@ describe('annalist start --loop-iterations', () => {
   })
 
   it('starts an agent loop and prints its result; refuses bad loop options in one line, starting nothing', async () => {
-    const env = { TEMPORAL_ADDRESS: inject('temporalAddress'), ANNALIST_TASK_QUEUE: harness.taskQueue }
+    // `start` checks the caller's key (task.start) in the harness's PostgreSQL server database.
+    const databaseUrl = (harness.database as typeof harness.database & { url: string }).url
+    const env = { TEMPORAL_ADDRESS: inject('temporalAddress'), ANNALIST_TASK_QUEUE: harness.taskQueue, DATABASE_URL: databaseUrl, ...(await operatorKeyEnv(harness.database.pool)) }
     const started = await harness.withWorker(() =>
       runAnnalist(['start', '--tenant', tenantId, '--task', 'cli-loop', '--input', 'Run 5 checks please', '--loop-iterations', '4', '--calls-per-iteration', '2', '--wait'], env),
     )

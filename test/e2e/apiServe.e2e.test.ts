@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { FORBIDDEN, UNAUTHORIZED } from '../../api/accessControl'
 import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEventStore'
 import { Historian } from '../../historian/historian'
@@ -19,7 +19,8 @@ describe('annalist serve and api-keys', () => {
   let server: ChildProcess | undefined
   let baseUrl: string
   let stderr = ''
-  const env = () => ({ DATABASE_URL: database.url, ANNALIST_INTEGRITY_KEY: integrityKey })
+  let operator: { key: string; id: string }
+  const env = () => ({ DATABASE_URL: database.url, ANNALIST_INTEGRITY_KEY: integrityKey, ANNALIST_API_KEY: operator.key })
 
   async function createKey(args: string[]): Promise<{ key: string; id: string }> {
     const run = await runAnnalist(['api-keys', 'create', ...args], env())
@@ -39,7 +40,12 @@ describe('annalist serve and api-keys', () => {
     await database?.close()
   })
 
-  it('serves the API until SIGTERM; tenant keys see only their tenant; revoked keys stop working', async () => {
+  it('serves the API until SIGTERM; tenant keys see only their tenant; operators redrive and revoke; revoked keys stop working', async () => {
+    // Bootstrap: the first global operator key needs no key.
+    const first = await runAnnalist(['api-keys', 'create', '--operator', '--label', 'root'], { DATABASE_URL: database.url })
+    expect(first.code, first.stderr).toBe(0)
+    expect(first.stderr).toMatch(/^created a global operator key, ID [0-9a-f-]{36}$/m)
+    operator = { key: first.stdout.trim(), id: /ID ([0-9a-f-]{36})/.exec(first.stderr)![1]! }
     const acme = await createKey(['--tenant', 'acme', '--label', 'acme auditors'])
     const analyst = await createKey(['--analyst'])
     expect(acme.key).toMatch(/^[A-Za-z0-9_-]{43}$/)
@@ -48,14 +54,19 @@ describe('annalist serve and api-keys', () => {
     expect(listed.code, listed.stderr).toBe(0)
     expect(listed.stdout).not.toContain(acme.key)
     expect(JSON.parse(listed.stdout)).toEqual([
+      expect.objectContaining({ keyId: operator.id, role: 'operator', tenantId: null, canApprove: false, label: 'root' }),
       expect.objectContaining({ keyId: acme.id, role: 'tenant', tenantId: 'acme', label: 'acme auditors', prefix: acme.key.slice(0, 8), revokedAt: null }),
       expect.objectContaining({ keyId: analyst.id, role: 'analyst', tenantId: null }),
     ])
     const both = await runAnnalist(['api-keys', 'create', '--tenant', 'acme', '--analyst'], env())
     expect(both.code).toBe(1)
-    expect(both.stderr).toMatch(/^annalist: give exactly one of --tenant <tenantId> or --analyst/)
+    expect(both.stderr).toMatch(/^annalist: cannot create API key: an analyst key reads every tenant; give no tenant ID/)
 
-    const child = spawn(process.execPath, [CLI, 'serve', '--port', '0'], { env: { ...process.env, ...env() }, stdio: ['ignore', 'pipe', 'pipe'] })
+    const { ANNALIST_API_KEY: _operatorKey, ...serveEnv } = env()
+    const child = spawn(process.execPath, [CLI, 'serve', '--port', '0'], {
+      env: { ...process.env, ...serveEnv, TEMPORAL_ADDRESS: inject('temporalAddress') },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     server = child
     let stdout = ''
     child.stdout!.on('data', (chunk) => (stdout += chunk))
@@ -71,6 +82,7 @@ describe('annalist serve and api-keys', () => {
     }
 
     const get = (path: string, key?: string) => fetch(`${baseUrl}${path}`, { headers: key ? { authorization: `Bearer ${key}` } : {} })
+    const post = (path: string, key: string) => fetch(`${baseUrl}${path}`, { method: 'POST', headers: { authorization: `Bearer ${key}` } })
 
     expect(await (await get('/healthz')).json()).toEqual({ status: 'ok' })
     const unauthorized = await get('/v1/tenants/acme/audit')
@@ -93,6 +105,16 @@ describe('annalist serve and api-keys', () => {
     expect(exported.headers.get('content-type')).toBe('application/x-ndjson; charset=utf-8')
     expect(verifyExport(await exported.text(), 'jsonl', TenantKeyRing.fromText(integrityKey))).toMatchObject({ ok: true, tenantId: 'globex' })
 
+    // Redrive: a tenant key may not; an operator's request reaches the redrive (over the server's Temporal connection),
+    // which refuses a task that failed without being dead-lettered.
+    const redrive = `/v1/tenants/acme/tasks/${API_SEED.acme.failed}/redrive`
+    expect(await (await post(redrive, acme.key)).text()).toBe(JSON.stringify(FORBIDDEN))
+    const conflict = await post(redrive, operator.key)
+    expect(conflict.status).toBe(409)
+    expect(await conflict.json()).toMatchObject({ error: 'Conflict', message: expect.stringMatching(new RegExp(`^cannot redrive acme/${API_SEED.acme.failed}: `)) })
+    const globexKey = await createKey(['--tenant', 'globex'])
+    expect((await post(`/v1/api-keys/${globexKey.id}/revoke`, operator.key)).status).toBe(200)
+
     const revoke = await runAnnalist(['api-keys', 'revoke', acme.id], env())
     expect(revoke.code, revoke.stderr).toBe(0)
     expect(revoke.stdout).toMatch(new RegExp(`API key ${acme.id} revoked`))
@@ -109,6 +131,9 @@ describe('annalist serve and api-keys', () => {
       [acme.id, 'acme/../globex', 403],
       [acme.id, null, 403],
       [analyst.id, 'globex', 200],
+      [acme.id, 'acme', 403],
+      [operator.id, 'acme', 409],
+      [operator.id, null, 200],
       [null, 'acme', 401],
     ])
 

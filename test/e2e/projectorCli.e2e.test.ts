@@ -8,6 +8,8 @@ import { rebuildAndCompare } from '../../projections/rebuild'
 import { ProjectionRunner, readCheckpoint } from '../../projections/runner'
 import { freshPostgresDatabase, randomKeyRing } from '../support/databases'
 import { appendTaskEvents, TaskEventFactory } from '../support/eventFactory'
+import { createApiKey } from '../../api/keys'
+import { operatorKeyEnv } from '../support/operatorKey'
 import { runAnnalist } from '../support/runCli'
 
 /** The poison-event path through the CLI, then `rebuild` and `lag`, on a PostgreSQL server database. */
@@ -16,7 +18,8 @@ describe('annalist dead-letters, rebuild and lag', () => {
   let store: PostgresEventStore
   let poison: bigint
   let end: bigint
-  const cli = (args: string[]) => runAnnalist(args, { DATABASE_URL: database.url })
+  let operatorEnv: { ANNALIST_API_KEY: string }
+  const cli = (args: string[]) => runAnnalist(args, { DATABASE_URL: database.url, ...operatorEnv })
 
   beforeAll(async () => {
     database = await freshPostgresDatabase()
@@ -34,6 +37,7 @@ describe('annalist dead-letters, rebuild and lag', () => {
     poison = BigInt(inserted.rows[0]!.position)
     end = (await appendTaskEvents(historian, 'acme', 'task-a', [f.synthesisInvoked()])).position
     await new ProjectionRunner({ store, pool: database.pool, projections: defaultProjections() }).catchUp()
+    operatorEnv = await operatorKeyEnv(database.pool)
   })
   afterAll(async () => {
     await store?.close()
@@ -53,7 +57,16 @@ describe('annalist dead-letters, rebuild and lag', () => {
     expect(table.stdout).toContain('ToolCallExecuted')
     expect(table.stdout).toContain(String(poison))
 
-    // Before the fix: the retry fails again, says so, and exits 2.
+    // Retrying changes state: without a key, or with a key lacking deadLetter.retry, it is refused in one line.
+    const noKey = await runAnnalist(['dead-letters', 'retry', '--all'], { DATABASE_URL: database.url })
+    expect([noKey.code, noKey.stdout]).toEqual([1, ''])
+    expect(noKey.stderr.trim()).toBe('annalist: ANNALIST_API_KEY: not set; this command needs an API key with the permission deadLetter.retry (docs/roles.md)  (run with --verbose for details)')
+    const analyst = await createApiKey(database.pool, { role: 'analyst' })
+    const denied = await runAnnalist(['dead-letters', 'retry', '--all'], { DATABASE_URL: database.url, ANNALIST_API_KEY: analyst.key })
+    expect([denied.code, denied.stdout]).toEqual([1, ''])
+    expect(denied.stderr.trim()).toBe(`annalist: API key ${analyst.id} (analyst) may not deadLetter.retry  (run with --verbose for details)`)
+
+    // Before the fix: the retry fails again (so the refused ones retried nothing), says so, and exits 2.
     const early = await cli(['dead-letters', 'retry', '--position', String(poison), '--projection', 'audit_timeline', '--format', 'csv'])
     expect(early.code).toBe(2)
     expect(early.stdout.split('\n')[1]).toMatch(new RegExp(`^audit_timeline,${poison},ToolCallExecuted,failed,rebuild,2,EventSchemaError`))
@@ -76,6 +89,17 @@ describe('annalist dead-letters, rebuild and lag', () => {
   })
 
   it('rebuilds a projection and reports rows and equality; an unknown name lists the known ones', async () => {
+    // Only a key without a tenant scope may rebuild: a scoped operator and an unknown key are refused, the key never shown.
+    const scoped = await createApiKey(database.pool, { role: 'operator', tenantId: 'acme' })
+    const refused = await runAnnalist(['rebuild', 'task_summary'], { DATABASE_URL: database.url, ANNALIST_API_KEY: scoped.key })
+    expect([refused.code, refused.stdout]).toEqual([1, ''])
+    expect(refused.stderr.trim()).toBe(`annalist: API key ${scoped.id} (operator of tenant acme) may not projection.rebuild  (run with --verbose for details)`)
+    const unknownKey = 'k'.repeat(43)
+    const notAKey = await runAnnalist(['rebuild', 'task_summary'], { DATABASE_URL: database.url, ANNALIST_API_KEY: unknownKey })
+    expect(notAKey.code).toBe(1)
+    expect(notAKey.stderr.trim()).toBe('annalist: ANNALIST_API_KEY: not a valid API key (malformed, unknown or revoked)  (run with --verbose for details)')
+    expect(`${refused.stderr}${notAKey.stderr}`).not.toMatch(new RegExp(`${scoped.key}|${unknownKey}`))
+
     const rebuilt = await cli(['rebuild', 'task_summary'])
     expect(rebuilt.code).toBe(0)
     expect(rebuilt.stdout).toContain(`task_summary: rebuilt 5 events up to position ${end} and swapped in: task_summary 1 rows; 0 dead letter(s)`)

@@ -131,7 +131,7 @@ describe.each(DATABASE_BACKENDS)('HTTP API on $backend', ({ open }) => {
     const served: string[] = []
     const probe = buildApiServer({ pool: database.pool, store, keyRing })
     probe.addHook('onRoute', (route) => {
-      if (route.method === 'GET' && route.url !== '/openapi.json') served.push(route.url.replace(/:(\w+)/g, '{$1}'))
+      if ((route.method === 'GET' || route.method === 'POST') && route.url !== '/openapi.json') served.push(route.url.replace(/:(\w+)/g, '{$1}'))
     })
     await probe.ready()
     await probe.close()
@@ -146,6 +146,7 @@ describe.each(DATABASE_BACKENDS)('HTTP API on $backend', ({ open }) => {
         '/v1/analytics/failures/tenants',
         '/v1/analytics/models',
         '/v1/analytics/tools',
+        '/v1/api-keys/{keyId}/revoke',
         '/v1/projections/lag',
         '/v1/tenants/{tenantId}/audit',
         '/v1/tenants/{tenantId}/dead-letters',
@@ -153,6 +154,7 @@ describe.each(DATABASE_BACKENDS)('HTTP API on $backend', ({ open }) => {
         '/v1/tenants/{tenantId}/summary',
         '/v1/tenants/{tenantId}/tasks',
         '/v1/tenants/{tenantId}/tasks/{taskId}',
+        '/v1/tenants/{tenantId}/tasks/{taskId}/redrive',
       ].sort(),
     )
     expect(document.paths['/v1/tenants/{tenantId}/audit']?.get?.security).toEqual([{ bearerAuth: [] }])
@@ -469,7 +471,17 @@ describe.each(DATABASE_BACKENDS)('API keys and the access log on $backend', ({ o
     await expect(createApiKey(database.pool, { role: 'tenant', tenantId: 'Acme' })).rejects.toThrow(/invalid tenant ID/)
     await expect(
       database.pool.query(`insert into api_keys (id, key_hash, prefix, role, tenant_id) values (gen_random_uuid(), repeat('a', 64), 'abcdefgh', 'tenant', null)`),
-    ).rejects.toThrow(/api_keys_tenant_iff_tenant_role/)
+    ).rejects.toThrow(/api_keys_tenant_scope/)
+    await expect(createApiKey(database.pool, { role: 'operator', tenantId: 'acme', canApprove: true })).rejects.toThrow(/only a tenant key may approve/)
+    await expect(
+      database.pool.query(`insert into api_keys (id, key_hash, prefix, role, tenant_id, can_approve) values (gen_random_uuid(), repeat('b', 64), 'abcdefgh', 'operator', 'acme', true)`),
+    ).rejects.toThrow(/api_keys_only_tenant_keys_approve/)
+    await expect(
+      database.pool.query(`insert into api_keys (id, key_hash, prefix, role, tenant_id) values (gen_random_uuid(), repeat('c', 64), 'abcdefgh', 'analyst', 'acme')`),
+    ).rejects.toThrow(/api_keys_tenant_scope/)
+    await expect(
+      database.pool.query(`insert into api_keys (id, key_hash, prefix, role) values (gen_random_uuid(), repeat('d', 64), 'abcdefgh', 'auditor')`),
+    ).rejects.toThrow(/api_keys_role_check/)
     await expect(revokeApiKey(database.pool, '00000000-0000-4000-8000-000000000000')).rejects.toThrow(/no API key with ID/)
   })
 

@@ -10,6 +10,7 @@ import { startEmbeddedPostgres } from '../../historian/adapters/postgres/embedde
 import { generateIntegrityKey, TenantKeyRing } from '../../historian/integrity/tenantKeyRing'
 import { freshPostgresDatabase } from './databases'
 import { uniqueSuffix } from './pipelineHarness'
+import { operatorKeyEnv } from './operatorKey'
 
 /** Which database a process test runs on, for `describe.each`. */
 export type ServedDatabaseKind = 'postgres server' | 'embedded PGlite'
@@ -53,7 +54,7 @@ export interface SupervisedWorker {
   readonly workDir: string
   /** The environment of a worker child, without ANNALIST_FAULTS (each worker sets its own). */
   readonly workerEnv: NodeJS.ProcessEnv
-  /** The settings an `annalist` CLI run (`runAnnalist`) needs to reach this database, task queue and key. */
+  /** The settings an `annalist` CLI run (`runAnnalist`) needs to reach this database, task queue and integrity key, with a global operator's API key. */
   readonly cliEnv: NodeJS.ProcessEnv
   /** Another worker child on the same task queue, running `faults`, logging to `workDir/<name>.log`; not started yet, stopped by `close()`. */
   addWorker(name: string, faults: FaultPlan): SupervisedProcess
@@ -108,7 +109,7 @@ export async function supervisedWorker(options: {
     keyRing: TenantKeyRing.fromText(integrityKey),
     workDir,
     workerEnv,
-    cliEnv,
+    cliEnv: { ...cliEnv, ...(await operatorKeyEnv(database.pool)) },
     addWorker,
     async close() {
       for (const each of workers) await each.stop()

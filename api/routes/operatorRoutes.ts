@@ -1,0 +1,78 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
+import { z } from 'zod'
+import { apiKeyScope, revokeApiKey } from '../keys'
+import type { ApiDeps } from '../apiDeps'
+import { requires, type TargetTenantOf } from '../accessControl'
+import { AUTHENTICATED_ERRORS, ErrorBody, TenantParams } from '../schemas'
+
+const operatorRoute = (summary: string, description: string) => ({ tags: ['operator'], summary, description, security: [{ bearerAuth: [] }] })
+
+/**
+ * The tenant of the key in the path, for key.revoke; an unknown key has none, so a scoped operator is refused exactly
+ * as for another tenant's key (the lookup runs only for scoped keys).
+ */
+const revokedKeyTenant: TargetTenantOf = async (request, pool) => {
+  const keyId = (request.params as { keyId?: unknown }).keyId
+  return typeof keyId === 'string' ? ((await apiKeyScope(pool, keyId))?.tenantId ?? null) : null
+}
+
+// Fastify hands a route without a request body null.
+const NoBody = z.strictObject({}).nullish()
+const RedriveBody = z.strictObject({ note: z.string().max(2_000).optional().describe('why, recorded with the new run') }).nullish()
+
+/** The routes that change state: operator keys (api/roles.ts), a scoped operator only on its own tenant. */
+export const operatorRoutes: FastifyPluginAsyncZod<{ deps: ApiDeps }> = async (app, { deps }) => {
+  app.post(
+    '/api-keys/:keyId/revoke',
+    {
+      config: requires('key.revoke', revokedKeyTenant),
+      schema: {
+        ...operatorRoute('Revoke an API key', "The key stops working at once. A scoped operator may revoke only its tenant's keys; revoking again keeps the first time."),
+        params: z.object({ keyId: z.string().max(64).describe('the key ID (from `annalist api-keys list`)') }),
+        body: NoBody,
+        response: { 200: z.object({ keyId: z.string(), revokedAt: z.string() }), 404: ErrorBody, ...AUTHENTICATED_ERRORS },
+      },
+    },
+    async (request) => {
+      const { keyId } = request.params
+      request.accessQuery = { keyId }
+      const { revokedAt } = await revokeApiKey(deps.pool, keyId)
+      request.rowsReturned = 1
+      return { keyId, revokedAt: revokedAt.toISOString() }
+    },
+  )
+
+  app.post(
+    '/tenants/:tenantId/tasks/:taskId/redrive',
+    {
+      config: requires('task.redrive'),
+      schema: {
+        ...operatorRoute(
+          'Redrive a dead-lettered task',
+          'Starts the task again from its failed step as a new run linked to the dead-lettered one, recorded as requested by the API key (docs/dead-letters.md). ' +
+            '409 when the task is not dead-lettered or was redriven already; 503 when the server has no Temporal connection.',
+        ),
+        params: TenantParams.extend({ taskId: z.string().describe('the task') }),
+        body: RedriveBody,
+        response: {
+          202: z.object({ workflowId: z.string(), runId: z.string(), parentRunId: z.string(), fromStep: z.string() }),
+          409: ErrorBody,
+          503: ErrorBody,
+          ...AUTHENTICATED_ERRORS,
+        },
+      },
+    },
+    async (request, reply) => {
+      const { tenantId, taskId } = request.params
+      request.accessQuery = { tenantId, taskId }
+      if (!deps.redriveTask) {
+        request.deniedReason = 'no Temporal connection'
+        return reply.code(503).send({ error: 'Service Unavailable', message: 'this API server has no Temporal connection (TEMPORAL_ADDRESS is not set)' })
+      }
+      const note = request.body?.note
+      const started = await deps.redriveTask({ tenantId, taskId, requestedBy: `api-key:${request.principal!.keyId}`, ...(note === undefined ? {} : { note }) })
+      request.rowsReturned = 1
+      return reply.code(202).send(started)
+    },
+  )
+}

@@ -24,6 +24,30 @@ export interface RedriveTaskStarted {
  */
 export type RedriveTask = (request: RedriveTaskRequest) => Promise<RedriveTaskStarted>
 
+/** A cancel as the API asks for it: which task, who asked (the key) and why. */
+export interface CancelTaskRequest {
+  readonly tenantId: string
+  readonly taskId: string
+  readonly requestedBy: string
+  readonly reason: string
+  /** Wait until the run recorded how it ended; otherwise answer once the pipeline accepted the request. */
+  readonly wait: boolean
+}
+
+/** What became of a cancel: accepted by the run (not waited for), or how the run ended. */
+export interface CancelTaskAnswer {
+  readonly workflowId: string
+  readonly runId: string
+  readonly status: 'accepted' | 'cancelled' | 'completed' | 'failed'
+  readonly terminalEventId?: string
+}
+
+/**
+ * Cancels a task's running pipeline through its cancel Update (docs/cancellation.md); wired to Temporal by `annalist
+ * serve`. Throws OperationRefusedError when there is no running pipeline to cancel or the request is refused.
+ */
+export type CancelTask = (request: CancelTaskRequest) => Promise<CancelTaskAnswer>
+
 /** Thrown when a state-changing request is valid and allowed but the system refuses it as it stands (HTTP 409). */
 export class OperationRefusedError extends Error {
   readonly statusCode = 409
@@ -42,4 +66,6 @@ export interface ApiDeps {
   readonly now?: () => Date
   /** How to redrive a task; unset when the server has no Temporal connection (the redrive route answers 503). */
   readonly redriveTask?: RedriveTask
+  /** How to cancel a task; unset when the server has no Temporal connection (the cancel route answers 503). */
+  readonly cancelTask?: CancelTask
 }

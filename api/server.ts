@@ -8,7 +8,7 @@ import type { EventStore } from '../historian/port'
 import { defaultProjections } from '../projections/defaultProjections'
 import { projectionLag, registerProjectionMetrics } from '../projections/lag'
 import { addAccessControl, refuseMalformedUrl } from './accessControl'
-import type { ApiDeps, RedriveTask } from './apiDeps'
+import type { ApiDeps, CancelTask, RedriveTask } from './apiDeps'
 import { errorResponse } from './errorResponse'
 import { analyticsRoutes } from './routes/analyticsRoutes'
 import { operationsRoutes } from './routes/operationsRoutes'
@@ -28,6 +28,8 @@ export interface ApiServerOptions {
   readonly registry?: Registry
   /** How to redrive a task (Temporal); without it the redrive route answers 503. */
   readonly redriveTask?: RedriveTask
+  /** How to cancel a task (Temporal); without it the cancel route answers 503. */
+  readonly cancelTask?: CancelTask
 }
 
 function reportToStderr(error: unknown): void {
@@ -40,7 +42,8 @@ function reportToStderr(error: unknown): void {
  */
 export function buildApiServer(options: ApiServerOptions): FastifyInstance {
   const onError = options.onError ?? reportToStderr
-  const deps: ApiDeps = { pool: options.pool, store: options.store, keyRing: options.keyRing, now: options.now, redriveTask: options.redriveTask }
+  const { pool, store, keyRing, now, redriveTask, cancelTask } = options
+  const deps: ApiDeps = { pool, store, keyRing, now, redriveTask, cancelTask }
   const registry = options.registry ?? new Registry()
   const requests = new Counter({
     name: 'annalist_api_requests_total',

@@ -1,9 +1,10 @@
 import { Client, Connection } from '@temporalio/client'
-import type { RedriveTask } from '../../api/apiDeps'
+import type { CancelTask, RedriveTask } from '../../api/apiDeps'
 import { buildApiServer } from '../../api/server'
 import type { Historian } from '../../historian/historian'
 import type { TenantKeyRing } from '../../historian/integrity/tenantKeyRing'
 import { loadConfig, requireIntegrityKeyRing, type AnnalistConfig } from '../runtime/config'
+import { apiCancelTask } from '../runtime/cancelRequest'
 import { apiRedriveTask } from '../runtime/redriveRequest'
 import { openStorage } from '../runtime/storage'
 
@@ -13,11 +14,15 @@ function parsePort(value: string): number {
   return port
 }
 
-/** The API's redrive on the cluster at TEMPORAL_ADDRESS, connected on first use. */
-function temporalRedrive(config: AnnalistConfig & { temporalAddress: string }, historian: Historian, keyRing: TenantKeyRing): { redrive: RedriveTask; close(): Promise<void> } {
+/** The API's redrive and cancel on the cluster at TEMPORAL_ADDRESS, connected on first use. */
+function temporalOperations(
+  config: AnnalistConfig & { temporalAddress: string },
+  historian: Historian,
+  keyRing: TenantKeyRing,
+): { redrive: RedriveTask; cancel: CancelTask; close(): Promise<void> } {
   const connection = Connection.lazy({ address: config.temporalAddress })
   const client = new Client({ connection, namespace: config.temporalNamespace })
-  return { redrive: apiRedriveTask({ client, historian, keyRing, taskQueue: config.taskQueue }), close: () => connection.close() }
+  return { redrive: apiRedriveTask({ client, historian, keyRing, taskQueue: config.taskQueue }), cancel: apiCancelTask(client), close: () => connection.close() }
 }
 
 /** `annalist serve`: the tenant-scoped HTTP query API until SIGINT/SIGTERM (docs/api.md). */
@@ -26,8 +31,8 @@ export async function serveCommand(options: { port: string; host: string }): Pro
   const config = loadConfig()
   const keyRing = requireIntegrityKeyRing(config)
   const storage = await openStorage(config)
-  const temporal = config.temporalAddress ? temporalRedrive({ ...config, temporalAddress: config.temporalAddress }, storage.historian, keyRing) : undefined
-  const app = buildApiServer({ pool: storage.database.pool, store: storage.store, keyRing, redriveTask: temporal?.redrive })
+  const temporal = config.temporalAddress ? temporalOperations({ ...config, temporalAddress: config.temporalAddress }, storage.historian, keyRing) : undefined
+  const app = buildApiServer({ pool: storage.database.pool, store: storage.store, keyRing, redriveTask: temporal?.redrive, cancelTask: temporal?.cancel })
   let url: string
   try {
     url = await app.listen({ port, host: options.host })

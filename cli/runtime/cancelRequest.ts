@@ -1,4 +1,5 @@
 import { WorkflowNotFoundError, WorkflowUpdateFailedError, WorkflowUpdateStage, type Client } from '@temporalio/client'
+import { OperationRefusedError, type CancelTask } from '../../api/apiDeps'
 import { cancelUpdate } from '../../workflows/cancellation'
 import { cancelRequestProblem, pipelineWorkflowId, type CancelOutcome, type CancelRequest, type TaskRef } from '../../workflows/api'
 
@@ -36,6 +37,22 @@ export async function requestCancel(client: Client, task: TaskRef, request: Canc
   const update = await workflow.startUpdate(cancelUpdate, { args: [request], waitForStage: WorkflowUpdateStage.ACCEPTED }).catch(refusal)
   const runId = update.workflowRunId ?? (await workflow.describe()).runId
   return { workflowId, runId, outcome: () => update.result().catch(refusal) }
+}
+
+/** The API's cancel (CancelTask) over requestCancel: a refused cancel becomes OperationRefusedError (HTTP 409). */
+export function apiCancelTask(client: Client): CancelTask {
+  return async ({ tenantId, taskId, requestedBy, reason, wait }) => {
+    try {
+      const accepted = await requestCancel(client, { tenantId, taskId }, { requestedBy, reason })
+      const run = { workflowId: accepted.workflowId, runId: accepted.runId }
+      if (!wait) return { ...run, status: 'accepted' }
+      const outcome = await accepted.outcome()
+      return { ...run, status: outcome.status, terminalEventId: outcome.terminalEventId }
+    } catch (error) {
+      if (error instanceof CancelRefusedError) throw new OperationRefusedError(error.message)
+      throw error
+    }
+  }
 }
 
 /** Why a pipeline cannot take a cancel: it never existed, or its latest run has ended (and how). */

@@ -5,6 +5,7 @@ import { FORBIDDEN } from '../../api/accessControl'
 import { recentApiAccesses, type ApiAccessEntry } from '../../api/accessLog'
 import { createApiKey, createFirstOperatorKey, listApiKeys, revokeApiKey, type ApiKeyRequest } from '../../api/keys'
 import { buildApiServer } from '../../api/server'
+import { apiCancelTask } from '../../cli/runtime/cancelRequest'
 import { apiRedriveTask } from '../../cli/runtime/redriveRequest'
 import type { Database } from '../../historian/adapters/postgres/database'
 import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEventStore'
@@ -41,6 +42,7 @@ const DECLARED: Record<string, string> = {
   'GET /v1/tenants/:tenantId/export': 'tenant.read',
   'POST /v1/api-keys/:keyId/revoke': 'key.revoke',
   'POST /v1/tenants/:tenantId/tasks/:taskId/redrive': 'task.redrive',
+  'POST /v1/tenants/:tenantId/tasks/:taskId/cancel': 'task.cancel',
 }
 
 describe.each(DATABASE_BACKENDS)('roles over the HTTP API on $backend', ({ open }) => {
@@ -61,7 +63,7 @@ describe.each(DATABASE_BACKENDS)('roles over the HTTP API on $backend', ({ open 
     connection = await Connection.connect({ address: inject('temporalAddress') })
     const client = new Client({ connection })
     const redriveTask = apiRedriveTask({ client, historian, keyRing, taskQueue: `roles-${Date.now()}` })
-    app = buildApiServer({ pool: database.pool, store, keyRing, now: () => new Date(`${API_SEED.day}T12:00:00Z`), redriveTask })
+    app = buildApiServer({ pool: database.pool, store, keyRing, now: () => new Date(`${API_SEED.day}T12:00:00Z`), redriveTask, cancelTask: apiCancelTask(client) })
     await app.ready()
   })
 
@@ -152,6 +154,30 @@ describe.each(DATABASE_BACKENDS)('roles over the HTTP API on $backend', ({ open 
     ])
     const bad = await call('POST', url('acme'), keys.operator.key, { note: 'x', by: 'mallory' })
     expect(bad.statusCode).toBe(400)
+  })
+
+  it('cancels only for operators whose scope covers the tenant, refusing others alike, and needs a reason', async () => {
+    const url = (tenant: string) => `/v1/tenants/${tenant}/tasks/${API_SEED.acme.completed}/cancel`
+    const refused = []
+    for (const name of ['tenant', 'approver', 'analyst'] as const) refused.push(await call('POST', url('acme'), keys[name].key, { reason: 'stop it' }))
+    for (const tenant of ['globex', 'no_such_tenant']) refused.push(await call('POST', url(tenant), keys.acmeOperator.key, { reason: 'stop it' }))
+    expect(refused.map((response) => response.statusCode)).toEqual([403, 403, 403, 403, 403])
+    expect(new Set(refused.map((response) => response.body))).toEqual(new Set([JSON.stringify(FORBIDDEN)]))
+    expect((await newAccesses()).map((entry) => entry.deniedReason)).toEqual([
+      'role tenant lacks task.cancel',
+      'role tenant lacks task.cancel',
+      'role analyst lacks task.cancel',
+      'tenant outside the key scope',
+      'tenant outside the key scope',
+    ])
+    // Allowed: the request reaches the cancel itself, which finds no running pipeline for the seeded task.
+    for (const name of ['operator', 'acmeOperator'] as const) {
+      const response = await call('POST', url('acme'), keys[name].key, { reason: 'runaway task' })
+      expect(response.statusCode, name).toBe(409)
+      expect(response.json()).toEqual({ error: 'Conflict', message: `cannot cancel acme/${API_SEED.acme.completed}: no pipeline was ever started for it` })
+    }
+    expect((await call('POST', url('acme'), keys.operator.key, { reason: '   ' })).statusCode).toBe(400)
+    expect((await call('POST', url('acme'), keys.operator.key, {})).statusCode).toBe(400)
   })
 
   it('answers the redrive route with 503 when the server has no Temporal connection', async () => {

@@ -190,6 +190,9 @@ export function evolve(state: TaskState, event: AnnalistEvent): TaskState {
       return { ...counted, status: 'failed', failedStep: event.data.failedStep, errorCode: event.data.errorCode }
     case 'TaskDeadLettered':
       return { ...counted, deadLettered: true }
+    case 'StreamLifecycleDecided':
+      // Recorded in the tenant's compliance stream, never in a task's: not a fact of the task's run.
+      return state
   }
 }
 

@@ -1,6 +1,9 @@
 import { timingSafeEqual } from 'node:crypto'
 import type { EventStore, RecordedEvent } from '../port'
-import { assertTenantId, parseTaskStreamName, taskStreamName } from '../streams'
+import { toStoredEvent } from '../historian'
+import { decisionOf } from '../lifecycle/lifecycleDecisions'
+import { deriveLifecycle } from '../lifecycle/lifecycleState'
+import { assertTenantId, complianceStreamName, parseTaskStreamName, taskStreamName } from '../streams'
 import { anchorHash, linkHash, storedIntegrity } from './chainHash'
 import type { TenantKeyRing } from './tenantKeyRing'
 
@@ -173,12 +176,22 @@ class ChainWalker {
   }
 }
 
-/** Why a stream's visible events may start at `firstRevision` > 0, from its retention rules; undefined if nothing explains it. */
+/**
+ * Why a stream's visible events may start at `firstRevision` > 0, from the lifecycle decisions recorded in its tenant's
+ * compliance stream (docs/lifecycle.md), never from the store's own metadata: a stream_metadata row no decision
+ * explains (written by SQL, say) explains nothing. Undefined if no decision explains it.
+ */
 async function retentionExplaining(store: EventStore, streamName: string, firstRevision: bigint): Promise<string | undefined> {
-  const { metadata } = await store.getStreamMetadata(streamName)
-  if (metadata.truncateBefore === firstRevision) return `truncate-before ${firstRevision}`
-  if (metadata.maxCount !== undefined) return `maxCount ${metadata.maxCount}`
-  if (metadata.maxAge !== undefined) return `maxAge ${metadata.maxAge} s`
+  const { tenantId } = parseTaskStreamName(streamName)
+  const decisions = (await store.readStream(complianceStreamName(tenantId))).flatMap((recorded) => {
+    const decision = decisionOf(toStoredEvent(recorded))
+    return decision && decision.data.targetStream === streamName ? [decision.data] : []
+  })
+  const { metadata } = deriveLifecycle(decisions)
+  const by = decisions.length === 0 ? '' : ` (decision ${decisions.at(-1)!.decisionId})`
+  if (metadata.truncateBefore === firstRevision) return `truncate-before ${firstRevision}${by}`
+  if (metadata.maxCount !== undefined) return `maxCount ${metadata.maxCount}${by}`
+  if (metadata.maxAge !== undefined) return `maxAge ${metadata.maxAge} s${by}`
   return undefined
 }
 

@@ -318,13 +318,14 @@ export class ProjectionRunner {
     loop.checkpoint = checkpoint
     const events = await store.readAll({ after: readAfter(checkpoint), maxCount: this.batchSize })
     const last = events[events.length - 1]
-    const read = events.map(readRecorded)
-    const following: LifecycleFollowing = { survivors: await readSurvivors(store, read), forgetDeadLetters: forgetLiveDeadLetters }
     if (!last) {
       // Idle: read the checkpoint again next time, in case it was moved or reset from outside.
       loop.checkpoint = undefined
       return { position: checkpoint, more: false }
     }
+    const read = events.map(readRecorded)
+    // Read before a pooled client is held (a PGlite pool has one): the events each lifecycle decision keeps.
+    const following: LifecycleFollowing = { survivors: await readSurvivors(store, read), forgetDeadLetters: forgetLiveDeadLetters }
 
     const outcome = await withClient(pool, async (client): Promise<{ applied: AppliedBatch; committingAt: Date } | { raced: bigint }> => {
       await client.query('begin')

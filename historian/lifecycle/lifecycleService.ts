@@ -74,7 +74,7 @@ export async function recordLifecycleDecision(historian: Historian, request: Dec
       return one && one.data.targetStream === targetStream ? [one.data] : []
     })
     const before = deriveLifecycle(decided)
-    const streamRevision = before.tombstoned ? null : await revisionDecidedAgainst(historian.store, targetStream, before)
+    const streamRevision = before.tombstoned ? null : await revisionDecidedAgainst(historian.store, targetStream, decided)
     const decidedAt = clock().toISOString()
     const data: StreamLifecycleDecided['data'] = {
       decisionId: lifecycleDecisionId({ tenantId, targetStream, decision, streamRevision, follows: decided.at(-1)?.decisionId ?? null }),
@@ -120,12 +120,16 @@ export async function recordLifecycleDecision(historian: Historian, request: Dec
   }
 }
 
-/** The revision a decision is taken against: the stream's newest visible event, else the last one its decisions hid. */
-async function revisionDecidedAgainst(store: EventStore, stream: string, before: DerivedLifecycle): Promise<number | null> {
+/**
+ * The revision a decision is taken against: the stream's newest visible event; when its decisions hide every event (a
+ * soft delete, a truncation, expiry), the newest revision an earlier decision was taken against (the port shows no
+ * hidden revision); null for a stream that never had an event.
+ */
+async function revisionDecidedAgainst(store: EventStore, stream: string, decided: readonly StreamLifecycleDecided['data'][]): Promise<number | null> {
   const [last] = await store.readStream(stream, { direction: 'backwards', maxCount: 1 })
   if (last) return Number(last.revision)
-  const hidden = hiddenBelow(before)
-  return hidden > 0n ? Number(hidden - 1n) : null
+  const newest = Math.max(-1, ...decided.map((one) => one.streamRevision ?? -1))
+  return newest >= 0 ? newest : null
 }
 
 function refuseUnlessPossible(stream: string, decision: LifecycleDecision, before: DerivedLifecycle, streamRevision: number | null): void {

@@ -137,6 +137,19 @@ describe.each(DATABASE_BACKENDS)('lifecycle decisions on $backend', ({ open }) =
     expect(synced.streams.filter((one) => one.drift !== undefined).map((one) => one.stream)).toEqual([forged])
   })
 
+  it('decides about a stream whose events every earlier decision hides, against the revision those decisions knew', async () => {
+    await seed()
+    await recordLifecycleDecision(fixture.historian, request({ kind: 'truncate', before: 100 }))
+    expect(await recordLifecycleDecision(fixture.historian, request({ kind: 'soft_delete' }))).toMatchObject({ recorded: true, decision: { streamRevision: 5 } })
+    // Retried after the delete hid the stream entirely: the same decision, so nothing new.
+    expect(await recordLifecycleDecision(fixture.historian, request({ kind: 'soft_delete' }))).toMatchObject({ recorded: false })
+    expect(await recordLifecycleDecision(fixture.historian, request({ kind: 'tombstone' }))).toMatchObject({ recorded: true, decision: { streamRevision: 5 } })
+    await catchUp()
+    expect(await compare()).toMatchObject({ matches: true })
+    expect(await rowsOfTask('task-a')).toBe(0)
+    expect((await reconcileLifecycle(fixture.store, { heal: false })).streams).toEqual([{ stream: taskStreamName(TENANT, 'task-a') }])
+  })
+
   it('refuses what cannot be decided, and records nothing', async () => {
     await seed()
     await expect(recordLifecycleDecision(fixture.historian, request({ kind: 'soft_delete' }, 'never-written'))).rejects.toThrow(LifecycleDecisionError)

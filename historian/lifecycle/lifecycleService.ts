@@ -174,9 +174,14 @@ async function lastVisibleRevision(store: EventStore, stream: string): Promise<b
   }
 }
 
-/** How one stream's store state compares with `derived`: its drift, if any. */
-async function driftOf(store: EventStore, stream: string, derived: DerivedLifecycle): Promise<string | undefined> {
-  return lifecycleDrift(derived, await storedLifecycle(store, stream), await lastVisibleRevision(store, stream))
+/**
+ * How one stream's store state compares with `derived`: its drift, if any, and whether applying the decisions can heal
+ * it (a tombstone no decision made cannot be undone).
+ */
+async function driftOf(store: EventStore, stream: string, derived: DerivedLifecycle): Promise<{ drift?: string; healable: boolean }> {
+  const stored = await storedLifecycle(store, stream)
+  const drift = lifecycleDrift(derived, stored, await lastVisibleRevision(store, stream))
+  return { ...(drift === undefined ? {} : { drift }), healable: derived.tombstoned || !stored.tombstoned }
 }
 
 /**
@@ -203,11 +208,12 @@ async function syncStreams(store: EventStore, decisions: ReadonlyMap<string, rea
   const states: (LifecycleStreamState & { healed: boolean })[] = []
   for (const [stream, list] of decisions) {
     const derived = deriveLifecycle(list.map((one) => one.data))
-    let drift = await driftOf(store, stream, derived)
+    const found = await driftOf(store, stream, derived)
+    let { drift } = found
     let healed = false
-    if (drift !== undefined && heal && !drift.startsWith('the store has it tombstoned')) {
+    if (drift !== undefined && heal && found.healable) {
       await applyDerived(store, stream, derived)
-      drift = await driftOf(store, stream, derived)
+      drift = (await driftOf(store, stream, derived)).drift
       healed = drift === undefined
     }
     states.push({ stream, ...(drift === undefined ? {} : { drift }), healed })
@@ -229,7 +235,7 @@ export async function reconcileLifecycle(store: EventStore, options: { heal: boo
   try {
     for (const stream of await store.listLifecycleStreams()) {
       if (decisions.has(stream)) continue
-      const drift = await driftOf(store, stream, deriveLifecycle([]))
+      const { drift } = await driftOf(store, stream, deriveLifecycle([]))
       if (drift !== undefined) states.push({ stream, drift: `${drift} (no decision recorded for it)`, healed: false })
     }
   } catch (error) {

@@ -135,6 +135,12 @@ describe.each(DATABASE_BACKENDS)('lifecycle decisions on $backend', ({ open }) =
     const synced = await reconcileLifecycle(fixture.store, { heal: true })
     expect(synced.healed).toEqual([decided])
     expect(synced.streams.filter((one) => one.drift !== undefined).map((one) => one.stream)).toEqual([forged])
+
+    // A tombstone no decision made is reported, and no sync can undo it.
+    await fixture.store.tombstoneStream(decided, { expectedRevision: 'any' })
+    const tombstoned = await reconcileLifecycle(fixture.store, { heal: true })
+    expect(tombstoned.healed).toEqual([])
+    expect(tombstoned.streams).toContainEqual({ stream: decided, drift: 'the store has it tombstoned, but no recorded decision tombstones it' })
   })
 
   it('decides about a stream whose events every earlier decision hides, against the revision those decisions knew', async () => {

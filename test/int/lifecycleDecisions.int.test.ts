@@ -123,7 +123,7 @@ describe.each(DATABASE_BACKENDS)('lifecycle decisions on $backend', ({ open }) =
   it('detects a stream_metadata row written by SQL with no decision behind it, and one changed by SQL, and heals only the decided one', async () => {
     await seed()
     await recordLifecycleDecision(fixture.historian, request({ kind: 'retain', maxCount: 4 }))
-    const [decided, forged] = TASKS.map((taskId) => taskStreamName(TENANT, taskId))
+    const [decided, forged] = [taskStreamName(TENANT, 'task-a'), taskStreamName(TENANT, 'task-b')]
     await fixture.database.pool.query(`insert into stream_metadata (stream_name, max_count) values ($1, 1)`, [forged])
     await fixture.database.pool.query(`update stream_metadata set max_count = 1 where stream_name = $1`, [decided])
     const report = await reconcileLifecycle(fixture.store, { heal: false })

@@ -213,9 +213,11 @@ describe.each(DATABASE_BACKENDS)('hash-chained task streams on $backend', ({ ope
     await seed()
     await decide({ kind: 'truncate', before: 3 })
     const partial = await verifyChain({ store: tenantBoundStore(fixture.store, 'acme'), keyRing: fixture.keyRing, tenantId: 'acme', taskId: 'task-a' })
-    expect(partial).toMatchObject({ intact: true, eventsChecked: 4, partialStreams: [{ streamName: stream, taskId: 'task-a', firstRevision: '3', retention: expect.stringMatching(/^truncate-before 3 \(decision [0-9a-f-]{36}\)$/) }] })
+    // The four visible events of task-a, and the decision that explains the three hidden ones.
+    expect(partial).toMatchObject({ intact: true, streamsChecked: 2, eventsChecked: 5, partialStreams: [{ streamName: stream, taskId: 'task-a', firstRevision: '3', retention: expect.stringMatching(/^truncate-before 3 \(decision [0-9a-f-]{36}\)$/) }] })
     const tenant = await verifyChain({ store: tenantBoundStore(fixture.store, 'acme'), keyRing: fixture.keyRing, tenantId: 'acme', pageSize: 2 })
-    expect(tenant).toMatchObject({ intact: true, streamsChecked: 2, eventsChecked: 11, partialStreams: partial.partialStreams })
+    // Task streams a and b, and the compliance stream holding the decision.
+    expect(tenant).toMatchObject({ intact: true, streamsChecked: 3, eventsChecked: 12, partialStreams: partial.partialStreams })
 
     await sql(`update events set data = jsonb_set(data, '{answer}', '"changed"') where stream_name = $1 and stream_revision = 5`, [stream])
     expect(await firstBreak()).toMatchObject({ revision: '5', kind: 'content_edited' })
@@ -228,8 +230,20 @@ describe.each(DATABASE_BACKENDS)('hash-chained task streams on $backend', ({ ope
     await seed()
     await decide({ kind: 'retain', maxCount: 2 })
     const result = await verifyChain({ store: fixture.store, keyRing: fixture.keyRing, tenantId: 'acme' })
-    expect(result).toMatchObject({ intact: true, eventsChecked: 9, partialStreams: [{ streamName: stream, firstRevision: '5', retention: expect.stringMatching(/^maxCount 2 \(decision /) }] })
+    expect(result).toMatchObject({ intact: true, eventsChecked: 10, partialStreams: [{ streamName: stream, firstRevision: '5', retention: expect.stringMatching(/^maxCount 2 \(decision /) }] })
     expect(await firstBreak()).toBeNull()
+  })
+
+  it('verifies the chain of the lifecycle decisions too: a decision edited by SQL is a break', async () => {
+    await seed()
+    await decide({ kind: 'truncate', before: 3 })
+    expect(await verifyChain({ store: fixture.store, keyRing: fixture.keyRing, tenantId: 'acme', taskId: 'task-a' })).toMatchObject({ intact: true, streamsChecked: 2 })
+    await sql(`update events set data = jsonb_set(data, '{decision,before}', '6') where stream_name = $1`, [complianceStreamName('acme')])
+    const result = await verifyChain({ store: fixture.store, keyRing: fixture.keyRing, tenantId: 'acme', taskId: 'task-a' })
+    expect(result.intact).toBe(false)
+    expect(result.breaks).toContainEqual(expect.objectContaining({ streamName: complianceStreamName('acme'), taskId: '(lifecycle decisions)', kind: 'content_edited', revision: '0' }))
+    // The edited decision (truncate before 6) no longer explains task-a starting at revision 3 either.
+    expect(result.breaks).toContainEqual(expect.objectContaining({ streamName: stream, kind: 'revision_gap', revision: '3' }))
   })
 
   it('does not take retention rules that no recorded decision explains (a stream_metadata row written by SQL) as a reason for missing events', async () => {

@@ -1,6 +1,6 @@
 import { LIFECYCLE_DECIDER_MAX_LENGTH, LIFECYCLE_REASON_MAX_LENGTH, type LifecycleDecision } from '../../historian/events'
 import { listLifecycleDecisions, reconcileLifecycle, recordLifecycleDecision, type DecisionRequest, type LifecycleReport } from '../../historian/lifecycle/lifecycleService'
-import { assertTaskId, assertTenantId } from '../../historian/streams'
+import { assertTaskId, assertTenantId, parseTaskStreamName } from '../../historian/streams'
 import { defaultProjections } from '../../projections/defaultProjections'
 import { sweepRetention } from '../../projections/lifecycleSweep'
 import { InvalidQueryError } from '../../projections/queryFilters'
@@ -137,7 +137,7 @@ export async function lifecycleListCommand(options: { readonly tenant: string; r
     const rows: DecisionRow[] = decisions.map(({ position, data }) => ({
       position,
       decidedAt: data.decidedAt,
-      task: data.targetStream.slice(data.targetStream.indexOf('-') + 1),
+      task: parseTaskStreamName(data.targetStream).taskId,
       decision: describeDecision(data.decision),
       revision: data.streamRevision,
       decidedBy: data.decidedBy,

@@ -247,6 +247,50 @@ function buildProgram(): Command {
     .addOption(new Option('--format <format>', 'output format').choices(['table', 'json', 'csv']).default('table'))
     .action(async (options) => (await import('./commands/reconcile')).reconcileCommand(options))
 
+  const lifecycle = program
+    .command('lifecycle')
+    .description("record lifecycle decisions (soft delete, tombstone, retention, truncation) in a tenant's compliance stream and apply them; list, sync, check and sweep them")
+  const decide = (name: 'soft-delete' | 'tombstone' | 'retain' | 'truncate', description: string) =>
+    lifecycle
+      .command(name)
+      .description(description)
+      .requiredOption('--tenant <tenantId>', 'tenant ID')
+      .requiredOption('--task <taskId>', 'task ID')
+      .requiredOption('--by <name>', 'who decides (1 to 200 characters; recorded)')
+      .requiredOption('--reason <text>', 'why, in a short note without personal data or content (1 to 500 characters; recorded)')
+  decide('soft-delete', "soft-delete the task's stream: every event up to now is hidden; it may be written again").action(async (options) =>
+    (await import('./commands/lifecycle')).lifecycleDecideCommand('soft-delete', options),
+  )
+  decide('tombstone', "tombstone the task's stream: every event is hidden and nothing can be written to it again").action(async (options) =>
+    (await import('./commands/lifecycle')).lifecycleDecideCommand('tombstone', options),
+  )
+  decide('retain', "replace the task's retention rules: events older than --max-age seconds, or beyond the newest --max-count, are hidden")
+    .option('--max-age <seconds>', 'hide events recorded more than this many seconds ago')
+    .option('--max-count <n>', 'keep only the newest n events')
+    .action(async (options) => (await import('./commands/lifecycle')).lifecycleDecideCommand('retain', options))
+  decide('truncate', "hide the task's events below a revision")
+    .requiredOption('--before <revision>', 'the first revision to keep')
+    .action(async (options) => (await import('./commands/lifecycle')).lifecycleDecideCommand('truncate', options))
+  lifecycle
+    .command('list')
+    .description("list a tenant's lifecycle decisions, oldest first, from its compliance stream")
+    .requiredOption('--tenant <tenantId>', 'tenant ID')
+    .addOption(new Option('--format <format>', 'output format').choices(['table', 'json', 'csv']).default('table'))
+    .action(async (options) => (await import('./commands/lifecycle')).lifecycleListCommand(options))
+  lifecycle
+    .command('sync')
+    .description('derive every stream\'s lifecycle from the recorded decisions and apply what the store lacks (heals a crash between recording and applying); exit 2 if a stream still differs')
+    .action(async () => (await import('./commands/lifecycle')).lifecycleReconcileCommand({ heal: true }))
+  lifecycle
+    .command('check')
+    .description('compare the store\'s lifecycle state (stream_metadata) with what the recorded decisions derive, changing nothing; exit 2 on a difference')
+    .action(async () => (await import('./commands/lifecycle')).lifecycleReconcileCommand({ heal: false }))
+  lifecycle
+    .command('sweep')
+    .description('remove from the read models what decided retention (maxAge, maxCount) hides as of a time')
+    .option('--at <time>', 'ISO 8601 time to judge maxAge at (default: now)')
+    .action(async (options) => (await import('./commands/lifecycle')).lifecycleSweepCommand(options))
+
   program
     .command('serve')
     .description('serve the tenant-scoped HTTP query API (OpenAPI at /openapi.json) until SIGINT/SIGTERM')

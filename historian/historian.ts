@@ -1,9 +1,11 @@
-import { readEvent, validateEvent, type AnnalistEvent } from './events'
+import { ComplianceEvent, readEvent, validateEvent, type AnnalistEvent } from './events'
+
+const COMPLIANCE_EVENT_TYPES: ReadonlySet<string> = new Set(ComplianceEvent.options.map((option) => option.shape.type.value))
 import { anchorHash, linkHash, storedIntegrity } from './integrity/chainHash'
 import { ChainTailError, MissingIntegrityKeyError } from './integrity/integrityErrors'
 import type { TenantKeyRing } from './integrity/tenantKeyRing'
 import type { AppendResult, EventStore, ReadAllOptions, RecordedEvent } from './port'
-import { assertTenantId, taskStreamName } from './streams'
+import { assertTenantId, complianceStreamName, taskStreamName } from './streams'
 
 /** A domain event as stored, with its place in the log. */
 export interface StoredEvent<E extends AnnalistEvent = AnnalistEvent> {
@@ -89,24 +91,61 @@ export class Historian {
    */
   async appendToTask(tenantId: string, taskId: string, pending: readonly PendingEvent[], after: StreamTail): Promise<AppendResult> {
     const streamName = taskStreamName(tenantId, taskId)
+    return this.appendChained(streamName, tenantId, pending, after, (event) => {
+      if (event.metadata.tenantId !== tenantId || event.metadata.taskId !== taskId) {
+        throw new RangeError(`event ${event.type} names tenant ${event.metadata.tenantId}/${event.metadata.taskId} but is being appended to ${streamName}`)
+      }
+    })
+  }
+
+  /** The tenant's compliance stream (complianceStreamName) as read now: its events and its tail. */
+  async readCompliance(tenantId: string): Promise<{ readonly streamName: string; readonly tail: StreamTail; readonly events: readonly StoredEvent[] }> {
+    const streamName = complianceStreamName(tenantId)
+    const recorded = await this.store.readStream(streamName)
+    return { streamName, tail: streamTail(recorded.at(-1)), events: recorded.map(toStoredEvent) }
+  }
+
+  /**
+   * Appends compliance events to the tenant's compliance stream right after `after`, hash-chained like a task's stream.
+   * Only compliance event types are accepted, and only for `tenantId`.
+   */
+  async appendToCompliance(tenantId: string, pending: readonly PendingEvent[], after: StreamTail): Promise<AppendResult> {
+    const streamName = complianceStreamName(tenantId)
+    return this.appendChained(streamName, tenantId, pending, after, (event) => {
+      if (!COMPLIANCE_EVENT_TYPES.has(event.type)) throw new RangeError(`event ${event.type} is not a compliance event; refusing to append it to ${streamName}`)
+      if (event.metadata.tenantId !== tenantId) throw new RangeError(`event ${event.type} names tenant ${event.metadata.tenantId} but is being appended to ${streamName}`)
+    })
+  }
+
+  /**
+   * Appends `pending` right after `after` (the stream's tail as the caller read it, e.g. a TaskStream), with
+   * `after.revision` as the expected revision, so the store refuses the append if anything was appended since; the
+   * caller re-reads and passes the new tail. Each event's `metadata.integrity` is computed here from the tail: event i
+   * gets revision `after.revision + 1 + i` (or `i` for a new stream) and chains from the event before it.
+   */
+  private async appendChained(
+    streamName: string,
+    tenantId: string,
+    pending: readonly PendingEvent[],
+    after: StreamTail,
+    belongs: (event: AnnalistEvent) => void,
+  ): Promise<AppendResult> {
     const valid = pending.map(({ eventId, event }) => {
       const checked = validateEvent(event)
-      if (checked.metadata.tenantId !== tenantId || checked.metadata.taskId !== taskId) {
-        throw new RangeError(`event ${checked.type} names tenant ${checked.metadata.tenantId}/${checked.metadata.taskId} but is being appended to ${streamName}`)
-      }
+      belongs(checked)
       const { integrity: _replaced, ...metadata } = checked.metadata
       return { eventId: typeof eventId === 'string' ? eventId.toLowerCase() : eventId, type: checked.type, data: checked.data, metadata }
     })
     const { revision: expectedRevision } = after
     if (expectedRevision !== 'no_stream' && (typeof expectedRevision !== 'bigint' || expectedRevision < 0n)) {
-      throw new RangeError(`appendToTask(${streamName}): the tail's revision must be 'no_stream' or a bigint >= 0, got ${String(expectedRevision)}`)
+      throw new RangeError(`appending to ${streamName}: the tail's revision must be 'no_stream' or a bigint >= 0, got ${String(expectedRevision)}`)
     }
     if (!this.keyRing) throw new MissingIntegrityKeyError(streamName)
     const tenantKey = this.keyRing.keyFor(tenantId)
     let prevHash: string
     if (expectedRevision === 'no_stream') prevHash = anchorHash(tenantKey, streamName)
     else if (after.lastHash === undefined) throw new ChainTailError(streamName, expectedRevision)
-    else if (!/^[0-9a-f]{64}$/.test(after.lastHash)) throw new RangeError(`appendToTask(${streamName}): the tail's lastHash must be 64 lowercase hex characters`)
+    else if (!/^[0-9a-f]{64}$/.test(after.lastHash)) throw new RangeError(`appending to ${streamName}: the tail's lastHash must be 64 lowercase hex characters`)
     else prevHash = after.lastHash
     let revision = expectedRevision === 'no_stream' ? 0n : expectedRevision + 1n
     const events = valid.map((event) => {

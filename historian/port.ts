@@ -124,6 +124,12 @@ export interface EventStore {
   ): Promise<{ metadataRevision: bigint }>
   /** The stream's retention rules and whether it is soft-deleted; a stream without metadata has `metadataRevision: 'no_metadata'`. */
   getStreamMetadata(stream: string): Promise<StreamMetadataResult>
+  /**
+   * Every stream the store holds lifecycle state for (retention rules, a soft delete or a tombstone), in name order:
+   * what `annalist lifecycle check` holds against the recorded decisions. EventStoreDB cannot list its metadata streams
+   * cheaply and refuses with UnsupportedStoreOperationError.
+   */
+  listLifecycleStreams(): Promise<string[]>
   /** Subscribes to the whole log from a checkpoint: history, then live events, without gap or duplicate (see AllSubscription). */
   subscribeToAll(options?: SubscribeToAllOptions): AllSubscription
   close(): Promise<void>
@@ -169,6 +175,18 @@ export class MetadataConcurrencyError extends Error {
   ) {
     super(`stream ${stream}: expected metadata revision ${String(expected)}, actual ${String(actual)}`)
     this.name = 'MetadataConcurrencyError'
+  }
+}
+
+/** Thrown when an operation of the port is not available on this kind of store; nothing is read or written. */
+export class UnsupportedStoreOperationError extends Error {
+  constructor(
+    readonly storeKind: EventStore['kind'],
+    readonly operation: string,
+    why: string,
+  ) {
+    super(`${operation} is not supported on the ${storeKind} event store: ${why}`)
+    this.name = 'UnsupportedStoreOperationError'
   }
 }
 

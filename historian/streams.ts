@@ -49,3 +49,21 @@ export function parseTaskStreamName(stream: string): { tenantId: TenantId; taskI
     category,
   }
 }
+
+const COMPLIANCE_PREFIX = 'compliance_'
+const LIFECYCLE_STREAM = 'lifecycle'
+
+/**
+ * The stream of one tenant's lifecycle decisions: `compliance_<tenantId>-lifecycle`. Its category is not `tenant_…`,
+ * so it never reads as a task stream (parseTaskStreamName refuses it) and never shows in readTenantLog; EventStoreDB's
+ * `$ce-compliance_<tenantId>` is the tenant's compliance log. The only place compliance stream names are built.
+ */
+export function complianceStreamName(tenantId: string): string {
+  return `${COMPLIANCE_PREFIX}${assertTenantId(tenantId)}-${LIFECYCLE_STREAM}`
+}
+
+/** The tenant of a compliance stream name, or undefined when `stream` is not one. */
+export function complianceStreamTenant(stream: string): TenantId | undefined {
+  const match = /^compliance_([a-z0-9_]{1,64})-lifecycle$/.exec(stream)
+  return match ? assertTenantId(match[1]!) : undefined
+}

@@ -195,6 +195,9 @@ export function evolve(state: TaskState, event: AnnalistEvent): TaskState {
       return { ...counted, status: 'cancelled', cancelledStep: event.data.cancelledStep }
     case 'TaskDeadLettered':
       return { ...counted, deadLettered: true }
+    case 'StreamLifecycleDecided':
+      // Recorded in the tenant's compliance stream, never in a task's: not a fact of the task's run.
+      return state
   }
 }
 

@@ -31,6 +31,22 @@ export interface Projection<TableName extends string = string> {
    * throws, they roll the batch back and apply its events one at a time, so that a poison event is isolated.
    */
   applyBatch?(client: pg.PoolClient, events: readonly StoredEvent[], tables: ProjectionTables<TableName>): Promise<void>
+  /**
+   * Optional: deletes every row that events of one task's stream produced, so that a lifecycle decision can refold the
+   * task from the events that survive it (projections/lifecycleFollower.ts; docs/lifecycle.md). A projection without
+   * it keeps the rows of events that decisions hide, and then no longer equals a rebuild after a decision.
+   */
+  forgetTask?(client: pg.PoolClient, tables: ProjectionTables<TableName>, tenantId: string, taskId: string): Promise<void>
+}
+
+/**
+ * forgetTask for a projection whose every table keys its rows by `tenant_id` and `task_id` and holds rows of task
+ * streams only (all of Annalist's read models): deletes the task's rows from each table.
+ */
+export function forgetTaskRows<TableName extends string>(): NonNullable<Projection<TableName>['forgetTask']> {
+  return async (client, tables, tenantId, taskId) => {
+    for (const table of Object.values<string>(tables)) await client.query(`delete from ${table} where tenant_id = $1 and task_id = $2`, [tenantId, taskId])
+  }
 }
 
 /** The table mapping for a projection's live tables. */

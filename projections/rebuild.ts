@@ -3,6 +3,7 @@ import pg from 'pg'
 import type { EventStore, RecordedEvent } from '../historian/port'
 import { describeError, replaceDeadLetters, type DeadLetterResolution } from './deadLetters'
 import { liveTables, suffixedTables, type Projection, type ProjectionTables } from './projection'
+import { readSurvivors, type LifecycleFollowing } from './lifecycleFollower'
 import { applyReadEvents, readAfter, readCheckpoint, readRecorded, withClient, type ReadOutcome } from './runner'
 
 /** The outcome of rebuilding projections from position 0 and comparing them with their live read models. */
@@ -254,7 +255,8 @@ async function lockAndFinish<T>(
       Object.assign(build, { built: 0n, events: 0, poisoned: new Map() })
     }
     await buildFresh(store, pool, [build], batchSize, onProgress)
-    const ahead = await store.readAll({ after: readAfter(build.built), maxCount: Math.max(batchSize, CATCH_UP_WINDOW) })
+    const ahead = (await store.readAll({ after: readAfter(build.built), maxCount: Math.max(batchSize, CATCH_UP_WINDOW) })).map(readRecorded)
+    const survivors = await readSurvivors(store, ahead)
 
     const outcome = await withClient(pool, async (client): Promise<{ done: T } | { moved: bigint }> => {
       await client.query('begin')
@@ -264,15 +266,22 @@ async function lockAndFinish<T>(
           [projection.name],
         )
         const current = BigInt(locked.rows[0]!.position)
-        const step = ahead.filter((event) => event.position <= current)
-        if (current < build.built || (current > build.built && step.at(-1)?.position !== current)) {
+        const step = ahead.filter((outcome) => outcome.recorded.position <= current)
+        if (current < build.built || (current > build.built && step.at(-1)?.recorded.position !== current)) {
           await client.query('commit')
           return { moved: current }
         }
         if (step.length > 0) {
-          await applyReadEvents(client, projection, build.fresh, step.map(readRecorded), async (event, error) => {
-            build.poisoned.set(event.position, { event, error: describeError(error) })
-          })
+          await applyReadEvents(
+            client,
+            projection,
+            build.fresh,
+            step,
+            async (event, error) => {
+              build.poisoned.set(event.position, { event, error: describeError(error) })
+            },
+            followingFor(build, survivors),
+          )
           build.built = current
           build.events += step.length
         }
@@ -316,12 +325,14 @@ async function buildFresh(
       const wanted = events.filter((event) => event.position <= target)
       next = wanted.length < events.length || events.length < batchSize ? undefined : readPage(wanted.at(-1)!.position)
       const read = wanted.map(readRecorded)
+      const survivors = await readSurvivors(store, read)
       await settleAll(
         behind.map((build) =>
           applyToFresh(
             pool,
             build,
             read.filter((outcome) => outcome.recorded.position > build.built && outcome.recorded.position <= build.target),
+            followingFor(build, survivors),
             onProgress,
           ),
         ),
@@ -333,14 +344,27 @@ async function buildFresh(
 }
 
 /** Applies one page of read events to one build's fresh tables in a transaction of its own. */
-async function applyToFresh(pool: pg.Pool, build: FreshBuild, read: readonly ReadOutcome[], onProgress: RebuildOptions['onProgress']): Promise<void> {
+async function applyToFresh(
+  pool: pg.Pool,
+  build: FreshBuild,
+  read: readonly ReadOutcome[],
+  following: LifecycleFollowing,
+  onProgress: RebuildOptions['onProgress'],
+): Promise<void> {
   if (read.length === 0) return
   await withClient(pool, async (client) => {
     await client.query('begin')
     try {
-      await applyReadEvents(client, build.projection, build.fresh, read, async (event, error) => {
-        build.poisoned.set(event.position, { event, error: describeError(error) })
-      })
+      await applyReadEvents(
+        client,
+        build.projection,
+        build.fresh,
+        read,
+        async (event, error) => {
+          build.poisoned.set(event.position, { event, error: describeError(error) })
+        },
+        following,
+      )
       await client.query('commit')
     } catch (error) {
       await client.query('rollback').catch(() => undefined)
@@ -350,6 +374,16 @@ async function applyToFresh(pool: pg.Pool, build: FreshBuild, read: readonly Rea
   build.events += read.length
   build.built = read.at(-1)!.recorded.position
   onProgress?.({ projection: build.projection.name, events: build.events, position: build.built, target: build.target })
+}
+
+/** How a build follows lifecycle decisions: its dead letters are kept in memory, so forgetting them is a map delete. */
+function followingFor(build: FreshBuild, survivors: LifecycleFollowing['survivors']): LifecycleFollowing {
+  return {
+    survivors,
+    async forgetDeadLetters(_client, _projection, stream, kept) {
+      for (const [position, poison] of build.poisoned) if (poison.event.streamName === stream && !kept.has(position)) build.poisoned.delete(position)
+    },
+  }
 }
 
 /** Waits for every promise, then rejects with the first failure if any failed (nothing is left running behind it). */

@@ -1,8 +1,10 @@
 import type pg from 'pg'
-import { toStoredEvent, type StoredEvent } from '../historian/historian'
+import type { StoredEvent } from '../historian/historian'
 import type { EventStore, RecordedEvent, Unsubscribe } from '../historian/port'
 import { recordDeadLetter } from './deadLetters'
+import { forgetLiveDeadLetters, readDecision, readSurvivors, refoldTask, type LifecycleFollowing } from './lifecycleFollower'
 import { liveTables, type Projection, type ProjectionTables } from './projection'
+import { readRecorded, type ReadOutcome } from './readOutcome'
 
 /** What one committed batch did for one projection. */
 export interface ProjectionProgress {
@@ -56,17 +58,7 @@ export interface AppliedBatch {
   readonly poisoned: readonly { readonly event: RecordedEvent; readonly error: unknown }[]
 }
 
-/** An event as read for a projection: typed, or the error reading it raised (unknown type, failing schema). */
-export type ReadOutcome = { readonly recorded: RecordedEvent; readonly stored: StoredEvent } | { readonly recorded: RecordedEvent; readonly error: unknown }
-
-/** Reads a recorded event for the projections (toStoredEvent), keeping the error instead of throwing it. */
-export function readRecorded(recorded: RecordedEvent): ReadOutcome {
-  try {
-    return { recorded, stored: toStoredEvent(recorded) }
-  } catch (error) {
-    return { recorded, error }
-  }
-}
+export { readRecorded, type ReadOutcome } from './readOutcome'
 
 /** Applies readable events in one call: the projection's applyBatch when it has one, else apply for each in turn. */
 async function applyReadable(client: pg.PoolClient, projection: Projection, tables: ProjectionTables, events: readonly StoredEvent[]): Promise<void> {
@@ -91,12 +83,54 @@ export async function applyEvents(
   tables: ProjectionTables,
   events: readonly RecordedEvent[],
   onPoison: (event: RecordedEvent, error: unknown) => Promise<void>,
+  following?: LifecycleFollowing,
 ): Promise<AppliedBatch> {
-  return applyReadEvents(client, projection, tables, events.map(readRecorded), onPoison)
+  return applyReadEvents(client, projection, tables, events.map(readRecorded), onPoison, following)
 }
 
-/** applyEvents for events already read (readRecorded), so that several projections can share one reading. */
+/**
+ * applyEvents for events already read (readRecorded), so that several projections can share one reading. A lifecycle
+ * decision (StreamLifecycleDecided) is never handed to the projection: with `following`, the events before it are
+ * applied, then the decision's target task is refolded from its surviving events (projections/lifecycleFollower.ts), then
+ * the events after it; without `following` (a dead-letter retry), decisions are passed over.
+ */
 export async function applyReadEvents(
+  client: pg.PoolClient,
+  projection: Projection,
+  tables: ProjectionTables,
+  read: readonly ReadOutcome[],
+  onPoison: (event: RecordedEvent, error: unknown) => Promise<void>,
+  following?: LifecycleFollowing,
+): Promise<AppliedBatch> {
+  let applied = 0
+  const poisoned: { event: RecordedEvent; error: unknown }[] = []
+  const add = (batch: AppliedBatch) => {
+    applied += batch.applied
+    poisoned.push(...batch.poisoned)
+  }
+  let segment: ReadOutcome[] = []
+  for (const outcome of read) {
+    const decision = readDecision(outcome)
+    if (!decision) {
+      segment.push(outcome)
+      continue
+    }
+    add(await applySegment(client, projection, tables, segment, onPoison))
+    segment = []
+    applied++
+    const survivors = following?.survivors.get(decision.position)
+    if (!following || !survivors) continue
+    await refoldTask(client, projection, tables, decision.data.targetStream, survivors, following, async (kept) => {
+      // Re-applied rows and re-recorded dead letters only restore what the task had: they are not this batch's.
+      await applySegment(client, projection, tables, kept, onPoison)
+    })
+  }
+  add(await applySegment(client, projection, tables, segment, onPoison))
+  return { applied, poisoned }
+}
+
+/** Applies events that hold no lifecycle decision: one savepoint for the batch, one per event if the batch fails. */
+async function applySegment(
   client: pg.PoolClient,
   projection: Projection,
   tables: ProjectionTables,
@@ -289,6 +323,9 @@ export class ProjectionRunner {
       loop.checkpoint = undefined
       return { position: checkpoint, more: false }
     }
+    const read = events.map(readRecorded)
+    // Read before a pooled client is held (a PGlite pool has one): the events each lifecycle decision keeps.
+    const following: LifecycleFollowing = { survivors: await readSurvivors(store, read), forgetDeadLetters: forgetLiveDeadLetters }
 
     const outcome = await withClient(pool, async (client): Promise<{ applied: AppliedBatch; committingAt: Date } | { raced: bigint }> => {
       await client.query('begin')
@@ -302,8 +339,8 @@ export class ProjectionRunner {
           await client.query('rollback')
           return { raced: current }
         }
-        const applied = await applyEvents(client, projection, liveTables(projection), events, (event, error) =>
-          recordDeadLetter(client, projection.name, event, error),
+        const applied = await applyReadEvents(client, projection, liveTables(projection), read, (event, error) =>
+          recordDeadLetter(client, projection.name, event, error), following,
         )
         const committing = await client.query<{ at: Date }>(
           `update projection_checkpoints

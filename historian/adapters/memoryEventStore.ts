@@ -161,6 +161,11 @@ export class InMemoryEventStore implements EventStore {
     return { metadata, metadataRevision: entry.metadataRevision, deleted: entry.deleted }
   }
 
+  async listLifecycleStreams(): Promise<string[]> {
+    const withState = [...this.streams].filter(([, entry]) => entry.tombstoned || entry.metadataRevision !== undefined)
+    return withState.map(([name]) => name).sort()
+  }
+
   subscribeToAll(options: SubscribeToAllOptions = {}): AllSubscription {
     const subscription = pollingSubscription(this, { from: checkpointOf(options.from), batchSize: SUBSCRIPTION_BATCH, pollIntervalMs: SUBSCRIPTION_POLL_MS })
     this.subscriptions.add(subscription)

@@ -1,6 +1,7 @@
 import { z } from 'zod'
 import { EventSchemaError, UnknownEventTypeError } from './errors'
 import { upcastModelFailureToReplyFacts, upcastModelInvocationToReplyFacts } from './common'
+import { ComplianceEvent } from './lifecycle'
 import { ModelEvent, upcastRoutingModelInvokedV1 } from './model'
 import { RunEvent } from './run'
 import { TaskEvent } from './task'
@@ -9,6 +10,7 @@ import { ToolEvent } from './tool'
 export * from './common'
 export * from './errors'
 export * from './ids'
+export * from './lifecycle'
 export * from './metadata'
 export * from './model'
 export * from './run'
@@ -16,7 +18,7 @@ export * from './task'
 export * from './tool'
 
 /** Every Annalist domain event, current version. */
-export const AnnalistEvent = z.discriminatedUnion('type', [...TaskEvent.options, ...RunEvent.options, ...ModelEvent.options, ...ToolEvent.options])
+export const AnnalistEvent = z.discriminatedUnion('type', [...TaskEvent.options, ...RunEvent.options, ...ModelEvent.options, ...ToolEvent.options, ...ComplianceEvent.options])
 export type AnnalistEvent = z.infer<typeof AnnalistEvent>
 export type AnnalistEventType = AnnalistEvent['type']
 export type EventOfType<T extends AnnalistEventType> = Extract<AnnalistEvent, { type: T }>
@@ -42,6 +44,7 @@ export const CURRENT_SCHEMA_VERSION = {
   TaskRunContinued: 1,
   TaskDeadLettered: 1,
   RedriveRequested: 1,
+  StreamLifecycleDecided: 1,
 } as const satisfies Record<AnnalistEventType, number>
 
 export const EVENT_TYPES = Object.keys(CURRENT_SCHEMA_VERSION) as AnnalistEventType[]

@@ -1,6 +1,9 @@
 import { timingSafeEqual } from 'node:crypto'
 import type { EventStore, RecordedEvent } from '../port'
-import { assertTenantId, parseTaskStreamName, taskStreamName } from '../streams'
+import { toStoredEvent } from '../historian'
+import { decisionOf } from '../lifecycle/lifecycleDecisions'
+import { deriveLifecycle } from '../lifecycle/lifecycleState'
+import { assertTenantId, complianceStreamName, complianceStreamTenant, parseTaskStreamName, taskStreamName } from '../streams'
 import { anchorHash, linkHash, storedIntegrity } from './chainHash'
 import type { TenantKeyRing } from './tenantKeyRing'
 
@@ -173,12 +176,27 @@ class ChainWalker {
   }
 }
 
-/** Why a stream's visible events may start at `firstRevision` > 0, from its retention rules; undefined if nothing explains it. */
+/** What a break in the tenant's compliance stream shows where a task stream's break shows its task ID. */
+export const COMPLIANCE_STREAM_LABEL = '(lifecycle decisions)'
+
+/**
+ * Why a stream's visible events may start at `firstRevision` > 0, from the lifecycle decisions recorded in its tenant's
+ * compliance stream (docs/lifecycle.md), never from the store's own metadata: a stream_metadata row no decision
+ * explains (written by SQL, say) explains nothing. Undefined if no decision explains it.
+ */
 async function retentionExplaining(store: EventStore, streamName: string, firstRevision: bigint): Promise<string | undefined> {
-  const { metadata } = await store.getStreamMetadata(streamName)
-  if (metadata.truncateBefore === firstRevision) return `truncate-before ${firstRevision}`
-  if (metadata.maxCount !== undefined) return `maxCount ${metadata.maxCount}`
-  if (metadata.maxAge !== undefined) return `maxAge ${metadata.maxAge} s`
+  // No decision is ever taken about a compliance stream: nothing explains a hidden start of one.
+  if (complianceStreamTenant(streamName) !== undefined) return undefined
+  const { tenantId } = parseTaskStreamName(streamName)
+  const decisions = (await store.readStream(complianceStreamName(tenantId))).flatMap((recorded) => {
+    const decision = decisionOf(toStoredEvent(recorded))
+    return decision && decision.data.targetStream === streamName ? [decision.data] : []
+  })
+  const { metadata } = deriveLifecycle(decisions)
+  const by = decisions.length === 0 ? '' : ` (decision ${decisions.at(-1)!.decisionId})`
+  if (metadata.truncateBefore === firstRevision) return `truncate-before ${firstRevision}${by}`
+  if (metadata.maxCount !== undefined) return `maxCount ${metadata.maxCount}${by}`
+  if (metadata.maxAge !== undefined) return `maxAge ${metadata.maxAge} s${by}`
   return undefined
 }
 
@@ -226,7 +244,9 @@ const byPosition = (a: ChainBreak, b: ChainBreak) => {
  * revision 0 must chain from the tenant-keyed anchor, every later event from the hash of the one before, every hash
  * must match its event's content, and revisions and positions must run in order. Reports the first broken link of
  * each broken stream. The tenant's log is walked once in global order, keeping one small state per stream; a stream
- * that looks broken there is re-read alone in revision order, so the break reported is the same either way.
+ * that looks broken there is re-read alone in revision order, so the break reported is the same either way. The
+ * tenant's compliance stream (its lifecycle decisions, which explain hidden events) is verified as well, and counted
+ * when it holds events; a break there shows COMPLIANCE_STREAM_LABEL as its task.
  */
 export async function verifyChain(options: VerifyChainOptions): Promise<ChainVerification> {
   const tenantId = assertTenantId(options.tenantId)
@@ -272,6 +292,14 @@ export async function verifyChain(options: VerifyChainOptions): Promise<ChainVer
       after = page[page.length - 1]!.position
     }
   }
+
+  // The tenant's lifecycle decisions explain hidden events (retentionExplaining), so their own chain is verified too.
+  const decisions = await checkStream(options.store, new ChainWalker(tenantKey, complianceStreamName(tenantId), COMPLIANCE_STREAM_LABEL), pageSize)
+  if (decisions.events > 0) {
+    streamsChecked++
+    eventsChecked += decisions.events
+  }
+  if (decisions.broken) breaks.push(decisions.broken)
 
   breaks.sort(byPosition)
   return {

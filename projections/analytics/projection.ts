@@ -1,7 +1,7 @@
 import type pg from 'pg'
 import type { AnnalistEvent, EventMetadata, ModelRef, ModelUsage, PromptRef } from '../../historian/events'
 import type { StoredEvent } from '../../historian/historian'
-import { insertRows, type Projection, type ProjectionTables, type RowColumn } from '../projection'
+import { forgetTaskRows, insertRows, type Projection, type ProjectionTables, type RowColumn } from '../projection'
 
 /** Name of the cross-tenant analytics projection (its checkpoint and dead-letter key). */
 export const ANALYTICS_PROJECTION = 'analytics'
@@ -109,6 +109,7 @@ export function analyticsFacts(event: AnnalistEvent): AnalyticsFacts {
     case 'TaskDeadLettered':
     case 'RedriveRequested':
     case 'ToolCallCompensated':
+    case 'StreamLifecycleDecided':
       return {}
   }
 }
@@ -212,6 +213,7 @@ export function analyticsProjection(): Projection<AnalyticsTable> {
   }
   return {
     name: ANALYTICS_PROJECTION,
+    forgetTask: forgetTaskRows(),
     tables: ['analytics_model_invocations', 'analytics_step_failures', 'analytics_tool_calls'],
     applyBatch,
     apply: (client, stored, tables) => applyBatch(client, [stored], tables),

@@ -1,7 +1,7 @@
 import type pg from 'pg'
 import type { AnnalistEvent, ModelRef, PromptRef } from '../../historian/events'
 import type { StoredEvent } from '../../historian/historian'
-import { insertRows, type Projection, type ProjectionTables, type RowColumn } from '../projection'
+import { forgetTaskRows, insertRows, type Projection, type ProjectionTables, type RowColumn } from '../projection'
 
 /** Name of the audit timeline projection (its checkpoint and dead-letter key). */
 export const AUDIT_TIMELINE_PROJECTION = 'audit_timeline'
@@ -162,6 +162,10 @@ export function auditFacts(event: AnnalistEvent): AuditFacts {
         errorCode: event.data.errorCode,
         summary: `task dead-lettered: step ${event.data.failedStep} exhausted ${event.data.attempts} attempt(s) with ${event.data.errorCode}; awaiting redrive`,
       }
+    case 'StreamLifecycleDecided':
+      // The runner hands lifecycle decisions to projections/lifecycleFollower.ts, never to apply; the audit trail of
+      // decisions is the compliance stream itself (`annalist lifecycle list`).
+      return { summary: `lifecycle decision ${event.data.decision.kind} by ${event.data.decidedBy}` }
   }
 }
 
@@ -265,6 +269,7 @@ export function auditTimelineProjection(): Projection<AuditTimelineTable> {
   }
   return {
     name: AUDIT_TIMELINE_PROJECTION,
+    forgetTask: forgetTaskRows(),
     tables: ['audit_timeline'],
     applyBatch,
     apply: (client, stored, tables) => applyBatch(client, [stored], tables),

@@ -1,6 +1,6 @@
 import type pg from 'pg'
 import type { StoredEvent } from '../../historian/historian'
-import { insertRows, type Projection, type ProjectionTables, type RowColumn } from '../projection'
+import { forgetTaskRows, insertRows, type Projection, type ProjectionTables, type RowColumn } from '../projection'
 
 /** Name of the task dead-letter projection (its checkpoint and dead-letter key). */
 export const TASK_DEAD_LETTERS_PROJECTION = 'task_dead_letters'
@@ -115,6 +115,7 @@ export function taskDeadLettersProjection(): Projection<TaskDeadLettersTable> {
   }
   return {
     name: TASK_DEAD_LETTERS_PROJECTION,
+    forgetTask: forgetTaskRows(),
     tables: ['task_dead_letters'],
     applyBatch,
     apply: (client, stored, tables) => applyBatch(client, [stored], tables),

@@ -1,7 +1,7 @@
 import type pg from 'pg'
 import type { AnnalistEvent, ModelRef, ModelUsage, PromptRef } from '../../historian/events'
 import type { StoredEvent } from '../../historian/historian'
-import type { Projection, ProjectionTables } from '../projection'
+import { forgetTaskRows, type Projection, type ProjectionTables } from '../projection'
 
 /** Name of the task summary projection (its checkpoint and dead-letter key). */
 export const TASK_SUMMARY_PROJECTION = 'task_summary'
@@ -158,6 +158,7 @@ export function summaryDelta(event: AnnalistEvent): SummaryDelta {
     case 'RedriveRequested':
     case 'ToolCallCompensated':
     case 'ToolCompensationFailed':
+    case 'StreamLifecycleDecided':
       return { ...NONE }
   }
 }
@@ -407,6 +408,7 @@ export function taskSummaryProjection(): Projection<TaskSummaryTable> {
   }
   return {
     name: TASK_SUMMARY_PROJECTION,
+    forgetTask: forgetTaskRows(),
     tables: ['task_summary'],
     applyBatch,
     apply: (client, stored, tables) => applyBatch(client, [stored], tables),

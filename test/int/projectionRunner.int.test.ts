@@ -48,6 +48,7 @@ function observedStore(store: EventStore, notifications: { count: number }, deli
     tombstoneStream: (stream, options) => store.tombstoneStream(stream, options),
     setStreamMetadata: (stream, metadata, options) => store.setStreamMetadata(stream, metadata, options),
     getStreamMetadata: (stream) => store.getStreamMetadata(stream),
+    listLifecycleStreams: () => store.listLifecycleStreams(),
     subscribeToAll: (options) => store.subscribeToAll(options),
     onAppend: (listener) =>
       deliver

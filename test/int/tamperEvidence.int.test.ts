@@ -4,7 +4,9 @@ import { anchorHash, linkHash, storedIntegrity } from '../../historian/integrity
 import { ChainTailError, MissingIntegrityKeyError } from '../../historian/integrity/integrityErrors'
 import { verifyChain, type ChainBreak, type ChainVerification } from '../../historian/integrity/verifyChain'
 import { ConcurrencyError, type EventStore } from '../../historian/port'
-import { taskStreamName } from '../../historian/streams'
+import { complianceStreamName, taskStreamName } from '../../historian/streams'
+import { recordLifecycleDecision } from '../../historian/lifecycle/lifecycleService'
+import type { LifecycleDecision } from '../../historian/events'
 import { DATABASE_BACKENDS, historianPerTest, randomKeyRing } from '../support/databases'
 import { TaskEventFactory } from '../support/eventFactory'
 
@@ -20,11 +22,11 @@ async function appendTaskRun(historian: Historian, tenantId: string, taskId: str
   for (const batch of batches) await historian.appendToTask(tenantId, taskId, batch, await historian.readTask(tenantId, taskId))
 }
 
-/** A store that fails the test if anything outside `tenantId`'s streams is read. */
+/** A store that fails the test if anything outside `tenantId`'s streams (its task streams and its compliance stream) is read. */
 function tenantBoundStore(store: EventStore, tenantId: string): EventStore {
   return Object.assign(Object.create(store) as EventStore, {
     readStream(stream: string, options?: Parameters<EventStore['readStream']>[1]) {
-      expect(stream.startsWith(`tenant_${tenantId}-`), `read ${stream}`).toBe(true)
+      expect(stream.startsWith(`tenant_${tenantId}-`) || stream === complianceStreamName(tenantId), `read ${stream}`).toBe(true)
       return store.readStream(stream, options)
     },
     readTenantLog(tenant: string, options?: Parameters<EventStore['readTenantLog']>[1]) {
@@ -40,6 +42,8 @@ describe.each(DATABASE_BACKENDS)('hash-chained task streams on $backend', ({ ope
   const fixture = historianPerTest(open)
   const sql = (text: string, values: unknown[] = []) => fixture.database.pool.query(text, values)
   const stream = taskStreamName('acme', 'task-a')
+  const decide = (decision: LifecycleDecision) =>
+    recordLifecycleDecision(fixture.historian, { tenantId: 'acme', taskId: 'task-a', decision, decidedBy: 'dpo@example.test', reason: 'retention policy R-7' })
 
   /**
    * Verifies task-a three ways - alone, as part of the tenant's log, and the tenant's log in pages of 2 - and checks
@@ -207,11 +211,13 @@ describe.each(DATABASE_BACKENDS)('hash-chained task streams on $backend', ({ ope
 
   it('verifies a stream whose start retention hides from its first visible event on, and still catches what retention does not explain', async () => {
     await seed()
-    await fixture.store.setStreamMetadata(stream, { truncateBefore: 3n })
+    await decide({ kind: 'truncate', before: 3 })
     const partial = await verifyChain({ store: tenantBoundStore(fixture.store, 'acme'), keyRing: fixture.keyRing, tenantId: 'acme', taskId: 'task-a' })
-    expect(partial).toMatchObject({ intact: true, eventsChecked: 4, partialStreams: [{ streamName: stream, taskId: 'task-a', firstRevision: '3', retention: 'truncate-before 3' }] })
+    // The four visible events of task-a, and the decision that explains the three hidden ones.
+    expect(partial).toMatchObject({ intact: true, streamsChecked: 2, eventsChecked: 5, partialStreams: [{ streamName: stream, taskId: 'task-a', firstRevision: '3', retention: expect.stringMatching(/^truncate-before 3 \(decision [0-9a-f-]{36}\)$/) }] })
     const tenant = await verifyChain({ store: tenantBoundStore(fixture.store, 'acme'), keyRing: fixture.keyRing, tenantId: 'acme', pageSize: 2 })
-    expect(tenant).toMatchObject({ intact: true, streamsChecked: 2, eventsChecked: 11, partialStreams: partial.partialStreams })
+    // Task streams a and b, and the compliance stream holding the decision.
+    expect(tenant).toMatchObject({ intact: true, streamsChecked: 3, eventsChecked: 12, partialStreams: partial.partialStreams })
 
     await sql(`update events set data = jsonb_set(data, '{answer}', '"changed"') where stream_name = $1 and stream_revision = 5`, [stream])
     expect(await firstBreak()).toMatchObject({ revision: '5', kind: 'content_edited' })
@@ -222,10 +228,30 @@ describe.each(DATABASE_BACKENDS)('hash-chained task streams on $backend', ({ ope
 
   it('verifies the newest events that a maxCount rule keeps', async () => {
     await seed()
-    await fixture.store.setStreamMetadata(stream, { maxCount: 2 })
+    await decide({ kind: 'retain', maxCount: 2 })
     const result = await verifyChain({ store: fixture.store, keyRing: fixture.keyRing, tenantId: 'acme' })
-    expect(result).toMatchObject({ intact: true, eventsChecked: 9, partialStreams: [{ streamName: stream, firstRevision: '5', retention: 'maxCount 2' }] })
+    expect(result).toMatchObject({ intact: true, eventsChecked: 10, partialStreams: [{ streamName: stream, firstRevision: '5', retention: expect.stringMatching(/^maxCount 2 \(decision /) }] })
     expect(await firstBreak()).toBeNull()
+  })
+
+  it('verifies the chain of the lifecycle decisions too: a decision edited by SQL is a break', async () => {
+    await seed()
+    await decide({ kind: 'truncate', before: 3 })
+    expect(await verifyChain({ store: fixture.store, keyRing: fixture.keyRing, tenantId: 'acme', taskId: 'task-a' })).toMatchObject({ intact: true, streamsChecked: 2 })
+    await sql(`update events set data = jsonb_set(data, '{decision,before}', '6') where stream_name = $1`, [complianceStreamName('acme')])
+    const result = await verifyChain({ store: fixture.store, keyRing: fixture.keyRing, tenantId: 'acme', taskId: 'task-a' })
+    expect(result.intact).toBe(false)
+    expect(result.breaks).toContainEqual(expect.objectContaining({ streamName: complianceStreamName('acme'), taskId: '(lifecycle decisions)', kind: 'content_edited', revision: '0' }))
+    // The edited decision (truncate before 6) no longer explains task-a starting at revision 3 either.
+    expect(result.breaks).toContainEqual(expect.objectContaining({ streamName: stream, kind: 'revision_gap', revision: '3' }))
+  })
+
+  it('does not take retention rules that no recorded decision explains (a stream_metadata row written by SQL) as a reason for missing events', async () => {
+    await seed()
+    await sql(`insert into stream_metadata (stream_name, max_count) values ($1, 2)`, [stream])
+    const result = await verifyChain({ store: fixture.store, keyRing: fixture.keyRing, tenantId: 'acme', taskId: 'task-a' })
+    expect(result).toMatchObject({ intact: false, partialStreams: [] })
+    expect(result.firstBreak).toMatchObject({ streamName: stream, revision: '5' })
   })
 
   it('reports live progress while walking a tenant log', async () => {

@@ -5,6 +5,7 @@ import {
   EventIdConflictError,
   MetadataConcurrencyError,
   StreamTombstonedError,
+  UnsupportedStoreOperationError,
   type AllSubscription,
   type EventStore,
   type ExpectedRevision,
@@ -584,6 +585,26 @@ export function eventStoreContract(name: string, factory: () => Promise<EventSto
         }
         await expect(store().setStreamMetadata(stream, {}, { expectedMetadataRevision: -1n })).rejects.toThrow(RangeError)
         expect(await store().getStreamMetadata(stream)).toEqual({ metadata: {}, metadataRevision: 'no_metadata', deleted: false })
+      })
+    })
+
+    describe('listing lifecycle state', () => {
+      it('lists every stream with retention rules, a soft delete or a tombstone, and no plain stream; EventStoreDB refuses it by name', async () => {
+        const [plain, retained, deleted, tombstoned] = [freshStream(), freshStream(), freshStream(), freshStream()]
+        for (const stream of [plain, retained, deleted, tombstoned]) await store().appendToStream(stream, newEvents(2), { expectedRevision: 'no_stream' })
+        await store().setStreamMetadata(retained, { maxCount: 1 })
+        await store().deleteStream(deleted, { expectedRevision: 1n })
+        await store().tombstoneStream(tombstoned, { expectedRevision: 1n })
+        if (store().kind === 'esdb') {
+          const refusal = await rejectionOf(store().listLifecycleStreams())
+          expect(refusal).toBeInstanceOf(UnsupportedStoreOperationError)
+          expect((refusal as Error).message).toMatch(/listLifecycleStreams is not supported on the esdb event store/)
+          return
+        }
+        const listed = await store().listLifecycleStreams()
+        expect(listed).toEqual([...listed].sort())
+        expect(listed).toEqual(expect.arrayContaining([retained, deleted, tombstoned]))
+        expect(listed).not.toContain(plain)
       })
     })
 

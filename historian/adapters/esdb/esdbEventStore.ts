@@ -32,6 +32,7 @@ import {
   EventIdConflictError,
   EventStoreUnavailableError,
   MetadataConcurrencyError,
+  UnsupportedStoreOperationError,
   StreamTombstonedError,
   type AllSubscription,
   type AppendResult,
@@ -252,6 +253,15 @@ export class EsdbEventStore implements EventStore {
    * The server's own catch-up subscription to $all from the checkpoint (exclusive), without system events, and without
    * the events every read hides (deleted, tombstoned, truncated streams: checked per stream, trusted for a second).
    */
+  /** Refused: listing every `$$<stream>` would mean reading the whole `$streams` projection; see docs/lifecycle.md. */
+  async listLifecycleStreams(): Promise<string[]> {
+    throw new UnsupportedStoreOperationError(
+      'esdb',
+      'listLifecycleStreams',
+      'EventStoreDB keeps stream metadata in one $$<stream> stream each and has no index of them; check each stream the decisions name instead (annalist lifecycle check does)',
+    )
+  }
+
   subscribeToAll(options: SubscribeToAllOptions = {}): AllSubscription {
     const from = checkpointOf(options.from)
     const client = this.client

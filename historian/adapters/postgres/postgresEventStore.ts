@@ -259,6 +259,11 @@ export class PostgresEventStore implements EventStore {
     return { metadata, metadataRevision: BigInt(row.metadata_revision), deleted: row.deleted }
   }
 
+  async listLifecycleStreams(): Promise<string[]> {
+    const { rows } = await this.unavailableOnFailure(() => this.pool.query<{ stream_name: string }>('select stream_name from stream_metadata order by stream_name'))
+    return rows.map((row) => row.stream_name)
+  }
+
   /**
    * A catch-up subscription over `readAll`, woken by `onAppend` and polling every `subscriptionPollIntervalMs` as a
    * fallback (the only way behind the embedded socket server). It never skips an event because appends are serialized

@@ -7,6 +7,7 @@ import { InvalidQueryError } from '../../projections/queryFilters'
 import { loadConfig, requireIntegrityKeyRing } from '../runtime/config'
 import { formatRows, type OutputColumn, type OutputFormat } from '../runtime/output'
 import { startActivityIndicator } from '../runtime/progress'
+import { authorizeCaller } from '../runtime/callerPermission'
 import { openStorage } from '../runtime/storage'
 import { parseWholeNumber } from './lag'
 
@@ -93,6 +94,7 @@ export async function lifecycleDecideCommand(kind: LifecycleCommandKind, options
   requireIntegrityKeyRing(config)
   const storage = await openStorage(config)
   try {
+    await authorizeCaller(storage.database.pool, config.apiKey, 'lifecycle.decide', request.tenantId)
     const outcome = await recordLifecycleDecision(storage.historian, request)
     const { decision } = outcome
     const what = `${describeDecision(decision.decision)} of ${request.tenantId}/${request.taskId} (at revision ${decision.streamRevision ?? 'none'})`
@@ -167,8 +169,11 @@ function printReport(report: LifecycleReport): boolean {
  * stream still differs, such as a stream_metadata row no decision explains.
  */
 export async function lifecycleReconcileCommand(options: { readonly heal: boolean }): Promise<void> {
-  const storage = await openStorage(loadConfig())
+  const config = loadConfig()
+  const storage = await openStorage(config)
   try {
+    // Healing applies decisions of every tenant: a global operator's action. Checking only reads.
+    if (options.heal) await authorizeCaller(storage.database.pool, config.apiKey, 'lifecycle.decide', null)
     const report = await reconcileLifecycle(storage.store, { heal: options.heal })
     if (!printReport(report)) process.exitCode = 2
   } finally {
@@ -192,7 +197,13 @@ export function sweepTime(at: string | undefined, now: () => Date = () => new Da
  */
 export async function lifecycleSweepCommand(options: { readonly at?: string }): Promise<void> {
   const at = sweepTime(options.at)
-  const storage = await openStorage(loadConfig())
+  const config = loadConfig()
+  const storage = await openStorage(config)
+  // The sweep rewrites every tenant's read models, like a rebuild.
+  await authorizeCaller(storage.database.pool, config.apiKey, 'projection.rebuild', null).catch(async (error: unknown) => {
+    await storage.close()
+    throw error
+  })
   const indicator = startActivityIndicator({ label: `sweeping retention as of ${at.toISOString()}`, countLabel: 'projections swept' })
   try {
     const report = await sweepRetention(storage.store, storage.database.pool, defaultProjections(), at, (projection) => indicator.tick(projection))

@@ -7,13 +7,15 @@ import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEv
 import { Historian } from '../../historian/historian'
 import { generateIntegrityKey, TenantKeyRing } from '../../historian/integrity/tenantKeyRing'
 import { TaskEventFactory } from '../support/eventFactory'
+import { operatorKeyEnv } from '../support/operatorKey'
 import { runAnnalist } from '../support/runCli'
 
 /** `annalist lifecycle` as an operator runs it, on an embedded PGlite data directory. */
 describe('annalist lifecycle on a PGlite data directory', () => {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'annalist-lifecycle-'))
   const key = generateIntegrityKey()
-  const lifecycle = (args: string[]) => runAnnalist(['lifecycle', ...args], { ANNALIST_DATA_DIR: dataDir, ANNALIST_INTEGRITY_KEY: key })
+  let operator: { ANNALIST_API_KEY: string }
+  const lifecycle = (args: string[], caller: object = operator) => runAnnalist(['lifecycle', ...args], { ANNALIST_DATA_DIR: dataDir, ANNALIST_INTEGRITY_KEY: key, ...caller })
   const who = ['--tenant', 'acme', '--by', 'dpo@example.test', '--reason', 'ticket C-42']
 
   async function withDataDir(work: (database: Database) => Promise<void>): Promise<void> {
@@ -27,12 +29,22 @@ describe('annalist lifecycle on a PGlite data directory', () => {
 
   beforeAll(async () => {
     await withDataDir(async (database) => {
+      operator = await operatorKeyEnv(database.pool)
       const historian = new Historian(new PostgresEventStore(database), { keyRing: TenantKeyRing.fromText(key) })
       for (const taskId of ['task-a', 'task-b']) {
         const f = new TaskEventFactory('acme', taskId)
         await historian.appendToTask('acme', taskId, [f.received(), f.routingInvoked(), f.planCreated(['search']), f.toolExecuted('call-1', 'search')], { revision: 'no_stream' })
       }
     })
+  })
+
+  it('refuses to decide, heal or sweep without an operator key, and records nothing', async () => {
+    for (const args of [['soft-delete', ...who, '--task', 'task-b'], ['sync'], ['sweep']]) {
+      const refused = await lifecycle(args, {})
+      expect(refused.code, args[0]).toBe(1)
+      expect(refused.stderr.trim(), args[0]).toMatch(/^annalist: ANNALIST_API_KEY: not set; this command needs an API key with the permission (lifecycle\.decide|projection\.rebuild)/)
+    }
+    expect((await lifecycle(['list', '--tenant', 'acme', '--format', 'json'], {})).stdout.trim()).toBe('[]')
   })
 
   it('records a decision once, lists it, and checks the store against it', async () => {

@@ -8,6 +8,7 @@ import { generateIntegrityKey, TenantKeyRing } from '../../historian/integrity/t
 import { complianceStreamName, taskStreamName } from '../../historian/streams'
 import { freshPostgresDatabase } from '../support/databases'
 import { TaskEventFactory } from '../support/eventFactory'
+import { operatorKeyEnv } from '../support/operatorKey'
 import { runAnnalist } from '../support/runCli'
 
 const CLI = fileURLToPath(new URL('../../bin/annalist.js', import.meta.url))
@@ -21,10 +22,12 @@ const WAIT = { timeout: 20_000, interval: 50 }
 describe('a lifecycle command killed between recording and applying its decision', () => {
   let database: Database & { url: string }
   const key = generateIntegrityKey()
-  const env = () => ({ DATABASE_URL: database.url, ANNALIST_INTEGRITY_KEY: key })
+  let operator: { ANNALIST_API_KEY: string }
+  const env = () => ({ DATABASE_URL: database.url, ANNALIST_INTEGRITY_KEY: key, ...operator })
 
   beforeAll(async () => {
     database = await freshPostgresDatabase()
+    operator = await operatorKeyEnv(database.pool)
     const historian = new Historian(new PostgresEventStore(database), { keyRing: TenantKeyRing.fromText(key) })
     const f = new TaskEventFactory('acme', 'task-a')
     await historian.appendToTask('acme', 'task-a', [f.received(), f.routingInvoked(), f.planCreated(['search']), f.toolExecuted('call-1', 'search')], { revision: 'no_stream' })

@@ -120,7 +120,7 @@ describe.each(BACKENDS)('audit, report, export and verify-export on a $backend',
     expect(table.stdout).toMatch(/task-a .*completed/)
     expect(table.stdout).toMatch(/task-b .*failed .*route .*MODEL_TIMEOUT/)
     expect(table.stdout.trim().split('\n').at(-1)).toBe(
-      'tenant acme: 3 tasks (received 0, running 0, completed 2, failed 1), 19 attempts, 1 tool calls ok, 1 failed, 3 failed model attempts, ' +
+      'tenant acme: 3 tasks (received 0, running 0, completed 2, failed 1, cancelled 0), 19 attempts, 1 tool calls ok, 1 failed, 3 failed model attempts, ' +
         '2020 tokens, $0.024000 reported (failed calls $0.000000); 3 calls without reported usage, estimated 120 tokens, $0.000000 (not in the totals)',
     )
     expect(table.stdout).not.toContain('globex')
@@ -154,7 +154,7 @@ describe.each(BACKENDS)('audit, report, export and verify-export on a $backend',
         'failed_call_cost_usd,calls_without_reported_usage,estimated_unreported_tokens,estimated_unreported_cost_usd,models_used,started_at,finished_at',
     )
     expect(task).toMatch(/^task-c,completed,complete,,,7,0,0,0,1010,0\.012,0,0,0,0,/)
-    expect(total).toBe('(total),"received 0, running 0, completed 1, failed 0",,,,7,0,0,0,1010,0.012,0,0,0,0,,,')
+    expect(total).toBe('(total),"received 0, running 0, completed 1, failed 0, cancelled 0",,,,7,0,0,0,1010,0.012,0,0,0,0,,,')
   })
 
   it('export writes a verifiable file; verify-export exits 0, 2 when a byte changes or under another key, 1 on errors', async () => {

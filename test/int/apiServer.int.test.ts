@@ -154,6 +154,7 @@ describe.each(DATABASE_BACKENDS)('HTTP API on $backend', ({ open }) => {
         '/v1/tenants/{tenantId}/summary',
         '/v1/tenants/{tenantId}/tasks',
         '/v1/tenants/{tenantId}/tasks/{taskId}',
+        '/v1/tenants/{tenantId}/tasks/{taskId}/cancel',
         '/v1/tenants/{tenantId}/tasks/{taskId}/redrive',
       ].sort(),
     )

@@ -6,7 +6,7 @@ import { builtinModules } from 'node:module'
 const nodeBuiltinPaths = builtinModules.map((name) => ({ name, message: 'workflows must not import Node modules' }))
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', '.annalist/**', 'bin/**', 'dist/**'] },
+  { ignores: ['node_modules/**', '.annalist/**', 'bin/**', 'dist/**', '.dependency-cruiser.cjs'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

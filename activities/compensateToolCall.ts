@@ -5,8 +5,7 @@ import type { TaskRef } from '../workflows/api'
 import { currentActivityScope, withHeartbeat, type ActivityScope } from './activityScope'
 import { eventMetadata } from './eventMetadata'
 import { brokenInvariant } from './failures'
-import { matchFault, type FaultPlan } from './faults'
-import type { ActivityDeps } from './pipelineActivities'
+import type { ActivityDeps } from './activityDeps'
 import { recordOnce, type RecordedOutcome } from './recordOnce'
 
 /** Which tool call of a task to compensate. */
@@ -105,13 +104,7 @@ export function sideEffectsToCompensate(stream: TaskStream, tools: ActivityDeps[
  * `compensate` with the compensation idempotency key, and appends ToolCallCompensated; when the last attempt fails, it
  * appends ToolCompensationFailed instead and returns normally, so the workflow goes on to record the task's failure.
  */
-export function createCompensateToolCall(deps: Pick<ActivityDeps, 'historian' | 'tools' | 'clock' | 'faults' | 'crashProcess'>) {
-  const crash = deps.crashProcess ?? (() => process.kill(process.pid, 'SIGKILL'))
-  const crashRules: FaultPlan = { rules: deps.faults?.rules.filter((rule) => rule.kind === 'crash_after_append') ?? [] }
-  const crashIfPlanned = (scope: ActivityScope, target: 'compensation' | 'compensation_sent') => {
-    if (matchFault(crashRules, { target, tenantId: scope.tenantId, taskId: scope.taskId, attempt: scope.attempt })) crash()
-  }
-
+export function createCompensateToolCall(deps: Pick<ActivityDeps, 'historian' | 'tools' | 'clock'>) {
   return async function compensateToolCall(input: CompensateToolCallInput): Promise<CompensateToolCallResult> {
     const scope = currentActivityScope(input)
     const outcome = await recordOnce({
@@ -147,11 +140,9 @@ export function createCompensateToolCall(deps: Pick<ActivityDeps, 'historian' | 
           const message = `compensation of ${data.toolName} failed on its last attempt: ${error instanceof Error ? error.message : String(error)}`
           return [event('ToolCompensationFailed', { ...facts, latencyMs: Date.now() - startedAt, errorCode, message: message.slice(0, 2_000) })]
         }
-        crashIfPlanned(scope, 'compensation_sent')
         return [event('ToolCallCompensated', { ...facts, latencyMs: Date.now() - startedAt, compensationId })]
       },
     }).catch(recordedElsewhere)
-    if (outcome.recordedNow) crashIfPlanned(scope, 'compensation')
     return compensationResult(outcome.events[0], outcome.eventIds[0]!)
   }
 }

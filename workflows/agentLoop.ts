@@ -1,7 +1,6 @@
 import { continueAsNew, proxyActivities, workflowInfo, type ActivityOptions } from '@temporalio/workflow'
 import type { PipelineActivities } from '../activities/pipelineActivities'
-import type { agentPipeline } from './agentPipeline.workflow'
-import { DEFAULT_TOOL_CALLS_PER_ITERATION, DEFAULT_TOOL_CONCURRENCY, type AgentPipelineInput, type LoopOptions, type LoopState, type PipelineStep, type TaskRef } from './api'
+import { DEFAULT_TOOL_CALLS_PER_ITERATION, DEFAULT_TOOL_CONCURRENCY, type AgentPipelineInput, type AgentPipelineWorkflow, type LoopOptions, type LoopState, type PipelineStep, type TaskRef } from './api'
 import { mapBounded } from './mapBounded'
 
 /** What the loop needs from the pipeline that runs it. */
@@ -77,7 +76,7 @@ export async function agentLoop(ctx: AgentLoopContext): Promise<LoopState> {
       // The recording must not give up (like every lifecycle record), but a dead worker must be noticed quickly.
       const recording = proxy('record', `continue:${iteration}`, { heartbeatTimeout: ctx.activityOptions('model').heartbeatTimeout })
       await recording.recordRunContinued({ ...task, iterationsDone: iteration, toolCallsDone: state.toolCallsDone, historyLength, historySizeBytes: historySize, reason })
-      await continueAsNew<typeof agentPipeline>({ ...input, loopState: state })
+      await continueAsNew<AgentPipelineWorkflow>({ ...input, loopState: state })
     }
   }
   return state

@@ -73,6 +73,9 @@ export interface AgentPipelineResult {
   readonly terminalEventId: string
 }
 
+/** The agentPipeline workflow's signature, for continue-as-new and clients without importing the workflow module. */
+export type AgentPipelineWorkflow = (input: AgentPipelineInput) => Promise<AgentPipelineResult>
+
 /** Update: cancel the pipeline on someone's behalf (docs/cancellation.md). Temporal's own cancel carries no requester or reason. */
 export const cancelUpdateName = 'cancel'
 

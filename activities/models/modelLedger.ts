@@ -1,5 +1,7 @@
 import { appendFileSync } from 'node:fs'
+import type { LanguageModelV4 } from '@ai-sdk/provider'
 import { z } from 'zod'
+import { ANNALIST_PROVIDER_OPTIONS_KEY, AnnalistCallOptions } from './modelClient'
 
 /**
  * One model call as the client-side ledger records it, written before the request leaves the process: by the scripted
@@ -25,4 +27,36 @@ export type LedgerCall = z.infer<typeof LedgerCall>
 /** Appends one call to the ledger file, synchronously, so the line is on disk before the request is sent. */
 export function appendLedgerCall(path: string, call: LedgerCall): void {
   appendFileSync(path, `${JSON.stringify(call)}\n`)
+}
+
+/**
+ * `model` with a ledger: before each call, one line naming it (from the call context in `providerOptions.annalist`) is
+ * appended to `path`, synchronously, whatever then becomes of the call. Used for the scripted provider; real providers
+ * write the same lines from their fetch (openaiCompatible.ts), as the request leaves.
+ */
+export function withCallLedger(model: LanguageModelV4, path: string, clock: () => number = Date.now): LanguageModelV4 {
+  return {
+    specificationVersion: model.specificationVersion,
+    provider: model.provider,
+    modelId: model.modelId,
+    supportedUrls: model.supportedUrls,
+    doGenerate: (options) => {
+      const call = AnnalistCallOptions.parse(options.providerOptions?.[ANNALIST_PROVIDER_OPTIONS_KEY])
+      const { role, tenantId, taskId, activityId, attempt, runId, callIndex } = call
+      appendLedgerCall(path, {
+        ts: clock(),
+        pid: process.pid,
+        tenantId,
+        taskId,
+        role,
+        activityId,
+        attempt,
+        ...(runId === undefined ? {} : { runId }),
+        ...(callIndex === undefined ? {} : { callIndex }),
+        modelId: model.modelId,
+      })
+      return model.doGenerate(options)
+    },
+    doStream: (options) => model.doStream(options),
+  }
 }

@@ -1,8 +1,9 @@
+import type { LanguageModelV4 } from '@ai-sdk/provider'
 import { z } from 'zod'
 import { OutputDialect } from '../../historian/events/common'
-import { FaultPlan, faultPlanFromEnv } from '../faults'
 import { MODEL_ROLES, type ModelPricing, type ModelRole, type RoleModel } from './modelClient'
 import { OPENAI_COMPATIBLE_PROVIDER, openAICompatibleModel } from './openaiCompatible'
+import { withCallLedger } from './modelLedger'
 import { SCRIPTED_PROVIDER, ScriptedModel } from './scriptedModel'
 
 /** Price of a model in US dollars per million input and output tokens. */
@@ -38,7 +39,6 @@ export type OutputDialectSetting = z.infer<typeof OutputDialectSetting>
 export const ScriptedModelConfig = z.strictObject({
   provider: z.literal('scripted'),
   latencyMs: z.number().int().nonnegative().default(0),
-  faults: FaultPlan.optional(),
   ledgerPath: z.string().min(1).optional(),
   pricing: RolePricing.optional(),
   timeoutMs: z.number().int().positive().default(30_000),
@@ -101,27 +101,34 @@ function describeIssues(error: z.ZodError): string {
  * `auto` needs the dialect the start-up probe settled on (`dialect`; see outputProbe.ts). The scripted models honour
  * every dialect, so they take the one configured, or `json_schema`.
  */
-export function modelsFromConfig(input: ModelConfigInput, resolved: { dialect?: OutputDialect } = {}): Record<ModelRole, RoleModel> {
+/** What a composition root adds to the configured models: the resolved output dialect, and a wrapper around every role's model. */
+export interface ModelComposition {
+  readonly dialect?: OutputDialect
+  /** Wraps each role's language model (and every replay override of it); the demo, chaos and tests inject faults this way. */
+  readonly wrapModel?: (model: LanguageModelV4, role: ModelRole) => LanguageModelV4
+}
+
+export function modelsFromConfig(input: ModelConfigInput, resolved: ModelComposition = {}): Record<ModelRole, RoleModel> {
   const parsed = ModelConfig.safeParse(input)
   if (!parsed.success) throw new ModelConfigError('model config', describeIssues(parsed.error))
   const config = parsed.data
   const dialect = resolved.dialect ?? (config.provider === 'scripted' ? 'json_schema' : config.outputDialect)
   if (dialect === 'auto') throw new ModelConfigError('ANNALIST_MODEL_OUTPUT_DIALECT', 'is auto: probe the endpoint (resolveOutputDialect) before building its models')
+  const wrap = resolved.wrapModel ?? ((model: LanguageModelV4) => model)
   // Each role's model can be swapped for another name of the same provider (a replay's `--model ROLE=NAME`), same price.
   const roleModel = (role: ModelRole, modelId: string): RoleModel => {
     const common = { role, modelId, timeoutMs: config.timeoutMs, maxOutputTokens: config.maxOutputTokens[role], dialect, withModelId: (name: string) => roleModel(role, name) }
     if (config.provider === 'scripted') {
-      const model = new ScriptedModel({
-        modelId,
-        latencyMs: config.latencyMs,
-        ...(config.faults === undefined ? {} : { faults: config.faults }),
-        ...(config.ledgerPath === undefined ? {} : { ledgerPath: config.ledgerPath }),
-      })
+      const scripted = wrap(new ScriptedModel({ modelId, latencyMs: config.latencyMs }), role)
+      const model = config.ledgerPath === undefined ? scripted : withCallLedger(scripted, config.ledgerPath)
       return { ...common, model, provider: SCRIPTED_PROVIDER, pricing: config.pricing?.[role] ?? SCRIPTED_PRICING[role] }
     }
-    const model = openAICompatibleModel(
-      { baseURL: config.baseURL, dialect, ...(config.apiKey === undefined ? {} : { apiKey: config.apiKey }), ...(config.ledgerPath === undefined ? {} : { ledgerPath: config.ledgerPath }) },
-      modelId,
+    const model = wrap(
+      openAICompatibleModel(
+        { baseURL: config.baseURL, dialect, ...(config.apiKey === undefined ? {} : { apiKey: config.apiKey }), ...(config.ledgerPath === undefined ? {} : { ledgerPath: config.ledgerPath }) },
+        modelId,
+      ),
+      role,
     )
     return { ...common, model, provider: OPENAI_COMPATIBLE_PROVIDER, pricing: config.pricing?.[role] ?? FREE }
   }
@@ -164,7 +171,7 @@ const MaxOutputTokensInput = z.strictObject({
  * for openai-compatible `ANNALIST_OPENAI_BASE_URL`, `ANNALIST_OPENAI_API_KEY` (optional) and `ANNALIST_MODEL_ROUTING`,
  * `ANNALIST_MODEL_PLANNING`, `ANNALIST_MODEL_SYNTHESIS`; optionally `ANNALIST_MODEL_TIMEOUT_MS`, `ANNALIST_MODEL_PRICING`
  * (JSON, per role), `ANNALIST_MODEL_MAX_OUTPUT_TOKENS` (JSON, per role), `ANNALIST_MODEL_LEDGER`; for openai-compatible
- * also `ANNALIST_MODEL_OUTPUT_DIALECT`; for scripted also `ANNALIST_SCRIPTED_LATENCY_MS` and `ANNALIST_FAULTS`.
+ * also `ANNALIST_MODEL_OUTPUT_DIALECT`; for scripted also `ANNALIST_SCRIPTED_LATENCY_MS`.
  * Throws ModelConfigError naming the first missing or invalid variable.
  */
 export function modelConfigFromEnv(env: NodeJS.ProcessEnv): ModelConfig {
@@ -181,12 +188,10 @@ export function modelConfigFromEnv(env: NodeJS.ProcessEnv): ModelConfig {
   }
   if (provider === 'scripted') {
     const latencyMs = readVar(env, 'ANNALIST_SCRIPTED_LATENCY_MS', optionalInt(0))
-    const faults = faultPlanFromEnv(env)
     return ModelConfig.parse({
       provider,
       ...common,
       ...(latencyMs === undefined ? {} : { latencyMs }),
-      ...(faults.rules.length === 0 ? {} : { faults }),
     })
   }
   const required = z.string({ error: 'is required when ANNALIST_MODEL_PROVIDER=openai-compatible' }).min(1)

@@ -6,11 +6,9 @@ import type {
   LanguageModelV4Prompt,
   LanguageModelV4StreamResult,
 } from '@ai-sdk/provider'
-import { APICallError, UnsupportedFunctionalityError } from '@ai-sdk/provider'
-import { type FaultPlan, matchFault } from '../faults'
-import { abortableDelay, hangUntilAborted, ToolName } from '../tools/tool'
+import { UnsupportedFunctionalityError } from '@ai-sdk/provider'
+import { abortableDelay, ToolName } from '../tools/tool'
 import { ANNALIST_PROVIDER_OPTIONS_KEY, AnnalistCallOptions, type ModelRole } from './modelClient'
-import { appendLedgerCall } from './modelLedger'
 import { LoopPromptLabel, type LoopPosition, type LoopSummary } from './loopPrompts'
 import { type PromptTool, PromptLabel, readPromptValue, Route, type SynthesisToolResult } from './prompts'
 import { scriptedLoopPlan } from './scriptedLoop'
@@ -23,12 +21,6 @@ export interface ScriptedModelOptions {
   version?: string
   /** Simulated think time per call in ms; abortable. */
   latencyMs?: number
-  /** Injected faults: `timeout`, `malformed` and `context_length` on the role targets. */
-  faults?: FaultPlan
-  /** When set, one JSON line per call start is appended here, synchronously, before anything else happens. */
-  ledgerPath?: string
-  /** Wall clock for ledger timestamps. */
-  clock?: () => number
 }
 
 /** Provider name of the scripted model in model references. */
@@ -206,8 +198,8 @@ function promptTexts(prompt: LanguageModelV4Prompt): { system: string; user: str
 
 /**
  * A deterministic LanguageModelV4 with no network, the embedded default. Replies are a pure function of the prompt
- * text and the role in `providerOptions.annalist`; the fault plan makes it time out, answer malformed JSON or reject the
- * prompt as too long, as real models do.
+ * text and the role in `providerOptions.annalist`. (The demo, chaos and tests make models time out, answer malformed
+ * JSON or reject the prompt as too long by wrapping them: dev/faults/faultyModel.ts.)
  */
 export class ScriptedModel implements LanguageModelV4 {
   readonly specificationVersion = 'v4' as const
@@ -232,33 +224,12 @@ export class ScriptedModel implements LanguageModelV4 {
       throw new Error(`ScriptedModel needs providerOptions.${ANNALIST_PROVIDER_OPTIONS_KEY} {role, tenantId, taskId, activityId, attempt}: ${parsed.error.message}`)
     }
     const call = parsed.data
-    if (this.options.ledgerPath) {
-      appendLedgerCall(this.options.ledgerPath, {
-        ts: (this.options.clock ?? Date.now)(),
-        pid: process.pid,
-        tenantId: call.tenantId,
-        taskId: call.taskId,
-        role: call.role,
-        activityId: call.activityId,
-        attempt: call.attempt,
-        ...(call.runId === undefined ? {} : { runId: call.runId }),
-        ...(call.callIndex === undefined ? {} : { callIndex: call.callIndex }),
-        modelId: this.modelId,
-      })
-    }
-
-    const fault = matchFault(this.options.faults, { target: call.role, tenantId: call.tenantId, taskId: call.taskId, attempt: call.attempt })
     const what = `scripted ${call.role} model call`
-    if (fault?.kind === 'timeout') return hangUntilAborted(options.abortSignal, what)
-    if (fault?.kind === 'context_length') throw this.contextLengthError(options)
     if (this.options.latencyMs) await abortableDelay(this.options.latencyMs, options.abortSignal, what)
 
     const { system, user } = promptTexts(options.prompt)
     const reply = this.reply(call.role, user)
-    // A malformed reply is cut in half (not valid JSON) but says it stopped normally, as a confused model's would.
-    const malformed = fault?.kind === 'malformed'
-    const whole = malformed ? (call.role === 'synthesis' ? '' : reply.slice(0, Math.floor(reply.length / 2))) : reply
-    const { text, truncated } = withinTokenLimit(whole, options.maxOutputTokens)
+    const { text, truncated } = withinTokenLimit(reply, options.maxOutputTokens)
     const inputTokens = scriptedTokenCount(`${system}\n\n${user}`)
     const outputTokens = scriptedTokenCount(text)
     return {
@@ -306,19 +277,5 @@ export class ScriptedModel implements LanguageModelV4 {
     const answer = scriptedAnswer(task, route, Array.isArray(resultsValue) ? (resultsValue as SynthesisToolResult[]) : [])
     // Synthesis prompt 1.1.0 asks for one bullet per result.
     return readPromptValue(prompt, PromptLabel.style) === 'bullets' ? answer.replace(/\n\[/g, '\n- [') : answer
-  }
-
-  private contextLengthError(options: LanguageModelV4CallOptions): APICallError {
-    const message = `This model's maximum context length is 8192 tokens, but the request has more (${this.modelId}, injected fault).`
-    const body = { error: { message, type: 'invalid_request_error', param: 'messages', code: 'context_length_exceeded' } }
-    return new APICallError({
-      message,
-      url: `scripted://${this.modelId}/chat/completions`,
-      requestBodyValues: { model: this.modelId, messages: options.prompt },
-      statusCode: 400,
-      responseBody: JSON.stringify(body),
-      isRetryable: false,
-      data: body,
-    })
   }
 }

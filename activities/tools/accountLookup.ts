@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto'
 import { z } from 'zod'
-import { type FaultPlan, matchFault } from '../faults'
 import { defineTool, type ToolDefinition, ToolName } from './tool'
 
 /** Thrown when the simulated account API has no account with the requested id (ids starting with `missing`). */
@@ -44,22 +43,17 @@ export function simulatedAccount(accountId: string): AccountRecord {
 }
 
 /**
- * Looks up a customer account in a simulated external account API. With a `malformed` fault for `tool:lookup_account`
- * the API answers with a garbage balance, which the tool's result schema rejects.
+ * Looks up a customer account in a simulated external account API. Its result is checked against the account schema,
+ * so an API answering garbage (dev/faults/faultyTools.ts makes it do so) is a TOOL_RESPONSE_MALFORMED.
  */
-export function createAccountLookupTool(deps: { faults?: FaultPlan } = {}): ToolDefinition<z.infer<typeof AccountLookupParameters>, AccountRecord> {
-  return defineTool({
-    name: ToolName.lookupAccount,
-    description: 'Looks up a customer account (holder, plan, status, balance) in the account system. Parameters: {"accountId": string}.',
-    parameters: AccountLookupParameters,
-    result: AccountRecord,
-    sideEffect: false,
-    execute: async ({ accountId }, ctx) => {
-      if (accountId.toLowerCase().startsWith('missing')) throw new AccountNotFoundError(accountId)
-      const account = simulatedAccount(accountId)
-      const fault = matchFault(deps.faults, { target: `tool:${ToolName.lookupAccount}`, tenantId: ctx.tenantId, taskId: ctx.taskId, attempt: ctx.attempt })
-      if (fault?.kind === 'malformed') return { ...account, balanceUsd: '#ERR:N/A' }
-      return account
-    },
-  })
-}
+export const accountLookupTool: ToolDefinition<z.infer<typeof AccountLookupParameters>, AccountRecord> = defineTool({
+  name: ToolName.lookupAccount,
+  description: 'Looks up a customer account (holder, plan, status, balance) in the account system. Parameters: {"accountId": string}.',
+  parameters: AccountLookupParameters,
+  result: AccountRecord,
+  sideEffect: false,
+  execute: async ({ accountId }) => {
+    if (accountId.toLowerCase().startsWith('missing')) throw new AccountNotFoundError(accountId)
+    return simulatedAccount(accountId)
+  },
+})

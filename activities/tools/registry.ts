@@ -1,10 +1,9 @@
 import type pg from 'pg'
-import { type FaultPlan, matchFault } from '../faults'
-import { createAccountLookupTool } from './accountLookup'
+import { accountLookupTool } from './accountLookup'
 import { calculatorTool } from './calculator'
 import { knowledgeBaseTool } from './knowledgeBase'
 import { createSendNotificationTool } from './sendNotification'
-import { hangUntilAborted, type ToolDefinition } from './tool'
+import type { ToolDefinition } from './tool'
 
 /** Thrown when a registry is built with an invalid or duplicate tool name. */
 export class ToolRegistrationError extends Error {
@@ -45,21 +44,7 @@ export class ToolRegistry {
   }
 }
 
-/** Wraps a tool so a `timeout` fault for `tool:<name>` makes it hang until the activity's signal aborts it. */
-function withTimeoutFault<P, R>(tool: ToolDefinition<P, R>, faults: FaultPlan | undefined): ToolDefinition<P, R> {
-  if (!faults?.rules.some((rule) => rule.target === `tool:${tool.name}` && rule.kind === 'timeout')) return tool
-  return {
-    ...tool,
-    execute: (params, ctx) => {
-      const fault = matchFault(faults, { target: `tool:${tool.name}`, tenantId: ctx.tenantId, taskId: ctx.taskId, attempt: ctx.attempt })
-      return fault?.kind === 'timeout' ? hangUntilAborted(ctx.abortSignal, `tool ${tool.name}`) : tool.execute(params, ctx)
-    },
-  }
-}
-
 /** The built-in tools: calculator, search_knowledge_base, send_notification (outbox in `pool`) and lookup_account. */
-export function createDefaultTools(deps: { pool: pg.Pool; faults?: FaultPlan }): ToolRegistry {
-  const faultDeps = deps.faults === undefined ? {} : { faults: deps.faults }
-  const tools = [calculatorTool, knowledgeBaseTool, createSendNotificationTool({ pool: deps.pool }), createAccountLookupTool(faultDeps)]
-  return new ToolRegistry(tools.map((tool) => withTimeoutFault<unknown, unknown>(tool as ToolDefinition<unknown, unknown>, deps.faults)))
+export function createDefaultTools(deps: { pool: pg.Pool }): ToolRegistry {
+  return new ToolRegistry([calculatorTool, knowledgeBaseTool, createSendNotificationTool({ pool: deps.pool }), accountLookupTool])
 }

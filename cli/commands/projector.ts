@@ -5,7 +5,7 @@ import { projectionLag, registerProjectionMetrics } from '../../projections/lag'
 import { ProjectionRunner } from '../../projections/runner'
 import { loadConfig } from '../runtime/config'
 import { openStorage } from '../runtime/storage'
-import { exitWhenSupervisorDies } from '../runtime/supervisorWatchdog'
+import type { ProcessHooks } from '../runtime/processHooks'
 import { parseWholeNumber } from './lag'
 
 /** Options of `annalist projector`. */
@@ -18,7 +18,7 @@ export interface ProjectorOptions {
  * `annalist projector`: follows the event log and keeps the read models current until SIGINT/SIGTERM, printing live
  * counts. With `--metrics-port` it serves Prometheus metrics (projection lag, events behind, dead letters) on /metrics.
  */
-export async function projectorCommand(options: ProjectorOptions = {}): Promise<void> {
+export async function projectorCommand(options: ProjectorOptions = {}, hooks: ProcessHooks = {}): Promise<void> {
   const batchSize = options.batchSize === undefined ? undefined : parseWholeNumber(options.batchSize, '--batch-size', 1, 100_000)
   const metricsPort = options.metricsPort === undefined ? undefined : parseWholeNumber(options.metricsPort, '--metrics-port', 0, 65_535)
   const config = loadConfig()
@@ -60,7 +60,7 @@ export async function projectorCommand(options: ProjectorOptions = {}): Promise<
   const stop = () => void runner.stop()
   process.once('SIGINT', stop)
   process.once('SIGTERM', stop)
-  exitWhenSupervisorDies(stop)
+  hooks.onRunning?.(stop)
   console.error(`projector ${process.pid} following the ${storage.store.kind} event log`)
   try {
     await runner.start()

@@ -1,10 +1,10 @@
 import { NativeConnection } from '@temporalio/worker'
 import { resolveOutputDialect } from '../../activities/models/outputProbe'
 import { ConfigError, loadConfig, requireIntegrityKeyRing } from '../runtime/config'
-import { pipelineActivities } from '../runtime/activityDeps'
+import { pipelineActivities, type ActivityDecorators } from '../runtime/activityDeps'
+import type { ProcessHooks } from '../runtime/processHooks'
 import { createPipelineWorker } from '../runtime/pipelineWorker'
 import { openStorage } from '../runtime/storage'
-import { exitWhenSupervisorDies } from '../runtime/supervisorWatchdog'
 import { resolveTemporal } from '../runtime/temporalServer'
 import { loadPrebuiltWorkflowBundle } from '../runtime/workflowBundle'
 
@@ -12,7 +12,7 @@ import { loadPrebuiltWorkflowBundle } from '../runtime/workflowBundle'
  * `annalist worker`: serves the pipeline on the cluster at TEMPORAL_ADDRESS until SIGINT/SIGTERM. Only with `--dev` does
  * it start a private dev server instead, which no other process knows about: for trying a worker out on its own.
  */
-export async function workerCommand(options: { dev?: boolean }): Promise<void> {
+export async function workerCommand(options: { dev?: boolean }, hooks: ProcessHooks & { readonly decorators?: ActivityDecorators } = {}): Promise<void> {
   const config = loadConfig()
   if (!config.temporalAddress && !options.dev) {
     throw new ConfigError('TEMPORAL_ADDRESS', 'not set: a worker serves a running cluster (TEMPORAL_ADDRESS=host:port); pass --dev to start a private dev server instead')
@@ -31,11 +31,11 @@ export async function workerCommand(options: { dev?: boolean }): Promise<void> {
       connection,
       namespace: temporal.namespace,
       taskQueue: config.taskQueue,
-      activities: pipelineActivities(config, storage, output.dialect),
+      activities: pipelineActivities(config, storage, output.dialect, hooks.decorators),
       workflowBundle,
       identity: `annalist-worker-${process.pid}`,
     })
-    exitWhenSupervisorDies(() => worker.shutdown())
+    hooks.onRunning?.(() => worker.shutdown())
     console.error(`worker ${process.pid} serving task queue ${config.taskQueue} on ${temporal.address}${temporal.source === 'address' ? '' : ' (private dev server)'} (${storage.store.kind} historian)`)
     await worker.run()
   } finally {

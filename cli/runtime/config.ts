@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import { z } from 'zod'
-import { faultPlanFromEnv, type FaultPlan } from '../../activities/faults'
 import { modelConfigFromEnv, type ModelConfig } from '../../activities/models/modelsFromConfig'
 import { TenantKeyRing } from '../../historian/integrity/tenantKeyRing'
 import { AGENT_PIPELINE_TASK_QUEUE } from '../../workflows/api'
@@ -42,7 +41,6 @@ export interface AnnalistConfig {
   readonly temporalNamespace: string
   readonly taskQueue: string
   readonly models: ModelConfig
-  readonly faults: FaultPlan
   /** The tenant-scoped hash-chain keys, from ANNALIST_INTEGRITY_KEY or ANNALIST_INTEGRITY_KEY_FILE; unset if neither is. */
   readonly integrityKeyRing?: TenantKeyRing
   /** The caller's API key (ANNALIST_API_KEY), which state-changing commands check (cli/runtime/callerPermission.ts). Never print it. */
@@ -67,7 +65,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AnnalistConfig
     temporalNamespace: vars.TEMPORAL_NAMESPACE ?? 'default',
     taskQueue: vars.ANNALIST_TASK_QUEUE ?? AGENT_PIPELINE_TASK_QUEUE,
     models: modelConfigFromEnv(env),
-    faults: faultPlanFromEnv(env),
     integrityKeyRing: integrityKeyRingFrom(vars.ANNALIST_INTEGRITY_KEY, vars.ANNALIST_INTEGRITY_KEY_FILE),
     apiKey: vars.ANNALIST_API_KEY?.trim(),
   }

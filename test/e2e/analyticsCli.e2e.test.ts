@@ -5,7 +5,7 @@ import { Historian } from '../../historian/historian'
 import { analyticsProjection } from '../../projections/analytics/projection'
 import { ProjectionRunner } from '../../projections/runner'
 import { freshPostgresDatabase, randomKeyRing } from '../support/databases'
-import { appendTaskEvents, TaskEventFactory } from '../support/eventFactory'
+import { appendTaskEvents, TaskEventFactory } from '../../dev/fixtures/eventFactory'
 import { runAnnalist } from '../support/runCli'
 
 const WINDOW = ['--from', '2026-03-09T12:00:00Z', '--to', '2026-03-10T12:00:00Z']

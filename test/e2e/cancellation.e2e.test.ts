@@ -1,6 +1,6 @@
 import { CancelledFailure, WorkflowFailedError } from '@temporalio/client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { FaultRule } from '../../activities/faults'
+import type { FaultRule } from '../../dev/faults/faultPlan'
 import { CancelRefusedError, requestCancel } from '../../cli/runtime/cancelRequest'
 import { startPipeline } from '../../cli/runtime/pipelineClient'
 import { activityFactsOf } from '../../cli/runtime/temporalHistories'

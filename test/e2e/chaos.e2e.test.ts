@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { runAnnalist } from '../support/runCli'
+import { runAnnalistDev } from '../support/runCli'
 
 /**
  * A small fault campaign through the real CLI: 2 tenants x 6 tasks with a fixed seed, every fault kind injected at least
@@ -13,7 +13,7 @@ describe('annalist chaos', () => {
   it('injects every kind of fault and keeps every invariant', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'annalist-chaos-'))
     const jsonPath = path.join(dir, 'chaos.json')
-    const run = await runAnnalist(['chaos', '--tenants', '2', '--tasks', '6', '--seed', '20260205', '--deadline', '150', '--json', jsonPath], { ANNALIST_DATA_DIR: dir })
+    const run = await runAnnalistDev(['chaos', '--tenants', '2', '--tasks', '6', '--seed', '20260205', '--deadline', '150', '--json', jsonPath], { ANNALIST_DATA_DIR: dir })
     expect(run.stdout).toContain('seed 20260205')
     expect(run.stdout).toContain('repeat with: annalist chaos --seed 20260205')
     expect(run.stderr, run.stdout).not.toMatch(/annalist: /)
@@ -40,7 +40,7 @@ describe('annalist chaos', () => {
   }, 240_000)
 
   it('rejects an unknown fault kind with a one-line error before starting anything', async () => {
-    const run = await runAnnalist(['chaos', '--faults', 'worker,meteor'])
+    const run = await runAnnalistDev(['chaos', '--faults', 'worker,meteor'])
     expect(run.code).toBe(1)
     expect(run.stderr).toMatch(/annalist: unknown fault kind "meteor" in --faults; choose from worker, projector, postgres, temporal, model, tool/)
     expect(run.stdout).toBe('')

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { runAnnalist as annalist } from '../support/runCli'
+import { runAnnalist as annalist, runAnnalistDev } from '../support/runCli'
 
 describe('annalist CLI errors', () => {
   it('names an invalid tenant in one line, exits 1, and prints no stack trace', async () => {
@@ -15,8 +15,12 @@ describe('annalist CLI errors', () => {
     const result = await annalist(['audit', 'acme'], { DATABASE_URL: 'mysql://localhost/x' })
     expect(result.code).toBe(1)
     expect(result.stderr.trim()).toMatch(/^annalist: DATABASE_URL: must be a postgres:\/\/ or postgresql:\/\/ URL/)
-    const faults = await annalist(['audit', 'acme'], { ANNALIST_FAULTS: '{not json' })
+    // Only the dev worker injects faults: it names a bad plan; the shipped CLI does not read the variable at all.
+    const faults = await runAnnalistDev(['worker'], { ANNALIST_FAULTS: '{not json' })
+    expect(faults.code).toBe(1)
     expect(faults.stderr.trim()).toMatch(/^annalist: ANNALIST_FAULTS is not a valid fault plan/)
+    const ignored = await annalist(['audit', 'acme', '--format', 'json'], { ANNALIST_FAULTS: '{not json' })
+    expect(ignored.stderr).not.toMatch(/ANNALIST_FAULTS/)
   })
 
   it('prints the stack trace with --verbose', async () => {
@@ -26,8 +30,8 @@ describe('annalist CLI errors', () => {
     expect(result.stderr).toMatch(/\n\s+at /)
   })
 
-  it('refuses out-of-range demo sizes before starting anything', async () => {
-    const result = await annalist(['demo', '--tenants', '0'])
+  it('refuses out-of-range demo sizes (annalist-dev demo) before starting anything', async () => {
+    const result = await runAnnalistDev(['demo', '--tenants', '0'])
     expect(result.code).toBe(1)
     expect(result.stderr.trim()).toBe('annalist: --tenants must be a whole number from 1 to 10, got "0"  (run with --verbose for details)')
   })

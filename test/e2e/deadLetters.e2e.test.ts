@@ -1,7 +1,7 @@
 import { Client, Connection } from '@temporalio/client'
 import { NativeConnection } from '@temporalio/worker'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
-import type { FaultPlan } from '../../activities/faults'
+import type { FaultPlan } from '../../dev/faults/faultPlan'
 import { ModelClient } from '../../activities/models/modelClient'
 import { modelsFromConfig } from '../../activities/models/modelsFromConfig'
 import { createActivities } from '../../activities/pipelineActivities'

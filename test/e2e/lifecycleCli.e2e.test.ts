@@ -6,7 +6,7 @@ import { openDatabase, type Database } from '../../historian/adapters/postgres/d
 import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEventStore'
 import { Historian } from '../../historian/historian'
 import { generateIntegrityKey, TenantKeyRing } from '../../historian/integrity/tenantKeyRing'
-import { TaskEventFactory } from '../support/eventFactory'
+import { TaskEventFactory } from '../../dev/fixtures/eventFactory'
 import { operatorKeyEnv } from '../support/operatorKey'
 import { runAnnalist } from '../support/runCli'
 

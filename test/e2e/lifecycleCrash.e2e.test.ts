@@ -7,7 +7,7 @@ import { Historian } from '../../historian/historian'
 import { generateIntegrityKey, TenantKeyRing } from '../../historian/integrity/tenantKeyRing'
 import { complianceStreamName, taskStreamName } from '../../historian/streams'
 import { freshPostgresDatabase } from '../support/databases'
-import { TaskEventFactory } from '../support/eventFactory'
+import { TaskEventFactory } from '../../dev/fixtures/eventFactory'
 import { operatorKeyEnv } from '../support/operatorKey'
 import { runAnnalist } from '../support/runCli'
 

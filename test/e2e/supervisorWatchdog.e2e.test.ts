@@ -1,10 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { afterAll, describe, expect, it } from 'vitest'
-import { SUPERVISOR_PID_VARIABLE } from '../../cli/runtime/supervisorWatchdog'
+import { SUPERVISOR_PID_VARIABLE } from '../../dev/supervisor/supervisorWatchdog'
 import { freshPostgresDatabase } from '../support/databases'
 
-const CLI = fileURLToPath(new URL('../../bin/annalist.js', import.meta.url))
+const CLI = fileURLToPath(new URL('../../bin/annalist-dev.js', import.meta.url))
 
 function exited(child: ChildProcess, timeoutMs: number): Promise<boolean> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true)

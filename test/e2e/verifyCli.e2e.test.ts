@@ -7,7 +7,7 @@ import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEv
 import { Historian } from '../../historian/historian'
 import { generateIntegrityKey, TenantKeyRing } from '../../historian/integrity/tenantKeyRing'
 import type { ChainVerification } from '../../historian/integrity/verifyChain'
-import { TaskEventFactory } from '../support/eventFactory'
+import { TaskEventFactory } from '../../dev/fixtures/eventFactory'
 import { runAnnalist } from '../support/runCli'
 
 /** `annalist verify` as an operator runs it: on the embedded PGlite data directory, after a process appended to it. */

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { FaultPlan } from '../../activities/faults'
+import type { FaultPlan } from '../../dev/faults/faultPlan'
 import { readModelLedger } from '../../cli/runtime/modelLedger'
 import { startPipeline } from '../../cli/runtime/pipelineClient'
 import { verifyRun } from '../../cli/runtime/verifyRun'

@@ -11,7 +11,7 @@ import { rebuildAndCompare } from '../../projections/rebuild'
 import { ProjectionRunner } from '../../projections/runner'
 import { toStoredEvent } from '../../historian/historian'
 import { DATABASE_BACKENDS, historianPerTest } from '../support/databases'
-import { appendTaskEvents, FACTORY_MODELS, TaskEventFactory } from '../support/eventFactory'
+import { appendTaskEvents, FACTORY_MODELS, TaskEventFactory } from '../../dev/fixtures/eventFactory'
 
 const ANALYTICS_TABLES = ['analytics_model_invocations', 'analytics_step_failures', 'analytics_tool_calls'] as const
 type AnalyticsTable = (typeof ANALYTICS_TABLES)[number]

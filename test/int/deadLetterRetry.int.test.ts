@@ -7,8 +7,8 @@ import { rebuildAndCompare } from '../../projections/rebuild'
 import { retryDeadLetters, UnknownProjectionError } from '../../projections/retryDeadLetters'
 import { ProjectionRunner, readCheckpoint } from '../../projections/runner'
 import { DATABASE_BACKENDS, historianPerTest } from '../support/databases'
-import { appendTaskEvents, TaskEventFactory } from '../support/eventFactory'
-import { appendTaskRuns } from '../support/taskRuns'
+import { appendTaskEvents, TaskEventFactory } from '../../dev/fixtures/eventFactory'
+import { appendTaskRuns } from '../../dev/fixtures/taskRuns'
 
 /** A projection of one row per event that cannot digest plans until `fixed` is set: a bug, then its fix. */
 function planAverse(state: { fixed: boolean }): Projection<'probe_rows'> {

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../historian/adapters/postgres/embeddedServer'
+import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../dev/embeddedPostgres/embeddedServer'
 
 /**
  * Several processes share the embedded PGlite through the socket server. Parameterized queries use the extended protocol

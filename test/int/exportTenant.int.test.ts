@@ -12,7 +12,7 @@ import {
 } from '../../projections/export/tenantExport'
 import { appendAuditScenario } from '../support/auditFixtures'
 import { DATABASE_BACKENDS, historianPerTest, randomKeyRing } from '../support/databases'
-import { appendTaskEvents, TaskEventFactory } from '../support/eventFactory'
+import { appendTaskEvents, TaskEventFactory } from '../../dev/fixtures/eventFactory'
 
 const lines = (text: string) => text.trimEnd().split('\n')
 const joinLines = (parts: readonly string[]) => `${parts.join('\n')}\n`

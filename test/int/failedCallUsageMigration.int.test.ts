@@ -7,7 +7,7 @@ import { rebuildAndCompare } from '../../projections/rebuild'
 import { ProjectionRunner } from '../../projections/runner'
 import { atAttempt } from '../support/auditFixtures'
 import { DATABASE_BACKENDS, historianPerTest, migrateSchema, migrationsFrom } from '../support/databases'
-import { appendTaskEvents, TaskEventFactory } from '../support/eventFactory'
+import { appendTaskEvents, TaskEventFactory } from '../../dev/fixtures/eventFactory'
 
 const TABLES = ['audit_timeline', 'task_summary', 'analytics_model_invocations'] as const
 

@@ -4,7 +4,7 @@ import { defaultProjections } from '../../projections/defaultProjections'
 import { projectionLag, registerProjectionMetrics } from '../../projections/lag'
 import { ProjectionRunner, type ProjectionProgress } from '../../projections/runner'
 import { DATABASE_BACKENDS, historianPerTest } from '../support/databases'
-import { appendTaskRuns } from '../support/taskRuns'
+import { appendTaskRuns } from '../../dev/fixtures/taskRuns'
 
 describe.each(DATABASE_BACKENDS)('projection lag on $backend', ({ open }) => {
   const fixture = historianPerTest(open)

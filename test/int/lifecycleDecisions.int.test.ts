@@ -12,7 +12,7 @@ import { sweepRetention } from '../../projections/lifecycleSweep'
 import { rebuildAndCompare } from '../../projections/rebuild'
 import { ProjectionRunner } from '../../projections/runner'
 import { DATABASE_BACKENDS, historianPerTest } from '../support/databases'
-import { appendTaskEvents, TaskEventFactory } from '../support/eventFactory'
+import { appendTaskEvents, TaskEventFactory } from '../../dev/fixtures/eventFactory'
 
 const TENANT = 'acme'
 const TASKS = ['task-a', 'task-b'] as const

@@ -1,6 +1,7 @@
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { parseFaultPlan } from '../../activities/faults'
+import { parseFaultPlan } from '../../dev/faults/faultPlan'
+import { withToolFaults } from '../../dev/faults/faultyTools'
 import { createDefaultTools, type ToolRegistry } from '../../activities/tools/registry'
 import { runTool } from '../../activities/tools/runTool'
 import type { SendNotificationResult } from '../../activities/tools/sendNotification'
@@ -54,10 +55,8 @@ describe.each(backends)('send_notification outbox on %s', (_name, open) => {
 
   beforeAll(async () => {
     db = await open()
-    tools = createDefaultTools({
-      pool: db.pool,
-      faults: parseFaultPlan({ rules: [{ target: 'tool:send_notification', kind: 'timeout', tenantId: 'hung' }] }),
-    })
+    const hung = parseFaultPlan({ rules: [{ target: 'tool:send_notification', kind: 'timeout', tenantId: 'hung' }] })
+    tools = withToolFaults(hung, () => undefined)(createDefaultTools({ pool: db.pool }))
   })
   afterAll(async () => {
     await db?.close()

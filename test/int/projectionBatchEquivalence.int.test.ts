@@ -11,7 +11,7 @@ import { describeError } from '../../projections/deadLetters'
 import { suffixedTables, type Projection, type ProjectionTables } from '../../projections/projection'
 import { applyEvents, readAfter, withClient } from '../../projections/runner'
 import { DATABASE_BACKENDS, randomKeyRing, randomSuffix } from '../support/databases'
-import { appendTaskEvents, TaskEventFactory } from '../support/eventFactory'
+import { appendTaskEvents, TaskEventFactory } from '../../dev/fixtures/eventFactory'
 
 /** What one generated step appends: a valid event of some kind, or a poison event. */
 type StepKind =

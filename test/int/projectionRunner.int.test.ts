@@ -11,7 +11,7 @@ import { ProjectionRunner, ProjectionTimeoutError, readCheckpoint, type Projecti
 import { taskSummaryProjection } from '../../projections/taskSummary/projection'
 import { taskSummaries } from '../../projections/taskSummary/query'
 import { DATABASE_BACKENDS, freshPostgresDatabase, historianPerTest } from '../support/databases'
-import { appendTaskEvents, TaskEventFactory } from '../support/eventFactory'
+import { appendTaskEvents, TaskEventFactory } from '../../dev/fixtures/eventFactory'
 
 
 const projections = () => [auditTimelineProjection(), taskSummaryProjection()]

@@ -10,7 +10,7 @@ import { taskSummaryProjection } from '../../projections/taskSummary/projection'
 import { taskSummaries, tenantSummary } from '../../projections/taskSummary/query'
 import { atAttempt } from '../support/auditFixtures'
 import { DATABASE_BACKENDS, historianPerTest } from '../support/databases'
-import { appendTaskEvents, FACTORY_MODELS, TaskEventFactory } from '../support/eventFactory'
+import { appendTaskEvents, FACTORY_MODELS, TaskEventFactory } from '../../dev/fixtures/eventFactory'
 
 /** A task that succeeds after one failed tool call and one retried synthesis attempt: 8 events. */
 async function appendCompletedTask(historian: Historian, tenantId: string, taskId: string): Promise<bigint> {

@@ -6,7 +6,7 @@ import { listDeadLetters } from '../../projections/deadLetters'
 import { rebuildAndCompare, rebuildProjection, type RebuildProgress } from '../../projections/rebuild'
 import { ProjectionRunner } from '../../projections/runner'
 import { DATABASE_BACKENDS, freshPostgresDatabase, historianPerTest } from '../support/databases'
-import { appendTaskRuns } from '../support/taskRuns'
+import { appendTaskRuns } from '../../dev/fixtures/taskRuns'
 
 interface Shape {
   indexes: string[]

@@ -8,7 +8,7 @@ import { complianceStreamName, taskStreamName } from '../../historian/streams'
 import { recordLifecycleDecision } from '../../historian/lifecycle/lifecycleService'
 import type { LifecycleDecision } from '../../historian/events'
 import { DATABASE_BACKENDS, historianPerTest, randomKeyRing } from '../support/databases'
-import { TaskEventFactory } from '../support/eventFactory'
+import { TaskEventFactory } from '../../dev/fixtures/eventFactory'
 
 /** Runs one task through the Historian in four appends, as the pipeline would: revisions 0..6. */
 async function appendTaskRun(historian: Historian, tenantId: string, taskId: string): Promise<void> {

@@ -15,7 +15,7 @@ import { taskSummaryProjection } from '../../projections/taskSummary/projection'
 import { taskSummaries } from '../../projections/taskSummary/query'
 import { deadLettersOfAllTenants, taskDeadLetters } from '../../projections/taskDeadLetters/query'
 import { DATABASE_BACKENDS, historianPerTest } from '../support/databases'
-import { appendTaskEvents, TaskEventFactory } from '../support/eventFactory'
+import { appendTaskEvents, TaskEventFactory } from '../../dev/fixtures/eventFactory'
 
 /** An event of `type` in run `runId` of the factory's task, at `occurredAt`. */
 function runEvent<T extends 'TaskDeadLettered' | 'TaskRunStarted'>(

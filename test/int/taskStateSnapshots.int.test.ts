@@ -11,7 +11,7 @@ import type { SnapshotPolicy } from '../../historian/snapshots/snapshotPolicy'
 import { InvalidIdentifierError, taskStreamName } from '../../historian/streams'
 import { evolve, initialTaskState, TASK_STATE_VERSION, type TaskState } from '../../historian/taskState'
 import { DATABASE_BACKENDS, randomSuffix } from '../support/databases'
-import { TaskEventFactory } from '../support/eventFactory'
+import { TaskEventFactory } from '../../dev/fixtures/eventFactory'
 
 /** One step of a generated task history; `evolve` folds any order, so any sequence is a valid stream. */
 type Step =

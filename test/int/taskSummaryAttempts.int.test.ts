@@ -6,7 +6,7 @@ import { InvalidQueryError } from '../../projections/queryFilters'
 import { taskSummaries, tenantSummary } from '../../projections/taskSummary/query'
 import { appendAuditScenario, atAttempt, auditProjections } from '../support/auditFixtures'
 import { DATABASE_BACKENDS, historianPerTest, migrateSchema, migrationsFrom } from '../support/databases'
-import { appendTaskEvents, FACTORY_MODELS, TaskEventFactory } from '../support/eventFactory'
+import { appendTaskEvents, FACTORY_MODELS, TaskEventFactory } from '../../dev/fixtures/eventFactory'
 
 async function summaryRows(pool: pg.Pool): Promise<unknown[]> {
   const result = await pool.query<{ row: unknown }>(`select to_jsonb(t) as row from task_summary t order by tenant_id, task_id`)

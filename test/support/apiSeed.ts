@@ -3,7 +3,7 @@ import type { Historian } from '../../historian/historian'
 import type { EventStore } from '../../historian/port'
 import { defaultProjections } from '../../projections/defaultProjections'
 import { ProjectionRunner } from '../../projections/runner'
-import { appendTaskEvents, TaskEventFactory } from './eventFactory'
+import { appendTaskEvents, TaskEventFactory } from '../../dev/fixtures/eventFactory'
 
 /** The tasks `seedApiTenants` records: acme has a completed and a failed task, globex one failed task. */
 export const API_SEED = {

@@ -2,7 +2,7 @@ import type { PendingEvent } from '../../historian/historian'
 import type { Historian } from '../../historian/historian'
 import { auditTimelineProjection } from '../../projections/auditTimeline/projection'
 import { taskSummaryProjection } from '../../projections/taskSummary/projection'
-import { appendTaskEvents, TaskEventFactory } from './eventFactory'
+import { appendTaskEvents, TaskEventFactory } from '../../dev/fixtures/eventFactory'
 
 /** The two read models the audit, report and export tests read. */
 export const auditProjections = () => [auditTimelineProjection(), taskSummaryProjection()]

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { Client, Connection } from '@temporalio/client'
 import { NativeConnection, type WorkflowBundle } from '@temporalio/worker'
 import { inject } from 'vitest'
-import type { FaultPlan } from '../../activities/faults'
+import type { FaultPlan } from '../../dev/faults/faultPlan'
 import { ModelClient } from '../../activities/models/modelClient'
 import { modelsFromConfig } from '../../activities/models/modelsFromConfig'
 import { createActivities } from '../../activities/pipelineActivities'
@@ -16,6 +16,7 @@ import { createPipelineWorker } from '../../cli/runtime/pipelineWorker'
 import { loadPrebuiltWorkflowBundle } from '../../cli/runtime/workflowBundle'
 import type { AgentPipelineInput, AgentPipelineResult } from '../../workflows/api'
 import { freshPgliteDatabase, freshPostgresDatabase, randomKeyRing } from './databases'
+import { faultDecorators } from '../../dev/faults/faultDecorators'
 import { wrapActivities, wrapTools, type PipelineWrappers } from './pipelineWrappers'
 
 let bundle: WorkflowBundle | undefined
@@ -70,13 +71,19 @@ export async function pipelineHarness(
   const clientConnection = await Connection.connect({ address })
   const client = new Client({ connection: clientConnection })
   const taskQueue = `test-${uniqueSuffix()}`
+  // The fault plan goes in as the dev worker injects it (dev/faults/); its crash faults would end this test process.
+  const faulty = faultDecorators(options.faults ?? { rules: [] }, () => {
+    throw new Error('a crash_after_append fault needs a worker process of its own (test/support/supervisedWorker.ts)')
+  })
+  const tools = wrapTools(createDefaultTools({ pool: database.pool }), options.wrappers)
   const activities = wrapActivities(
     createActivities({
-      historian,
-      models: options.models ?? new ModelClient(modelsFromConfig({ provider: 'scripted', latencyMs: options.latencyMs ?? 0, faults: options.faults, ledgerPath: options.ledgerPath, timeoutMs: 1_000 })),
-      tools: wrapTools(createDefaultTools({ pool: database.pool, faults: options.faults }), options.wrappers),
+      historian: faulty.historian?.(historian) ?? historian,
+      models:
+        options.models ??
+        new ModelClient(modelsFromConfig({ provider: 'scripted', latencyMs: options.latencyMs ?? 0, ledgerPath: options.ledgerPath, timeoutMs: 1_000 }, faulty.model ? { wrapModel: faulty.model } : {})),
+      tools: faulty.tools?.(tools) ?? tools,
       clock: () => new Date(),
-      faults: options.faults,
     }),
     options.wrappers,
   )

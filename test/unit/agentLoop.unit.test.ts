@@ -11,12 +11,12 @@ import { readPromptValue } from '../../activities/models/prompts'
 import { requestedToolCalls, scriptedLoopPlan } from '../../activities/models/scriptedLoop'
 import { calculatorTool } from '../../activities/tools/calculator'
 import { knowledgeBaseTool } from '../../activities/tools/knowledgeBase'
-import { createAccountLookupTool } from '../../activities/tools/accountLookup'
+import { accountLookupTool } from '../../activities/tools/accountLookup'
 import { ToolRegistry } from '../../activities/tools/registry'
 import { CURRENT_SCHEMA_VERSION, type AnnalistEvent, type PlannedToolCall } from '../../historian/events'
 import { foldTask, type TaskState } from '../../historian/taskState'
 
-const TOOLS = new ToolRegistry([calculatorTool, knowledgeBaseTool, createAccountLookupTool()])
+const TOOLS = new ToolRegistry([calculatorTool, knowledgeBaseTool, accountLookupTool])
 const position = (iteration: number, maxIterations = 40, maxToolCalls = 8): LoopPosition => ({ iteration, maxIterations, maxToolCalls, toolCallIdPrefix: toolCallIdPrefix(iteration) })
 const ctx: ModelCallContext = { tenantId: 'acme', taskId: 'loop-1', activityId: 'plan:1', attempt: 1 }
 

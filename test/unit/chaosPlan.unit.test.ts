@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { matchFault } from '../../activities/faults'
-import { CHAOS_FAULT_KINDS, chaosPlan, externalFaultCounts, parseFaultKinds, UnknownFaultKindError } from '../../cli/runtime/chaos/chaosPlan'
+import { matchFault } from '../../dev/faults/faultPlan'
+import { CHAOS_FAULT_KINDS, chaosPlan, externalFaultCounts, parseFaultKinds, UnknownFaultKindError } from '../../dev/chaos/chaosPlan'
 
 const all = parseFaultKinds(CHAOS_FAULT_KINDS.join(','))
 

@@ -8,7 +8,7 @@ import { CURRENT_SCHEMA_VERSION, type AnnalistEvent, type ReplayableStep } from 
 import type { PendingEvent, StoredEvent } from '../../historian/historian'
 import { foldTask } from '../../historian/taskState'
 import { randomKeyRing } from '../support/databases'
-import { TaskEventFactory } from '../support/eventFactory'
+import { TaskEventFactory } from '../../dev/fixtures/eventFactory'
 
 const TENANT = 'acme'
 const TASK = 'task-1'

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { deadLetterFor, latestRunEvents, MAX_LISTED_FAILURES, RedriveRefusedError, redriveTarget, type DeadLetterInputEvent, type TaskFailure } from '../../activities/deadLetter'
 import { CURRENT_SCHEMA_VERSION, REDRIVE_REQUEST_ACTIVITY, TaskDeadLettered, validateEvent, type AnnalistEvent } from '../../historian/events'
 import type { PendingEvent } from '../../historian/historian'
-import { TaskEventFactory } from '../support/eventFactory'
+import { TaskEventFactory } from '../../dev/fixtures/eventFactory'
 
 const f = () => new TaskEventFactory('acme', 'task-1')
 

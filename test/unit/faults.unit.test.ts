@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { FaultPlanError, faultDraw, faultPlanFromEnv, matchFault, parseFaultPlan } from '../../activities/faults'
+import { FaultPlanError, faultDraw, faultPlanFromEnv, matchFault, parseFaultPlan } from '../../dev/faults/faultPlan'
 
 describe('fault plan', () => {
   it('defaults attempts to the first attempt and carries crash_after_append', () => {

@@ -5,7 +5,7 @@ import { reconcileLifecycle, recordLifecycleDecision } from '../../historian/lif
 import type { LifecycleDecision } from '../../historian/events'
 import { taskStreamName } from '../../historian/streams'
 import { randomKeyRing } from '../support/databases'
-import { TaskEventFactory } from '../support/eventFactory'
+import { TaskEventFactory } from '../../dev/fixtures/eventFactory'
 
 /** The lifecycle service through the port only, on the in-memory store (the same path EventStoreDB takes). */
 describe('lifecycle decisions on the in-memory store', () => {

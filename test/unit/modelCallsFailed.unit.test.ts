@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import type { StoredEvent, TaskStream } from '../../historian/historian'
 import { modelCallsFailed } from '../../activities/modelStep'
-import { TaskEventFactory } from '../support/eventFactory'
+import { TaskEventFactory } from '../../dev/fixtures/eventFactory'
 
 function streamOf(pending: readonly { eventId: string; event: StoredEvent['event'] }[]): TaskStream {
   const events = pending.map((p, n) => ({ ...p, revision: BigInt(n), position: BigInt(n + 1), recordedAt: new Date() }) as unknown as StoredEvent)

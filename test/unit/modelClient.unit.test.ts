@@ -272,7 +272,9 @@ describe('model configuration from the environment', () => {
       ANNALIST_MODEL_LEDGER: '/tmp/ledger.jsonl',
       ANNALIST_FAULTS: '{"rules":[{"target":"routing","kind":"timeout"}]}',
     })
-    expect(config).toMatchObject({ provider: 'scripted', latencyMs: 25, ledgerPath: '/tmp/ledger.jsonl', faults: { rules: [{ target: 'routing', attempts: [1] }] } })
+    expect(config).toMatchObject({ provider: 'scripted', latencyMs: 25, ledgerPath: '/tmp/ledger.jsonl' })
+    // Fault injection is no model setting: only the dev worker reads ANNALIST_FAULTS (dev/faults/).
+    expect(config).not.toHaveProperty('faults')
   })
 
   it('reads the openai-compatible variables', () => {

@@ -5,7 +5,7 @@ import { auditFacts, auditTimelineProjection } from '../../projections/auditTime
 import { liveTables, suffixedTables } from '../../projections/projection'
 import { ProjectionRunner, ProjectionTimeoutError } from '../../projections/runner'
 import { summaryDelta, taskSummaryProjection } from '../../projections/taskSummary/projection'
-import { TaskEventFactory } from '../support/eventFactory'
+import { TaskEventFactory } from '../../dev/fixtures/eventFactory'
 
 const valid = (pending: PendingEvent) => validateEvent(pending.event)
 

@@ -12,7 +12,7 @@ import { diffRuns, runsOf } from '../../cli/runtime/runDiff'
 import { CURRENT_SCHEMA_VERSION, type AnnalistEvent } from '../../historian/events'
 import type { PendingEvent, StoredEvent } from '../../historian/historian'
 import { foldTask } from '../../historian/taskState'
-import { TaskEventFactory } from '../support/eventFactory'
+import { TaskEventFactory } from '../../dev/fixtures/eventFactory'
 
 const dirs: string[] = []
 afterAll(() => dirs.forEach((dir) => rmSync(dir, { recursive: true, force: true })))

@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { UnsupportedFunctionalityError } from '@ai-sdk/provider'
 import { afterEach, describe, expect, it } from 'vitest'
-import { type FaultPlan, parseFaultPlan } from '../../activities/faults'
+import { type FaultPlan, parseFaultPlan } from '../../dev/faults/faultPlan'
+import { withModelFaults } from '../../dev/faults/faultyModel'
 import { type ModelCallContext, ModelClient, type ModelRole, type RoleModel } from '../../activities/models/modelClient'
 import { ModelCallError } from '../../activities/models/modelErrors'
 import { modelsFromConfig } from '../../activities/models/modelsFromConfig'
@@ -11,7 +12,7 @@ import { planningPrompt, routingPrompt, synthesisPrompt } from '../../activities
 import { extractExpression, ScriptedModel, scriptedTokenCount } from '../../activities/models/scriptedModel'
 import { calculatorTool } from '../../activities/tools/calculator'
 import { knowledgeBaseTool } from '../../activities/tools/knowledgeBase'
-import { createAccountLookupTool } from '../../activities/tools/accountLookup'
+import { accountLookupTool } from '../../activities/tools/accountLookup'
 import { ToolRegistry } from '../../activities/tools/registry'
 
 const ctx: ModelCallContext = { tenantId: 'acme', taskId: 'task-1', activityId: 'route', attempt: 1 }
@@ -27,8 +28,8 @@ afterEach(() => {
   for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true })
 })
 
-function scriptedClient(options: { faults?: FaultPlan; latencyMs?: number; ledgerPath?: string; timeoutMs?: number } = {}): ModelClient {
-  const models = modelsFromConfig({ provider: 'scripted', ...options })
+function scriptedClient({ faults, ...options }: { faults?: FaultPlan; latencyMs?: number; ledgerPath?: string; timeoutMs?: number } = {}): ModelClient {
+  const models = modelsFromConfig({ provider: 'scripted', ...options }, faults ? { wrapModel: withModelFaults(faults) } : {})
   return new ModelClient(models)
 }
 
@@ -104,7 +105,7 @@ describe('ScriptedModel through ModelClient and the AI SDK', () => {
   })
 
   it('plans with the tool names of the real registry', async () => {
-    const registry = new ToolRegistry([calculatorTool, knowledgeBaseTool, createAccountLookupTool()])
+    const registry = new ToolRegistry([calculatorTool, knowledgeBaseTool, accountLookupTool])
     const client = scriptedClient()
     const result = await client.call('planning', planningPrompt.render({ input: 'Find the password reset steps', route: 'research', tools: registry.list() }), ctx)
     const calls = planningPrompt.parseReply(result.text).toolCalls

@@ -5,7 +5,7 @@ import { parseStateTarget } from '../../cli/commands/state'
 import { readEvent, validateEvent } from '../../historian/events'
 import { DEFAULT_SNAPSHOT_POLICY, snapshotDue, snapshotPolicy, SnapshotPolicyError } from '../../historian/snapshots/snapshotPolicy'
 import { evolve, foldTask, initialTaskState, TASK_STATE_VERSION, TaskStateSchema, type TaskState } from '../../historian/taskState'
-import { TaskEventFactory } from '../support/eventFactory'
+import { TaskEventFactory } from '../../dev/fixtures/eventFactory'
 import { loadV1TaskStream } from '../support/v1Fixture'
 
 const events = loadV1TaskStream().events.map((stored) => readEvent(stored))

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import { z } from 'zod'
-import { parseFaultPlan } from '../../activities/faults'
-import { AccountRecord, createAccountLookupTool, simulatedAccount } from '../../activities/tools/accountLookup'
+import { parseFaultPlan } from '../../dev/faults/faultPlan'
+import { withToolFaults } from '../../dev/faults/faultyTools'
+import { AccountRecord, accountLookupTool, simulatedAccount } from '../../activities/tools/accountLookup'
 import { CalculatorError, calculatorTool, evaluateExpression } from '../../activities/tools/calculator'
 import { knowledgeBaseTool, searchKnowledgeBase } from '../../activities/tools/knowledgeBase'
 import { ToolRegistrationError, ToolRegistry } from '../../activities/tools/registry'
@@ -44,7 +45,8 @@ const hangingTool = defineTool({
 const registry = new ToolRegistry([
   calculatorTool,
   knowledgeBaseTool,
-  createAccountLookupTool({ faults: parseFaultPlan({ rules: [{ target: 'tool:lookup_account', kind: 'malformed', tenantId: 'faulty' }] }) }),
+  // The account API answering garbage for tenant `faulty` (dev/faults/faultyTools.ts).
+  ...withToolFaults(parseFaultPlan({ rules: [{ target: 'tool:lookup_account', kind: 'malformed', tenantId: 'faulty' }] }), () => undefined)(new ToolRegistry([accountLookupTool])).definitions(),
   sloppySideEffect,
   hangingTool,
 ])

@@ -1,4 +1,4 @@
-import type { FaultPlan } from '../../../activities/faults'
+import type { FaultPlan } from '../../../dev/faults/faultPlan'
 import type { RunOverrides } from '../../../historian/events'
 import type { LoopOptions, PipelineTuning, ReplayableStep } from '../../../workflows/api'
 import type { PipelineWrappers } from '../pipelineWrappers'

@@ -1,7 +1,7 @@
 import { createServer, type AddressInfo } from 'node:net'
 import pg from 'pg'
-import { SupervisedProcess } from '../supervisedProcess'
-import { startDevServer, type DevServerEndpoint } from '../temporalServer'
+import { SupervisedProcess } from '../supervisor/supervisedProcess'
+import { startDevServer, type DevServerEndpoint } from '../../cli/runtime/temporalServer'
 
 /** A server the campaign owns and may crash: it can be killed and started again at the same address on the same data. */
 export interface RestartableServer {

@@ -1,5 +1,5 @@
-import { startEmbeddedPostgres } from '../../../historian/adapters/postgres/embeddedServer'
-import { exitWhenSupervisorDies } from '../supervisorWatchdog'
+import { startEmbeddedPostgres } from './embeddedServer'
+import { exitWhenSupervisorDies } from '../supervisor/supervisorWatchdog'
 
 /**
  * `annalist embedded-postgres --data-dir D --port P` (hidden): serves the PGlite in D on 127.0.0.1:P until SIGINT/SIGTERM.

@@ -77,6 +77,11 @@ export function matchFault(plan: FaultPlan | undefined, probe: FaultProbe): Faul
   )
 }
 
+/** The plan's `crash_after_append` rules only, so that no other fault on the same target answers for them. */
+export function crashRulesOf(plan: FaultPlan): FaultPlan {
+  return { rules: plan.rules.filter((rule) => rule.kind === 'crash_after_append') }
+}
+
 /** Validates a fault plan given as a value (e.g. from a config file); `source` names it in the error. */
 export function parseFaultPlan(value: unknown, source = 'fault plan'): FaultPlan {
   const parsed = FaultPlan.safeParse(value)

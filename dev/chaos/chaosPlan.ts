@@ -1,5 +1,5 @@
-import type { FaultPlan, FaultRule } from '../../../activities/faults'
-import { TASK_INPUTS, TENANT_NAMES, type DemoTask } from '../../commands/demoScenario'
+import type { FaultPlan, FaultRule } from '../faults/faultPlan'
+import { TASK_INPUTS, TENANT_NAMES, type DemoTask } from '../demo/demoScenario'
 import { seededRandom } from './seededRandom'
 
 /** The kinds of fault a campaign injects: four from outside (processes and servers killed), two through the fault plan. */

@@ -1,4 +1,4 @@
-import type { FaultPlan } from '../../activities/faults'
+import type { FaultPlan } from '../faults/faultPlan'
 import type { TaskRef } from '../../workflows/api'
 
 /** Tenant names of generated workloads, in order (more tenants get tenant_<n>). */

@@ -1,6 +1,6 @@
 import type { Client } from '@temporalio/client'
 import pLimit from 'p-limit'
-import { pipelineWorkflowId, type TaskRef } from '../../../workflows/api'
+import { pipelineWorkflowId, type TaskRef } from '../../workflows/api'
 
 /**
  * The tasks whose pipeline is not known to be terminal: still running, or not answering (Temporal down for a moment

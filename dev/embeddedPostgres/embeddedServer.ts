@@ -4,8 +4,8 @@ import { PGlite } from '@electric-sql/pglite'
 import { createPgConfig } from '@electric-sql/pglite/node-postgres'
 import { PGLiteSocketHandler } from '@electric-sql/pglite-socket'
 import pg from 'pg'
-import { lockDataDirectory } from './database'
-import { runMigrations } from './migrate'
+import { lockDataDirectory } from '../../historian/adapters/postgres/database'
+import { runMigrations } from '../../historian/adapters/postgres/migrate'
 import { SessionQueue } from './sessionQueue'
 
 /** A PGlite database served over the PostgreSQL wire protocol to other processes. */

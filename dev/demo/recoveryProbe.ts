@@ -1,7 +1,7 @@
 import type { EventStore } from '../../historian/port'
 import { taskStreamName } from '../../historian/streams'
 import type { TaskRef } from '../../workflows/api'
-import { readModelLedger, type LedgerCall } from './modelLedger'
+import { readModelLedger, type LedgerCall } from '../../cli/runtime/modelLedger'
 
 /** One SIGKILL of a worker in the middle of a model call, and how long the pipeline took to record its next event. */
 export interface RecoveryMeasurement {

@@ -4,7 +4,7 @@ import path from 'node:path'
 import { packageRoot } from '../../historian/packageRoot'
 import { SUPERVISOR_PID_VARIABLE } from './supervisorWatchdog'
 
-const CLI_ENTRY = path.join(packageRoot(), 'bin', 'annalist.js')
+const CLI_ENTRY = path.join(packageRoot(), 'bin', 'annalist-dev.js')
 
 /** One exit of a supervised child that nobody asked for. */
 export interface UnplannedExit {

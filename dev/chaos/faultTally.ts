@@ -1,6 +1,6 @@
-import { matchFault, type FaultPlan } from '../../../activities/faults'
-import type { StoredEvent } from '../../../historian/historian'
-import type { LedgerCall } from '../modelLedger'
+import { matchFault, type FaultPlan } from '../faults/faultPlan'
+import type { StoredEvent } from '../../historian/historian'
+import type { LedgerCall } from '../../cli/runtime/modelLedger'
 
 const MODEL_ROLES = new Set(['routing', 'planning', 'synthesis'])
 

@@ -1,7 +1,7 @@
 import type pg from 'pg'
-import { readModelLedger } from '../modelLedger'
-import { headPosition, lowestCheckpoint } from '../projectionCatchUp'
-import type { SupervisedProcess } from '../supervisedProcess'
+import { readModelLedger } from '../../cli/runtime/modelLedger'
+import { headPosition, lowestCheckpoint } from '../../cli/runtime/projectionCatchUp'
+import type { SupervisedProcess } from '../supervisor/supervisedProcess'
 import type { ExternalFaultKind, ScheduledFault } from './chaosPlan'
 import type { RestartableServer } from './restartableServers'
 

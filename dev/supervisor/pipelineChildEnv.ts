@@ -1,6 +1,6 @@
 import path from 'node:path'
-import type { FaultPlan } from '../../activities/faults'
-import { loadPrebuiltWorkflowBundle } from './workflowBundle'
+import type { FaultPlan } from '../faults/faultPlan'
+import { loadPrebuiltWorkflowBundle } from '../../cli/runtime/workflowBundle'
 
 /** What a supervised worker or projector child of the demo, the fault campaign or a benchmark needs to know. */
 export interface PipelineChildSettings {

@@ -79,21 +79,6 @@ export interface StreamMetadataResult {
   readonly deleted: boolean
 }
 
-export interface SubscribeToAllOptions {
-  /** Exclusive checkpoint: deliver events after this global position. Omit to start at the beginning of the log. */
-  readonly from?: bigint
-}
-
-/**
- * A catch-up subscription to the whole log: iterate it (`for await`) to receive every visible event after the
- * checkpoint in global order, history first and then live events, each exactly once, until `stop()` or a `break`.
- * It can be iterated once. A store failure ends the iteration with that error; resubscribe from your checkpoint.
- */
-export interface AllSubscription extends AsyncIterable<RecordedEvent> {
-  /** Ends delivery: once it resolves no further event is delivered and the iteration is done. Safe to call twice. */
-  stop(): Promise<void>
-}
-
 /** The event-store port. */
 export interface EventStore {
   readonly kind: 'postgres' | 'esdb' | 'memory'
@@ -130,8 +115,6 @@ export interface EventStore {
    * cheaply and refuses with UnsupportedStoreOperationError.
    */
   listLifecycleStreams(): Promise<string[]>
-  /** Subscribes to the whole log from a checkpoint: history, then live events, without gap or duplicate (see AllSubscription). */
-  subscribeToAll(options?: SubscribeToAllOptions): AllSubscription
   close(): Promise<void>
 }
 

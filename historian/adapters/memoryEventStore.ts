@@ -1,10 +1,8 @@
 import { validateAppendBatch, assertStreamName } from '../appendRules'
-import { checkpointOf, pollingSubscription, type CatchUpSubscription } from '../catchUpSubscription'
 import {
   ConcurrencyError,
   MetadataConcurrencyError,
   StreamTombstonedError,
-  type AllSubscription,
   type AppendResult,
   type EventStore,
   type ExpectedMetadataRevision,
@@ -16,7 +14,6 @@ import {
   type RecordedEvent,
   type StreamMetadata,
   type StreamMetadataResult,
-  type SubscribeToAllOptions,
   type Unsubscribe,
 } from '../port'
 import {
@@ -40,9 +37,6 @@ interface MemoryStream {
 }
 
 const DEFAULT_READ_ALL_MAX_COUNT = 1_000
-const SUBSCRIPTION_BATCH = 500
-/** Appends here notify at once; the poll only matters if a listener was somehow missed. */
-const SUBSCRIPTION_POLL_MS = 1_000
 
 /**
  * A non-durable event store held in this process's memory. It is the benchmark's "without historian" baseline: the
@@ -56,7 +50,6 @@ export class InMemoryEventStore implements EventStore {
   private readonly streams = new Map<string, MemoryStream>()
   private readonly log: RecordedEvent[] = []
   private readonly listeners = new Set<() => void>()
-  private readonly subscriptions = new Set<CatchUpSubscription>()
 
   async appendToStream(stream: string, events: readonly NewEvent[], options: { expectedRevision: ExpectedRevision }): Promise<AppendResult> {
     const batch = validateAppendBatch(stream, events)
@@ -166,15 +159,8 @@ export class InMemoryEventStore implements EventStore {
     return withState.map(([name]) => name).sort()
   }
 
-  subscribeToAll(options: SubscribeToAllOptions = {}): AllSubscription {
-    const subscription = pollingSubscription(this, { from: checkpointOf(options.from), batchSize: SUBSCRIPTION_BATCH, pollIntervalMs: SUBSCRIPTION_POLL_MS })
-    this.subscriptions.add(subscription)
-    return subscription
-  }
 
   async close(): Promise<void> {
-    await Promise.all([...this.subscriptions].map((subscription) => subscription.stop()))
-    this.subscriptions.clear()
     this.listeners.clear()
   }
 

@@ -73,7 +73,6 @@ export function retentionAsOf(store: EventStore, at: Date): EventStore {
     setStreamMetadata: (stream, metadata, options) => store.setStreamMetadata(stream, metadata, options),
     getStreamMetadata: (stream) => store.getStreamMetadata(stream),
     listLifecycleStreams: () => store.listLifecycleStreams(),
-    subscribeToAll: (options) => store.subscribeToAll(options),
     close: () => store.close(),
   }
 }

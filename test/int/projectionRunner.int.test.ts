@@ -49,7 +49,6 @@ function observedStore(store: EventStore, notifications: { count: number }, deli
     setStreamMetadata: (stream, metadata, options) => store.setStreamMetadata(stream, metadata, options),
     getStreamMetadata: (stream) => store.getStreamMetadata(stream),
     listLifecycleStreams: () => store.listLifecycleStreams(),
-    subscribeToAll: (options) => store.subscribeToAll(options),
     onAppend: (listener) =>
       deliver
         ? store.onAppend(() => {

@@ -6,9 +6,7 @@ import {
   MetadataConcurrencyError,
   StreamTombstonedError,
   UnsupportedStoreOperationError,
-  type AllSubscription,
   type EventStore,
-  type ExpectedRevision,
   type ExpectedRevisionForDelete,
   type NewEvent,
   type RecordedEvent,
@@ -60,20 +58,6 @@ function expectStrictlyIncreasing(values: readonly bigint[]): void {
 
 /** How long to poll for something another part of the store does asynchronously (notifications, EventStoreDB's metadata). */
 const WAIT = { timeout: 10_000, interval: 20 }
-
-/** The events of `tenant`'s streams among `events`. */
-function ofTenant(events: readonly RecordedEvent[], tenant: string): RecordedEvent[] {
-  return events.filter((event) => event.streamName.startsWith(`tenant_${tenant}-`))
-}
-
-/** Iterates `subscription` in the background; `ended` settles when the iteration ends (stop, or an error). */
-function collect(subscription: AllSubscription): { received: RecordedEvent[]; ended: Promise<void> } {
-  const received: RecordedEvent[] = []
-  const ended = (async () => {
-    for await (const event of subscription) received.push(event)
-  })()
-  return { received, ended }
-}
 
 async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
   try {
@@ -608,107 +592,5 @@ export function eventStoreContract(name: string, factory: () => Promise<EventSto
       })
     })
 
-    describe('catch-up subscription to the whole log', () => {
-      it('delivers the tail of history after a mid-log checkpoint, then live events, in order and exactly once', async () => {
-        const tenant = freshTenant()
-        const [s1, s2, s3] = [freshStream(tenant), freshStream(tenant), freshStream(tenant)]
-        await store().appendToStream(s1, newEvents(2), { expectedRevision: 'no_stream' })
-        const checkpoint = (await store().appendToStream(s2, newEvents(1), { expectedRevision: 'no_stream' })).position
-        const appended: NewEvent[] = []
-        const append = async (stream: string, events: NewEvent[], expectedRevision: ExpectedRevision) => {
-          await store().appendToStream(stream, events, { expectedRevision })
-          appended.push(...events)
-        }
-        await append(s1, newEvents(2), 1n)
-        await append(s2, newEvents(1), 0n)
-
-        const subscription = store().subscribeToAll({ from: checkpoint })
-        const { received, ended } = collect(subscription)
-        try {
-          await vi.waitFor(() => expect(ofTenant(received, tenant)).toHaveLength(3), WAIT)
-          await append(s3, newEvents(2), 'no_stream')
-          const racing = [newEvents(1), newEvents(2), newEvents(1)]
-          await Promise.all([append(s1, racing[0]!, 3n), append(s2, racing[1]!, 1n), append(freshStream(tenant), racing[2]!, 'no_stream')])
-          await append(s3, newEvents(1), 1n)
-          await vi.waitFor(() => expect(ofTenant(received, tenant)).toHaveLength(appended.length), WAIT)
-
-          expectStrictlyIncreasing(positions(received))
-          expect(received.every((event) => event.position > checkpoint)).toBe(true)
-          expect(new Set(ids(ofTenant(received, tenant)))).toEqual(new Set(ids(appended)))
-          expect(ids(ofTenant(received, tenant))).toEqual(ids(await store().readTenantLog(tenant, { after: checkpoint })))
-        } finally {
-          await subscription.stop()
-          await ended
-        }
-      })
-
-      it('stop() ends delivery: later appends never arrive, while a new subscription from the same checkpoint gets them', async () => {
-        const tenant = freshTenant()
-        const stream = freshStream(tenant)
-        const checkpoint = (await store().appendToStream(freshStream(tenant), newEvents(1), { expectedRevision: 'no_stream' })).position
-        const subscription = store().subscribeToAll({ from: checkpoint })
-        const { received, ended } = collect(subscription)
-        const first = newEvents(1)
-        await store().appendToStream(stream, first, { expectedRevision: 'no_stream' })
-        await vi.waitFor(() => expect(ids(ofTenant(received, tenant))).toEqual(ids(first)), WAIT)
-        await subscription.stop()
-        await ended
-        await subscription.stop()
-        const receivedAtStop = received.length
-
-        const late = newEvents(2)
-        await store().appendToStream(stream, late, { expectedRevision: 0n })
-        const control = store().subscribeToAll({ from: checkpoint })
-        const watched = collect(control)
-        try {
-          await vi.waitFor(() => expect(ids(ofTenant(watched.received, tenant))).toEqual(ids([...first, ...late])), WAIT)
-        } finally {
-          await control.stop()
-          await watched.ended
-        }
-        expect(received).toHaveLength(receivedAtStop)
-        expect(ids(received)).not.toContain(late[0]!.eventId)
-      })
-
-      it('starts at the beginning of the log without a checkpoint, and a break out of the loop stops it', async () => {
-        await store().appendToStream(freshStream(), newEvents(1), { expectedRevision: 'no_stream' })
-        const [firstInLog] = await store().readAll({ maxCount: 1 })
-        const subscription = store().subscribeToAll()
-        let first: RecordedEvent | undefined
-        for await (const event of subscription) {
-          first = event
-          break
-        }
-        expect(first?.eventId).toBe(firstInLog!.eventId)
-        expect(first?.position).toBe(firstInLog!.position)
-        const iterator = subscription[Symbol.asyncIterator]
-        expect(() => iterator.call(subscription)).toThrow(/only once/)
-      })
-
-      it('skips what reads hide: a stream deleted before it is read', async () => {
-        const tenant = freshTenant()
-        const [deleted, kept] = [freshStream(tenant), freshStream(tenant)]
-        const checkpoint = (await store().appendToStream(freshStream(tenant), newEvents(1), { expectedRevision: 'no_stream' })).position
-        await store().appendToStream(deleted, newEvents(2), { expectedRevision: 'no_stream' })
-        await store().deleteStream(deleted, { expectedRevision: 1n })
-        const marker = newEvents(1)
-        await store().appendToStream(kept, marker, { expectedRevision: 'no_stream' })
-
-        const subscription = store().subscribeToAll({ from: checkpoint })
-        const { received, ended } = collect(subscription)
-        try {
-          await vi.waitFor(() => expect(ids(received)).toContain(marker[0]!.eventId), WAIT)
-          expect(ofTenant(received, tenant).map((event) => event.streamName)).toEqual([kept])
-        } finally {
-          await subscription.stop()
-          await ended
-        }
-      })
-
-      it('refuses a checkpoint that is not a bigint position with RangeError', () => {
-        expect(() => store().subscribeToAll({ from: -1n })).toThrow(RangeError)
-        expect(() => store().subscribeToAll({ from: 3 as unknown as bigint })).toThrow(RangeError)
-      })
-    })
   })
 }

@@ -16,7 +16,6 @@ import {
   metastreamOf,
   streamNameFilter,
   type AllStreamRecordedEvent,
-  type AllStreamResolvedEvent,
   type AppendExpectedRevision,
   type CurrentRevision,
   type ExpectedRevision as EsdbExpectedRevision,
@@ -26,7 +25,6 @@ import {
 } from '@eventstore/db-client'
 import { esdbClientConnectionString } from './connectionString'
 import { assertStreamName, validateAppendBatch } from '../../appendRules'
-import { CatchUpSubscription, checkpointOf } from '../../catchUpSubscription'
 import {
   ConcurrencyError,
   EventIdConflictError,
@@ -34,7 +32,6 @@ import {
   MetadataConcurrencyError,
   UnsupportedStoreOperationError,
   StreamTombstonedError,
-  type AllSubscription,
   type AppendResult,
   type EventStore,
   type ExpectedMetadataRevision,
@@ -46,7 +43,6 @@ import {
   type RecordedEvent,
   type StreamMetadata,
   type StreamMetadataResult,
-  type SubscribeToAllOptions,
   type Unsubscribe,
 } from '../../port'
 import {
@@ -61,8 +57,6 @@ const DEFAULT_READ_ALL_MAX_COUNT = 1000
 const READ_ALL_PAGE = 500
 /** EventStoreDB marks a soft-deleted stream with `$tb` = long.MaxValue, which JSON.parse reads as about 2^63. */
 const SOFT_DELETED_TRUNCATE_BEFORE = 2 ** 62
-/** How long a subscription trusts what it learnt about a stream's visible revisions. */
-const SUBSCRIPTION_VISIBILITY_TTL_MS = 1_000
 
 /**
  * The event store on EventStoreDB / KurrentDB (selected by ESDB_CONNECTION_STRING). Thin: it passes the same contract
@@ -84,7 +78,6 @@ export class EsdbEventStore implements EventStore {
   /** Every client hears every append through its $all subscription. */
   readonly notifiesOnAppend = true
   private readonly subscriptions = new Set<Unsubscribe>()
-  private readonly allSubscriptions = new Set<CatchUpSubscription>()
 
   constructor(
     private readonly client: EventStoreDBClient,
@@ -262,38 +255,8 @@ export class EsdbEventStore implements EventStore {
     )
   }
 
-  subscribeToAll(options: SubscribeToAllOptions = {}): AllSubscription {
-    const from = checkpointOf(options.from)
-    const client = this.client
-    const subscription = new CatchUpSubscription(async function* (stopRequested, isStopped) {
-      const native = client.subscribeToAll({
-        fromPosition: from === undefined ? START : { commit: from, prepare: from },
-        filter: excludeSystemEvents(),
-      })
-      // Unsubscribing ends the stream, so a source waiting for the next live event finishes at once.
-      void stopRequested.then(() => native.unsubscribe().catch(() => undefined))
-      const visibility = new StreamVisibility(client, SUBSCRIPTION_VISIBILITY_TTL_MS)
-      try {
-        for await (const resolved of native as AsyncIterable<AllStreamResolvedEvent>) {
-          if (isStopped()) return
-          const event = resolved.event
-          if (!event || isSystemEvent(event) || (from !== undefined && event.position.commit <= from)) continue
-          if (!(await visibility.isVisible(event))) continue
-          yield toRecordedEvent(event)
-        }
-      } catch (error) {
-        if (!isStopped()) throw unavailable(error)
-      } finally {
-        await native.unsubscribe().catch(() => undefined)
-      }
-    })
-    this.allSubscriptions.add(subscription)
-    return subscription
-  }
 
   async close(): Promise<void> {
-    await Promise.all([...this.allSubscriptions].map((subscription) => subscription.stop().catch(() => undefined)))
-    this.allSubscriptions.clear()
     await Promise.all([...this.subscriptions].map((unsubscribe) => unsubscribe().catch(() => undefined)))
     if (this.ownsClient) await this.client.dispose()
   }

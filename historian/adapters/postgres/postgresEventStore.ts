@@ -1,12 +1,10 @@
 import type pg from 'pg'
-import { checkpointOf, pollingSubscription, type CatchUpSubscription } from '../../catchUpSubscription'
 import {
   ConcurrencyError,
   EventIdConflictError,
   EventStoreUnavailableError,
   MetadataConcurrencyError,
   StreamTombstonedError,
-  type AllSubscription,
   type AppendResult,
   type EventStore,
   type ExpectedMetadataRevision,
@@ -18,7 +16,6 @@ import {
   type RecordedEvent,
   type StreamMetadata,
   type StreamMetadataResult,
-  type SubscribeToAllOptions,
   type Unsubscribe,
 } from '../../port'
 import {
@@ -50,8 +47,6 @@ export const EVENTS_CHANNEL = 'annalist_events'
  */
 
 const DEFAULT_READ_ALL_MAX_COUNT = 1000
-const SUBSCRIPTION_BATCH = 500
-const DEFAULT_SUBSCRIPTION_POLL_MS = 500
 
 /** What one append did inside a transaction: wrote its events, or was rejected and must be rolled back and classified. */
 export type AppendInTransactionOutcome = { readonly status: 'written'; readonly result: AppendResult } | { readonly status: 'rejected' }
@@ -116,19 +111,11 @@ export class PostgresEventStore implements EventStore {
   private readonly preparedAppend: boolean
   private readonly pool: pg.Pool
   private readonly subscriptions = new Set<Unsubscribe>()
-  private readonly allSubscriptions = new Set<CatchUpSubscription>()
-  private readonly subscriptionPollIntervalMs: number
 
-  /** `subscriptionPollIntervalMs`: how long a catch-up subscription waits for a notification before reading anyway (500 ms). */
-  constructor(
-    private readonly database: Database,
-    options: { subscriptionPollIntervalMs?: number } = {},
-  ) {
+  constructor(private readonly database: Database) {
     this.pool = database.pool
     this.notifiesOnAppend = database.notifiesAcrossConnections
     this.preparedAppend = !database.sharesSessionAcrossConnections
-    this.subscriptionPollIntervalMs = options.subscriptionPollIntervalMs ?? DEFAULT_SUBSCRIPTION_POLL_MS
-    if (!(this.subscriptionPollIntervalMs > 0)) throw new RangeError(`subscriptionPollIntervalMs must be positive, got ${this.subscriptionPollIntervalMs}`)
   }
 
   async appendToStream(stream: string, events: readonly NewEvent[], options: { expectedRevision: ExpectedRevision }): Promise<AppendResult> {
@@ -265,21 +252,6 @@ export class PostgresEventStore implements EventStore {
   }
 
   /**
-   * A catch-up subscription over `readAll`, woken by `onAppend` and polling every `subscriptionPollIntervalMs` as a
-   * fallback (the only way behind the embedded socket server). It never skips an event because appends are serialized
-   * by the advisory lock, so positions become visible in order (docs/ordering.md).
-   */
-  subscribeToAll(options: SubscribeToAllOptions = {}): AllSubscription {
-    const subscription = pollingSubscription(this, {
-      from: checkpointOf(options.from),
-      batchSize: SUBSCRIPTION_BATCH,
-      pollIntervalMs: this.subscriptionPollIntervalMs,
-    })
-    this.allSubscriptions.add(subscription)
-    return subscription
-  }
-
-  /**
    * Wakes `listener` after appends commit, through LISTEN/NOTIFY on `annalist_events`: on a real server over one
    * dedicated connection per database (not a pool slot), on PGlite through PGlite's own notification dispatcher
    * (every append goes through this process). Behind the embedded socket server notifications do not reach other
@@ -295,8 +267,6 @@ export class PostgresEventStore implements EventStore {
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.allSubscriptions].map((subscription) => subscription.stop()))
-    this.allSubscriptions.clear()
     await Promise.all([...this.subscriptions].map((unsubscribe) => unsubscribe()))
   }
 

@@ -93,7 +93,7 @@ describe('worker SIGKILL during a long loop, around continue-as-new (postgres se
 
     const ledger = readModelLedger(ledgerPath)
     const verification = await verifyRun({ historian, pool: database.pool, tasks: [task], ledger, keyRing })
-    expect(verification).toMatchObject({ duplicateEventIds: 0, modelCallsRepeatedAfterCrash: 0, duplicateSideEffects: 0, tasksWithoutTerminalEvent: 0, chainsIntact: true })
+    expect(verification).toMatchObject({ duplicateOutcomes: 0, modelCallsRepeatedAfterCrash: 0, duplicateSideEffects: 0, tasksWithoutTerminalEvent: 0, chainsIntact: true })
     // Each planner iteration was recorded once; only the one killed mid-call may have been called twice.
     const callsPerPlan = new Map<string, number>()
     for (const call of ledger.filter((entry) => entry.role === 'planning')) callsPerPlan.set(call.activityId, (callsPerPlan.get(call.activityId) ?? 0) + 1)

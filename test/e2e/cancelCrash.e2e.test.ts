@@ -87,7 +87,7 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('worker SIGKILL w
 
       const tasks = [midway, afterAppend]
       const verification = await verifyRun({ historian: new Historian(store), pool: database.pool, tasks, ledger: readModelLedger(harness.ledgerPath), keyRing: harness.keyRing })
-      expect(verification).toMatchObject({ duplicateEventIds: 0, duplicateSideEffects: 0, tasksWithoutTerminalEvent: 0, chainsIntact: true, brokenChains: [] })
+      expect(verification).toMatchObject({ duplicateOutcomes: 0, duplicateSideEffects: 0, tasksWithoutTerminalEvent: 0, chainsIntact: true, brokenChains: [] })
       const report = await reconcileTasks({ client, store }, tasks)
       expect(report.findings).toEqual([])
       expect(report.tasksChecked).toBe(2)

@@ -94,7 +94,7 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('worker SIGKILL d
         ledger: readModelLedger(harness.ledgerPath),
         keyRing: harness.keyRing,
       })
-      expect(verification).toMatchObject({ duplicateEventIds: 0, duplicateSideEffects: 0, tasksWithoutTerminalEvent: 0, modelCallsRepeatedAfterCrash: 0, chainsIntact: true, brokenChains: [] })
+      expect(verification).toMatchObject({ duplicateOutcomes: 0, duplicateSideEffects: 0, tasksWithoutTerminalEvent: 0, modelCallsRepeatedAfterCrash: 0, chainsIntact: true, brokenChains: [] })
     } finally {
       await store.close()
     }

@@ -66,7 +66,7 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('worker SIGKILL a
     const store = new PostgresEventStore(database)
     const ledger = readModelLedger(ledgerPath)
     const verification = await verifyRun({ historian: new Historian(store), pool: database.pool, tasks: [midCall, afterPlan, afterNotify], ledger, keyRing })
-    expect(verification).toMatchObject({ duplicateEventIds: 0, modelCallsRepeatedAfterCrash: 0, duplicateSideEffects: 0, tasksWithoutTerminalEvent: 0 })
+    expect(verification).toMatchObject({ duplicateOutcomes: 0, modelCallsRepeatedAfterCrash: 0, duplicateSideEffects: 0, tasksWithoutTerminalEvent: 0 })
 
     // Every task's hash chain is intact although workers died mid-append and zombie attempts raced their retries.
     expect(verification).toMatchObject({ chainsIntact: true, brokenChains: [] })

@@ -3,14 +3,21 @@ import { isTerminalTaskEventType } from '../../historian/events'
 import type { Historian, StoredEvent } from '../../historian/historian'
 import type { TenantKeyRing } from '../../historian/integrity/tenantKeyRing'
 import { verifyChain, type ChainBreak } from '../../historian/integrity/verifyChain'
+import { duplicateOutcomeCount } from '../../historian/reconcile/duplicateFindings'
+import { eventFactOf } from '../../historian/reconcile/eventFacts'
 import type { TaskRef } from '../../workflows/api'
 import type { LedgerCall } from './modelLedger'
 
 /** The crash-safety invariants of a set of tasks, checked from the event log, the outbox and the model ledger. */
 export interface RunVerification {
   readonly eventsAppended: number
-  /** Event IDs stored more than once across the tasks' streams (extra copies). */
-  readonly duplicateEventIds: number
+  /**
+   * Outcome events recorded beyond one outcome per activity of a workflow run, across the tasks' streams: an activity
+   * that ran again after its outcome was stored and recorded it a second time under another event ID (the store's
+   * unique index already refuses a second copy of one event ID). Failed-attempt records and operators' records
+   * (RedriveRequested) are not outcomes. See duplicateOutcomeCount.
+   */
+  readonly duplicateOutcomes: number
   /**
    * Model calls made again after they were on record: a call that started after its activity's outcome was recorded,
    * or after a failed call with the same call index of the same activity and run was (a paid call made twice).
@@ -38,7 +45,7 @@ function isModelOutcome(stored: StoredEvent): boolean {
 const activityKey = (tenantId: string, taskId: string, activityId: string) => `${tenantId}/${taskId}/${activityId}`
 
 /**
- * Checks the promises Annalist makes after crashes: no duplicate events, no repeated recorded model call, no duplicate side
+ * Checks the promises Annalist makes after crashes: no outcome recorded twice, no repeated recorded model call, no duplicate side
  * effect, every task ended, every task's hash chain intact. A model call counts as repeated when it started after its
  * activity's outcome was recorded.
  */
@@ -49,18 +56,20 @@ export async function verifyRun(options: {
   ledger: readonly LedgerCall[]
   keyRing: TenantKeyRing
 }): Promise<RunVerification> {
-  const seenEventIds = new Map<string, number>()
   const runOfIdempotencyKey = new Map<string, string>()
   const outcomeRecordedAt = new Map<string, number>()
   /** When each failed model call was recorded, by task, run, activity and call index. */
   const failedCallRecordedAt = new Map<string, number>()
   let eventsAppended = 0
+  let duplicateOutcomes = 0
   let tasksWithoutTerminalEvent = 0
   for (const task of options.tasks) {
     const stream = await options.historian.readTask(task.tenantId, task.taskId)
     eventsAppended += stream.events.length
+    duplicateOutcomes += duplicateOutcomeCount(
+      stream.events.map((stored) => eventFactOf({ ...stored, type: stored.event.type, data: stored.event.data, metadata: stored.event.metadata })),
+    )
     for (const stored of stream.events) {
-      seenEventIds.set(stored.eventId, (seenEventIds.get(stored.eventId) ?? 0) + 1)
       const key = (stored.event.data as { idempotencyKey?: unknown }).idempotencyKey
       if (typeof key === 'string') runOfIdempotencyKey.set(key, stored.event.metadata.runId)
       if (isModelOutcome(stored)) {
@@ -78,7 +87,6 @@ export async function verifyRun(options: {
     }
     if (!stream.events.some((stored) => isTerminalTaskEventType(stored.event.type))) tasksWithoutTerminalEvent++
   }
-  const duplicateEventIds = [...seenEventIds.values()].reduce((sum, count) => sum + count - 1, 0)
   const brokenChains: ChainBreak[] = []
   for (const task of options.tasks) {
     const chain = await verifyChain({ store: options.historian.store, keyRing: options.keyRing, tenantId: task.tenantId, taskId: task.taskId })
@@ -106,7 +114,7 @@ export async function verifyRun(options: {
   )
   return {
     eventsAppended,
-    duplicateEventIds,
+    duplicateOutcomes,
     modelCallsRepeatedAfterCrash: repeatedModelCalls.length,
     repeatedModelCalls,
     duplicateSideEffects: Number(outbox.rows[0]?.extra ?? 0),

@@ -35,7 +35,7 @@ export interface DemoSummary {
   readonly tasksCompleted: number
   readonly tasksFailed: number
   readonly eventsAppended: number
-  readonly duplicateEventIds: number
+  readonly duplicateOutcomes: number
   readonly duplicateSideEffects: number
   readonly modelCalls: number
   readonly modelCallsRepeatedAfterCrash: number
@@ -264,7 +264,7 @@ function buildSummary(
     tasksCompleted: outcomes.filter((outcome) => outcome.status === 'completed').length,
     tasksFailed: outcomes.filter((outcome) => outcome.status === 'failed').length,
     eventsAppended: verification.eventsAppended,
-    duplicateEventIds: verification.duplicateEventIds,
+    duplicateOutcomes: verification.duplicateOutcomes,
     duplicateSideEffects: verification.duplicateSideEffects,
     modelCalls: verification.modelCalls,
     modelCallsRepeatedAfterCrash: verification.modelCallsRepeatedAfterCrash,
@@ -303,7 +303,7 @@ function printReport(summary: DemoSummary, tenants: readonly TenantSummary[], ve
   say('\nRecovery')
   say(`  worker crashes injected (SIGKILL): ${summary.workerCrashesInjected}   recovery after the external SIGKILL: ${summary.recoverySeconds.map((s) => `${s.toFixed(2)} s`).join(', ') || 'n/a'}`)
   say(`  tasks: ${summary.tasksStarted} started, ${summary.tasksCompleted} completed, ${summary.tasksFailed} failed, ${verification.tasksWithoutTerminalEvent} without a terminal event`)
-  say(`  events appended: ${summary.eventsAppended}   duplicate event IDs: ${summary.duplicateEventIds}   duplicate side effects: ${summary.duplicateSideEffects}`)
+  say(`  events appended: ${summary.eventsAppended}   outcomes recorded twice: ${summary.duplicateOutcomes}   duplicate side effects: ${summary.duplicateSideEffects}`)
   say(`  model calls: ${summary.modelCalls}   recorded model calls made again after a crash: ${summary.modelCallsRepeatedAfterCrash}`)
   say(`  read models equal a rebuild from position 0: ${summary.auditMatchesRebuild ? 'yes' : `NO (${summary.rebuildDifferences.length} differences)`}`)
   const firstBreak = verification.brokenChains[0]

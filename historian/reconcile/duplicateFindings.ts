@@ -1,4 +1,5 @@
 import { attemptFailureEventId, outcomeEventId, repairFailureEventId } from '../eventIds'
+import { OPERATOR_RECORDED_EVENT_TYPES } from '../events/run'
 import { groupEventsByActivity, type ActivityEvents } from './activityEventGroups'
 import { ReconcileFindingKind, type ReconcileFinding } from './reconcileFinding'
 import type { EventFact, TaskFacts } from './taskFacts'
@@ -41,6 +42,16 @@ function surplusOutcomes(group: ActivityEvents): EventFact[] {
     else kept.push(event)
   }
   return surplus
+}
+
+/**
+ * The outcome events recorded beyond each activity's one outcome (see surplusOutcomes), summed over the activities of
+ * every workflow run in `events`. Records of failed attempts and events an operator's command records
+ * (OPERATOR_RECORDED_EVENT_TYPES, e.g. RedriveRequested) are not outcomes and never count.
+ */
+export function duplicateOutcomeCount(events: readonly EventFact[]): number {
+  const recordedByActivities = events.filter((event) => !OPERATOR_RECORDED_EVENT_TYPES.has(event.type))
+  return [...groupEventsByActivity(recordedByActivities).values()].reduce((sum, group) => sum + surplusOutcomes(group).length, 0)
 }
 
 /**

@@ -136,7 +136,7 @@ describe.each(['postgres', 'pglite'] as const)('a long agent loop across continu
     const chain = await verifyChain({ store: harness.store, keyRing: harness.keyRing, tenantId, taskId: task.taskId })
     expect(chain).toMatchObject({ intact: true, firstBreak: null, eventsChecked: events.length })
     const verification = await verifyRun({ historian: harness.historian, pool: harness.database.pool, tasks: [task], ledger: readModelLedger(ledgerPath), keyRing: harness.keyRing })
-    expect(verification).toMatchObject({ duplicateEventIds: 0, modelCallsRepeatedAfterCrash: 0, duplicateSideEffects: 0, tasksWithoutTerminalEvent: 0, chainsIntact: true })
+    expect(verification).toMatchObject({ duplicateOutcomes: 0, modelCallsRepeatedAfterCrash: 0, duplicateSideEffects: 0, tasksWithoutTerminalEvent: 0, chainsIntact: true })
   })
 
   it('reconciles clean across every run of the chain, and the read models equal a rebuild', async () => {

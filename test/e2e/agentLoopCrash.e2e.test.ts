@@ -9,6 +9,7 @@ import { Historian } from '../../historian/historian'
 import type { TaskRef } from '../../workflows/api'
 import { uniqueSuffix } from '../support/pipelineHarness'
 import { supervisedWorker, type SupervisedWorker } from '../support/supervisedWorker'
+import { waitUntil } from '../support/waitUntil'
 
 const TOOL_CALLS = 64
 const ITERATIONS = 8
@@ -37,15 +38,7 @@ describe('worker SIGKILL during a long loop, around continue-as-new (postgres se
     worker.start()
     const store = new PostgresEventStore(database)
     const historian = new Historian(store)
-    const waitFor = async <T>(what: string, found: () => T | undefined | Promise<T | undefined>): Promise<T> => {
-      const deadline = Date.now() + 90_000
-      for (;;) {
-        const value = await found()
-        if (value !== undefined) return value
-        if (Date.now() > deadline) throw new Error(`${what} never happened`)
-        await new Promise((resolve) => setTimeout(resolve, 10))
-      }
-    }
+    const waitFor = <T>(what: string, found: () => T | Promise<T>) => waitUntil(what, found, { timeoutMs: 90_000, intervalMs: 10 })
 
     const handle = await startPipeline(
       client,
@@ -63,13 +56,13 @@ describe('worker SIGKILL during a long loop, around continue-as-new (postgres se
 
     // The fault kills the worker right after each hand-over was stored; the restarted worker records nothing twice
     // and continues as new. Then, from outside, SIGKILL it while the continued run's first planner call is in flight.
-    await waitFor('the crash right after TaskRunContinued was stored', () => (worker.unplannedExits.length >= 1 ? true : undefined))
+    await waitFor('the crash right after TaskRunContinued was stored', () => worker.unplannedExits.length >= 1)
     const firstContinued = await waitFor('the first TaskRunContinued', async () => {
       const stored = (await historian.readTask(tenantId, task.taskId)).events.find((event) => event.event.type === 'TaskRunContinued')
-      return stored?.event.type === 'TaskRunContinued' ? stored.event.data.iterationsDone : undefined
+      return stored?.event.type === 'TaskRunContinued' && stored.event.data
     })
-    const nextPlan = `plan:${firstContinued + 1}`
-    await waitFor(`the planner call ${nextPlan}`, () => (readModelLedger(ledgerPath).some((call) => call.activityId === nextPlan) ? true : undefined))
+    const nextPlan = `plan:${firstContinued.iterationsDone + 1}`
+    await waitFor(`the planner call ${nextPlan}`, () => readModelLedger(ledgerPath).some((call) => call.activityId === nextPlan))
     worker.kill('SIGKILL')
 
     const result = await handle.result()
@@ -93,7 +86,7 @@ describe('worker SIGKILL during a long loop, around continue-as-new (postgres se
 
     const ledger = readModelLedger(ledgerPath)
     const verification = await verifyRun({ historian, pool: database.pool, tasks: [task], ledger, keyRing })
-    expect(verification).toMatchObject({ duplicateEventIds: 0, modelCallsRepeatedAfterCrash: 0, duplicateSideEffects: 0, tasksWithoutTerminalEvent: 0, chainsIntact: true })
+    expect(verification).toMatchObject({ duplicateOutcomes: 0, modelCallsRepeatedAfterCrash: 0, duplicateSideEffects: 0, tasksWithoutTerminalEvent: 0, chainsIntact: true })
     // Each planner iteration was recorded once; only the one killed mid-call may have been called twice.
     const callsPerPlan = new Map<string, number>()
     for (const call of ledger.filter((entry) => entry.role === 'planning')) callsPerPlan.set(call.activityId, (callsPerPlan.get(call.activityId) ?? 0) + 1)

@@ -9,6 +9,7 @@ import { verifyExport } from '../../projections/export/tenantExport'
 import { API_SEED, seedApiTenants } from '../support/apiSeed'
 import { freshPostgresDatabase } from '../support/databases'
 import { runAnnalist } from '../support/runCli'
+import { waitUntil } from '../support/waitUntil'
 
 const CLI = fileURLToPath(new URL('../../bin/annalist.js', import.meta.url))
 
@@ -71,15 +72,14 @@ describe('annalist serve and api-keys', () => {
     let stdout = ''
     child.stdout!.on('data', (chunk) => (stdout += chunk))
     child.stderr!.on('data', (chunk) => (stderr += chunk))
-    const deadline = Date.now() + 30_000
-    for (let match = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(stdout); ; match = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(stdout)) {
-      if (match) {
-        baseUrl = match[1]!
-        break
-      }
-      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`serve did not start: ${stdout}${stderr}`)
-      await new Promise((resolve) => setTimeout(resolve, 50))
-    }
+    baseUrl = await waitUntil(
+      'serve to say where it listens',
+      () => {
+        if (child.exitCode !== null) throw new Error(`serve exited with code ${child.exitCode}`)
+        return /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(stdout)?.[1]
+      },
+      { timeoutMs: 30_000, intervalMs: 50, detail: () => `${stdout}${stderr}` },
+    )
 
     const get = (path: string, key?: string) => fetch(`${baseUrl}${path}`, { headers: key ? { authorization: `Bearer ${key}` } : {} })
     const post = (path: string, key: string) => fetch(`${baseUrl}${path}`, { method: 'POST', headers: { authorization: `Bearer ${key}` } })

@@ -12,6 +12,7 @@ import type { TaskRef } from '../../workflows/api'
 import { uniqueSuffix } from '../support/pipelineHarness'
 import { runAnnalist } from '../support/runCli'
 import { supervisedWorker, type SupervisedWorker } from '../support/supervisedWorker'
+import { waitUntil } from '../support/waitUntil'
 
 const NOTIFY = 'Notify the on-call team on slack that the nightly export finished'
 
@@ -44,15 +45,12 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('worker SIGKILL w
     worker.start()
     const store = new PostgresEventStore(database)
     try {
-      const sideEffectRecorded = async (task: TaskRef) => {
-        const deadline = Date.now() + 60_000
-        for (;;) {
-          const events = await store.readStream(taskStreamName(task.tenantId, task.taskId)).catch(() => [])
-          if (events.some((event) => event.type === 'ToolCallExecuted')) return
-          if (Date.now() > deadline) throw new Error(`${task.taskId}: the notification was never recorded`)
-          await new Promise((resolve) => setTimeout(resolve, 50))
-        }
-      }
+      const sideEffectRecorded = (task: TaskRef) =>
+        waitUntil(
+          `${task.taskId}: the notification to be recorded`,
+          async () => (await store.readStream(taskStreamName(task.tenantId, task.taskId)).catch(() => [])).some((event) => event.type === 'ToolCallExecuted'),
+          { timeoutMs: 60_000, intervalMs: 50 },
+        )
       const cancelled = []
       for (const [index, task] of [midway, afterAppend].entries()) {
         const handle = await startPipeline(client, { ...task, input: NOTIFY, requestedBy: 'crash-test', tuning: { heartbeatTimeoutMs: 2_000, retryInitialIntervalMs: 100 } }, taskQueue)
@@ -87,7 +85,7 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('worker SIGKILL w
 
       const tasks = [midway, afterAppend]
       const verification = await verifyRun({ historian: new Historian(store), pool: database.pool, tasks, ledger: readModelLedger(harness.ledgerPath), keyRing: harness.keyRing })
-      expect(verification).toMatchObject({ duplicateEventIds: 0, duplicateSideEffects: 0, tasksWithoutTerminalEvent: 0, chainsIntact: true, brokenChains: [] })
+      expect(verification).toMatchObject({ duplicateOutcomes: 0, duplicateSideEffects: 0, tasksWithoutTerminalEvent: 0, chainsIntact: true, brokenChains: [] })
       const report = await reconcileTasks({ client, store }, tasks)
       expect(report.findings).toEqual([])
       expect(report.tasksChecked).toBe(2)

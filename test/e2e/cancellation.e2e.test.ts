@@ -9,6 +9,7 @@ import { verifyChain } from '../../historian/integrity/verifyChain'
 import { taskStreamName } from '../../historian/streams'
 import type { AgentPipelineInput, TaskRef } from '../../workflows/api'
 import { pipelineHarness, uniqueSuffix, type PipelineHarness, type PipelineHarnessOptions } from '../support/pipelineHarness'
+import { waitUntil } from '../support/waitUntil'
 
 const NOTIFY = 'Notify the on-call team on slack that the nightly export finished'
 /** Routes to notification: t1 send_notification, t2 calculator (2 + 3), t3 search. */
@@ -32,13 +33,8 @@ function pipelineFixture(kind: 'postgres' | 'pglite', options: PipelineHarnessOp
         [task.tenantId, task.taskId],
       )
     ).rows
-  const waitForEvent = async (task: TaskRef, matches: (event: { type: string; data: unknown }) => boolean) => {
-    const deadline = Date.now() + 30_000
-    while (!(await events(task).catch(() => [])).some(matches)) {
-      if (Date.now() > deadline) throw new Error('the awaited event was never recorded')
-      await new Promise((resolve) => setTimeout(resolve, 50))
-    }
-  }
+  const waitForEvent = (task: TaskRef, what: string, matches: (event: { type: string; data: unknown }) => boolean) =>
+    waitUntil(`${task.taskId}: ${what}`, async () => (await events(task).catch(() => [])).some(matches), { timeoutMs: 30_000, intervalMs: 50 })
   const chainIntact = async (task: TaskRef) => (await verifyChain({ store: harness.store, keyRing: harness.keyRing, ...task })).intact
   return { harness: () => harness, start, events, outbox, waitForEvent, chainIntact }
 }
@@ -54,7 +50,7 @@ describe.each(['postgres', 'pglite'] as const)('recorded cancels (%s)', (kind) =
     const task = { tenantId, taskId: 'by-operator' }
     const handle = await fixture.start(task, NOTIFY)
     const outcome = await fixture.harness().withWorker(async () => {
-      await fixture.waitForEvent(task, sideEffectRecorded)
+      await fixture.waitForEvent(task, 'a recorded side effect', sideEffectRecorded)
       const accepted = await requestCancel(fixture.harness().client, task, { requestedBy: 'alice', reason: 'customer withdrew the request' })
       return accepted.outcome()
     })
@@ -85,7 +81,7 @@ describe.each(['postgres', 'pglite'] as const)('recorded cancels (%s)', (kind) =
     const task = { tenantId, taskId: 'from-temporal' }
     const handle = await fixture.start(task, NOTIFY)
     const failure = await fixture.harness().withWorker(async () => {
-      await fixture.waitForEvent(task, sideEffectRecorded)
+      await fixture.waitForEvent(task, 'a recorded side effect', sideEffectRecorded)
       await handle.cancel()
       return handle.result().then(
         () => undefined,

@@ -9,6 +9,7 @@ import { Historian } from '../../historian/historian'
 import type { TaskRef } from '../../workflows/api'
 import { uniqueSuffix } from '../support/pipelineHarness'
 import { supervisedWorker, type SupervisedWorker } from '../support/supervisedWorker'
+import { waitUntil } from '../support/waitUntil'
 
 const NOTIFY = 'Notify the on-call team on slack that the nightly export finished'
 
@@ -40,13 +41,7 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('worker SIGKILL d
     worker.start()
     const start = (task: TaskRef) =>
       startPipeline(client, { ...task, input: NOTIFY, requestedBy: 'crash-test', tuning: { heartbeatTimeoutMs: 2_000, retryInitialIntervalMs: 100 } }, taskQueue)
-    const waitFor = async (what: string, happened: () => boolean) => {
-      const deadline = Date.now() + 60_000
-      while (!happened()) {
-        if (Date.now() > deadline) throw new Error(`${what} never happened`)
-        await new Promise((resolve) => setTimeout(resolve, 10))
-      }
-    }
+    const waitFor = (what: string, happened: () => boolean) => waitUntil(what, happened, { timeoutMs: 60_000, intervalMs: 10 })
 
     // One awkward moment at a time, so one crash does not cut short the attempt whose fault the other waits for.
     const appended = await start(afterAppend)
@@ -94,7 +89,7 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('worker SIGKILL d
         ledger: readModelLedger(harness.ledgerPath),
         keyRing: harness.keyRing,
       })
-      expect(verification).toMatchObject({ duplicateEventIds: 0, duplicateSideEffects: 0, tasksWithoutTerminalEvent: 0, modelCallsRepeatedAfterCrash: 0, chainsIntact: true, brokenChains: [] })
+      expect(verification).toMatchObject({ duplicateOutcomes: 0, duplicateSideEffects: 0, tasksWithoutTerminalEvent: 0, modelCallsRepeatedAfterCrash: 0, chainsIntact: true, brokenChains: [] })
     } finally {
       await store.close()
     }

@@ -133,7 +133,7 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('dead letters and
     const ledger = readModelLedger(rig.ledgerPath)
     expect(ledger.filter((call) => call.tenantId === tenant && call.taskId === exhausted.taskId && call.role === 'synthesis').map((call) => call.attempt)).toEqual(everyAttempt)
     const verification = await verifyRun({ historian, pool: rig.database.pool, tasks: [exhausted, tooLong, otherExhausted], ledger, keyRing: rig.keyRing })
-    expect(verification).toMatchObject({ duplicateEventIds: 0, modelCallsRepeatedAfterCrash: 0, tasksWithoutTerminalEvent: 0, chainsIntact: true })
+    expect(verification).toMatchObject({ duplicateOutcomes: 0, modelCallsRepeatedAfterCrash: 0, tasksWithoutTerminalEvent: 0, chainsIntact: true })
 
     // Temporal's history agrees with the stream: failTask's two outcome events are one outcome, not a duplicate.
     const reconciled = await reconcileTasks({ client: rig.client, store }, await listTasks({ client: rig.client, store }, { tenantId: tenant }))

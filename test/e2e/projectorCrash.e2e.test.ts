@@ -13,16 +13,7 @@ import { rebuildAndCompare } from '../../projections/rebuild'
 import { randomKeyRing } from '../support/databases'
 import { servedDatabase, type ServedDatabase } from '../support/supervisedWorker'
 import { appendTaskRuns } from '../../dev/fixtures/taskRuns'
-
-async function until<T>(probe: () => Promise<T | undefined>, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await probe()
-    if (value !== undefined) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
-}
+import { waitUntil } from '../support/waitUntil'
 
 /**
  * SIGKILLs a real `annalist projector` process mid-stream, several times at seeded-random moments, lets its supervisor
@@ -69,16 +60,16 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('projector SIGKIL
       // A random point in what is left of the first wave, so each kill lands while the projector is busy.
       const left = Number(firstWave - floor)
       const threshold = floor + BigInt(Math.floor(left * (0.1 + random() * 0.3)))
-      await until(async () => ((await highest()) >= threshold ? true : undefined), 60_000, `a checkpoint past ${threshold}`)
+      await waitUntil(`a checkpoint past ${threshold}`, async () => (await highest()) >= threshold, { timeoutMs: 60_000, intervalMs: 10 })
       expect(projector.kill('SIGKILL')).toBeGreaterThan(0)
       const at = await highest()
       killedAt.push(at)
       floor = at
       // Wait for the supervisor's restart before the next kill.
-      await until(async () => (projector.pid !== undefined ? true : undefined), 10_000, 'the restart')
+      await waitUntil('the restart', () => projector.pid !== undefined, { intervalMs: 10 })
     }
     const more = await appendTaskRuns(historian, { tenants: 2, events: 140, prefix: 'wave' })
-    await until(async () => ((await lowest()) === more ? true : undefined), 120_000, `every checkpoint at ${more}`)
+    await waitUntil(`every checkpoint at ${more}`, async () => (await lowest()) === more, { timeoutMs: 120_000, intervalMs: 10 })
     await projector.stop()
 
     expect(projector.unplannedExits.map((exit) => exit.signal)).toEqual(['SIGKILL', 'SIGKILL', 'SIGKILL', 'SIGKILL'])

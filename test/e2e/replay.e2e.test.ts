@@ -308,7 +308,7 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('replay from a ch
     // Across every task and run: no lost or duplicate event, no repeated model call, chains intact; Temporal agrees.
     const tasks = [calc, crashy, notify, foreignCalc]
     const verification = await verifyRun({ historian, pool: rig.database.pool, tasks, ledger: readModelLedger(rig.ledgerPath), keyRing: rig.keyRing })
-    expect(verification).toMatchObject({ duplicateEventIds: 0, modelCallsRepeatedAfterCrash: 0, tasksWithoutTerminalEvent: 0, chainsIntact: true, duplicateSideEffects: 0 })
+    expect(verification).toMatchObject({ duplicateOutcomes: 0, modelCallsRepeatedAfterCrash: 0, tasksWithoutTerminalEvent: 0, chainsIntact: true, duplicateSideEffects: 0 })
     const reconciled = await reconcileTasks({ client: rig.client, store }, await listTasks({ client: rig.client, store }, { tenantId: tenant }))
     expect(reconciled.findings).toEqual([])
     expect(reconciled.tasksChecked).toBe(3)

@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url'
 import { afterAll, describe, expect, it } from 'vitest'
 import { SUPERVISOR_PID_VARIABLE } from '../../dev/supervisor/supervisorWatchdog'
 import { freshPostgresDatabase } from '../support/databases'
+import { waitUntil } from '../support/waitUntil'
 
 const CLI = fileURLToPath(new URL('../../bin/annalist-dev.js', import.meta.url))
 
@@ -33,11 +34,14 @@ describe('children of a SIGKILLed supervisor', () => {
       let stderr = ''
       projector.stderr!.on('data', (chunk) => (stderr += chunk))
       // Running: it stays up while the supervisor lives.
-      const deadline = Date.now() + 30_000
-      while (!stderr.includes('following the')) {
-        if (Date.now() > deadline || projector.exitCode !== null) throw new Error(`projector did not start: ${stderr}`)
-        await new Promise((resolve) => setTimeout(resolve, 50))
-      }
+      await waitUntil(
+        'the projector to start following the log',
+        () => {
+          if (projector.exitCode !== null) throw new Error(`the projector exited with code ${projector.exitCode}`)
+          return stderr.includes('following the')
+        },
+        { timeoutMs: 30_000, intervalMs: 50, detail: () => stderr },
+      )
       expect(await exited(projector, 1_500)).toBe(false)
       supervisor.kill('SIGKILL')
       expect(await exited(projector, 10_000)).toBe(true)

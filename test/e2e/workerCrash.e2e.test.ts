@@ -9,6 +9,7 @@ import { verifyChain } from '../../historian/integrity/verifyChain'
 import type { TaskRef } from '../../workflows/api'
 import { uniqueSuffix } from '../support/pipelineHarness'
 import { supervisedWorker, type SupervisedWorker } from '../support/supervisedWorker'
+import { waitUntil } from '../support/waitUntil'
 
 /**
  * Kills real worker processes with SIGKILL at awkward moments - mid model call, and right after an outcome was stored but
@@ -38,13 +39,7 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('worker SIGKILL a
     worker.start()
     const start = (task: TaskRef, input: string) =>
       startPipeline(client, { ...task, input, requestedBy: 'crash-test', tuning: { heartbeatTimeoutMs: 2_000, retryInitialIntervalMs: 100 } }, taskQueue)
-    const waitFor = async (what: string, happened: () => boolean) => {
-      const deadline = Date.now() + 60_000
-      while (!happened()) {
-        if (Date.now() > deadline) throw new Error(`${what} never happened`)
-        await new Promise((resolve) => setTimeout(resolve, 10))
-      }
-    }
+    const waitFor = (what: string, happened: () => boolean) => waitUntil(what, happened, { timeoutMs: 60_000, intervalMs: 10 })
 
     // One awkward moment at a time: a crash in one pipeline must not cut short the attempt whose fault another waits for.
     const planned = await start(afterPlan, 'Calculate (1250 * 12) + 380 for the annual budget line')
@@ -66,7 +61,7 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('worker SIGKILL a
     const store = new PostgresEventStore(database)
     const ledger = readModelLedger(ledgerPath)
     const verification = await verifyRun({ historian: new Historian(store), pool: database.pool, tasks: [midCall, afterPlan, afterNotify], ledger, keyRing })
-    expect(verification).toMatchObject({ duplicateEventIds: 0, modelCallsRepeatedAfterCrash: 0, duplicateSideEffects: 0, tasksWithoutTerminalEvent: 0 })
+    expect(verification).toMatchObject({ duplicateOutcomes: 0, modelCallsRepeatedAfterCrash: 0, duplicateSideEffects: 0, tasksWithoutTerminalEvent: 0 })
 
     // Every task's hash chain is intact although workers died mid-append and zombie attempts raced their retries.
     expect(verification).toMatchObject({ chainsIntact: true, brokenChains: [] })

@@ -16,6 +16,7 @@ describe('auditQuerySpeedupVsTemporalScan benchmark', () => {
     await database?.close()
   })
 
+  // How much faster the read model answers is the benchmark's figure (`npm run bench -- --only auditQuerySpeedup`), not a test's.
   it('runs real pipelines, and times two answers that agree on the planted tenants', async () => {
     const lines: string[] = []
     const rounds: string[] = []
@@ -34,8 +35,6 @@ describe('auditQuerySpeedupVsTemporalScan benchmark', () => {
     expect(result.tenantsWithSynthesisFailures).toHaveLength(3)
     expect(result.tenantsWithSynthesisFailures.map((tenant) => tenant.replace(/^aq[a-z0-9]+_/, ''))).toEqual(['t1', 't2', 't3'])
     expect(result.historyEventsScanned).toBeGreaterThan(60 * 10)
-    expect(result.auditQuerySpeedupVsTemporalScan).toBeCloseTo(result.temporalScanMedianMs / result.readModelMedianMs, 10)
-    expect(result.auditQuerySpeedupVsTemporalScan).toBeGreaterThan(1)
     expect(rounds).toEqual(['readModel:0', 'temporalScan:0', 'temporalScan:1', 'readModel:1'])
     expect(lines.at(-1)).toMatch(/^analytics projection caught up at position \d+$/)
     expect(lines).toContainEqual(expect.stringMatching(/^pipelines: 60\/60 started, 60 finished \(57 completed, 3 failed\)/))

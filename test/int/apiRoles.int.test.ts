@@ -12,6 +12,7 @@ import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEv
 import { Historian } from '../../historian/historian'
 import { API_SEED, seedApiTenants } from '../support/apiSeed'
 import { DATABASE_BACKENDS, freshPostgresDatabase, randomKeyRing } from '../support/databases'
+import { waitUntil } from '../support/waitUntil'
 
 /** The keys every test uses, one per role and scope. */
 const KEYS = {
@@ -249,7 +250,7 @@ describe('the bootstrap operator key', () => {
         let settled = false
         const racing = createFirstOperatorKey(database.pool, 'root').finally(() => (settled = true))
         const waiting = async () => (await database.pool.query(`select 1 from pg_locks where relation = 'api_keys'::regclass and not granted`)).rows.length > 0
-        while (!settled && !(await waiting())) await new Promise((resolve) => setImmediate(resolve))
+        await waitUntil("the bootstrap to wait for the racer's uncommitted key", async () => settled || (await waiting()), { intervalMs: 5 })
         await racer.query('commit')
         expect(await racing).toBeUndefined()
       } finally {

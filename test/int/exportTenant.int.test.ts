@@ -13,6 +13,7 @@ import {
 import { appendAuditScenario } from '../support/auditFixtures'
 import { DATABASE_BACKENDS, historianPerTest, randomKeyRing } from '../support/databases'
 import { appendTaskEvents, TaskEventFactory } from '../../dev/fixtures/eventFactory'
+import { waitUntil } from '../support/waitUntil'
 
 const lines = (text: string) => text.trimEnd().split('\n')
 const joinLines = (parts: readonly string[]) => `${parts.join('\n')}\n`
@@ -31,11 +32,7 @@ function csvFields(line: string): string[] {
 
 /** Waits until the clock has moved past `since` by a few milliseconds, so that later appends get later recordedAt times. */
 async function clockPast(since: Date): Promise<void> {
-  const deadline = Date.now() + 5_000
-  while (Date.now() <= since.getTime() + 3) {
-    if (Date.now() > deadline) throw new Error('clock did not move')
-    await new Promise((resolve) => setImmediate(resolve))
-  }
+  await waitUntil(`the clock to pass ${since.toISOString()} by 3 ms`, () => Date.now() > since.getTime() + 3, { timeoutMs: 5_000, intervalMs: 1 })
 }
 
 describe.each(DATABASE_BACKENDS)('tenant export on $backend', ({ open }) => {

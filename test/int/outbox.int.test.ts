@@ -8,6 +8,7 @@ import type { SendNotificationResult } from '../../activities/tools/sendNotifica
 import type { ToolContext, ToolOutcome } from '../../activities/tools/tool'
 import type { Database } from '../../historian/adapters/postgres/database'
 import { freshPgliteDatabase, freshPostgresDatabase, randomSuffix } from '../support/databases'
+import { waitUntil } from '../support/waitUntil'
 
 const notify = { toolName: 'send_notification', parameters: { channel: 'slack', message: 'deploy finished' } }
 
@@ -34,14 +35,6 @@ async function outboxRows(db: Database, idempotencyKey: string) {
     [idempotencyKey],
   )
   return rows
-}
-
-async function pollUntil(condition: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setImmediate(resolve))
-  }
 }
 
 const backends = [
@@ -148,7 +141,7 @@ describe('send_notification outbox under contention on the PostgreSQL server', (
         [key],
       )
       const attempts = Promise.all(Array.from({ length: N }, (_, i) => runTool(tools, notify, toolContext({ idempotencyKey: key, attempt: i + 2 }))))
-      await pollUntil(async () => (await lockWaiters()) >= N, `${N} attempts blocked on the open insert`)
+      await waitUntil(`${N} attempts blocked on the open insert`, async () => (await lockWaiters()) >= N)
       await holder.query(end)
       return (await attempts).map(delivered)
     } finally {

@@ -12,7 +12,7 @@ import { taskSummaryProjection } from '../../projections/taskSummary/projection'
 import { taskSummaries } from '../../projections/taskSummary/query'
 import { DATABASE_BACKENDS, freshPostgresDatabase, historianPerTest } from '../support/databases'
 import { appendTaskEvents, TaskEventFactory } from '../../dev/fixtures/eventFactory'
-
+import { waitUntil } from '../support/waitUntil'
 
 const projections = () => [auditTimelineProjection(), taskSummaryProjection()]
 
@@ -63,15 +63,6 @@ function observedStore(store: EventStore, notifications: { count: number }, deli
 async function rowCount(pool: pg.Pool, table: string): Promise<number> {
   const result = await pool.query<{ count: string }>(`select count(*) as count from ${table}`)
   return Number(result.rows[0]!.count)
-}
-
-/** Polls `condition` until it holds or the deadline passes. */
-async function eventually(condition: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('condition not met before the deadline')
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
 }
 
 describe.each(DATABASE_BACKENDS)('projection runner on $backend', ({ open }) => {
@@ -253,7 +244,7 @@ describe('projection runner on the postgres server, with real connection failure
       onError: (_error, where) => errors.push(where),
     })
     const running = runner.start()
-    await eventually(async () => (await readCheckpoint(fixture.database.pool, 'audit_timeline')) === end && errors.length >= 2)
+    await waitUntil('audit_timeline at the end and two task_summary errors', async () => (await readCheckpoint(fixture.database.pool, 'audit_timeline')) === end && errors.length >= 2)
     await runner.stop()
     await running
     expect(new Set(errors)).toEqual(new Set(['task_summary']))

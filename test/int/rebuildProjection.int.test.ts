@@ -7,6 +7,7 @@ import { rebuildAndCompare, rebuildProjection, type RebuildProgress } from '../.
 import { ProjectionRunner } from '../../projections/runner'
 import { DATABASE_BACKENDS, freshPostgresDatabase, historianPerTest } from '../support/databases'
 import { appendTaskRuns } from '../../dev/fixtures/taskRuns'
+import { waitUntil } from '../support/waitUntil'
 
 interface Shape {
   indexes: string[]
@@ -164,13 +165,13 @@ describe('rebuild swap on the postgres server: a query waiting on the old table'
       await holder.query(`select 1 from projection_dead_letters where projection = 'audit_timeline' for update`)
       const rebuilding = rebuildProjection(fixture.store, fixture.database.pool, audit)
       // Wait until the swap holds its rename lock and waits for the dead-letter row.
-      await eventually(async () => {
+      await waitUntil('the rebuild to wait for the locked dead-letter row', async () => {
         const waiting = await fixture.database.pool.query(`select 1 from pg_stat_activity where wait_event_type = 'Lock' and query like '%projection_dead_letters%for update%'`)
         return waiting.rowCount === 1
       })
       const readerPid = (await reader.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid
       const answer = reader.query<{ n: string }>('select count(*) as n from audit_timeline')
-      await eventually(async () => {
+      await waitUntil('the reader to wait for the rename lock', async () => {
         const waiting = await fixture.database.pool.query(`select 1 from pg_stat_activity where pid = $1 and wait_event_type = 'Lock'`, [readerPid])
         return waiting.rowCount === 1
       })
@@ -185,11 +186,3 @@ describe('rebuild swap on the postgres server: a query waiting on the old table'
     }
   })
 })
-
-async function eventually(condition: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('condition not met before the deadline')
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
-}

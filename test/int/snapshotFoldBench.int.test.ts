@@ -20,14 +20,11 @@ describe('snapshotFoldRatio benchmark', () => {
     expect(Number(rows[0]!.count)).toBe(0)
   })
 
-  it('builds the stream, folds it with and without snapshots to the same state, and reports the ratio', async () => {
+  // How much faster the snapshot fold is, is the benchmark's figure (`npm run bench -- --only snapshotFold`), not a test's.
+  it('builds the stream and folds it with and without snapshots, in interleaved rounds, to the same state', async () => {
     const lines: string[] = []
     const figures = await measureSnapshotFold({ database, eventCount: 3_000, snapshotEvery: 50, rounds: 2, onProgress: (line) => lines.push(line) })
     expect(figures).toMatchObject({ streamEvents: 3_000, snapshotEvery: 50, eventsFoldedWithSnapshot: 50, snapshotsStored: 59, rounds: 2, store: 'pglite' })
-    // Folding 50 events instead of 3,000: far cheaper, though a small stream keeps the fixed costs visible.
-    expect(figures.snapshotFoldRatio).toBeGreaterThan(0)
-    expect(figures.snapshotFoldRatio).toBeLessThan(0.5)
-    expect(figures.snapshotFoldRatio).toBeCloseTo(figures.foldMsWithSnapshots / figures.foldMsWithoutSnapshots, 10)
     expect(lines.filter((line) => /round \d\/2 (with|without)/.test(line))).toHaveLength(4)
     const { rows } = await database.pool.query<{ count: string }>('select count(*) from events')
     expect(Number(rows[0]!.count)).toBe(3_000)

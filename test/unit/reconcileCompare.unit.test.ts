@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest'
 import { attemptFailureEventId, outcomeEventId } from '../../historian/eventIds'
 import { REDRIVE_REQUEST_ACTIVITY } from '../../historian/events'
 import { compareTask, dropSettledFindings } from '../../historian/reconcile/compareTask'
+import { duplicateOutcomeCount } from '../../historian/reconcile/duplicateFindings'
 import { eventFactOf } from '../../historian/reconcile/eventFacts'
 import type { ReconcileFinding } from '../../historian/reconcile/reconcileFinding'
 import type { ActivityFact, ActivityState, EventFact, WorkflowRunFacts } from '../../historian/reconcile/taskFacts'
@@ -155,6 +156,26 @@ describe('compareTask', () => {
     ])
     expect(compare([run([activity('receive', 'scheduled')])], [])).toEqual([])
     expect(compare([], [])).toEqual([])
+  })
+})
+
+describe('duplicateOutcomeCount (verifyRun\'s duplicateOutcomes)', () => {
+  const clean = () => [outcome('receive'), failedAttempt('route', 1), outcome('route'), outcome('plan'), outcome('tool:t1')]
+
+  it('counts an activity whose outcome was recorded twice under different event IDs', () => {
+    expect(duplicateOutcomeCount(clean())).toBe(0)
+    expect(duplicateOutcomeCount([...clean(), outcome('route', { eventId: randomUUID() })])).toBe(1)
+    expect(duplicateOutcomeCount([...clean(), outcome('route', { eventId: randomUUID() }), outcome('plan', { eventId: randomUUID() }), outcome('plan', { eventId: randomUUID() })])).toBe(3)
+    // A contradicting second outcome counts too; the same activity ID in another run of the workflow does not.
+    expect(duplicateOutcomeCount([...clean(), outcome('route', { type: 'RoutingModelFailed', eventId: randomUUID() })])).toBe(1)
+    expect(duplicateOutcomeCount([...clean(), outcome('route', { runId: RUN_2 })])).toBe(0)
+  })
+
+  it('does not count failed-attempt records, a multi-event outcome or operators\' records', () => {
+    expect(duplicateOutcomeCount([...clean(), failedAttempt('route', 2)])).toBe(0)
+    expect(duplicateOutcomeCount([...clean(), outcome('route', { n: 1, type: 'RouteExplained' })])).toBe(0)
+    const requests = [1, 2].map((n) => outcome(REDRIVE_REQUEST_ACTIVITY, { type: 'RedriveRequested', eventId: randomUUID(), n }))
+    expect(duplicateOutcomeCount([...clean(), ...requests])).toBe(0)
   })
 })
 

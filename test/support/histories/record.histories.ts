@@ -10,6 +10,7 @@ import type { agentPipeline } from '../../../workflows'
 import { findTemporalBinary } from '../../../cli/runtime/temporalBinary'
 import { taskStreamName } from '../../../historian/streams'
 import { pipelineHarness, uniqueSuffix, type PipelineHarness } from '../pipelineHarness'
+import { waitUntil } from '../waitUntil'
 import { HISTORY_SCENARIOS } from './scenarios'
 
 const HISTORIES = fileURLToPath(new URL('.', import.meta.url))
@@ -42,13 +43,14 @@ async function endStatus(handle: WorkflowHandle<typeof agentPipeline>): Promise<
 
 /** Waits until the task's stream records a side effect, then asks Temporal to cancel the pipeline. */
 async function cancelAfterSideEffect(harness: PipelineHarness, handle: WorkflowHandle<typeof agentPipeline>, task: { tenantId: string; taskId: string }): Promise<void> {
-  const deadline = Date.now() + 30_000
-  for (;;) {
-    const events = await harness.store.readStream(taskStreamName(task.tenantId, task.taskId)).catch(() => [])
-    if (events.some((event) => event.type === 'ToolCallExecuted' && (event.data as { sideEffectId: string | null }).sideEffectId !== null)) break
-    if (Date.now() > deadline) throw new Error('no side effect was recorded within 30 s')
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
+  await waitUntil(
+    `${task.taskId}: a recorded side effect`,
+    async () =>
+      (await harness.store.readStream(taskStreamName(task.tenantId, task.taskId)).catch(() => [])).some(
+        (event) => event.type === 'ToolCallExecuted' && (event.data as { sideEffectId: string | null }).sideEffectId !== null,
+      ),
+    { timeoutMs: 30_000, intervalMs: 50 },
+  )
   await handle.cancel()
 }
 

@@ -2,22 +2,15 @@ import { ApplicationFailure } from '@temporalio/activity'
 import { CheckpointInvalidError } from '../historian/checkpoints/checkpointErrors'
 import { checkpointRef } from '../historian/checkpoints/checkpoint'
 import { verifyCheckpoint } from '../historian/checkpoints/signCheckpoint'
-import type { AnnalistEvent } from '../historian/events'
+import { BeginRunFailureType, MODEL_ROLES, type AnnalistEvent } from '../historian/events'
 import type { Historian } from '../historian/historian'
 import { MissingIntegrityKeyError } from '../historian/integrity/integrityErrors'
 import { foldTask } from '../historian/taskState'
 import type { LinkedRunInput, TaskRef } from '../workflows/api'
 import { currentActivityScope } from './activityScope'
 import { eventMetadata } from './eventMetadata'
-import { MODEL_ROLES } from './models/modelClient'
 import { promptTemplateFor, UnknownPromptVersionError } from './models/prompts'
 import { recordOnce } from './recordOnce'
-
-/** ApplicationFailure types of a linked run that cannot begin; the workflow fails at once and nothing else runs. */
-export const BeginRunFailureType = {
-  checkpointInvalid: 'CHECKPOINT_INVALID',
-  overridesInvalid: 'RUN_OVERRIDES_INVALID',
-} as const
 
 /** What the workflow needs of the steps a linked run reuses. */
 export interface BeginRunResult {

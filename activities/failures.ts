@@ -1,18 +1,8 @@
 import { ApplicationFailure } from '@temporalio/activity'
-import { EventSchemaError, UnknownEventTypeError } from '../historian/events'
+import { EventSchemaError, FailureType, UnknownEventTypeError } from '../historian/events'
 import { EventIdConflictError } from '../historian/port'
 import { InvalidIdentifierError } from '../historian/streams'
 import { waitingOutStoreOutages } from './storeOutage'
-
-/** ApplicationFailure types the workflow branches on. Model and tool error codes are types too. */
-export const FailureType = {
-  invalidIdentifier: 'INVALID_IDENTIFIER',
-  eventSchemaInvalid: 'EVENT_SCHEMA_INVALID',
-  unknownEventType: 'UNKNOWN_EVENT_TYPE',
-  eventIdConflict: 'EVENT_ID_CONFLICT',
-  brokenInvariant: 'BROKEN_INVARIANT',
-} as const
-export type FailureType = (typeof FailureType)[keyof typeof FailureType]
 
 /** Failures no retry can fix: bad input or a broken invariant. Everything else stays retryable. */
 export function toApplicationFailure(error: unknown): unknown {

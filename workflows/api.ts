@@ -1,6 +1,7 @@
 import type { Checkpoint } from '../historian/checkpoints/checkpoint'
 import type { PlannedToolCall } from '../historian/events/model'
 import type { ReplayableStep, RunOverrides } from '../historian/events/run'
+import type { PipelineStepName } from '../historian/events/task'
 
 /** Task queue the agent pipeline workers poll. */
 export const AGENT_PIPELINE_TASK_QUEUE = 'annalist-agent-pipeline'
@@ -23,8 +24,6 @@ export interface AgentPipelineInput {
   readonly run?: LinkedRunInput
 }
 
-/** The steps a linked run may start from, in pipeline order. */
-export const REPLAYABLE_STEP_ORDER: readonly ReplayableStep[] = ['route', 'plan', 'tools', 'synthesize']
 export type { ReplayableStep }
 
 /** What a linked run (replay or redrive) starts from and runs differently; beginRun verifies the checkpoint before anything runs. */
@@ -108,9 +107,8 @@ export interface CancelOutcome {
 /** Query: which step the pipeline is on. */
 export const currentStepQueryName = 'currentStepQuery'
 
-/** Pipeline steps in order. */
-export const PIPELINE_STEPS = ['receive', 'route', 'plan', 'tools', 'synthesize', 'complete'] as const
-export type PipelineStep = (typeof PIPELINE_STEPS)[number]
+/** A pipeline step; the steps in order are PIPELINE_STEPS in historian/events/catalogue.ts. */
+export type PipelineStep = PipelineStepName
 
 /** The workflow ID of a tenant's task: derived from business keys so starting the same task twice yields one pipeline. */
 export function pipelineWorkflowId(tenantId: string, taskId: string): string {

@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import type { ModelEventType, ToolCallEventType } from './catalogue'
 import { EventSchemaError, UnknownEventTypeError } from './errors'
 import { upcastModelFailureToReplyFacts, upcastModelInvocationToReplyFacts } from './common'
 import { ComplianceEvent } from './lifecycle'
@@ -7,6 +8,7 @@ import { RunEvent } from './run'
 import { TaskEvent } from './task'
 import { ToolEvent } from './tool'
 
+export * from './catalogue'
 export * from './common'
 export * from './errors'
 export * from './ids'
@@ -22,6 +24,10 @@ export const AnnalistEvent = z.discriminatedUnion('type', [...TaskEvent.options,
 export type AnnalistEvent = z.infer<typeof AnnalistEvent>
 export type AnnalistEventType = AnnalistEvent['type']
 export type EventOfType<T extends AnnalistEventType> = Extract<AnnalistEvent, { type: T }>
+
+/** Fails to compile when the catalogue (catalogue.ts) names an event type that does not exist. */
+type OnlyEventTypes<T extends AnnalistEventType> = T
+export type CatalogueEventType = OnlyEventTypes<ModelEventType | ToolCallEventType>
 
 /** Current schema version of each event type. Bump it and add an upcaster when a schema changes. */
 export const CURRENT_SCHEMA_VERSION = {

@@ -42,7 +42,7 @@ export function loopProgress(state: TaskState): LoopProgress {
  * One iteration of the loop planner: renders the loop planning prompt from the task's recorded state (which must hold
  * exactly the iterations before this one) and records PlanIterationCreated with the reply's tool calls and `done`.
  */
-export function planIterationStep(tools: ToolRegistry, loop: LoopPosition): ModelStepSpec<LoopPlanningReply> {
+export function planIterationStep(tools: ToolRegistry, loop: LoopPosition): ModelStepSpec<LoopPlanningReply, 'PlanIterationCreated'> {
   return {
     role: 'planning',
     invokedType: 'PlanIterationCreated',
@@ -55,7 +55,7 @@ export function planIterationStep(tools: ToolRegistry, loop: LoopPosition): Mode
       return withRef(loopPlanningPrompt.render(vars), loopPlanningPrompt)
     },
     reply: { schema: loopPlanningReplySchema(tools, loop) },
-    invokedData: (reply) => ({ iteration: loop.iteration, toolCalls: reply.toolCalls, done: reply.done }),
+    invokedData: (reply, invocation) => ({ ...invocation, iteration: loop.iteration, toolCalls: reply.toolCalls, done: reply.done }),
   }
 }
 

@@ -22,24 +22,24 @@ function required<T>(value: T | undefined, what: string): T {
 const OFFERED_ROUTES: readonly string[] = Object.values(Route)
 
 /** Routing: classifies the received task into a route. */
-export const routingStep: ModelStepSpec<RoutingReply> = {
+export const routingStep: ModelStepSpec<RoutingReply, 'RoutingModelInvoked'> = {
   role: 'routing',
   invokedType: 'RoutingModelInvoked',
   failedType: 'RoutingModelFailed',
   render: (state: TaskState) => rendered(promptTemplateFor('routing', state.overrides?.promptVersions.routing), { input: required(state.input, 'input') }),
   reply: { schema: RoutingReply },
-  invokedData: (reply) => ({ route: reply.route, candidateRoutes: [...OFFERED_ROUTES] }),
+  invokedData: (reply, invocation) => ({ ...invocation, route: reply.route, candidateRoutes: [...OFFERED_ROUTES] }),
 }
 
 /** Planning: turns the task and its route into tool calls from this worker's registry. */
-export function planningStep(tools: ToolRegistry): ModelStepSpec<PlanningReply> {
+export function planningStep(tools: ToolRegistry): ModelStepSpec<PlanningReply, 'PlanCreated'> {
   return {
     role: 'planning',
     invokedType: 'PlanCreated',
     failedType: 'PlanningModelFailed',
     render: (state) => rendered(promptTemplateFor('planning', state.overrides?.promptVersions.planning), { input: required(state.input, 'input'), route: required(state.route, 'route'), tools: tools.list() }),
     reply: { schema: planningReplySchema(tools) },
-    invokedData: (reply) => ({ toolCalls: reply.toolCalls }),
+    invokedData: (reply, invocation) => ({ ...invocation, toolCalls: reply.toolCalls }),
   }
 }
 
@@ -54,7 +54,7 @@ function toolResultsOf(state: TaskState): SynthesisToolResult[] {
 }
 
 /** Synthesis: writes the answer from the recorded tool results. */
-export const synthesisStep: ModelStepSpec<string> = {
+export const synthesisStep: ModelStepSpec<string, 'SynthesisModelInvoked'> = {
   role: 'synthesis',
   invokedType: 'SynthesisModelInvoked',
   failedType: 'SynthesisModelFailed',
@@ -62,5 +62,5 @@ export const synthesisStep: ModelStepSpec<string> = {
   render: (state) =>
     state.iterations > 0 ? renderLoopSynthesis(state) : rendered(promptTemplateFor('synthesis', state.overrides?.promptVersions.synthesis), { input: required(state.input, 'input'), route: required(state.route, 'route'), toolResults: toolResultsOf(state) }),
   reply: { parseText: (text) => synthesisPrompt.parseReply(text) },
-  invokedData: (answer) => ({ answer }),
+  invokedData: (answer, invocation) => ({ ...invocation, answer }),
 }

@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto'
-import type { AnnalistEvent, EventOfType, PlannedToolCall } from '../historian/events'
+import type { EventOfType, PlannedToolCall } from '../historian/events'
 import { outcomeEventId, toolIdempotencyKey } from '../historian/eventIds'
-import type { Historian, TaskStream } from '../historian/historian'
+import type { Historian } from '../historian/historian'
 import { foldTask } from '../historian/taskState'
 import type { TaskRef } from '../workflows/api'
+import { activityEvent, lastEventIdOf } from './activityEvent'
 import { currentActivityScope, withHeartbeat, type ActivityScope } from './activityScope'
 import { deadLetterFor, type TaskFailure } from './deadLetter'
-import { eventMetadata } from './eventMetadata'
 import { brokenInvariant, translatingFailures } from './failures'
 import { matchFault, type FaultPlan } from './faults'
 import { runModelStep } from './modelStep'
@@ -35,11 +35,6 @@ export interface ActivityDeps {
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex')
 
-function taskEvent<T extends AnnalistEvent['type']>(type: T, data: Extract<AnnalistEvent, { type: T }>['data'], scope: ActivityScope, now: Date, stream: TaskStream) {
-  const causationId = stream.events[stream.events.length - 1]?.eventId ?? null
-  return { type, data, metadata: eventMetadata(type, scope, now, causationId) } as AnnalistEvent
-}
-
 function eventIdOf(outcome: { eventIds: readonly string[] }): string {
   return outcome.eventIds[0]!
 }
@@ -59,7 +54,7 @@ export function createActivities(deps: ActivityDeps) {
       historian: deps.historian,
       scope,
       work: async (stream) => [
-        taskEvent('AgentTaskReceived', { input: input.input, inputSha256: sha256(input.input), requestedBy: input.requestedBy }, scope, deps.clock(), stream),
+        activityEvent('AgentTaskReceived', { input: input.input, inputSha256: sha256(input.input), requestedBy: input.requestedBy }, scope, deps.clock(), lastEventIdOf(stream)),
       ],
     })
     return { eventId: eventIdOf(outcome) }
@@ -109,8 +104,8 @@ export function createActivities(deps: ActivityDeps) {
         )
         const facts = { toolCallId: call.toolCallId, toolName: call.toolName, parameters: call.parameters, idempotencyKey, sideEffectId: result.sideEffectId, latencyMs: Date.now() - startedAt }
         const event = result.ok
-          ? taskEvent('ToolCallExecuted', { ...facts, result: result.result }, scope, deps.clock(), stream)
-          : taskEvent('ToolCallFailed', { ...facts, errorCode: result.errorCode, message: result.message }, scope, deps.clock(), stream)
+          ? activityEvent('ToolCallExecuted', { ...facts, result: result.result }, scope, deps.clock(), lastEventIdOf(stream))
+          : activityEvent('ToolCallFailed', { ...facts, errorCode: result.errorCode, message: result.message }, scope, deps.clock(), lastEventIdOf(stream))
         return [event]
       },
     })
@@ -139,7 +134,7 @@ export function createActivities(deps: ActivityDeps) {
         if (state.answer === undefined) throw brokenInvariant(`task ${task.tenantId}/${task.taskId} has no synthesized answer to complete with`)
         const outcomes = Object.values(state.toolOutcomes)
         return [
-          taskEvent(
+          activityEvent(
             'AgentTaskCompleted',
             {
               answer: state.answer,
@@ -151,7 +146,7 @@ export function createActivities(deps: ActivityDeps) {
             },
             scope,
             deps.clock(),
-            stream,
+            lastEventIdOf(stream),
           ),
         ]
       },
@@ -166,11 +161,11 @@ export function createActivities(deps: ActivityDeps) {
       historian: deps.historian,
       scope,
       work: async (stream) => {
-        const failed = taskEvent('AgentTaskFailed', { failedStep: input.failedStep, errorCode: input.errorCode, message: input.message.slice(0, 2_000) }, scope, deps.clock(), stream)
+        const failed = activityEvent('AgentTaskFailed', { failedStep: input.failedStep, errorCode: input.errorCode, message: input.message.slice(0, 2_000) }, scope, deps.clock(), lastEventIdOf(stream))
         const decision = deadLetterFor(stream.events, input)
         if (!decision.deadLettered) return [failed]
         const failedEventId = outcomeEventId(scope.workflowId, scope.runId, scope.activityId, 0)
-        return [failed, { type: 'TaskDeadLettered', data: decision.data, metadata: eventMetadata('TaskDeadLettered', scope, deps.clock(), failedEventId) }]
+        return [failed, activityEvent('TaskDeadLettered', decision.data, scope, deps.clock(), failedEventId)]
       },
     })
     const deadLettered = outcome.events.some((event) => event.type === 'TaskDeadLettered')
@@ -186,7 +181,7 @@ export function createActivities(deps: ActivityDeps) {
       historian: deps.historian,
       scope,
       work: async (stream) => [
-        taskEvent('AgentTaskCancelled', { cancelledStep, source, requestedBy, reason, sideEffectsCompensated, compensationsFailed }, scope, deps.clock(), stream),
+        activityEvent('AgentTaskCancelled', { cancelledStep, source, requestedBy, reason, sideEffectsCompensated, compensationsFailed }, scope, deps.clock(), lastEventIdOf(stream)),
       ],
     })
     return { eventId: eventIdOf(outcome) }

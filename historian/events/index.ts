@@ -3,6 +3,7 @@ import type { ModelEventType, ToolCallEventType } from './catalogue'
 import { EventSchemaError, UnknownEventTypeError } from './errors'
 import { upcastModelFailureToReplyFacts, upcastModelInvocationToReplyFacts } from './common'
 import { ComplianceEvent } from './lifecycle'
+import type { EventMetadata } from './metadata'
 import { ModelEvent, upcastRoutingModelInvokedV1 } from './model'
 import { RunEvent } from './run'
 import { TaskEvent } from './task'
@@ -52,6 +53,16 @@ export const CURRENT_SCHEMA_VERSION = {
   RedriveRequested: 1,
   StreamLifecycleDecided: 1,
 } as const satisfies Record<AnnalistEventType, number>
+
+/**
+ * Builds an event of one type: its data is checked against that type's at compile time, and it is stamped with the
+ * type's current schema version. The one place an event object is assembled; the Historian validates it on append.
+ */
+export function buildEvent<T extends AnnalistEventType>(type: T, data: EventOfType<T>['data'], metadata: Omit<EventMetadata, 'schemaVersion'>): EventOfType<T> {
+  const stamped: EventMetadata = { schemaVersion: CURRENT_SCHEMA_VERSION[type], ...metadata }
+  // TypeScript cannot narrow a union member from a generic `type`; the parameters above pin `data` to it.
+  return { type, data, metadata: stamped } as EventOfType<T>
+}
 
 export const EVENT_TYPES = Object.keys(CURRENT_SCHEMA_VERSION) as AnnalistEventType[]
 

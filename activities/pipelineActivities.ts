@@ -7,7 +7,7 @@ import type { TaskRef } from '../workflows/api'
 import { activityEvent, lastEventIdOf } from './activityEvent'
 import { currentActivityScope, withHeartbeat, type ActivityScope } from './activityScope'
 import { deadLetterFor, type TaskFailure } from './deadLetter'
-import { brokenInvariant, translatingFailures } from './failures'
+import { brokenInvariant } from './failures'
 import { matchFault, type FaultPlan } from './faults'
 import { runModelStep } from './modelStep'
 import type { ModelClient } from './models/modelClient'
@@ -189,21 +189,22 @@ export function createActivities(deps: ActivityDeps) {
 
   const loop = createLoopActivities(deps, afterAppend)
   const compensationRecords = createCompensationRecords(deps)
+  // Error translation and store outages are handled around every activity by the worker's interceptor (activityInterceptors).
   return {
-    receiveTask: translatingFailures(receiveTask),
-    routeTask: translatingFailures(routeTask),
-    planTask: translatingFailures(planTask),
-    executeToolCall: translatingFailures(executeToolCall),
-    synthesizeAnswer: translatingFailures(synthesizeAnswer),
-    completeTask: translatingFailures(completeTask),
-    failTask: translatingFailures(failTask),
-    cancelTask: translatingFailures(cancelTask),
-    sideEffectsToCompensate: translatingFailures(compensationRecords.sideEffectsToCompensate),
-    recordCompensationFailed: translatingFailures(compensationRecords.recordCompensationFailed),
-    planIteration: translatingFailures(loop.planIteration),
-    recordRunContinued: translatingFailures(loop.recordRunContinued),
-    compensateToolCall: translatingFailures(createCompensateToolCall(deps)),
-    beginRun: translatingFailures(createBeginRun(deps)),
+    receiveTask,
+    routeTask,
+    planTask,
+    executeToolCall,
+    synthesizeAnswer,
+    completeTask,
+    failTask,
+    cancelTask,
+    sideEffectsToCompensate: compensationRecords.sideEffectsToCompensate,
+    recordCompensationFailed: compensationRecords.recordCompensationFailed,
+    planIteration: loop.planIteration,
+    recordRunContinued: loop.recordRunContinued,
+    compensateToolCall: createCompensateToolCall(deps),
+    beginRun: createBeginRun(deps),
   }
 }
 

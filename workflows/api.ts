@@ -143,7 +143,7 @@ export interface TaskRef {
 /**
  * Calls a model step makes to the model at most: the attempts that reached the model and failed, as recorded in the
  * task's stream, plus the last one. Attempts cut short by a worker crash, a Temporal restart or a store outage are
- * infrastructure, not the model's failures, and do not count (activities/modelStep.ts).
+ * infrastructure, not the model's failures, and do not count (activities/runModelStep.ts).
  */
 export const MODEL_CALL_ATTEMPTS = 4
 

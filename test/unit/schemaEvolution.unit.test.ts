@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { Route } from '../../activities/models/prompts'
-import { routingStep } from '../../activities/modelSteps'
+import { routingStep } from '../../activities/pipelineModelSteps'
 import {
   CURRENT_CATALOG,
   CURRENT_SCHEMA_VERSION,

@@ -1,8 +1,8 @@
 import type { PromptRef } from '../historian/events'
 import type { TaskState } from '../historian/taskState'
 import { brokenInvariant } from './failures'
-import { renderLoopSynthesis } from './loopSteps'
-import type { ModelStepSpec } from './modelStep'
+import { renderLoopSynthesis } from './loopModelSteps'
+import type { ModelStepSpec } from './runModelStep'
 import type { RenderedPrompt } from './models/modelClient'
 import { planningReplySchema } from './models/planSchemas'
 import { promptRef, promptTemplateFor, Route, RoutingReply, synthesisPrompt, type PlanningReply, type PromptTemplate, type SynthesisToolResult } from './models/prompts'
@@ -58,7 +58,7 @@ export const synthesisStep: ModelStepSpec<string, 'SynthesisModelInvoked'> = {
   role: 'synthesis',
   invokedType: 'SynthesisModelInvoked',
   failedType: 'SynthesisModelFailed',
-  // A long loop's answer comes from counts and a sample of results (activities/loopSteps.ts), not from every result.
+  // A long loop's answer comes from counts and a sample of results (activities/loopModelSteps.ts), not from every result.
   render: (state) =>
     state.iterations > 0 ? renderLoopSynthesis(state) : rendered(promptTemplateFor('synthesis', state.overrides?.promptVersions.synthesis), { input: required(state.input, 'input'), route: required(state.route, 'route'), toolResults: toolResultsOf(state) }),
   reply: { parseText: (text) => synthesisPrompt.parseReply(text) },

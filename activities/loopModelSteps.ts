@@ -1,7 +1,7 @@
 import type { PromptRef } from '../historian/events'
 import type { TaskState } from '../historian/taskState'
 import { brokenInvariant } from './failures'
-import type { ModelStepSpec } from './modelStep'
+import type { ModelStepSpec } from './runModelStep'
 import {
   LOOP_RECENT_RESULTS,
   LOOP_SAMPLE_RESULTS,

@@ -9,7 +9,12 @@ export const AGENT_PIPELINE_TASK_QUEUE = 'annalist-agent-pipeline'
 /** Search attributes Annalist sets on every pipeline. Only identifiers: search attributes are stored in plaintext. */
 export const SEARCH_ATTRIBUTES = { tenantId: 'TenantId', taskId: 'TaskId' } as const
 
-/** Input of the agentPipeline workflow. The task text itself travels once, into the AgentTaskReceived event. */
+/**
+ * Input of the agentPipeline workflow. The task text is in Temporal's history twice per pipeline run: in this input
+ * (the run's start event) and in the input of the `receive` activity, which records it in AgentTaskReceived. A loop
+ * continued as new carries it again in each run's input; a linked run (replay, redrive) carries none and reads it from
+ * the stream. Every other activity reads it from the task's stream.
+ */
 export interface AgentPipelineInput {
   readonly tenantId: string
   readonly taskId: string

@@ -80,8 +80,8 @@ export const FailureType = {
 export type FailureType = (typeof FailureType)[keyof typeof FailureType]
 
 /**
- * Failure types that no retry can fix: the workflow's retry policy gives up on them at once (`nonRetryableErrorTypes`).
- * The order is part of the workflow's scheduled activity commands: append, never reorder.
+ * Failure types that no retry can fix: the workflow's retry policy gives up on them at once (`nonRetryableErrorTypes`
+ * of every activity it schedules), and a failure of one of them is never dead-lettered (activities/deadLetter.ts).
  */
 export const NON_RETRYABLE_FAILURE_TYPES: readonly string[] = [
   'MODEL_CONTEXT_LENGTH_EXCEEDED',

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { Client } from '@temporalio/client'
-import { redriveTarget, RedriveRefusedError, type RedriveTarget } from '../../activities/deadLetter'
+import { redriveTarget, RedriveRefusedError, type RedriveTarget } from '../../activities/taskDeadLetter'
 import { OperationRefusedError, type RedriveTask } from '../../api/apiDeps'
 import { buildEvent, REDRIVE_REQUEST_ACTIVITY } from '../../historian/events'
 import type { Historian } from '../../historian/historian'

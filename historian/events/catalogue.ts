@@ -81,7 +81,7 @@ export type FailureType = (typeof FailureType)[keyof typeof FailureType]
 
 /**
  * Failure types that no retry can fix: the workflow's retry policy gives up on them at once (`nonRetryableErrorTypes`
- * of every activity it schedules), and a failure of one of them is never dead-lettered (activities/deadLetter.ts).
+ * of every activity it schedules), and a failure of one of them is never dead-lettered (activities/taskDeadLetter.ts).
  */
 export const NON_RETRYABLE_FAILURE_TYPES: readonly string[] = [
   'MODEL_CONTEXT_LENGTH_EXCEEDED',

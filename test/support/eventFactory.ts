@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { CURRENT_SCHEMA_VERSION, ROUTES_OFFERED_IN_V1, type AnnalistEvent, type EventMetadata, type ModelRef, type ModelUsage, type PromptRef } from '../../historian/events'
+import { buildEvent, ROUTES_OFFERED_IN_V1, type AnnalistEventType, type EventOfType, type ModelRef, type ModelUsage, type PromptRef } from '../../historian/events'
 import { outcomeEventId } from '../../historian/eventIds'
 import { streamTail, type Historian, type PendingEvent } from '../../historian/historian'
 import type { AppendResult } from '../../historian/port'
@@ -56,10 +56,9 @@ export class TaskEventFactory {
     this.workflowId = `agent-pipeline:${tenantId}:${taskId}`
   }
 
-  private make(activityId: string, type: AnnalistEvent['type'], data: unknown, attempt = 1): PendingEvent {
+  private make<T extends AnnalistEventType>(activityId: string, type: T, data: EventOfType<T>['data'], attempt = 1): PendingEvent {
     const n = this.sequence++
-    const metadata: EventMetadata = {
-      schemaVersion: CURRENT_SCHEMA_VERSION[type],
+    const metadata = {
       tenantId: this.tenantId,
       taskId: this.taskId,
       workflowId: this.workflowId,
@@ -69,9 +68,9 @@ export class TaskEventFactory {
       correlationId: `${this.tenantId}:${this.taskId}`,
       causationId: n === 0 ? null : `${this.workflowId}:${n - 1}`,
       occurredAt: new Date(this.startAt.getTime() + n * 1_000).toISOString(),
-      classification: 'internal',
+      classification: 'internal' as const,
     }
-    return { eventId: outcomeEventId(this.workflowId, this.runId, activityId, n), event: { type, data, metadata } as AnnalistEvent }
+    return { eventId: outcomeEventId(this.workflowId, this.runId, activityId, n), event: buildEvent(type, data, metadata) }
   }
 
   received(input = 'Summarise the quarterly incident reports'): PendingEvent {
@@ -89,7 +88,7 @@ export class TaskEventFactory {
       ...REPLY_FACTS,
       structuredOutput: CONSTRAINED,
       route,
-      candidateRoutes: candidateRoutes ?? [...new Set([...ROUTES_OFFERED_IN_V1, route])],
+      candidateRoutes: [...(candidateRoutes ?? new Set([...ROUTES_OFFERED_IN_V1, route]))],
     })
   }
 

@@ -25,9 +25,16 @@ module.exports = {
     {
       name: 'workflows-import-types-only',
       severity: 'error',
-      comment: 'Workflow code runs in Temporal\'s sandbox: from other layers it imports types only.',
+      comment: 'Workflow code runs in Temporal\'s sandbox: from other layers it imports types only, and the domain catalogue.',
       from: { path: '^workflows/' },
-      to: { path: '^(activities|historian|projections|api|cli|dev|bench|test)/', dependencyTypesNot: ['type-only'] },
+      to: { path: '^(activities|historian|projections|api|cli|dev|bench|test)/', pathNot: '^historian/events/catalogue\\.ts$', dependencyTypesNot: ['type-only'] },
+    },
+    {
+      name: 'catalogue-imports-nothing',
+      severity: 'error',
+      comment: 'The domain catalogue is imported by every layer, workflows included: it stays plain data with no imports.',
+      from: { path: '^historian/events/catalogue\\.ts$' },
+      to: {},
     },
     {
       name: 'activities-depend-on-historian',

@@ -2,22 +2,15 @@ import { ApplicationFailure } from '@temporalio/activity'
 import { CheckpointInvalidError } from '../historian/checkpoints/checkpointErrors'
 import { checkpointRef } from '../historian/checkpoints/checkpoint'
 import { verifyCheckpoint } from '../historian/checkpoints/signCheckpoint'
-import type { AnnalistEvent } from '../historian/events'
+import { BeginRunFailureType, FailureType, MODEL_ROLES } from '../historian/events'
 import type { Historian } from '../historian/historian'
 import { MissingIntegrityKeyError } from '../historian/integrity/integrityErrors'
 import { foldTask } from '../historian/taskState'
 import type { LinkedRunInput, TaskRef } from '../workflows/api'
 import { currentActivityScope } from './activityScope'
-import { eventMetadata } from './eventMetadata'
-import { MODEL_ROLES } from './models/modelClient'
+import { activityEvent, lastEventIdOf } from './activityEvent'
 import { promptTemplateFor, UnknownPromptVersionError } from './models/prompts'
 import { recordOnce } from './recordOnce'
-
-/** ApplicationFailure types of a linked run that cannot begin; the workflow fails at once and nothing else runs. */
-export const BeginRunFailureType = {
-  checkpointInvalid: 'CHECKPOINT_INVALID',
-  overridesInvalid: 'RUN_OVERRIDES_INVALID',
-} as const
 
 /** What the workflow needs of the steps a linked run reuses. */
 export interface BeginRunResult {
@@ -62,26 +55,21 @@ export function createBeginRun(deps: { historian: Historian; clock: () => Date }
         if (checkpoint.step !== run.fromStep) {
           throw refused(BeginRunFailureType.checkpointInvalid, `the checkpoint is before step ${checkpoint.step}, but the run starts from ${run.fromStep}`)
         }
-        const causationId = stream.events[stream.events.length - 1]?.eventId ?? null
-        const event: AnnalistEvent = {
-          type: 'TaskRunStarted',
-          data: {
-            reason: run.reason,
-            parentRunId: checkpoint.parentRunId,
-            fromStep: run.fromStep,
-            requestedBy: run.requestedBy,
-            ...(run.note === undefined ? {} : { note: run.note }),
-            checkpoint: checkpointRef(checkpoint),
-            overrides: run.overrides,
-          },
-          metadata: eventMetadata('TaskRunStarted', scope, deps.clock(), causationId),
+        const data = {
+          reason: run.reason,
+          parentRunId: checkpoint.parentRunId,
+          fromStep: run.fromStep,
+          requestedBy: run.requestedBy,
+          ...(run.note === undefined ? {} : { note: run.note }),
+          checkpoint: checkpointRef(checkpoint),
+          overrides: run.overrides,
         }
-        return [event]
+        return [activityEvent('TaskRunStarted', data, scope, deps.clock(), lastEventIdOf(stream))]
       },
     })
     const eventId = outcome.eventIds[0]!
     const started = outcome.events[0]
-    if (started?.type !== 'TaskRunStarted') throw refused('BROKEN_INVARIANT', `begin-run outcome is ${started?.type}`)
+    if (started?.type !== 'TaskRunStarted') throw refused(FailureType.brokenInvariant, `begin-run outcome is ${started?.type}`)
     // The state the run starts from: the stream folded up to its TaskRunStarted (later events are this run's own).
     const stream = await deps.historian.readTask(input.tenantId, input.taskId)
     const upTo = stream.events.findIndex((stored) => stored.eventId === eventId)

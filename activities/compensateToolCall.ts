@@ -1,9 +1,9 @@
-import type { AnnalistEvent } from '../historian/events'
+import type { AnnalistEvent, EventOfType } from '../historian/events'
 import { compensationIdempotencyKey } from '../historian/eventIds'
 import type { StoredEvent, TaskStream } from '../historian/historian'
 import type { TaskRef } from '../workflows/api'
 import { currentActivityScope, withHeartbeat, type ActivityScope } from './activityScope'
-import { eventMetadata } from './eventMetadata'
+import { activityEvent } from './activityEvent'
 import { brokenInvariant } from './failures'
 import type { ActivityDeps } from './activityDeps'
 import { recordOnce, type RecordedOutcome } from './recordOnce'
@@ -71,8 +71,7 @@ function compensableSideEffect(stream: TaskStream, toolCallId: string, tools: Ac
 
 /** A builder of a compensation's outcome event, caused by the side effect's recorded outcome. */
 function compensationEvent(scope: ActivityScope, clock: () => Date, causationId: string) {
-  return <T extends 'ToolCallCompensated' | 'ToolCompensationFailed'>(type: T, data: Extract<AnnalistEvent, { type: T }>['data']) =>
-    ({ type, data, metadata: eventMetadata(type, scope, clock(), causationId) }) as AnnalistEvent
+  return <T extends 'ToolCallCompensated' | 'ToolCompensationFailed'>(type: T, data: EventOfType<T>['data']) => activityEvent(type, data, scope, clock(), causationId)
 }
 
 /** A side effect of the current run that no compensation has answered for yet, as sideEffectsToCompensate returns it. */

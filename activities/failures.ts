@@ -1,20 +1,12 @@
 import { ApplicationFailure } from '@temporalio/activity'
-import { EventSchemaError, UnknownEventTypeError } from '../historian/events'
+import { EventSchemaError, FailureType, UnknownEventTypeError } from '../historian/events'
 import { EventIdConflictError } from '../historian/port'
 import { InvalidIdentifierError } from '../historian/streams'
-import { waitingOutStoreOutages } from './storeOutage'
 
-/** ApplicationFailure types the workflow branches on. Model and tool error codes are types too. */
-export const FailureType = {
-  invalidIdentifier: 'INVALID_IDENTIFIER',
-  eventSchemaInvalid: 'EVENT_SCHEMA_INVALID',
-  unknownEventType: 'UNKNOWN_EVENT_TYPE',
-  eventIdConflict: 'EVENT_ID_CONFLICT',
-  brokenInvariant: 'BROKEN_INVARIANT',
-} as const
-export type FailureType = (typeof FailureType)[keyof typeof FailureType]
-
-/** Failures no retry can fix: bad input or a broken invariant. Everything else stays retryable. */
+/**
+ * Failures no retry can fix: bad input or a broken invariant. Everything else stays retryable. Applied to every activity
+ * by FailureTranslationInterceptor (activities/activityInterceptors.ts).
+ */
 export function toApplicationFailure(error: unknown): unknown {
   if (error instanceof ApplicationFailure) return error
   const nonRetryable = (type: FailureType) => ApplicationFailure.create({ message: (error as Error).message, type, nonRetryable: true, cause: error as Error })
@@ -23,20 +15,6 @@ export function toApplicationFailure(error: unknown): unknown {
   if (error instanceof UnknownEventTypeError) return nonRetryable(FailureType.unknownEventType)
   if (error instanceof EventIdConflictError) return nonRetryable(FailureType.eventIdConflict)
   return error
-}
-
-/**
- * Wraps an activity so domain errors cross the Temporal boundary as typed ApplicationFailures, and so an event-store
- * outage is waited out inside the attempt instead of spending one (waitingOutStoreOutages).
- */
-export function translatingFailures<A extends unknown[], R>(activity: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
-  return async (...args: A) => {
-    try {
-      return await waitingOutStoreOutages(() => activity(...args))
-    } catch (error) {
-      throw toApplicationFailure(error)
-    }
-  }
 }
 
 /** Thrown when recorded events contradict what a step needs, e.g. synthesis without a plan. */

@@ -1,16 +1,15 @@
 import { createHash } from 'node:crypto'
-import type { AnnalistEvent, EventOfType, PlannedToolCall } from '../historian/events'
+import type { EventOfType, PlannedToolCall } from '../historian/events'
 import { outcomeEventId, toolIdempotencyKey } from '../historian/eventIds'
-import type { TaskStream } from '../historian/historian'
 import { foldTask } from '../historian/taskState'
 import type { TaskRef } from '../workflows/api'
-import { currentActivityScope, withHeartbeat, type ActivityScope } from './activityScope'
-import { deadLetterFor, type TaskFailure } from './deadLetter'
-import { eventMetadata } from './eventMetadata'
-import { brokenInvariant, translatingFailures } from './failures'
-import { runModelStep } from './modelStep'
-import { planningStep, routingStep, synthesisStep } from './modelSteps'
-import { createLoopActivities } from './planIteration'
+import { activityEvent, lastEventIdOf } from './activityEvent'
+import { currentActivityScope, withHeartbeat } from './activityScope'
+import { deadLetterFor, type TaskFailure } from './taskDeadLetter'
+import { brokenInvariant } from './failures'
+import { runModelStep } from './runModelStep'
+import { planningStep, routingStep, synthesisStep } from './pipelineModelSteps'
+import { createLoopActivities } from './loopActivities'
 import { recordOnce } from './recordOnce'
 import { runTool } from './tools/runTool'
 import { createCompensateToolCall, createCompensationRecords } from './compensateToolCall'
@@ -21,11 +20,6 @@ import type { ActivityDeps } from './activityDeps'
 export type TaskCancellation = EventOfType<'AgentTaskCancelled'>['data']
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex')
-
-function taskEvent<T extends AnnalistEvent['type']>(type: T, data: Extract<AnnalistEvent, { type: T }>['data'], scope: ActivityScope, now: Date, stream: TaskStream) {
-  const causationId = stream.events[stream.events.length - 1]?.eventId ?? null
-  return { type, data, metadata: eventMetadata(type, scope, now, causationId) } as AnnalistEvent
-}
 
 function eventIdOf(outcome: { eventIds: readonly string[] }): string {
   return outcome.eventIds[0]!
@@ -40,7 +34,7 @@ export function createActivities(deps: ActivityDeps) {
       historian: deps.historian,
       scope,
       work: async (stream) => [
-        taskEvent('AgentTaskReceived', { input: input.input, inputSha256: sha256(input.input), requestedBy: input.requestedBy }, scope, deps.clock(), stream),
+        activityEvent('AgentTaskReceived', { input: input.input, inputSha256: sha256(input.input), requestedBy: input.requestedBy }, scope, deps.clock(), lastEventIdOf(stream)),
       ],
     })
     return { eventId: eventIdOf(outcome) }
@@ -88,8 +82,8 @@ export function createActivities(deps: ActivityDeps) {
         )
         const facts = { toolCallId: call.toolCallId, toolName: call.toolName, parameters: call.parameters, idempotencyKey, sideEffectId: result.sideEffectId, latencyMs: Date.now() - startedAt }
         const event = result.ok
-          ? taskEvent('ToolCallExecuted', { ...facts, result: result.result }, scope, deps.clock(), stream)
-          : taskEvent('ToolCallFailed', { ...facts, errorCode: result.errorCode, message: result.message }, scope, deps.clock(), stream)
+          ? activityEvent('ToolCallExecuted', { ...facts, result: result.result }, scope, deps.clock(), lastEventIdOf(stream))
+          : activityEvent('ToolCallFailed', { ...facts, errorCode: result.errorCode, message: result.message }, scope, deps.clock(), lastEventIdOf(stream))
         return [event]
       },
     })
@@ -116,7 +110,7 @@ export function createActivities(deps: ActivityDeps) {
         if (state.answer === undefined) throw brokenInvariant(`task ${task.tenantId}/${task.taskId} has no synthesized answer to complete with`)
         const outcomes = Object.values(state.toolOutcomes)
         return [
-          taskEvent(
+          activityEvent(
             'AgentTaskCompleted',
             {
               answer: state.answer,
@@ -128,7 +122,7 @@ export function createActivities(deps: ActivityDeps) {
             },
             scope,
             deps.clock(),
-            stream,
+            lastEventIdOf(stream),
           ),
         ]
       },
@@ -143,11 +137,11 @@ export function createActivities(deps: ActivityDeps) {
       historian: deps.historian,
       scope,
       work: async (stream) => {
-        const failed = taskEvent('AgentTaskFailed', { failedStep: input.failedStep, errorCode: input.errorCode, message: input.message.slice(0, 2_000) }, scope, deps.clock(), stream)
+        const failed = activityEvent('AgentTaskFailed', { failedStep: input.failedStep, errorCode: input.errorCode, message: input.message.slice(0, 2_000) }, scope, deps.clock(), lastEventIdOf(stream))
         const decision = deadLetterFor(stream.events, input)
         if (!decision.deadLettered) return [failed]
         const failedEventId = outcomeEventId(scope.workflowId, scope.runId, scope.activityId, 0)
-        return [failed, { type: 'TaskDeadLettered', data: decision.data, metadata: eventMetadata('TaskDeadLettered', scope, deps.clock(), failedEventId) }]
+        return [failed, activityEvent('TaskDeadLettered', decision.data, scope, deps.clock(), failedEventId)]
       },
     })
     const deadLettered = outcome.events.some((event) => event.type === 'TaskDeadLettered')
@@ -162,7 +156,7 @@ export function createActivities(deps: ActivityDeps) {
       historian: deps.historian,
       scope,
       work: async (stream) => [
-        taskEvent('AgentTaskCancelled', { cancelledStep, source, requestedBy, reason, sideEffectsCompensated, compensationsFailed }, scope, deps.clock(), stream),
+        activityEvent('AgentTaskCancelled', { cancelledStep, source, requestedBy, reason, sideEffectsCompensated, compensationsFailed }, scope, deps.clock(), lastEventIdOf(stream)),
       ],
     })
     return { eventId: eventIdOf(outcome) }
@@ -170,21 +164,22 @@ export function createActivities(deps: ActivityDeps) {
 
   const loop = createLoopActivities(deps)
   const compensationRecords = createCompensationRecords(deps)
+  // Error translation and store outages are handled around every activity by the worker's interceptor (activityInterceptors).
   return {
-    receiveTask: translatingFailures(receiveTask),
-    routeTask: translatingFailures(routeTask),
-    planTask: translatingFailures(planTask),
-    executeToolCall: translatingFailures(executeToolCall),
-    synthesizeAnswer: translatingFailures(synthesizeAnswer),
-    completeTask: translatingFailures(completeTask),
-    failTask: translatingFailures(failTask),
-    cancelTask: translatingFailures(cancelTask),
-    sideEffectsToCompensate: translatingFailures(compensationRecords.sideEffectsToCompensate),
-    recordCompensationFailed: translatingFailures(compensationRecords.recordCompensationFailed),
-    planIteration: translatingFailures(loop.planIteration),
-    recordRunContinued: translatingFailures(loop.recordRunContinued),
-    compensateToolCall: translatingFailures(createCompensateToolCall(deps)),
-    beginRun: translatingFailures(createBeginRun(deps)),
+    receiveTask,
+    routeTask,
+    planTask,
+    executeToolCall,
+    synthesizeAnswer,
+    completeTask,
+    failTask,
+    cancelTask,
+    sideEffectsToCompensate: compensationRecords.sideEffectsToCompensate,
+    recordCompensationFailed: compensationRecords.recordCompensationFailed,
+    planIteration: loop.planIteration,
+    recordRunContinued: loop.recordRunContinued,
+    compensateToolCall: createCompensateToolCall(deps),
+    beginRun: createBeginRun(deps),
   }
 }
 

@@ -5,6 +5,7 @@ import { Client, Connection } from '@temporalio/client'
 import { openDatabase } from '../historian/adapters/postgres/database'
 import { startEmbeddedPostgres } from '../dev/embeddedPostgres/embeddedServer'
 import { PostgresEventStore } from '../historian/adapters/postgres/postgresEventStore'
+import { MODEL_ROLES } from '../historian/events/catalogue'
 import { Historian } from '../historian/historian'
 import { generateIntegrityKey, TenantKeyRing } from '../historian/integrity/tenantKeyRing'
 import { readModelLedger } from '../cli/runtime/modelLedger'
@@ -32,7 +33,6 @@ export interface RecoveryFigures {
   readonly store: string
 }
 
-const ROLES = ['routing', 'planning', 'synthesis'] as const
 
 /**
  * Two supervised `annalist worker` processes on one task queue; for each of `kills` pipelines, SIGKILLs the worker the
@@ -92,7 +92,7 @@ export async function measureRecovery(options: {
     for (let k = 0; k < kills; k++) {
       const task = { tenantId, taskId: `kill-${k + 1}` }
       tasks.push(task)
-      const role = ROLES[k % ROLES.length]!
+      const role = MODEL_ROLES[k % MODEL_ROLES.length]!
       const handle = await startPipeline(
         client,
         { ...task, input: 'Search the knowledge base for the data retention policy', requestedBy: 'bench', tuning: { heartbeatTimeoutMs, retryInitialIntervalMs } },

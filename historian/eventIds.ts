@@ -20,7 +20,7 @@ export function attemptFailureEventId(workflowId: string, runId: string, activit
 }
 
 /**
- * The ID of the event recording that one attempt's repair call failed (activities/modelStep.ts): a model step records at
+ * The ID of the event recording that one attempt's repair call failed (activities/runModelStep.ts): a model step records at
  * most one failed call plus, when the step's one repair ran in the same attempt, that repair's failure.
  */
 export function repairFailureEventId(workflowId: string, runId: string, activityId: string, attempt: number): string {

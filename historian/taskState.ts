@@ -10,7 +10,7 @@ export const TASK_STATE_VERSION = 4
 /** The state of one task as its events describe it. */
 export interface TaskState {
   readonly status: 'new' | 'running' | 'completed' | 'failed' | 'cancelled'
-  readonly currentStep: 'receive' | 'route' | 'plan' | 'tools' | 'synthesize' | 'complete'
+  readonly currentStep: PipelineStepName
   readonly input?: string
   readonly route?: string
   /** The routes the router was offered (RoutingModelInvoked v2; upcast for v1 events). */

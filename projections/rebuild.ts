@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import pg from 'pg'
 import type { EventStore, RecordedEvent } from '../historian/port'
-import { describeError, replaceDeadLetters, type DeadLetterResolution } from './deadLetters'
+import { describeError, replaceDeadLetters, type DeadLetterResolution } from './projectionDeadLetters'
 import { liveTables, suffixedTables, type Projection, type ProjectionTables } from './projection'
 import { readSurvivors, type LifecycleFollowing } from './lifecycleFollower'
 import { applyReadEvents, readAfter, readCheckpoint, readRecorded, withClient, type ReadOutcome } from './runner'

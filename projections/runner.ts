@@ -1,7 +1,7 @@
 import type pg from 'pg'
 import type { StoredEvent } from '../historian/historian'
 import type { EventStore, RecordedEvent, Unsubscribe } from '../historian/port'
-import { recordDeadLetter } from './deadLetters'
+import { recordDeadLetter } from './projectionDeadLetters'
 import { forgetLiveDeadLetters, readDecision, readSurvivors, refoldTask, type LifecycleFollowing } from './lifecycleFollower'
 import { liveTables, type Projection, type ProjectionTables } from './projection'
 import { readRecorded, type ReadOutcome } from './readOutcome'

@@ -14,6 +14,7 @@ import {
 } from '@temporalio/workflow'
 import type { ActivityOptions } from '@temporalio/workflow'
 import type { PipelineActivities } from '../activities/pipelineActivities'
+import { NON_RETRYABLE_FAILURE_TYPES, REPLAYABLE_STEPS } from '../historian/events/catalogue'
 import {
   DEFAULT_TOOL_CONCURRENCY,
   MODEL_ACTIVITY_ATTEMPTS,
@@ -22,7 +23,6 @@ import {
   type AgentPipelineResult,
   type PipelineStep,
   type PipelineTuning,
-  REPLAYABLE_STEP_ORDER,
   type ReplayableStep,
   type TaskRef,
 } from './api'
@@ -34,9 +34,6 @@ import { WORKFLOW_PATCHES } from './patches'
 
 /** Query: the step the pipeline is on. */
 export const currentStepQuery = defineQuery<PipelineStep>(currentStepQueryName)
-
-/** Failure types that no retry can fix; Temporal gives up on them at once. */
-const NON_RETRYABLE = ['MODEL_CONTEXT_LENGTH_EXCEEDED', 'INVALID_IDENTIFIER', 'EVENT_SCHEMA_INVALID', 'UNKNOWN_EVENT_TYPE', 'EVENT_ID_CONFLICT', 'BROKEN_INVARIANT']
 
 /**
  * Attempts Temporal makes of a model or tool activity; recording activities retry without limit. A model step's own
@@ -59,7 +56,7 @@ const STEP_MAX_ATTEMPTS: Partial<Record<PipelineStep, number>> = {
 function activityOptions(tuning: PipelineTuning | undefined, kind: 'model' | 'tool' | 'record', settleOnCancel = false): ActivityOptions {
   const initialInterval = tuning?.retryInitialIntervalMs ?? 1_000
   const heartbeatTimeout = tuning?.heartbeatTimeoutMs ?? 15_000
-  const retry = { initialInterval, backoffCoefficient: 2, maximumInterval: initialInterval * 30, nonRetryableErrorTypes: NON_RETRYABLE }
+  const retry = { initialInterval, backoffCoefficient: 2, maximumInterval: initialInterval * 30, nonRetryableErrorTypes: [...NON_RETRYABLE_FAILURE_TYPES] }
   const cancellation = settleOnCancel ? { cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED } : {}
   switch (kind) {
     case 'model':
@@ -108,7 +105,7 @@ export async function agentPipeline(input: AgentPipelineInput): Promise<AgentPip
   // and records TaskRunStarted; a refused checkpoint fails the workflow here, before anything else runs (docs/replay.md).
   const begun = input.run ? await activity(tuning, 'record', 'begin-run').beginRun({ ...task, run: input.run }) : undefined
   /** Steps before the linked run's fromStep reuse the parent run's recorded outcomes: no model or tool runs for them. */
-  const runs = (candidate: ReplayableStep) => !input.run || REPLAYABLE_STEP_ORDER.indexOf(candidate) >= REPLAYABLE_STEP_ORDER.indexOf(input.run.fromStep)
+  const runs = (candidate: ReplayableStep) => !input.run || REPLAYABLE_STEPS.indexOf(candidate) >= REPLAYABLE_STEPS.indexOf(input.run.fromStep)
   // A loop run continued as new (input.loopState) goes on with its pipeline run: nothing to receive or route again.
   if (input.loopState === undefined && !begun) await activity(tuning, 'record', 'receive').receiveTask({ ...task, input: input.input, requestedBy: input.requestedBy })
   let route: string | undefined = begun?.route

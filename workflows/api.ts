@@ -1,6 +1,7 @@
 import type { Checkpoint } from '../historian/checkpoints/checkpoint'
 import type { PlannedToolCall } from '../historian/events/model'
 import type { ReplayableStep, RunOverrides } from '../historian/events/run'
+import type { PipelineStepName } from '../historian/events/task'
 
 /** Task queue the agent pipeline workers poll. */
 export const AGENT_PIPELINE_TASK_QUEUE = 'annalist-agent-pipeline'
@@ -8,7 +9,12 @@ export const AGENT_PIPELINE_TASK_QUEUE = 'annalist-agent-pipeline'
 /** Search attributes Annalist sets on every pipeline. Only identifiers: search attributes are stored in plaintext. */
 export const SEARCH_ATTRIBUTES = { tenantId: 'TenantId', taskId: 'TaskId' } as const
 
-/** Input of the agentPipeline workflow. The task text itself travels once, into the AgentTaskReceived event. */
+/**
+ * Input of the agentPipeline workflow. The task text is in Temporal's history twice per pipeline run: in this input
+ * (the run's start event) and in the input of the `receive` activity, which records it in AgentTaskReceived. A loop
+ * continued as new carries it again in each run's input; a linked run (replay, redrive) carries none and reads it from
+ * the stream. Every other activity reads it from the task's stream.
+ */
 export interface AgentPipelineInput {
   readonly tenantId: string
   readonly taskId: string
@@ -23,8 +29,6 @@ export interface AgentPipelineInput {
   readonly run?: LinkedRunInput
 }
 
-/** The steps a linked run may start from, in pipeline order. */
-export const REPLAYABLE_STEP_ORDER: readonly ReplayableStep[] = ['route', 'plan', 'tools', 'synthesize']
 export type { ReplayableStep }
 
 /** What a linked run (replay or redrive) starts from and runs differently; beginRun verifies the checkpoint before anything runs. */
@@ -111,9 +115,8 @@ export interface CancelOutcome {
 /** Query: which step the pipeline is on. */
 export const currentStepQueryName = 'currentStepQuery'
 
-/** Pipeline steps in order. */
-export const PIPELINE_STEPS = ['receive', 'route', 'plan', 'tools', 'synthesize', 'complete'] as const
-export type PipelineStep = (typeof PIPELINE_STEPS)[number]
+/** A pipeline step; the steps in order are PIPELINE_STEPS in historian/events/catalogue.ts. */
+export type PipelineStep = PipelineStepName
 
 /** The workflow ID of a tenant's task: derived from business keys so starting the same task twice yields one pipeline. */
 export function pipelineWorkflowId(tenantId: string, taskId: string): string {
@@ -148,7 +151,7 @@ export interface TaskRef {
 /**
  * Calls a model step makes to the model at most: the attempts that reached the model and failed, as recorded in the
  * task's stream, plus the last one. Attempts cut short by a worker crash, a Temporal restart or a store outage are
- * infrastructure, not the model's failures, and do not count (activities/modelStep.ts).
+ * infrastructure, not the model's failures, and do not count (activities/runModelStep.ts).
  */
 export const MODEL_CALL_ATTEMPTS = 4
 

@@ -2,16 +2,12 @@ import type { LanguageModelV4 } from '@ai-sdk/provider'
 import { APICallError } from '@ai-sdk/provider'
 import { generateText, NoObjectGeneratedError, NoOutputGeneratedError, Output, type ModelMessage } from 'ai'
 import { z } from 'zod'
+import { ModelRole } from '../../historian/events/catalogue'
 import type { ModelRef, ModelUsage, OutputDialect, StructuredOutputPath } from '../../historian/events/common'
 import { ModelCallError, NO_USAGE, type FailedReply } from './modelErrors'
 import { modelFacingSchema, readStructuredReply } from './structuredReply'
 
-/** The three model roles of the pipeline. */
-export const ModelRole = { routing: 'routing', planning: 'planning', synthesis: 'synthesis' } as const
-export type ModelRole = (typeof ModelRole)[keyof typeof ModelRole]
-
-/** All model roles, in pipeline order. */
-export const MODEL_ROLES: readonly ModelRole[] = [ModelRole.routing, ModelRole.planning, ModelRole.synthesis]
+export { MODEL_ROLES, ModelRole } from '../../historian/events/catalogue'
 
 /** Key under `providerOptions` that carries Annalist's call context to the model (read by the scripted model). */
 export const ANNALIST_PROVIDER_OPTIONS_KEY = 'annalist'

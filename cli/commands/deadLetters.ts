@@ -1,6 +1,6 @@
-import { listDeadLetters, type DeadLetter } from '../../projections/deadLetters'
+import { listDeadLetters, type DeadLetter } from '../../projections/projectionDeadLetters'
 import { defaultProjections } from '../../projections/defaultProjections'
-import { retryDeadLetters, UnknownProjectionError, type DeadLetterRetry } from '../../projections/retryDeadLetters'
+import { retryDeadLetters, UnknownProjectionError, type DeadLetterRetry } from '../../projections/retryProjectionDeadLetters'
 import { authorizeCaller } from '../runtime/callerPermission'
 import { loadConfig } from '../runtime/config'
 import { formatRows, type OutputColumn, type OutputFormat } from '../runtime/output'

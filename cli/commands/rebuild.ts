@@ -1,7 +1,7 @@
 import cliProgress from 'cli-progress'
 import { defaultProjections } from '../../projections/defaultProjections'
 import { rebuildProjections, type RebuildResult } from '../../projections/rebuild'
-import { UnknownProjectionError } from '../../projections/retryDeadLetters'
+import { UnknownProjectionError } from '../../projections/retryProjectionDeadLetters'
 import { authorizeCaller } from '../runtime/callerPermission'
 import { loadConfig } from '../runtime/config'
 import { openStorage } from '../runtime/storage'

@@ -1,4 +1,5 @@
 import { NativeConnection, Worker, type WorkflowBundleOption } from '@temporalio/worker'
+import { activityInterceptors } from '../../activities/activityInterceptors'
 import type { createActivities } from '../../activities/pipelineActivities'
 import { loadPrebuiltWorkflowBundle, WORKFLOWS_PATH } from './workflowBundle'
 
@@ -23,6 +24,7 @@ export async function createPipelineWorker(options: PipelineWorkerOptions): Prom
     namespace: options.namespace,
     taskQueue: options.taskQueue,
     activities: options.activities,
+    interceptors: { activity: activityInterceptors },
     ...(options.workflowBundle === 'bundle-at-start'
       ? { workflowsPath: WORKFLOWS_PATH }
       : { workflowBundle: options.workflowBundle ?? loadPrebuiltWorkflowBundle() }),

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto'
 import type { Client } from '@temporalio/client'
-import { redriveTarget, RedriveRefusedError, type RedriveTarget } from '../../activities/deadLetter'
+import { redriveTarget, RedriveRefusedError, type RedriveTarget } from '../../activities/taskDeadLetter'
 import { OperationRefusedError, type RedriveTask } from '../../api/apiDeps'
-import { CURRENT_SCHEMA_VERSION, REDRIVE_REQUEST_ACTIVITY, type RedriveRequested } from '../../historian/events'
+import { buildEvent, REDRIVE_REQUEST_ACTIVITY } from '../../historian/events'
 import type { Historian } from '../../historian/historian'
 import type { TenantKeyRing } from '../../historian/integrity/tenantKeyRing'
 import { ConcurrencyError } from '../../historian/port'
@@ -34,23 +34,19 @@ export async function requestRedrive(historian: Historian, request: RedriveReque
     // After losing a race, decide without --resume: the winner's request must refuse this one.
     const target = redriveTarget(tenantId, taskId, stream.events, { resume: request.resume === true && race === 0 })
     const workflowId = pipelineWorkflowId(tenantId, taskId)
-    const event: RedriveRequested = {
-      type: 'RedriveRequested',
-      data: { deadLetteredRunId: target.parentRunId, requestedBy: request.requestedBy, ...(request.note === undefined ? {} : { note: request.note }), resumed: request.resume === true },
-      metadata: {
-        schemaVersion: CURRENT_SCHEMA_VERSION.RedriveRequested,
-        tenantId,
-        taskId,
-        workflowId,
-        runId: target.parentRunId,
-        activityId: REDRIVE_REQUEST_ACTIVITY,
-        attempt: 1,
-        correlationId: workflowId,
-        causationId: stream.events.at(-1)?.eventId ?? null,
-        occurredAt: clock().toISOString(),
-        classification: 'internal',
-      },
-    }
+    const data = { deadLetteredRunId: target.parentRunId, requestedBy: request.requestedBy, ...(request.note === undefined ? {} : { note: request.note }), resumed: request.resume === true }
+    const event = buildEvent('RedriveRequested', data, {
+      tenantId,
+      taskId,
+      workflowId,
+      runId: target.parentRunId,
+      activityId: REDRIVE_REQUEST_ACTIVITY,
+      attempt: 1,
+      correlationId: workflowId,
+      causationId: stream.events.at(-1)?.eventId ?? null,
+      occurredAt: clock().toISOString(),
+      classification: 'internal',
+    })
     try {
       await historian.appendToTask(tenantId, taskId, [{ eventId: randomUUID(), event }], stream)
       return target

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { createPatch } from 'diff'
-import type { AnnalistEvent, ModelRef, PromptRef, ReplayableStep } from '../../historian/events'
+import { REPLAYABLE_STEPS, stepOfEventType, type AnnalistEvent, type ModelRef, type PromptRef, type ReplayableStep } from '../../historian/events'
 import type { StoredEvent } from '../../historian/historian'
 
 /** What one step of one pipeline run did (or reused from its parent run). */
@@ -33,32 +33,11 @@ export interface RunFacts {
   readonly steps: Readonly<Record<ReplayableStep, StepFacts>>
 }
 
-const STEPS: readonly ReplayableStep[] = ['route', 'plan', 'tools', 'synthesize']
 const NOT_RUN: StepFacts = { source: 'not run', status: 'pending', tokens: 0, costUsd: 0, failedAttempts: 0 }
 
 const modelText = (model: ModelRef) => `${model.provider}/${model.modelId}@${model.modelVersion}`
 const promptText = (prompt: PromptRef) => `${prompt.templateId}@${prompt.templateVersion}`
 const sha12 = (text: string) => createHash('sha256').update(text).digest('hex').slice(0, 12)
-
-function stepOf(event: AnnalistEvent): ReplayableStep | undefined {
-  switch (event.type) {
-    case 'RoutingModelInvoked':
-    case 'RoutingModelFailed':
-      return 'route'
-    case 'PlanCreated':
-    case 'PlanIterationCreated':
-    case 'PlanningModelFailed':
-      return 'plan'
-    case 'ToolCallExecuted':
-    case 'ToolCallFailed':
-      return 'tools'
-    case 'SynthesisModelInvoked':
-    case 'SynthesisModelFailed':
-      return 'synthesize'
-    default:
-      return undefined
-  }
-}
 
 /** Folds one step event into the step's facts. */
 function applyStep(facts: StepFacts, event: AnnalistEvent): StepFacts {
@@ -127,9 +106,9 @@ export function runsOf(events: readonly StoredEvent[]): RunFacts[] {
     }
     if (event.type === 'TaskRunStarted') {
       const parent = runs.find((run) => run.runId === event.data.parentRunId)
-      const from = STEPS.indexOf(event.data.fromStep)
+      const from = REPLAYABLE_STEPS.indexOf(event.data.fromStep)
       const steps = Object.fromEntries(
-        STEPS.map((step, index) => [step, index < from && parent ? { ...parent.steps[step], source: parent.steps[step].source === 'not run' ? 'not run' : 'reused' } : NOT_RUN]),
+        REPLAYABLE_STEPS.map((step, index) => [step, index < from && parent ? { ...parent.steps[step], source: parent.steps[step].source === 'not run' ? 'not run' : 'reused' } : NOT_RUN]),
       ) as Record<ReplayableStep, StepFacts>
       current = {
         runId: event.metadata.runId,
@@ -148,7 +127,7 @@ export function runsOf(events: readonly StoredEvent[]): RunFacts[] {
     if (event.type === 'AgentTaskCompleted') current.status = 'completed'
     else if (event.type === 'AgentTaskFailed') Object.assign(current, { status: 'failed', failedStep: event.data.failedStep, errorCode: event.data.errorCode })
     else if (event.type === 'AgentTaskCancelled') Object.assign(current, { status: 'cancelled', failedStep: event.data.cancelledStep })
-    const step = stepOf(event)
+    const step = stepOfEventType(event.type)
     if (step) current.steps[step] = applyStep(current.steps[step], event)
   }
   return runs
@@ -179,7 +158,7 @@ export function diffRuns(run: RunFacts, against: RunFacts): RunDiff {
   const rows: DiffRow[] = []
   const row = (step: DiffRow['step'], field: string, a: string | undefined, b: string | undefined) =>
     rows.push({ step, field, against: a ?? '', run: b ?? '', changed: field !== 'source' && (a ?? '') !== (b ?? '') })
-  for (const step of STEPS) {
+  for (const step of REPLAYABLE_STEPS) {
     const [a, b] = [against.steps[step], run.steps[step]]
     row(step, 'source', a.source, b.source)
     row(step, 'status', a.status, b.status)
@@ -189,7 +168,7 @@ export function diffRuns(run: RunFacts, against: RunFacts): RunDiff {
     row(step, 'tokens', String(a.tokens), String(b.tokens))
     row(step, 'cost (USD)', money(a.costUsd), money(b.costUsd))
   }
-  const spent = (facts: RunFacts) => STEPS.map((step) => facts.steps[step]).filter((step) => step.source === 'ran')
+  const spent = (facts: RunFacts) => REPLAYABLE_STEPS.map((step) => facts.steps[step]).filter((step) => step.source === 'ran')
   row('run', 'reason', against.reason, run.reason)
   row('run', 'status', `${against.status}${against.failedStep ? ` at ${against.failedStep} (${against.errorCode})` : ''}`, `${run.status}${run.failedStep ? ` at ${run.failedStep} (${run.errorCode})` : ''}`)
   row('run', 'tokens spent', String(spent(against).reduce((sum, step) => sum + step.tokens, 0)), String(spent(run).reduce((sum, step) => sum + step.tokens, 0)))

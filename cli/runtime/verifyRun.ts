@@ -1,5 +1,5 @@
 import type pg from 'pg'
-import { isTerminalTaskEventType } from '../../historian/events'
+import { isModelFailedEventType, isModelInvokedEventType, isTerminalTaskEventType } from '../../historian/events'
 import type { Historian, StoredEvent } from '../../historian/historian'
 import type { TenantKeyRing } from '../../historian/integrity/tenantKeyRing'
 import { verifyChain, type ChainBreak } from '../../historian/integrity/verifyChain'
@@ -35,11 +35,10 @@ export interface RunVerification {
   readonly brokenChains: readonly ChainBreak[]
 }
 
-const MODEL_OUTCOME_TYPES = new Set(['RoutingModelInvoked', 'PlanCreated', 'PlanIterationCreated', 'SynthesisModelInvoked'])
-
+/** A model step's outcome: its usable reply, or the failed call it gave up on. */
 function isModelOutcome(stored: StoredEvent): boolean {
-  if (MODEL_OUTCOME_TYPES.has(stored.event.type)) return true
-  return stored.event.type.endsWith('ModelFailed') && 'willRetry' in stored.event.data && stored.event.data.willRetry === false
+  if (isModelInvokedEventType(stored.event.type)) return true
+  return isModelFailedEventType(stored.event.type) && 'willRetry' in stored.event.data && stored.event.data.willRetry === false
 }
 
 const activityKey = (tenantId: string, taskId: string, activityId: string) => `${tenantId}/${taskId}/${activityId}`
@@ -79,7 +78,7 @@ export async function verifyRun(options: {
         outcomeRecordedAt.set(activityKey(task.tenantId, task.taskId, `${runId}/${activityId}`), stored.recordedAt.getTime())
       }
       const callIndex = (stored.event.data as { callIndex?: unknown }).callIndex
-      if (stored.event.type.endsWith('ModelFailed') && typeof callIndex === 'number') {
+      if (isModelFailedEventType(stored.event.type) && typeof callIndex === 'number') {
         const { runId, activityId } = stored.event.metadata
         const key = activityKey(task.tenantId, task.taskId, `${runId}/${activityId}#${callIndex}`)
         failedCallRecordedAt.set(key, Math.min(failedCallRecordedAt.get(key) ?? Infinity, stored.recordedAt.getTime()))

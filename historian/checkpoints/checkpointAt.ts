@@ -1,12 +1,9 @@
 import { createHash } from 'node:crypto'
-import type { ReplayableStep } from '../events'
+import { REPLAYABLE_STEPS, type ReplayableStep } from '../events'
 import type { StoredEvent } from '../historian'
 import { canonicalJson } from '../integrity/chainHash'
 import { evolve, initialTaskState, type TaskState } from '../taskState'
 import { StepNotReachedError } from './checkpointErrors'
-
-/** The replayable steps in pipeline order. */
-export const REPLAYABLE_STEPS: readonly ReplayableStep[] = ['route', 'plan', 'tools', 'synthesize']
 
 /** A step boundary of the latest run: the state right before the step ran, and the revision of the event that got it there. */
 export interface StepBoundary {

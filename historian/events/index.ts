@@ -1,12 +1,15 @@
 import { z } from 'zod'
+import type { ModelEventType, ToolCallEventType } from './catalogue'
 import { EventSchemaError, UnknownEventTypeError } from './errors'
 import { upcastModelFailureToReplyFacts, upcastModelInvocationToReplyFacts } from './common'
 import { ComplianceEvent } from './lifecycle'
+import type { EventMetadata } from './metadata'
 import { ModelEvent, upcastRoutingModelInvokedV1 } from './model'
 import { RunEvent } from './run'
 import { TaskEvent } from './task'
 import { ToolEvent } from './tool'
 
+export * from './catalogue'
 export * from './common'
 export * from './errors'
 export * from './ids'
@@ -22,6 +25,10 @@ export const AnnalistEvent = z.discriminatedUnion('type', [...TaskEvent.options,
 export type AnnalistEvent = z.infer<typeof AnnalistEvent>
 export type AnnalistEventType = AnnalistEvent['type']
 export type EventOfType<T extends AnnalistEventType> = Extract<AnnalistEvent, { type: T }>
+
+/** Fails to compile when the catalogue (catalogue.ts) names an event type that does not exist. */
+type OnlyEventTypes<T extends AnnalistEventType> = T
+export type CatalogueEventType = OnlyEventTypes<ModelEventType | ToolCallEventType>
 
 /** Current schema version of each event type. Bump it and add an upcaster when a schema changes. */
 export const CURRENT_SCHEMA_VERSION = {
@@ -46,6 +53,16 @@ export const CURRENT_SCHEMA_VERSION = {
   RedriveRequested: 1,
   StreamLifecycleDecided: 1,
 } as const satisfies Record<AnnalistEventType, number>
+
+/**
+ * Builds an event of one type: its data is checked against that type's at compile time, and it is stamped with the
+ * type's current schema version. The one place an event object is assembled; the Historian validates it on append.
+ */
+export function buildEvent<T extends AnnalistEventType>(type: T, data: EventOfType<T>['data'], metadata: Omit<EventMetadata, 'schemaVersion'>): EventOfType<T> {
+  const stamped: EventMetadata = { schemaVersion: CURRENT_SCHEMA_VERSION[type], ...metadata }
+  // TypeScript cannot narrow a union member from a generic `type`; the parameters above pin `data` to it.
+  return { type, data, metadata: stamped } as EventOfType<T>
+}
 
 export const EVENT_TYPES = Object.keys(CURRENT_SCHEMA_VERSION) as AnnalistEventType[]
 

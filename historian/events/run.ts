@@ -1,9 +1,10 @@
 import { z } from 'zod'
+import { REPLAYABLE_STEPS } from './catalogue'
 import { EventMetadata } from './metadata'
 import { PipelineStepName } from './task'
 
 /** The steps a new run can start from: everything after `receive` (the task's input is always reused). */
-export const ReplayableStep = z.enum(['route', 'plan', 'tools', 'synthesize'])
+export const ReplayableStep = z.enum(REPLAYABLE_STEPS)
 export type ReplayableStep = z.infer<typeof ReplayableStep>
 
 const Sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex characters')

@@ -1,8 +1,9 @@
 import { z } from 'zod'
+import { PIPELINE_STEPS } from './catalogue'
 import { EventMetadata } from './metadata'
 
 /** The steps of the pipeline, in order: where a task is, or where it failed. */
-export const PipelineStepName = z.enum(['receive', 'route', 'plan', 'tools', 'synthesize', 'complete'])
+export const PipelineStepName = z.enum(PIPELINE_STEPS)
 export type PipelineStepName = z.infer<typeof PipelineStepName>
 
 /** A tenant's task was accepted by the pipeline; carries the input as received. */

@@ -1,5 +1,5 @@
 import { isDeepStrictEqual } from 'node:util'
-import { LIFECYCLE_DECISION_ACTIVITY, StreamLifecycleDecided, type LifecycleDecision } from '../events'
+import { buildEvent, LIFECYCLE_DECISION_ACTIVITY, StreamLifecycleDecided, type LifecycleDecision } from '../events'
 import type { Historian } from '../historian'
 import { ConcurrencyError, StreamTombstonedError, UnsupportedStoreOperationError, type EventStore } from '../port'
 import { assertTaskId, assertTenantId, taskStreamName } from '../streams'
@@ -90,11 +90,8 @@ export async function recordLifecycleDecision(historian: Historian, request: Dec
       return { decision: decided.at(-1)!, recorded: false, applied }
     }
     refuseUnlessPossible(targetStream, decision, before, streamRevision)
-    const event = StreamLifecycleDecided.parse({
-      type: 'StreamLifecycleDecided',
-      data,
-      metadata: {
-        schemaVersion: 1,
+    const event = StreamLifecycleDecided.parse(
+      buildEvent('StreamLifecycleDecided', data, {
         tenantId,
         taskId,
         workflowId: `lifecycle:${tenantId}`,
@@ -105,8 +102,8 @@ export async function recordLifecycleDecision(historian: Historian, request: Dec
         causationId: compliance.events.at(-1)?.eventId ?? null,
         occurredAt: decidedAt,
         classification: 'internal',
-      },
-    })
+      }),
+    )
     try {
       await historian.appendToCompliance(tenantId, [{ eventId: data.decisionId, event }], compliance.tail)
     } catch (error) {

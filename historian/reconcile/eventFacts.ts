@@ -1,3 +1,4 @@
+import { isModelFailedEventType } from '../events/catalogue'
 import type { RecordedEvent } from '../port'
 import type { EventFact } from './taskFacts'
 
@@ -10,7 +11,7 @@ const isRecord = (value: unknown): value is Record<string, unknown> => typeof va
  * Everything else an activity writes is its outcome.
  */
 export function isAttemptFailureRecord(type: string, data: unknown): boolean {
-  return type.endsWith('ModelFailed') && isRecord(data) && data.willRetry === true
+  return isModelFailedEventType(type) && isRecord(data) && data.willRetry === true
 }
 
 /**

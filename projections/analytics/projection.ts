@@ -1,5 +1,5 @@
 import type pg from 'pg'
-import type { AnnalistEvent, EventMetadata, ModelRef, ModelUsage, PromptRef } from '../../historian/events'
+import { MODEL_EVENTS, type AnnalistEvent, type ModelStep, type EventMetadata, type ModelRef, type ModelUsage, type PromptRef } from '../../historian/events'
 import type { StoredEvent } from '../../historian/historian'
 import { forgetTaskRows, insertRows, type Projection, type ProjectionTables, type RowColumn } from '../projection'
 
@@ -8,8 +8,6 @@ export const ANALYTICS_PROJECTION = 'analytics'
 
 type AnalyticsTable = 'analytics_model_invocations' | 'analytics_step_failures' | 'analytics_tool_calls'
 
-/** The pipeline steps that call a model. */
-type ModelStep = 'route' | 'plan' | 'synthesize'
 
 /** What a step failure row records: a failed model attempt, a failed tool call, or the task giving up at that step. */
 export const StepFailureKind = { modelAttempt: 'model_attempt', toolCall: 'tool_call', task: 'task' } as const
@@ -37,16 +35,6 @@ interface AnalyticsFacts {
   toolCall?: { toolName: string; outcome: 'ok' | 'failed'; errorCode: string | null; latencyMs: number }
 }
 
-const MODEL_STEP = {
-  RoutingModelInvoked: 'route',
-  RoutingModelFailed: 'route',
-  PlanCreated: 'plan',
-  PlanIterationCreated: 'plan',
-  PlanningModelFailed: 'plan',
-  SynthesisModelInvoked: 'synthesize',
-  SynthesisModelFailed: 'synthesize',
-} as const satisfies Record<string, ModelStep>
-
 /** A model call's usage as an invocation row holds it: reported, or the flagged estimate of a call that reported nothing. */
 function usageFacts(usage: ModelUsage) {
   return { inputTokens: usage.inputTokens, outputTokens: usage.outputTokens, costUsd: usage.costUsd, usageReported: usage.reported }
@@ -62,7 +50,7 @@ export function analyticsFacts(event: AnnalistEvent): AnalyticsFacts {
       const { model, prompt, usage, latencyMs } = event.data
       return {
         invocation: {
-          step: MODEL_STEP[event.type],
+          step: MODEL_EVENTS[event.type].step,
           outcome: 'ok',
           model,
           prompt,
@@ -76,7 +64,7 @@ export function analyticsFacts(event: AnnalistEvent): AnalyticsFacts {
     case 'PlanningModelFailed':
     case 'SynthesisModelFailed': {
       const { model, prompt, latencyMs, errorCode, usage } = event.data
-      const step = MODEL_STEP[event.type]
+      const { step } = MODEL_EVENTS[event.type]
       return {
         invocation: {
           step,

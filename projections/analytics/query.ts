@@ -1,10 +1,11 @@
 import type pg from 'pg'
+import { PIPELINE_STEPS, REPLAYABLE_STEPS } from '../../historian/events/catalogue'
 import { assertTenantId } from '../../historian/streams'
 import { filterValue, InvalidQueryError, timeWindow, type TimeWindow } from '../queryFilters'
 import { StepFailureKind } from './projection'
 
-/** The pipeline steps failures are reported for. */
-export const FAILURE_STEPS = ['route', 'plan', 'tools', 'synthesize'] as const
+/** The pipeline steps failures are reported for: the steps that do work, the ones a new run can start from. */
+export const FAILURE_STEPS = REPLAYABLE_STEPS
 export type FailureStep = (typeof FAILURE_STEPS)[number]
 
 /**
@@ -117,7 +118,7 @@ export interface ToolUsage {
 /** Default window of failure queries ("in the last 24 hours") and of the others, in days. */
 const FAILURE_WINDOW_DAYS = 1
 const DEFAULT_WINDOW_DAYS = 30
-const STEP_ORDER = `array_position(array['receive', 'route', 'plan', 'tools', 'synthesize', 'complete'], step)`
+const STEP_ORDER = `array_position(array[${PIPELINE_STEPS.map((step) => `'${step}'`).join(', ')}], step)`
 
 /** A WHERE clause built from constant SQL fragments, with every value as a parameter. */
 class Conditions {

@@ -1,5 +1,5 @@
 import type pg from 'pg'
-import type { AnnalistEvent, ModelRef, PromptRef } from '../../historian/events'
+import { MODEL_EVENTS, type AnnalistEvent, type ModelRef, type PromptRef } from '../../historian/events'
 import type { StoredEvent } from '../../historian/historian'
 import { forgetTaskRows, insertRows, type Projection, type ProjectionTables, type RowColumn } from '../projection'
 
@@ -52,7 +52,7 @@ export function auditFacts(event: AnnalistEvent): AuditFacts {
     case 'PlanIterationCreated':
     case 'SynthesisModelInvoked': {
       const { model, prompt, usage, latencyMs, finishReason, structuredOutput } = event.data
-      const role = event.type === 'RoutingModelInvoked' ? 'routing' : event.type === 'SynthesisModelInvoked' ? 'synthesis' : 'planning'
+      const { role } = MODEL_EVENTS[event.type]
       const did =
         event.type === 'RoutingModelInvoked'
           ? `chose route '${event.data.route}'`
@@ -77,7 +77,7 @@ export function auditFacts(event: AnnalistEvent): AuditFacts {
     case 'PlanningModelFailed':
     case 'SynthesisModelFailed': {
       const { model, prompt, errorCode, willRetry, latencyMs, usage, finishReason } = event.data
-      const role = event.type === 'RoutingModelFailed' ? 'routing' : event.type === 'PlanningModelFailed' ? 'planning' : 'synthesis'
+      const { role } = MODEL_EVENTS[event.type]
       return {
         model,
         prompt,

@@ -1,5 +1,5 @@
 import type pg from 'pg'
-import type { AnnalistEvent, ModelRef, ModelUsage, PromptRef } from '../../historian/events'
+import { MODEL_EVENTS, type AnnalistEvent, type ModelRef, type ModelRole, type ModelUsage, type PipelineStepName, type PromptRef } from '../../historian/events'
 import type { StoredEvent } from '../../historian/historian'
 import { forgetTaskRows, type Projection, type ProjectionTables } from '../projection'
 
@@ -14,7 +14,7 @@ export type TaskStatus = (typeof TaskStatus)[keyof typeof TaskStatus]
 
 /** One distinct model use in a task: which model, in which role, from which prompt template. */
 export interface ModelUse {
-  readonly role: 'routing' | 'planning' | 'synthesis'
+  readonly role: ModelRole
   readonly provider: string
   readonly modelId: string
   readonly modelVersion: string
@@ -26,7 +26,7 @@ export interface ModelUse {
 interface SummaryDelta {
   /** Absent: the event does not move the task (a compensation, a dead letter, a continue-as-new). */
   status?: TaskStatus
-  step?: 'receive' | 'route' | 'plan' | 'tools' | 'synthesize' | 'complete'
+  step?: PipelineStepName
   /** A new run (replay or redrive) re-opens a finished task and clears its failure. */
   reopens?: boolean
   failedStep?: string
@@ -96,35 +96,23 @@ export function summaryDelta(event: AnnalistEvent): SummaryDelta {
     case 'AgentTaskReceived':
       return { ...NONE, status: 'received', step: 'receive', startedAt: event.metadata.occurredAt }
     case 'RoutingModelInvoked':
-      return {
-        ...NONE,
-        status: 'running',
-        step: 'route',
-        route: event.data.route,
-        modelUsed: modelUse('routing', event.data.model, event.data.prompt),
-        ...usageDelta(event.data.usage, false),
-      }
     case 'PlanCreated':
     case 'PlanIterationCreated':
     case 'SynthesisModelInvoked': {
-      const planning = event.type !== 'SynthesisModelInvoked'
+      const { step, role } = MODEL_EVENTS[event.type]
       return {
         ...NONE,
         status: 'running',
-        step: planning ? 'plan' : 'synthesize',
-        modelUsed: modelUse(planning ? 'planning' : 'synthesis', event.data.model, event.data.prompt),
+        step,
+        ...(event.type === 'RoutingModelInvoked' ? { route: event.data.route } : {}),
+        modelUsed: modelUse(role, event.data.model, event.data.prompt),
         ...usageDelta(event.data.usage, false),
       }
     }
     case 'RoutingModelFailed':
     case 'PlanningModelFailed':
     case 'SynthesisModelFailed': {
-      const [step, role] =
-        event.type === 'RoutingModelFailed'
-          ? (['route', 'routing'] as const)
-          : event.type === 'PlanningModelFailed'
-            ? (['plan', 'planning'] as const)
-            : (['synthesize', 'synthesis'] as const)
+      const { step, role } = MODEL_EVENTS[event.type]
       return {
         ...NONE,
         ...usageDelta(event.data.usage, true),

@@ -2,6 +2,7 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { MockActivityEnvironment } from '@temporalio/testing'
+import { activityInterceptors } from '../../activities/activityInterceptors'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ModelClient } from '../../activities/models/modelClient'
 import { modelsFromConfig } from '../../activities/models/modelsFromConfig'
@@ -29,7 +30,7 @@ function environment(activityId: string, attempt: number) {
     attempt,
     heartbeatTimeoutMs: 10_000,
     retryPolicy: { maximumAttempts: 4 },
-  })
+  }, { interceptors: activityInterceptors })
   return {
     run: <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A): Promise<R> => env.run(fn, ...args) as Promise<R>,
   }

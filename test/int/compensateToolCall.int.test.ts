@@ -1,5 +1,6 @@
 import { MockActivityEnvironment } from '@temporalio/testing'
 import { ApplicationFailure } from '@temporalio/common'
+import { activityInterceptors } from '../../activities/activityInterceptors'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ModelClient } from '../../activities/models/modelClient'
 import { modelsFromConfig } from '../../activities/models/modelsFromConfig'
@@ -32,7 +33,7 @@ function environment(task: { tenantId: string; taskId: string }, activityId: str
     attempt,
     heartbeatTimeoutMs: 10_000,
     retryPolicy: { maximumAttempts: MAX_ATTEMPTS },
-  })
+  }, { interceptors: activityInterceptors })
   return { run: <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A): Promise<R> => env.run(fn, ...args) as Promise<R> }
 }
 

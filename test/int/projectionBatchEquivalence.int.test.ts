@@ -7,7 +7,7 @@ import { Historian, type PendingEvent, type StoredEvent } from '../../historian/
 import type { RecordedEvent } from '../../historian/port'
 import { taskStreamName } from '../../historian/streams'
 import { defaultProjections } from '../../projections/defaultProjections'
-import { describeError } from '../../projections/deadLetters'
+import { describeError } from '../../projections/projectionDeadLetters'
 import { suffixedTables, type Projection, type ProjectionTables } from '../../projections/projection'
 import { applyEvents, readAfter, withClient } from '../../projections/runner'
 import { DATABASE_BACKENDS, randomKeyRing, randomSuffix } from '../support/databases'

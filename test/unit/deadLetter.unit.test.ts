@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { deadLetterFor, latestRunEvents, MAX_LISTED_FAILURES, RedriveRefusedError, redriveTarget, type DeadLetterInputEvent, type TaskFailure } from '../../activities/deadLetter'
+import { deadLetterFor, latestRunEvents, MAX_LISTED_FAILURES, RedriveRefusedError, redriveTarget, type DeadLetterInputEvent, type TaskFailure } from '../../activities/taskDeadLetter'
 import { CURRENT_SCHEMA_VERSION, REDRIVE_REQUEST_ACTIVITY, TaskDeadLettered, validateEvent, type AnnalistEvent } from '../../historian/events'
 import type { PendingEvent } from '../../historian/historian'
 import { TaskEventFactory } from '../../dev/fixtures/eventFactory'

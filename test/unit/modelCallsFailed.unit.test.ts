@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import type { StoredEvent, TaskStream } from '../../historian/historian'
-import { modelCallsFailed } from '../../activities/modelStep'
+import { modelCallsFailed } from '../../activities/runModelStep'
 import { TaskEventFactory } from '../../dev/fixtures/eventFactory'
 
 function streamOf(pending: readonly { eventId: string; event: StoredEvent['event'] }[]): TaskStream {

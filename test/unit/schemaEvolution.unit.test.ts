@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { Route } from '../../activities/models/prompts'
-import { routingStep } from '../../activities/modelSteps'
+import { routingStep } from '../../activities/pipelineModelSteps'
 import {
   CURRENT_CATALOG,
   CURRENT_SCHEMA_VERSION,
@@ -71,8 +71,11 @@ describe('RoutingModelInvoked v1 -> v2 -> v3', () => {
   })
 
   it('the routing step writes the routes it offered, which include the one chosen', () => {
-    const data = routingStep.invokedData({ route: 'account' })
-    expect(data).toEqual({ route: 'account', candidateRoutes: Object.values(Route) })
+    const recorded = readEvent(storedRouting)
+    if (recorded.type !== 'RoutingModelInvoked') throw new Error('the fixture has no routing outcome')
+    const { route: _route, candidateRoutes: _offered, ...invocation } = recorded.data
+    const data = routingStep.invokedData({ route: 'account' }, invocation)
+    expect(data).toEqual({ ...invocation, route: 'account', candidateRoutes: Object.values(Route) })
   })
 
   it('a v2 event keeps its candidate routes and only gains the v3 reply facts', () => {

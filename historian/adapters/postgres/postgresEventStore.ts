@@ -32,8 +32,8 @@ import { assertStreamName, validateAppendBatch } from '../../appendRules'
 export const EVENTS_CHANNEL = 'annalist_events'
 
 /*
- * Appends are serialized by a transaction-scoped advisory lock, taken first thing by annalist_append
- * (migrations/004_append_function.sql; key 7020670233826915188).
+ * Appends are serialized by a transaction-scoped advisory lock, taken first thing by the annalist_append SQL function
+ * (migrations/005_stream_lifecycle.sql, which replaced 004_append_function.sql's; key 7020670233826915188).
  *
  * Why: `position` comes from a sequence, so a transaction can take position 7, stall, and commit after another
  * transaction committed position 8. A subscriber reading `position > checkpoint` would see 8, move its checkpoint to 8,

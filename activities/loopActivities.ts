@@ -3,10 +3,10 @@ import { foldTask } from '../historian/taskState'
 import type { TaskRef } from '../workflows/api'
 import { MAX_LOOP_ITERATIONS, MAX_TOOL_CALLS_PER_ITERATION } from '../workflows/api'
 import { currentActivityScope, withHeartbeat } from './activityScope'
-import { eventMetadata } from './eventMetadata'
+import { activityEvent, lastEventIdOf } from './activityEvent'
 import { brokenInvariant } from './failures'
-import { planIterationStep } from './loopSteps'
-import { runModelStep } from './modelStep'
+import { planIterationStep } from './loopModelSteps'
+import { runModelStep } from './runModelStep'
 import { toolCallIdPrefix } from './models/loopPrompts'
 import type { ActivityDeps } from './activityDeps'
 import { recordOnce } from './recordOnce'
@@ -61,8 +61,7 @@ export function createLoopActivities(deps: ActivityDeps) {
                 `the stream records ${state.iterations} iterations and ${done} of ${state.toolCalls.length} tool calls done`,
             )
           }
-          const causationId = stream.events[stream.events.length - 1]?.eventId ?? null
-          return [{ type: 'TaskRunContinued', data, metadata: eventMetadata('TaskRunContinued', scope, deps.clock(), causationId) }]
+          return [activityEvent('TaskRunContinued', data, scope, deps.clock(), lastEventIdOf(stream))]
         },
       }),
     )

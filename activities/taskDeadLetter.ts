@@ -1,4 +1,4 @@
-import type { AnnalistEvent, FailedAttempt, ReplayableStep, TaskDeadLettered } from '../historian/events'
+import { BeginRunFailureType, failureEventTypesOf, NON_RETRYABLE_FAILURE_TYPES, type AnnalistEvent, type FailedAttempt, type ReplayableStep, type TaskDeadLettered } from '../historian/events'
 import { foldTask } from '../historian/taskState'
 
 /** What the workflow knows about the failure that ended a run, as failTask receives it. */
@@ -27,15 +27,7 @@ export type DeadLetterDecision =
 export const RETRYABLE_IN_KIND: readonly string[] = ['MODEL_TIMEOUT', 'MODEL_PROVIDER_ERROR', 'MODEL_OUTPUT_MALFORMED']
 
 /** Failures no retry could fix: a redrive would fail the same way, so they never dead-letter. */
-export const NEVER_DEAD_LETTERED: readonly string[] = [
-  'MODEL_CONTEXT_LENGTH_EXCEEDED',
-  'INVALID_IDENTIFIER',
-  'EVENT_SCHEMA_INVALID',
-  'UNKNOWN_EVENT_TYPE',
-  'EVENT_ID_CONFLICT',
-  'BROKEN_INVARIANT',
-  'CHECKPOINT_INVALID',
-]
+export const NEVER_DEAD_LETTERED: readonly string[] = [...NON_RETRYABLE_FAILURE_TYPES, BeginRunFailureType.checkpointInvalid]
 
 /** Temporal retry states that mean Temporal itself gave up retrying (attempts used up, or the schedule-to-close time). */
 const GAVE_UP: readonly string[] = ['MAXIMUM_ATTEMPTS_REACHED', 'TIMEOUT']
@@ -44,16 +36,6 @@ const GAVE_UP: readonly string[] = ['MAXIMUM_ATTEMPTS_REACHED', 'TIMEOUT']
 export const MAX_LISTED_FAILURES = 100
 
 const MAX_MESSAGE = 2_000
-
-/** Recorded failure events, by the step they belong to. */
-const FAILURE_TYPES: Readonly<Record<TaskFailure['failedStep'], readonly AnnalistEvent['type'][]>> = {
-  receive: [],
-  route: ['RoutingModelFailed'],
-  plan: ['PlanningModelFailed'],
-  tools: ['ToolCallFailed'],
-  synthesize: ['SynthesisModelFailed'],
-  complete: [],
-}
 
 /** A stored event as deadLetterFor needs it: its ID and the event. */
 export interface DeadLetterInputEvent {
@@ -97,7 +79,7 @@ export function deadLetterFor(events: readonly DeadLetterInputEvent[], failure: 
   const retryState = failure.retryState ?? 'UNSPECIFIED'
   if (NEVER_DEAD_LETTERED.includes(failure.errorCode)) return { deadLettered: false, reason: `${failure.errorCode} is a failure no retry can fix` }
 
-  const types = FAILURE_TYPES[failure.failedStep]
+  const types = failureEventTypesOf(failure.failedStep)
   const run = latestRunEvents(events)
   const recorded = run.filter(
     (stored) => types.includes(stored.event.type) && (failure.activityId === undefined || stored.event.metadata.activityId === failure.activityId),

@@ -1,6 +1,6 @@
 import type pg from 'pg'
 import type { EventStore, RecordedEvent } from '../historian/port'
-import { describeError, listDeadLetters, recordFailedRetry, resolveDeadLetter, type DeadLetter } from './deadLetters'
+import { describeError, listDeadLetters, recordFailedRetry, resolveDeadLetter, type DeadLetter } from './projectionDeadLetters'
 import { liveTables, type Projection } from './projection'
 import { rebuildProjection } from './rebuild'
 import { applyEvents, withClient } from './runner'

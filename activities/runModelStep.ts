@@ -1,11 +1,11 @@
 import { ApplicationFailure } from '@temporalio/activity'
 import type { z } from 'zod'
-import type { AnnalistEvent, ModelErrorCode, ModelFailure, ModelInvocation, PromptRef, StructuredOutput } from '../historian/events'
+import type { EventOfType, ModelErrorCode, ModelFailedEventType, ModelFailure, ModelInvocation, ModelInvokedEventType, PromptRef, StructuredOutput } from '../historian/events'
 import type { Historian, StoredEvent, TaskStream } from '../historian/historian'
 import { foldTask, type TaskState } from '../historian/taskState'
 import { MODEL_CALL_ATTEMPTS } from '../workflows/api'
 import { withHeartbeat, type ActivityScope } from './activityScope'
-import { eventMetadata } from './eventMetadata'
+import { activityEvent } from './activityEvent'
 import type { ModelCallResult, ModelClient, ModelRole } from './models/modelClient'
 import { ModelCallError } from './models/modelErrors'
 import { recordAttemptFailure, recordOnce, type RecordedOutcome } from './recordOnce'
@@ -14,16 +14,16 @@ import { recordAttemptFailure, recordOnce, type RecordedOutcome } from './record
 export type ModelStepReply<Parsed> = { readonly schema: z.ZodType<Parsed> } | { readonly parseText: (text: string) => Parsed }
 
 /** What distinguishes one model-backed step (routing, planning, loop planning, synthesis) from another. */
-export interface ModelStepSpec<Parsed> {
+export interface ModelStepSpec<Parsed, Invoked extends ModelInvokedEventType = ModelInvokedEventType> {
   readonly role: ModelRole
-  readonly invokedType: 'RoutingModelInvoked' | 'PlanCreated' | 'PlanIterationCreated' | 'SynthesisModelInvoked'
-  readonly failedType: 'RoutingModelFailed' | 'PlanningModelFailed' | 'SynthesisModelFailed'
+  readonly invokedType: Invoked
+  readonly failedType: ModelFailedEventType
   /** Renders this step's prompt from the task as recorded so far. */
   readonly render: (state: TaskState) => { system: string; prompt: string; promptRef: PromptRef }
   /** The reply's shape; `parseText` throws ModelCallError(MODEL_OUTPUT_MALFORMED) when a text reply does not fit. */
   readonly reply: ModelStepReply<Parsed>
-  /** The step-specific fields of the invoked event. */
-  readonly invokedData: (parsed: Parsed) => Record<string, unknown>
+  /** The invoked event's data: the model invocation plus the step's own fields from its parsed reply. */
+  readonly invokedData: (parsed: Parsed, invocation: ModelInvocation) => EventOfType<Invoked>['data']
 }
 
 export interface ModelStepDeps {
@@ -34,10 +34,6 @@ export interface ModelStepDeps {
 
 /** Error codes of replies that came back unusable: the ones the step's one repair call may fix by re-asking. */
 const REPAIRABLE: ReadonlySet<ModelErrorCode> = new Set(['MODEL_OUTPUT_MALFORMED', 'MODEL_OUTPUT_TRUNCATED'])
-
-function modelEvent(type: string, data: Record<string, unknown>, scope: ActivityScope, now: Date, causationId: string | null): AnnalistEvent {
-  return { type, data, metadata: eventMetadata(type as AnnalistEvent['type'], scope, now, causationId) } as AnnalistEvent
-}
 
 /** The recorded failed model calls of this step's activity in this Temporal run, in stream order. */
 function recordedFailures(stream: TaskStream, scope: Pick<ActivityScope, 'runId' | 'activityId'>, failedType: string): StoredEvent[] {
@@ -93,7 +89,7 @@ function invocationOf(reply: ModelCallResult<unknown>, promptRef: PromptRef, cal
  *   the step's recorded outcome and is thrown as a non-retryable ApplicationFailure typed with its error code, on this
  *   attempt and any later one.
  */
-export async function runModelStep<Parsed>(deps: ModelStepDeps, scope: ActivityScope, spec: ModelStepSpec<Parsed>): Promise<RecordedOutcome> {
+export async function runModelStep<Parsed, Invoked extends ModelInvokedEventType>(deps: ModelStepDeps, scope: ActivityScope, spec: ModelStepSpec<Parsed, Invoked>): Promise<RecordedOutcome> {
   const outcome = await recordOnce({
     historian: deps.historian,
     scope,
@@ -120,8 +116,8 @@ export async function runModelStep<Parsed>(deps: ModelStepDeps, scope: ActivityS
           try {
             const parsed = 'schema' in spec.reply ? (reply.structured as { value: Parsed }).value : spec.reply.parseText(reply.text)
             const structuredOutput = reply.structured ? { dialect: reply.structured.dialect, path: isRepair ? 'repaired' : reply.structured.path } as const : null
-            const data = { ...invocationOf(reply, promptRef, callIndex, structuredOutput), ...spec.invokedData(parsed) }
-            return [modelEvent(spec.invokedType, data, scope, deps.clock(), causationId)]
+            const data = spec.invokedData(parsed, invocationOf(reply, promptRef, callIndex, structuredOutput))
+            return [activityEvent(spec.invokedType, data, scope, deps.clock(), causationId)]
           } catch (error) {
             // A text reply the step cannot use is malformed like a structured one: it keeps the reply's usage.
             if (!(error instanceof ModelCallError)) throw error
@@ -148,7 +144,7 @@ export async function runModelStep<Parsed>(deps: ModelStepDeps, scope: ActivityS
             willRepair,
             isRepair,
           }
-          const event = modelEvent(spec.failedType, failure, scope, deps.clock(), causationId)
+          const event = activityEvent(spec.failedType, failure, scope, deps.clock(), causationId)
           if (!willRetry) return [event]
           const eventId = await recordAttemptFailure(deps.historian, scope, event, isRepair ? 'repair' : 'call')
           if (!willRepair) throw ApplicationFailure.create({ message: error.message, type: error.code, nonRetryable: false })

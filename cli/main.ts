@@ -11,7 +11,7 @@ function buildProgram(): Command {
     .showHelpAfterError()
     .addHelpText(
       'after',
-      '\nCommands that change state (start, cancel, redrive, replay, rebuild, dead-letters retry, api-keys create and revoke) need an API key\n' +
+      '\nCommands that change state (start, cancel, redrive, replay, rebuild, projection-dead-letters retry, api-keys create and revoke, lifecycle) need an API key\n' +
         'whose role holds their permission in ANNALIST_API_KEY; the first global operator key is created without one (docs/roles.md).',
     )
 
@@ -35,13 +35,18 @@ function buildProgram(): Command {
     .option('--batch-size <n>', 'events per transaction', '2000')
     .action(async (name, options) => (await import('./commands/rebuild')).rebuildCommand(name, options))
 
-  const deadLetters = program.command('dead-letters').description('events a projection could not handle: list them, retry them')
+  // Events a projection could not apply; not to be confused with dead-lettered tasks (`dead-tasks`). `dead-letters` is
+  // the old name, a documented alias until the issue after next.
+  const deadLetters = program
+    .command('projection-dead-letters')
+    .alias('dead-letters')
+    .description('events a projection could not apply (projection dead letters; alias: dead-letters): list them, retry them')
   deadLetters
     .command('list')
     .description('list dead letters with position and error')
     .option('--projection <name>', 'only this projection')
     .addOption(new Option('--format <format>', 'output format').choices(['table', 'json', 'csv']).default('table'))
-    .action(async (options) => (await import('./commands/deadLetters')).listDeadLettersCommand(options))
+    .action(async (options) => (await import('./commands/projectionDeadLetters')).listProjectionDeadLettersCommand(options))
   deadLetters
     .command('retry')
     .description('apply dead-lettered events again once their cause is fixed; prints what happened to each (exit 2 if any failed again)')
@@ -49,7 +54,7 @@ function buildProgram(): Command {
     .option('--position <n>', 'only the dead letter at this global position')
     .option('--all', 'every dead letter (of --projection, if given)')
     .addOption(new Option('--format <format>', 'output format').choices(['table', 'json', 'csv']).default('table'))
-    .action(async (options) => (await import('./commands/deadLetters')).retryDeadLettersCommand(options))
+    .action(async (options) => (await import('./commands/projectionDeadLetters')).retryProjectionDeadLettersCommand(options))
 
   const deadTasks = program.command('dead-tasks').description('tasks that exhausted a step\'s retries (dead letters), from the read model; redrive them with `redrive`')
   deadTasks

@@ -185,25 +185,36 @@ export const tenantRoutes: FastifyPluginAsyncZod<{ deps: ApiDeps }> = async (app
     },
   )
 
-  app.get(
-    '/tenants/:tenantId/dead-letters',
-    {
-      config,
-      schema: {
-        ...tenantRoute("The tenant's dead-lettered tasks", 'Tasks that exhausted a step\'s retries, with every failed attempt and who redrove them, oldest first (docs/dead-letters.md).'),
-        params: TenantParams,
-        querystring: DeadLettersQuery,
-        response: { 200: z.object({ deadLetters: z.array(TaskDeadLetterBody) }), ...AUTHENTICATED_ERRORS },
+  // The tenant's dead-lettered tasks; `/dead-letters` is the old name, kept as a deprecated alias (docs/api.md).
+  for (const [url, deprecated] of [
+    ['/tenants/:tenantId/dead-tasks', false],
+    ['/tenants/:tenantId/dead-letters', true],
+  ] as const) {
+    app.get(
+      url,
+      {
+        config,
+        schema: {
+          ...tenantRoute(
+            "The tenant's dead-lettered tasks",
+            "Tasks that exhausted a step's retries, with every failed attempt and who redrove them, oldest first (docs/dead-letters.md)." +
+              (deprecated ? ' Deprecated name of /v1/tenants/{tenantId}/dead-tasks, answered the same until the issue after next.' : ''),
+          ),
+          ...(deprecated ? { deprecated: true } : {}),
+          params: TenantParams,
+          querystring: DeadLettersQuery,
+          response: { 200: z.object({ deadLetters: z.array(TaskDeadLetterBody) }), ...AUTHENTICATED_ERRORS },
+        },
       },
-    },
-    async (request) => {
-      const query = { tenantId: request.params.tenantId, status: request.query.status, limit: pageLimit(request.query.limit, MAX_PAGE, DEFAULT_PAGE) }
-      request.accessQuery = { ...validateTaskDeadLetterQuery(query) }
-      const deadLetters = await taskDeadLetters(deps.pool, query)
-      request.rowsReturned = deadLetters.length
-      return { deadLetters: jsonified(deadLetters) }
-    },
-  )
+      async (request) => {
+        const query = { tenantId: request.params.tenantId, status: request.query.status, limit: pageLimit(request.query.limit, MAX_PAGE, DEFAULT_PAGE) }
+        request.accessQuery = { ...validateTaskDeadLetterQuery(query) }
+        const deadLetters = await taskDeadLetters(deps.pool, query)
+        request.rowsReturned = deadLetters.length
+        return { deadLetters: jsonified(deadLetters) }
+      },
+    )
+  }
 
   app.get(
     '/tenants/:tenantId/export',

@@ -46,33 +46,33 @@ describe('annalist dead-letters, rebuild and lag', () => {
 
   it('lists the poison event with its position and error, retries it after the fix, and keeps the record', async () => {
     for (const projection of defaultProjections()) expect(await readCheckpoint(database.pool, projection.name)).toBe(end)
-    const listed = await cli(['dead-letters', 'list', '--format', 'json'])
+    const listed = await cli(['projection-dead-letters', 'list', '--format', 'json'])
     expect(listed.code).toBe(0)
     const letters = JSON.parse(listed.stdout) as { projection: string; position: string; eventType: string; error: string }[]
     expect(letters.map((letter) => [letter.projection, letter.position, letter.eventType])).toEqual(
       ['analytics', 'audit_timeline', 'task_dead_letters', 'task_summary'].map((name) => [name, String(poison), 'ToolCallExecuted']),
     )
     for (const letter of letters) expect(letter.error).toMatch(/^EventSchemaError: event ToolCallExecuted fails its schema/)
-    const table = await cli(['dead-letters', 'list', '--projection', 'task_summary'])
+    const table = await cli(['projection-dead-letters', 'list', '--projection', 'task_summary'])
     expect(table.stdout).toContain('ToolCallExecuted')
     expect(table.stdout).toContain(String(poison))
 
-    // Retrying changes state: without a key, or with a key lacking deadLetter.retry, it is refused in one line.
-    const noKey = await runAnnalist(['dead-letters', 'retry', '--all'], { DATABASE_URL: database.url })
+    // Retrying changes state: without a key, or with a key lacking projectionDeadLetter.retry, it is refused in one line.
+    const noKey = await runAnnalist(['projection-dead-letters', 'retry', '--all'], { DATABASE_URL: database.url })
     expect([noKey.code, noKey.stdout]).toEqual([1, ''])
-    expect(noKey.stderr.trim()).toBe('annalist: ANNALIST_API_KEY: not set; this command needs an API key with the permission deadLetter.retry (docs/roles.md)  (run with --verbose for details)')
+    expect(noKey.stderr.trim()).toBe('annalist: ANNALIST_API_KEY: not set; this command needs an API key with the permission projectionDeadLetter.retry (docs/roles.md)  (run with --verbose for details)')
     const analyst = await createApiKey(database.pool, { role: 'analyst' })
-    const denied = await runAnnalist(['dead-letters', 'retry', '--all'], { DATABASE_URL: database.url, ANNALIST_API_KEY: analyst.key })
+    const denied = await runAnnalist(['projection-dead-letters', 'retry', '--all'], { DATABASE_URL: database.url, ANNALIST_API_KEY: analyst.key })
     expect([denied.code, denied.stdout]).toEqual([1, ''])
-    expect(denied.stderr.trim()).toBe(`annalist: API key ${analyst.id} (analyst) may not deadLetter.retry  (run with --verbose for details)`)
+    expect(denied.stderr.trim()).toBe(`annalist: API key ${analyst.id} (analyst) may not projectionDeadLetter.retry  (run with --verbose for details)`)
 
     // Before the fix: the retry fails again (so the refused ones retried nothing), says so, and exits 2.
-    const early = await cli(['dead-letters', 'retry', '--position', String(poison), '--projection', 'audit_timeline', '--format', 'csv'])
+    const early = await cli(['projection-dead-letters', 'retry', '--position', String(poison), '--projection', 'audit_timeline', '--format', 'csv'])
     expect(early.code).toBe(2)
     expect(early.stdout.split('\n')[1]).toMatch(new RegExp(`^audit_timeline,${poison},ToolCallExecuted,failed,rebuild,2,EventSchemaError`))
 
     await database.pool.query(`update events set data = jsonb_set(data, '{toolName}', '"search"') where position = $1`, [poison.toString()])
-    const retried = await cli(['dead-letters', 'retry', '--all', '--format', 'json'])
+    const retried = await cli(['projection-dead-letters', 'retry', '--all', '--format', 'json'])
     expect(retried.stderr).toBe('')
     expect(retried.code).toBe(0)
     expect((JSON.parse(retried.stdout) as { projection: string; outcome: string }[]).map((retry) => [retry.projection, retry.outcome])).toEqual([
@@ -81,6 +81,7 @@ describe('annalist dead-letters, rebuild and lag', () => {
       ['analytics', 'applied'],
       ['task_dead_letters', 'applied'],
     ])
+    // The old name still answers, as a documented alias.
     expect((await cli(['dead-letters', 'list'])).stdout.trim()).toBe('no dead letters')
     expect((await listResolvedDeadLetters(database.pool)).map((letter) => [letter.projection, letter.position, letter.resolution])).toEqual(
       ['audit_timeline', 'task_summary', 'analytics', 'task_dead_letters'].map((name) => [name, poison, 'retried']),

@@ -39,6 +39,7 @@ const DECLARED: Record<string, string> = {
   'GET /v1/tenants/:tenantId/tasks': 'tenant.read',
   'GET /v1/tenants/:tenantId/tasks/:taskId': 'tenant.read',
   'GET /v1/tenants/:tenantId/summary': 'tenant.read',
+  'GET /v1/tenants/:tenantId/dead-tasks': 'tenant.read',
   'GET /v1/tenants/:tenantId/dead-letters': 'tenant.read',
   'GET /v1/tenants/:tenantId/export': 'tenant.read',
   'POST /v1/api-keys/:keyId/revoke': 'key.revoke',

@@ -150,6 +150,7 @@ describe.each(DATABASE_BACKENDS)('HTTP API on $backend', ({ open }) => {
         '/v1/projections/lag',
         '/v1/tenants/{tenantId}/audit',
         '/v1/tenants/{tenantId}/dead-letters',
+        '/v1/tenants/{tenantId}/dead-tasks',
         '/v1/tenants/{tenantId}/export',
         '/v1/tenants/{tenantId}/summary',
         '/v1/tenants/{tenantId}/tasks',

@@ -163,14 +163,16 @@ describe.each(DATABASE_BACKENDS)('task dead letters read model on $backend', ({ 
     const app = buildApiServer({ pool: fixture.database.pool, store: fixture.store, keyRing: fixture.keyRing })
     try {
       const get = (url: string) => app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${acmeKey.key}` } })
-      const own = await get('/v1/tenants/acme/dead-letters?status=redriven')
+      const own = await get('/v1/tenants/acme/dead-tasks?status=redriven')
       expect(own.statusCode).toBe(200)
       const body = own.json() as { deadLetters: { taskId: string; runId: string; status: string; redrivenBy: string; position: string; failures: unknown[] }[] }
       expect(body.deadLetters.map((letter) => [letter.taskId, letter.runId, letter.status, letter.redrivenBy, letter.failures.length])).toEqual([['task-a', 'run-1', 'redriven', 'alice', 4]])
       expect(typeof body.deadLetters[0]!.position).toBe('string')
-      expect((await get('/v1/tenants/acme/dead-letters?status=open')).json()).toEqual({ deadLetters: [] })
-      expect((await get('/v1/tenants/globex/dead-letters')).statusCode).toBe(403)
-      expect((await get('/v1/tenants/acme/dead-letters?status=closed')).statusCode).toBe(400)
+      // The old name answers the same, as a deprecated alias.
+      expect((await get('/v1/tenants/acme/dead-letters?status=redriven')).json()).toEqual(body)
+      expect((await get('/v1/tenants/acme/dead-tasks?status=open')).json()).toEqual({ deadLetters: [] })
+      expect((await get('/v1/tenants/globex/dead-tasks')).statusCode).toBe(403)
+      expect((await get('/v1/tenants/acme/dead-tasks?status=closed')).statusCode).toBe(400)
     } finally {
       await app.close()
     }

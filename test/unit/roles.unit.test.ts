@@ -26,7 +26,7 @@ const EXPECTED: Record<keyof typeof PRINCIPALS, Partial<Record<Permission, reado
   'global operator': {
     'operations.read': ALL,
     ...Object.fromEntries(ACTIONS.map((action) => [action, ALL])),
-    'deadLetter.retry': ALL,
+    'projectionDeadLetter.retry': ALL,
     'projection.rebuild': ALL,
   },
   'operator of acme': Object.fromEntries(ACTIONS.map((action) => [action, ['acme']])),
@@ -46,7 +46,7 @@ const KNOWN: readonly Permission[] = [
   'lifecycle.decide',
   'key.create',
   'key.revoke',
-  'deadLetter.retry',
+  'projectionDeadLetter.retry',
   'projection.rebuild',
 ]
 

@@ -33,7 +33,7 @@ function knownProjection(name: string | undefined): string | undefined {
 }
 
 /** `annalist dead-letters list`: the events projections could not handle, with position and error. */
-export async function listDeadLettersCommand(options: { projection?: string; format: OutputFormat }): Promise<void> {
+export async function listProjectionDeadLettersCommand(options: { projection?: string; format: OutputFormat }): Promise<void> {
   const projection = knownProjection(options.projection)
   const storage = await openStorage(loadConfig())
   try {
@@ -48,7 +48,7 @@ export async function listDeadLettersCommand(options: { projection?: string; for
  * `annalist dead-letters retry`: applies dead-lettered events again (after their cause was fixed) and prints what
  * happened to each. Exits 2 when any letter failed again.
  */
-export async function retryDeadLettersCommand(options: { projection?: string; position?: string; all?: boolean; format: OutputFormat }): Promise<void> {
+export async function retryProjectionDeadLettersCommand(options: { projection?: string; position?: string; all?: boolean; format: OutputFormat }): Promise<void> {
   if ((options.position === undefined) === (options.all !== true)) throw new RangeError('dead-letters retry needs exactly one of --position N and --all')
   if (options.position !== undefined && !/^[1-9]\d{0,18}$/.test(options.position)) {
     throw new RangeError(`--position must be a global position (a whole number >= 1), got ${JSON.stringify(options.position.slice(0, 40))}`)
@@ -58,7 +58,7 @@ export async function retryDeadLettersCommand(options: { projection?: string; po
   const config = loadConfig()
   const storage = await openStorage(config)
   try {
-    await authorizeCaller(storage.database.pool, config.apiKey, 'deadLetter.retry', null)
+    await authorizeCaller(storage.database.pool, config.apiKey, 'projectionDeadLetter.retry', null)
     const retries = await retryDeadLetters(storage.store, storage.database.pool, defaultProjections(), { projection, position })
     const what = position === undefined ? 'no dead letters' : `no dead letter at position ${position}`
     console.log(formatRows(retries, RETRY_COLUMNS, options.format, `${what}${projection ? ` for ${projection}` : ''}`))

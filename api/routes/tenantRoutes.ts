@@ -1,3 +1,4 @@
+import type { FastifyRequest } from 'fastify'
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { auditTrail, validateAuditTrailQuery, type AuditTrailQuery } from '../../projections/auditTimeline/query'
@@ -85,6 +86,30 @@ function listParameter(value: string | string[] | undefined): string[] | undefin
   return (Array.isArray(value) ? value : [value]).flatMap((item) => item.split(',')).map((item) => item.trim())
 }
 
+/** A status-filtered page of the tenant in the path: the query of the task and dead-task lists. */
+function statusPage<Status>(request: {
+  readonly params: { readonly tenantId: string }
+  readonly query: { readonly status?: Status; readonly limit?: string }
+}): { tenantId: string; status: Status | undefined; limit: number } {
+  return { tenantId: request.params.tenantId, status: request.query.status, limit: pageLimit(request.query.limit, MAX_PAGE, DEFAULT_PAGE) }
+}
+
+/**
+ * Reads rows of a tenant's read model and records for the access log what was asked, as `validate` states it (which
+ * throws on a bad filter before anything is read), and how many rows were returned.
+ */
+async function readRecorded<Query, Row>(
+  request: Pick<FastifyRequest, 'accessQuery' | 'rowsReturned'>,
+  query: Query,
+  validate: (query: Query) => object,
+  read: (query: Query) => Promise<Row[]>,
+): Promise<Row[]> {
+  request.accessQuery = { ...validate(query) }
+  const rows = await read(query)
+  request.rowsReturned = rows.length
+  return rows
+}
+
 /** The tenant routes: audit trail, task summaries, tenant summary, dead-lettered tasks, export. Every one reads only the tenant in its path. */
 export const tenantRoutes: FastifyPluginAsyncZod<{ deps: ApiDeps }> = async (app, { deps }) => {
   const config = requires('tenant.read')
@@ -114,9 +139,7 @@ export const tenantRoutes: FastifyPluginAsyncZod<{ deps: ApiDeps }> = async (app
         afterPosition: afterPosition(q.after),
         limit: pageSize,
       }
-      request.accessQuery = { ...validateAuditTrailQuery(query) }
-      const entries = await auditTrail(deps.pool, query)
-      request.rowsReturned = entries.length
+      const entries = await readRecorded(request, query, validateAuditTrailQuery, (valid) => auditTrail(deps.pool, valid))
       const last = entries.at(-1)
       return { entries: jsonified(entries), nextAfter: entries.length === pageSize && last ? last.position.toString() : null }
     },
@@ -134,10 +157,7 @@ export const tenantRoutes: FastifyPluginAsyncZod<{ deps: ApiDeps }> = async (app
       },
     },
     async (request) => {
-      const query = { tenantId: request.params.tenantId, status: request.query.status, limit: pageLimit(request.query.limit, MAX_PAGE, DEFAULT_PAGE) }
-      request.accessQuery = { ...validateTaskSummaryQuery(query) }
-      const tasks = await taskSummaries(deps.pool, query)
-      request.rowsReturned = tasks.length
+      const tasks = await readRecorded(request, statusPage(request), validateTaskSummaryQuery, (query) => taskSummaries(deps.pool, query))
       return { tasks: jsonified(tasks) }
     },
   )
@@ -207,10 +227,7 @@ export const tenantRoutes: FastifyPluginAsyncZod<{ deps: ApiDeps }> = async (app
         },
       },
       async (request) => {
-        const query = { tenantId: request.params.tenantId, status: request.query.status, limit: pageLimit(request.query.limit, MAX_PAGE, DEFAULT_PAGE) }
-        request.accessQuery = { ...validateTaskDeadLetterQuery(query) }
-        const deadLetters = await taskDeadLetters(deps.pool, query)
-        request.rowsReturned = deadLetters.length
+        const deadLetters = await readRecorded(request, statusPage(request), validateTaskDeadLetterQuery, (query) => taskDeadLetters(deps.pool, query))
         return { deadLetters: jsonified(deadLetters) }
       },
     )

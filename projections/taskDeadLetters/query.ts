@@ -2,6 +2,7 @@ import type pg from 'pg'
 import type { FailedAttempt } from '../../historian/events'
 import { assertTaskId, assertTenantId } from '../../historian/streams'
 import { InvalidQueryError, pageLimit } from '../queryFilters'
+import { tenantTaskRows } from '../tenantTaskRows'
 import { DeadLetterStatus } from './projection'
 
 /** The most dead letters one query returns. */
@@ -128,15 +129,8 @@ function toDeadLetter(row: DeadLetterRow): TaskDeadLetter {
  * dead-lettered, at most `limit`. Everything is validated before any query, and the query filters on the tenant.
  */
 export async function taskDeadLetters(pool: pg.Pool, query: TaskDeadLetterQuery): Promise<TaskDeadLetter[]> {
-  const { tenantId, taskId, status, limit } = validateTaskDeadLetterQuery(query)
-  const result = await pool.query<DeadLetterRow>(
-    `select * from task_dead_letters
-      where tenant_id = $1 and ($2::text is null or task_id = $2::text) and ($3::text is null or status = $3::text)
-      order by position
-      limit $4`,
-    [tenantId, taskId, status, limit],
-  )
-  return result.rows.map(toDeadLetter)
+  const rows = await tenantTaskRows<DeadLetterRow>(pool, 'task_dead_letters', 'position', validateTaskDeadLetterQuery(query))
+  return rows.map(toDeadLetter)
 }
 
 /**

@@ -1,6 +1,7 @@
 import type pg from 'pg'
 import { assertTaskId, assertTenantId } from '../../historian/streams'
 import { InvalidQueryError, pageLimit } from '../queryFilters'
+import { tenantTaskRows } from '../tenantTaskRows'
 import { TaskStatus, type ModelUse } from './projection'
 
 /** The most task summaries one query returns. */
@@ -136,15 +137,8 @@ export function validateTaskSummaryQuery(query: TaskSummaryQuery): ValidTaskSumm
  * `limit`. Everything is validated before any query, and every query filters on the tenant.
  */
 export async function taskSummaries(pool: pg.Pool, query: TaskSummaryQuery): Promise<TaskSummary[]> {
-  const { tenantId, taskId, status, limit } = validateTaskSummaryQuery(query)
-  const result = await pool.query<SummaryRow>(
-    `select * from task_summary
-      where tenant_id = $1 and ($2::text is null or task_id = $2::text) and ($3::text is null or status = $3::text)
-      order by first_position
-      limit $4`,
-    [tenantId, taskId, status, limit],
-  )
-  return result.rows.map((row) => ({
+  const rows = await tenantTaskRows<SummaryRow>(pool, 'task_summary', 'first_position', validateTaskSummaryQuery(query))
+  return rows.map((row) => ({
     tenantId: row.tenant_id,
     taskId: row.task_id,
     status: row.status,

@@ -8,6 +8,7 @@ import {
   validateTaskSummaryQuery,
   type TaskSummary,
   type TaskSummaryQuery,
+  type TaskTotals,
   type TenantSummary,
 } from '../../projections/taskSummary/query'
 import { loadConfig } from '../runtime/config'
@@ -25,22 +26,12 @@ export interface ReportOptions {
 }
 
 /** One printed line of the report: a task, or the totals row of a CSV report. */
-interface ReportRow {
+interface ReportRow extends TaskTotals {
   readonly taskId: string
   readonly status: string
   readonly currentStep: string
   readonly failedStep: string | null
   readonly errorCode: string | null
-  readonly attempts: number
-  readonly toolCallsSucceeded: number
-  readonly toolCallsFailed: number
-  readonly modelAttemptsFailed: number
-  readonly totalTokens: number
-  readonly totalCostUsd: number
-  readonly failedCallCostUsd: number
-  readonly callsWithoutReportedUsage: number
-  readonly estimatedUnreportedTokens: number
-  readonly estimatedUnreportedCostUsd: number
   readonly models: string
   readonly modelsUsed: TaskSummary['modelsUsed'] | null
   readonly startedAt: Date | null
@@ -105,21 +96,12 @@ function statusCounts(totals: TenantSummary): string {
 
 function totalRow(totals: TenantSummary): ReportRow {
   return {
+    ...totals,
     taskId: TOTAL_ROW_TASK_ID,
     status: statusCounts(totals),
     currentStep: '',
     failedStep: null,
     errorCode: null,
-    attempts: totals.attempts,
-    toolCallsSucceeded: totals.toolCallsSucceeded,
-    toolCallsFailed: totals.toolCallsFailed,
-    modelAttemptsFailed: totals.modelAttemptsFailed,
-    totalTokens: totals.totalTokens,
-    totalCostUsd: totals.totalCostUsd,
-    failedCallCostUsd: totals.failedCallCostUsd,
-    callsWithoutReportedUsage: totals.callsWithoutReportedUsage,
-    estimatedUnreportedTokens: totals.estimatedUnreportedTokens,
-    estimatedUnreportedCostUsd: totals.estimatedUnreportedCostUsd,
     models: '',
     modelsUsed: null,
     startedAt: null,

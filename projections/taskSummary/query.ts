@@ -18,15 +18,8 @@ export interface TaskSummaryQuery {
   readonly limit?: number
 }
 
-/** Where one task stands, as the task summary read model has it. */
-export interface TaskSummary {
-  readonly tenantId: string
-  readonly taskId: string
-  readonly status: TaskStatus
-  readonly currentStep: string
-  readonly failedStep: string | null
-  readonly errorCode: string | null
-  readonly route: string | null
+/** What a task's calls came to: counted per task, and summed over a tenant's tasks. */
+export interface TaskTotals {
   readonly toolCallsSucceeded: number
   readonly toolCallsFailed: number
   readonly modelAttemptsFailed: number
@@ -35,7 +28,6 @@ export interface TaskSummary {
    * its events carries, summed. A first try that succeeds counts 1; a retry after a failure or a crash counts again.
    */
   readonly attempts: number
-  readonly modelsUsed: readonly ModelUse[]
   /** Tokens and cost the provider reported, over every model call of the task, successful or failed. */
   readonly totalTokens: number
   readonly totalCostUsd: number
@@ -47,6 +39,18 @@ export interface TaskSummary {
   readonly estimatedUnreportedTokens: number
   readonly estimatedUnreportedCostUsd: number
   readonly eventsApplied: number
+}
+
+/** Where one task stands, as the task summary read model has it. */
+export interface TaskSummary extends TaskTotals {
+  readonly tenantId: string
+  readonly taskId: string
+  readonly status: TaskStatus
+  readonly currentStep: string
+  readonly failedStep: string | null
+  readonly errorCode: string | null
+  readonly route: string | null
+  readonly modelsUsed: readonly ModelUse[]
   readonly startedAt: Date | null
   readonly finishedAt: Date | null
   /** Position of the task's first event in the global log. */
@@ -54,27 +58,11 @@ export interface TaskSummary {
   readonly lastPosition: bigint
 }
 
-/** One tenant's tasks in aggregate, for the per-tenant audit summary. */
-export interface TenantSummary {
+/** One tenant's tasks in aggregate, for the per-tenant audit summary: each of the totals is the sum over the tasks. */
+export interface TenantSummary extends TaskTotals {
   readonly tenantId: string
   readonly tasks: number
   readonly byStatus: Readonly<Record<TaskStatus, number>>
-  readonly toolCallsSucceeded: number
-  readonly toolCallsFailed: number
-  readonly modelAttemptsFailed: number
-  /** The sum of the tasks' `attempts`. */
-  readonly attempts: number
-  /** Tokens and cost the provider reported, over every model call of the tasks, successful or failed. */
-  readonly totalTokens: number
-  readonly totalCostUsd: number
-  /** The part of `totalCostUsd` spent on failed calls (a malformed or truncated reply was generated and billed). */
-  readonly failedCallCostUsd: number
-  /** Model calls whose usage the provider did not report (a timeout, an abort, a server without usage). */
-  readonly callsWithoutReportedUsage: number
-  /** Those calls' estimate (prompt tokens, priced): flagged as an estimate and NOT part of the totals. */
-  readonly estimatedUnreportedTokens: number
-  readonly estimatedUnreportedCostUsd: number
-  readonly eventsApplied: number
 }
 
 interface SummaryRow {

@@ -1,8 +1,7 @@
-import { createServer, type AddressInfo } from 'node:net'
 import { basename } from 'node:path'
 
 import { ensureLocalLlm } from './localLlm'
-import { ServerStartError, startOnFreePorts, startServerProcess } from './serverProcess'
+import { freeLoopbackPort, LOOPBACK, ServerStartError, startOnFreePorts, startServerProcess } from './serverProcess'
 
 /** An OpenAI-compatible inference server Annalist can use, and how to release it. */
 export interface LocalLlmEndpoint {
@@ -70,7 +69,6 @@ export class LocalLlmConnectionError extends Error {
   }
 }
 
-const LOOPBACK = '127.0.0.1'
 /** The context size the local server starts with: the default 2048 is too small for the planner's prompt. */
 export const LOCAL_LLM_CONTEXT_SIZE = 4096
 const DEFAULT_START_TIMEOUT_MS = 120_000
@@ -117,7 +115,7 @@ export async function startLocalLlmServer(options: StartLocalLlmServerOptions): 
 }
 
 async function spawnServer(options: StartLocalLlmServerOptions): Promise<LocalLlmServer> {
-  const port = options.port ?? (await freePort())
+  const port = options.port ?? (await freeLoopbackPort())
   const baseURL = `http://${LOOPBACK}:${port}/v1`
   const args = [
     '--model',
@@ -201,16 +199,4 @@ async function listModels(baseURL: string, timeoutMs = PROBE_TIMEOUT_MS): Promis
     const cause = (error as { cause?: { code?: string } }).cause?.code
     return { error: cause ?? (error instanceof Error ? error.message : String(error)) }
   }
-}
-
-/** A TCP port on the loopback interface that was free a moment ago. */
-async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(0, LOOPBACK, () => resolve())
-  })
-  const { port } = server.address() as AddressInfo
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
 }

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process'
 import { closeSync, openSync, rmSync, writeSync } from 'node:fs'
 import { mkdtemp, open, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
+import { createServer, type AddressInfo, type Server } from 'node:net'
 import { join } from 'node:path'
 
 // What the local servers Annalist spawns (the Temporal dev server, the llama.cpp inference server) share: their lifetime
@@ -37,6 +38,33 @@ export function releaseWithThisProcess(release: () => void): () => void {
   process.on('exit', release)
   for (const signal of SIGNALS_TO_FORWARD) process.on(signal, onSignal)
   return removeHooks
+}
+
+/** The address the servers Annalist spawns listen on. */
+export const LOOPBACK = '127.0.0.1'
+
+/** `count` distinct TCP ports on the loopback interface that were free a moment ago: all are held until the last is found. */
+export async function freeLoopbackPorts(count: number): Promise<number[]> {
+  const servers: Server[] = []
+  try {
+    for (let i = 0; i < count; i += 1) {
+      const server = createServer()
+      servers.push(server)
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject)
+        server.listen(0, LOOPBACK, () => resolve())
+      })
+    }
+    return servers.map((server) => (server.address() as AddressInfo).port)
+  } finally {
+    await Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))))
+  }
+}
+
+/** A TCP port on the loopback interface that was free a moment ago. */
+export async function freeLoopbackPort(): Promise<number> {
+  const [port = 0] = await freeLoopbackPorts(1)
+  return port
 }
 
 /** Size of a file, 0 when it does not exist: where a server's new output will start in an appended log. */

@@ -1,11 +1,9 @@
-import { createServer, type AddressInfo, type Server } from 'node:net'
-
 import { Connection, isGrpcServiceError } from '@temporalio/client'
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common'
 import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/search-attributes.js'
 
 import { SEARCH_ATTRIBUTES } from '../../workflows/api'
-import { ServerStartError, startOnFreePorts, startServerProcess } from './serverProcess'
+import { freeLoopbackPorts, LOOPBACK, ServerStartError, startOnFreePorts, startServerProcess } from './serverProcess'
 import {
   TEMPORAL_CLI_VERSION,
   TemporalBinaryUnavailableError,
@@ -92,7 +90,6 @@ export class SearchAttributeTypeError extends Error {
 }
 
 const DEFAULT_NAMESPACE = 'default'
-const LOOPBACK = '127.0.0.1'
 const DEFAULT_START_TIMEOUT_MS = 30_000
 const DEFAULT_STOP_GRACE_MS = 10_000
 const READY_POLL_MS = 250
@@ -299,22 +296,9 @@ async function prepareExistingCluster(address: string, namespace: string): Promi
 
 /** Three free TCP ports on the loopback interface, held open together so they are distinct; `first` replaces the first. */
 async function freePorts(first?: number): Promise<[number, number, number]> {
-  const servers: Server[] = []
-  try {
-    for (let i = first === undefined ? 0 : 1; i < 3; i += 1) {
-      const server = createServer()
-      servers.push(server)
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject)
-        server.listen(0, LOOPBACK, () => resolve())
-      })
-    }
-    const ports = servers.map((server) => (server.address() as AddressInfo).port)
-    const [a = 0, b = 0, c = 0] = first === undefined ? ports : [first, ...ports]
-    return [a, b, c]
-  } finally {
-    await Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))))
-  }
+  const ports = await freeLoopbackPorts(first === undefined ? 3 : 2)
+  const [a = 0, b = 0, c = 0] = first === undefined ? ports : [first, ...ports]
+  return [a, b, c]
 }
 
 /** The temporal CLI reads TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, ... as client settings; the server we start must not. */

@@ -7,6 +7,7 @@ import { createInterface } from 'node:readline'
 
 import { withFileLock } from './fileLock'
 import { startActivityIndicator, type ActivityIndicator } from './progress'
+import { setupCommandStreams, type SetupCommandOptions } from './setupCommandOptions'
 import { annalistCacheDir } from './temporalBinary'
 
 /**
@@ -192,22 +193,12 @@ export async function ensureLocalLlm(options: SetupLocalLlmOptions & { readonly 
   return setupLocalLlm(options)
 }
 
-export interface SetupLocalLlmCommandOptions {
-  readonly env?: NodeJS.ProcessEnv
-  /** Receives `ANNALIST_LLM_PYTHON=...` and `ANNALIST_LLM_MODEL_PATH=...`. Defaults to process.stdout. */
-  readonly stdout?: NodeJS.WritableStream
-  /** Receives progress. Defaults to process.stderr. */
-  readonly stderr?: NodeJS.WriteStream
-}
-
 /**
  * `annalist setup-local-llm`: finds or installs the local inference server (progress on stderr), then prints the venv's
  * python and the GGUF as `ANNALIST_LLM_PYTHON=...` and `ANNALIST_LLM_MODEL_PATH=...` lines on stdout.
  */
-export async function setupLocalLlmCommand(options: SetupLocalLlmCommandOptions = {}): Promise<void> {
-  const env = options.env ?? process.env
-  const stdout = options.stdout ?? process.stdout
-  const stderr = options.stderr ?? process.stderr
+export async function setupLocalLlmCommand(options: SetupCommandOptions = {}): Promise<void> {
+  const { env, stdout, stderr } = setupCommandStreams(options)
   const started = Date.now()
   let installation = findLocalLlm(env)
   if (installation) {

@@ -8,6 +8,7 @@ import { promisify } from 'node:util'
 
 import { isProcessAlive, withFileLock } from './fileLock'
 import { startActivityIndicator } from './progress'
+import { setupCommandStreams, type SetupCommandOptions } from './setupCommandOptions'
 
 /** The temporal CLI release Annalist builds: the last one whose go.mod allows `go install`; it embeds Temporal server 1.29.1. */
 export const TEMPORAL_CLI_VERSION = '1.5.1'
@@ -172,22 +173,12 @@ export async function ensureTemporalBinary(options: EnsureTemporalBinaryOptions 
   return buildTemporalBinary({ onProgress: options.onProgress, cacheDir: options.cacheDir, env })
 }
 
-export interface SetupTemporalCommandOptions {
-  readonly env?: NodeJS.ProcessEnv
-  /** Receives the binary's path (one line). Defaults to process.stdout. */
-  readonly stdout?: NodeJS.WritableStream
-  /** Receives progress. Defaults to process.stderr. */
-  readonly stderr?: NodeJS.WriteStream
-}
-
 /**
  * `annalist setup-temporal`: finds the temporal CLI or builds it with Go, showing a spinner with elapsed seconds and
  * the count of modules downloaded on stderr, then prints the binary's path on stdout.
  */
-export async function setupTemporalCommand(options: SetupTemporalCommandOptions = {}): Promise<void> {
-  const env = options.env ?? process.env
-  const stdout = options.stdout ?? process.stdout
-  const stderr = options.stderr ?? process.stderr
+export async function setupTemporalCommand(options: SetupCommandOptions = {}): Promise<void> {
+  const { env, stdout, stderr } = setupCommandStreams(options)
   const found = findTemporalBinary(env)
   if (found) {
     stderr.write(`temporal CLI found: ${found}\n`)

@@ -1,24 +1,16 @@
-import { copyFile, link, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { copyFile, link, mkdir, readdir, readFile } from 'node:fs/promises'
 import { createServer, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
 
-import { afterAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 
 import { annalistCacheDir } from '../../cli/runtime/temporalBinary'
 import { findLocalLlm, localLlmPaths, setupLocalLlm } from '../../cli/runtime/localLlm'
 import { LocalLlmConnectionError, LocalLlmServerError, resolveLocalLlm, startLocalLlmServer } from '../../cli/runtime/localLlmServer'
 import { mayRunWithoutRealModel, requireRealModelServer } from '../support/realModelServer'
+import { scratchDirs } from '../support/scratchDirs'
 
-const scratchDirs: string[] = []
-async function scratchDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'annalist-llm-test-'))
-  scratchDirs.push(dir)
-  return dir
-}
-afterAll(async () => {
-  await Promise.all(scratchDirs.map((dir) => rm(dir, { recursive: true, force: true })))
-})
+const scratchDir = scratchDirs('annalist-llm-test-')
 
 function isAlive(pid: number): boolean {
   try {

@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 
 import { Client, Connection } from '@temporalio/client'
@@ -28,6 +27,7 @@ import {
   type TemporalEndpoint,
 } from '../../cli/runtime/temporalServer'
 import { SEARCH_ATTRIBUTES } from '../../workflows/api'
+import { scratchDirs } from '../support/scratchDirs'
 
 const TENANT_ID = defineSearchAttributeKey(SEARCH_ATTRIBUTES.tenantId, SearchAttributeType.KEYWORD)
 const TASK_ID = defineSearchAttributeKey(SEARCH_ATTRIBUTES.taskId, SearchAttributeType.KEYWORD)
@@ -35,15 +35,7 @@ const KEYWORD = encodeSearchAttributeIndexedValueType(SearchAttributeType.KEYWOR
 const HOW_TO_GET_A_BINARY =
   'no temporal binary: install Go and run `npm run setup:temporal`, set TEMPORAL_CLI_PATH, or set TEMPORAL_ADDRESS'
 
-const scratchDirs: string[] = []
-async function scratchDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'annalist-temporal-test-'))
-  scratchDirs.push(dir)
-  return dir
-}
-afterAll(async () => {
-  await Promise.all(scratchDirs.map((dir) => rm(dir, { recursive: true, force: true })))
-})
+const scratchDir = scratchDirs('annalist-temporal-test-')
 
 async function writeExecutable(path: string, script: string): Promise<string> {
   await writeFile(path, script)

@@ -1,21 +1,12 @@
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
-import { afterAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 
 import { findLocalLlm, LocalLlmSetupError, LocalLlmUnavailableError, setupLocalLlm } from '../../cli/runtime/localLlm'
 import { LocalLlmConnectionError, resolveLocalLlm } from '../../cli/runtime/localLlmServer'
+import { scratchDirs } from '../support/scratchDirs'
 
-const scratchDirs: string[] = []
-async function scratchDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'annalist-llm-unit-'))
-  scratchDirs.push(dir)
-  return dir
-}
-afterAll(async () => {
-  await Promise.all(scratchDirs.map((dir) => rm(dir, { recursive: true, force: true })))
-})
+const scratchDir = scratchDirs('annalist-llm-unit-')
 
 describe('findLocalLlm', () => {
   it('returns undefined for a cache dir without an installation', async () => {

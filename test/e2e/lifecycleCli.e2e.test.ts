@@ -1,36 +1,20 @@
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import path from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { openDatabase, type Database } from '../../historian/adapters/postgres/database'
-import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEventStore'
-import { Historian } from '../../historian/historian'
-import { generateIntegrityKey, TenantKeyRing } from '../../historian/integrity/tenantKeyRing'
 import { TaskEventFactory } from '../../dev/fixtures/eventFactory'
 import { operatorKeyEnv } from '../support/operatorKey'
+import { pgliteDataDir } from '../support/pgliteDataDir'
 import { runAnnalist } from '../support/runCli'
 
 /** `annalist lifecycle` as an operator runs it, on an embedded PGlite data directory. */
 describe('annalist lifecycle on a PGlite data directory', () => {
-  const dataDir = mkdtempSync(path.join(tmpdir(), 'annalist-lifecycle-'))
-  const key = generateIntegrityKey()
+  const { dataDir, key, withDataDir, historianOn } = pgliteDataDir('annalist-lifecycle-')
   let operator: { ANNALIST_API_KEY: string }
   const lifecycle = (args: string[], caller: object = operator) => runAnnalist(['lifecycle', ...args], { ANNALIST_DATA_DIR: dataDir, ANNALIST_INTEGRITY_KEY: key, ...caller })
   const who = ['--tenant', 'acme', '--by', 'dpo@example.test', '--reason', 'ticket C-42']
 
-  async function withDataDir(work: (database: Database) => Promise<void>): Promise<void> {
-    const database = await openDatabase({ pgliteDataDir: path.join(dataDir, 'pgdata') })
-    try {
-      await work(database)
-    } finally {
-      await database.close()
-    }
-  }
-
   beforeAll(async () => {
     await withDataDir(async (database) => {
       operator = await operatorKeyEnv(database.pool)
-      const historian = new Historian(new PostgresEventStore(database), { keyRing: TenantKeyRing.fromText(key) })
+      const historian = historianOn(database)
       for (const taskId of ['task-a', 'task-b']) {
         const f = new TaskEventFactory('acme', taskId)
         await historian.appendToTask('acme', taskId, [f.received(), f.routingInvoked(), f.planCreated(['search']), f.toolExecuted('call-1', 'search')], { revision: 'no_stream' })

@@ -1,34 +1,18 @@
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import path from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { openDatabase, type Database } from '../../historian/adapters/postgres/database'
-import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEventStore'
-import { Historian } from '../../historian/historian'
-import { generateIntegrityKey, TenantKeyRing } from '../../historian/integrity/tenantKeyRing'
+import { generateIntegrityKey } from '../../historian/integrity/tenantKeyRing'
 import type { ChainVerification } from '../../historian/integrity/verifyChain'
 import { TaskEventFactory } from '../../dev/fixtures/eventFactory'
+import { pgliteDataDir } from '../support/pgliteDataDir'
 import { runAnnalist } from '../support/runCli'
 
 /** `annalist verify` as an operator runs it: on the embedded PGlite data directory, after a process appended to it. */
 describe('annalist verify on a PGlite data directory', () => {
-  const dataDir = mkdtempSync(path.join(tmpdir(), 'annalist-verify-'))
-  const key = generateIntegrityKey()
+  const { dataDir, key, withDataDir, historianOn } = pgliteDataDir('annalist-verify-')
   const verify = (args: string[], env: NodeJS.ProcessEnv = { ANNALIST_INTEGRITY_KEY: key }) => runAnnalist(['verify', ...args], { ANNALIST_DATA_DIR: dataDir, ...env })
-
-  /** Opens the data directory in this process (only one process may have it open at a time), runs `work`, closes it. */
-  async function withDataDir(work: (database: Database) => Promise<void>): Promise<void> {
-    const database = await openDatabase({ pgliteDataDir: path.join(dataDir, 'pgdata') })
-    try {
-      await work(database)
-    } finally {
-      await database.close()
-    }
-  }
 
   beforeAll(async () => {
     await withDataDir(async (database) => {
-      const historian = new Historian(new PostgresEventStore(database), { keyRing: TenantKeyRing.fromText(key) })
+      const historian = historianOn(database)
       for (const [tenantId, taskId] of [['acme', 'task-a'], ['acme', 'task-b'], ['globex', 'task-a']] as const) {
         const f = new TaskEventFactory(tenantId, taskId)
         for (const batch of [[f.received()], [f.routingInvoked(), f.planCreated(['search'])], [f.toolExecuted('call-1', 'search')]]) {

@@ -1,8 +1,7 @@
 import { randomUUID } from 'node:crypto'
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import type { ReadAllOptions, RecordedEvent } from '../../historian/port'
-import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEventStore'
-import { freshPostgresDatabase } from '../support/databases'
+import { postgresStoreForSuite } from '../support/databases'
 import { freshStream, newEvents } from '../support/eventStoreContract'
 
 /** A projection-style subscriber: reads `position > checkpoint` and moves its checkpoint to the last event it saw. */
@@ -27,45 +26,36 @@ class CheckpointingSubscriber {
 }
 
 describe('global order of the PostgreSQL event log under a stalled writer', () => {
-  let database: Awaited<ReturnType<typeof freshPostgresDatabase>>
-  let store: PostgresEventStore
-  beforeAll(async () => {
-    database = await freshPostgresDatabase()
-    store = new PostgresEventStore(database)
-  })
-  afterAll(async () => {
-    await store?.close()
-    await database?.close()
-  })
+  const suite = postgresStoreForSuite()
 
   async function lastPosition(): Promise<bigint> {
-    const { rows } = await database.pool.query<{ last: string }>('select coalesce(max(position), 0)::text as last from events')
+    const { rows } = await suite.database.pool.query<{ last: string }>('select coalesce(max(position), 0)::text as last from events')
     return BigInt(rows[0]!.last)
   }
 
   async function waitingForAppendLock(): Promise<number> {
-    const { rows } = await database.pool.query<{ waiting: number }>(
+    const { rows } = await suite.database.pool.query<{ waiting: number }>(
       "select count(*)::int as waiting from pg_locks where locktype = 'advisory' and not granted",
     )
     return rows[0]!.waiting
   }
 
   it('with the append lock, a subscriber sees every event exactly once and in position order', async () => {
-    const subscriber = new CheckpointingSubscriber((options) => store.readAll(options), await lastPosition())
+    const subscriber = new CheckpointingSubscriber((options) => suite.store.readAll(options), await lastPosition())
     const stalledStream = freshStream()
     const stalledEvents = newEvents(2)
 
     // A writer that draws its positions and then stalls before committing.
-    const stalled = await database.pool.connect()
+    const stalled = await suite.database.pool.connect()
     let others: Promise<unknown>[] = []
     try {
       await stalled.query('begin')
-      const outcome = await store.appendInTransaction(stalled, stalledStream, stalledEvents, 'no_stream')
+      const outcome = await suite.store.appendInTransaction(stalled, stalledStream, stalledEvents, 'no_stream')
       expect(outcome.status).toBe('written')
 
       // Other writers start meanwhile; they must queue behind the lock rather than commit past the stalled writer.
       const otherStreams = [freshStream(), freshStream(), freshStream()]
-      others = otherStreams.map((stream) => store.appendToStream(stream, newEvents(2), { expectedRevision: 'no_stream' }))
+      others = otherStreams.map((stream) => suite.store.appendToStream(stream, newEvents(2), { expectedRevision: 'no_stream' }))
       await vi.waitFor(async () => expect(await waitingForAppendLock()).toBe(otherStreams.length), { timeout: 10_000, interval: 20 })
 
       // The subscriber keeps polling while the writer is stalled: nothing is visible, so its checkpoint cannot move past it.
@@ -95,16 +85,16 @@ describe('global order of the PostgreSQL event log under a stalled writer', () =
     expect(subscriber.seen).toHaveLength(expectedCount)
     // The stalled writer drew the lowest positions and committed first; the subscriber did not skip them.
     expect(subscriber.seen.slice(0, 2).map((event) => event.eventId)).toEqual(stalledEvents.map((event) => event.eventId))
-    expect(await store.readAll({ after: subscriber.checkpoint })).toEqual([])
+    expect(await suite.store.readAll({ after: subscriber.checkpoint })).toEqual([])
   })
 
   it('without the lock, a subscriber that checkpointed past a late commit misses that event for good', async () => {
-    const subscriber = new CheckpointingSubscriber((options) => store.readAll(options), await lastPosition())
+    const subscriber = new CheckpointingSubscriber((options) => suite.store.readAll(options), await lastPosition())
     const bypassStream = freshStream()
     const bypassId = randomUUID()
 
     // A writer that bypasses the append lock: a raw INSERT that draws a position and commits late.
-    const raw = await database.pool.connect()
+    const raw = await suite.database.pool.connect()
     let bypassPosition: bigint
     try {
       await raw.query('begin')
@@ -116,7 +106,7 @@ describe('global order of the PostgreSQL event log under a stalled writer', () =
       bypassPosition = BigInt(inserted.rows[0]!.position)
 
       // A locked append commits a later position while the raw insert is still open.
-      const later = await store.appendToStream(freshStream(), newEvents(1), { expectedRevision: 'no_stream' })
+      const later = await suite.store.appendToStream(freshStream(), newEvents(1), { expectedRevision: 'no_stream' })
       expect(later.position > bypassPosition).toBe(true)
       await subscriber.poll()
       expect(subscriber.checkpoint).toBe(later.position)
@@ -127,7 +117,7 @@ describe('global order of the PostgreSQL event log under a stalled writer', () =
     }
 
     // The late row is in the log now, below the subscriber's checkpoint...
-    const everything = await store.readAll({ after: bypassPosition - 1n })
+    const everything = await suite.store.readAll({ after: bypassPosition - 1n })
     expect(everything[0]).toMatchObject({ eventId: bypassId, position: bypassPosition })
     // ...and the subscriber never sees it.
     await subscriber.poll()

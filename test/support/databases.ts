@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { readdirSync } from 'node:fs'
 import { runner as migrationRunner } from 'node-pg-migrate'
 import pg from 'pg'
-import { afterEach, beforeEach, inject } from 'vitest'
+import { afterAll, afterEach, beforeAll, beforeEach, inject } from 'vitest'
 import { openDatabase, type Database } from '../../historian/adapters/postgres/database'
 import { MIGRATIONS_DIR, MIGRATIONS_TABLE } from '../../historian/adapters/postgres/migrate'
 import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEventStore'
@@ -126,5 +126,33 @@ export async function migrateSchema(pool: pg.Pool, direction: 'up' | 'down', cou
     })
   } finally {
     client.release()
+  }
+}
+
+/**
+ * A PostgresEventStore on a fresh server database (`freshPostgresDatabase`) for the enclosing describe block: opened
+ * before its tests, closed and dropped after them.
+ */
+export function postgresStoreForSuite(): { readonly database: Database & { url: string }; readonly store: PostgresEventStore } {
+  let opened: { database: Database & { url: string }; store: PostgresEventStore } | undefined
+  beforeAll(async () => {
+    const database = await freshPostgresDatabase()
+    opened = { database, store: new PostgresEventStore(database) }
+  })
+  afterAll(async () => {
+    await opened?.store.close()
+    await opened?.database.close()
+  })
+  const current = () => {
+    if (!opened) throw new Error('postgresStoreForSuite: the store is open only while the suite runs')
+    return opened
+  }
+  return {
+    get database() {
+      return current().database
+    },
+    get store() {
+      return current().store
+    },
   }
 }

@@ -1,6 +1,6 @@
 import { Client, Connection } from '@temporalio/client'
 import { NativeConnection } from '@temporalio/worker'
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
+import { describe, expect, inject, it } from 'vitest'
 import type { FaultPlan } from '../../dev/faults/faultPlan'
 import { ModelClient } from '../../activities/models/modelClient'
 import { modelsFromConfig } from '../../activities/models/modelsFromConfig'
@@ -14,7 +14,7 @@ import { createPipelineWorker } from '../../cli/runtime/pipelineWorker'
 import { verifyRun } from '../../cli/runtime/verifyRun'
 import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEventStore'
 import type { TaskDeadLettered, TaskRunStarted } from '../../historian/events'
-import { Historian, type StoredEvent } from '../../historian/historian'
+import { Historian } from '../../historian/historian'
 import { defaultProjections } from '../../projections/defaultProjections'
 import { rebuildAndCompare } from '../../projections/rebuild'
 import { ProjectionRunner } from '../../projections/runner'
@@ -22,9 +22,8 @@ import type { TaskDeadLetter } from '../../projections/taskDeadLetters/query'
 import { pipelineWorkflowId, type TaskRef } from '../../workflows/api'
 import { freshPgliteDatabase, randomKeyRing } from '../support/databases'
 import { sharedWorkflowBundle, uniqueSuffix } from '../support/pipelineHarness'
-import { runAnnalist } from '../support/runCli'
 import { eventsOfType } from '../support/storedEvents'
-import { supervisedWorker, type SupervisedWorker } from '../support/supervisedWorker'
+import { supervisedWorkerSuite } from '../support/supervisedWorkerSuite'
 
 type DeadLetterJson = Omit<TaskDeadLetter, 'position' | 'deadLetteredAt' | 'redrivenAt'> & { position: string; deadLetteredAt: string; redrivenAt: string | null }
 
@@ -52,14 +51,11 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('dead letters and
       { target: 'dead_letter', kind: 'crash_after_append', tenantId: tenant, taskId: exhausted.taskId, attempts: [1] },
     ],
   }
-  let rig: SupervisedWorker
-  let store: PostgresEventStore
-  let historian: Historian
 
-  const cli = (args: readonly string[]) => runAnnalist(args, rig.cliEnv)
-  const eventsOf = async (task: TaskRef): Promise<readonly StoredEvent[]> => (await historian.readTask(task.tenantId, task.taskId)).events
+  const suite = supervisedWorkerSuite({ kind, faults, scriptedLatencyMs: 20, modelTimeoutMs: 400, taskQueuePrefix: 'dl' })
+  const { cli, eventsOf } = suite
   const ofType = eventsOfType
-  const catchUp = () => new ProjectionRunner({ store, pool: rig.database.pool, projections: defaultProjections() }).catchUp()
+  const catchUp = () => new ProjectionRunner({ store: suite.store, pool: suite.rig.database.pool, projections: defaultProjections() }).catchUp()
   const listed = async (args: readonly string[]): Promise<DeadLetterJson[]> => {
     const run = await cli(['dead-tasks', 'list', ...args, '--format', 'json'])
     expect(run.stderr).toBe('')
@@ -67,31 +63,20 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('dead letters and
     return JSON.parse(run.stdout) as DeadLetterJson[]
   }
 
-  beforeAll(async () => {
-    rig = await supervisedWorker({ kind, faults, scriptedLatencyMs: 20, modelTimeoutMs: 400, taskQueuePrefix: 'dl' })
-    store = new PostgresEventStore(rig.database)
-    historian = new Historian(store, { keyRing: rig.keyRing })
-    rig.worker.start()
-  })
-  afterAll(async () => {
-    await store?.close()
-    await rig?.close()
-  })
-
   const start = (task: TaskRef) =>
-    startPipeline(rig.client, { ...task, input: INPUT, requestedBy: 'dead-letter-test', tuning: { heartbeatTimeoutMs: 2_000, retryInitialIntervalMs: 100 } }, rig.taskQueue)
+    startPipeline(suite.rig.client, { ...task, input: INPUT, requestedBy: 'dead-letter-test', tuning: { heartbeatTimeoutMs: 2_000, retryInitialIntervalMs: 100 } }, suite.rig.taskQueue)
 
   it('dead-letters a task whose synthesis timed out on every attempt, with every attempt recorded, exactly once although the worker died right after', async () => {
     // One at a time, so that the crash cannot cut short another task's attempts.
     const [other, long] = await Promise.all([start(otherExhausted), start(tooLong)])
     expect(await other.result()).toMatchObject({ status: 'failed', failedStep: 'synthesize', errorCode: 'MODEL_TIMEOUT' })
     expect(await long.result()).toMatchObject({ status: 'failed', failedStep: 'synthesize', errorCode: 'MODEL_CONTEXT_LENGTH_EXCEEDED' })
-    expect(rig.worker.unplannedExits).toEqual([])
+    expect(suite.rig.worker.unplannedExits).toEqual([])
 
     const result = await (await start(exhausted)).result()
     expect(result).toMatchObject({ status: 'failed', failedStep: 'synthesize', errorCode: 'MODEL_TIMEOUT' })
     // The worker was SIGKILLed right after appending the dead letter; its restarted successor finished the workflow.
-    expect(rig.worker.unplannedExits.map((exit) => exit.signal)).toEqual(['SIGKILL'])
+    expect(suite.rig.worker.unplannedExits.map((exit) => exit.signal)).toEqual(['SIGKILL'])
 
     const events = await eventsOf(exhausted)
     const failedTask = ofType(events, 'AgentTaskFailed')
@@ -130,13 +115,13 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('dead letters and
     expect(letter.message).toMatch(/timed out after 400 ms/)
 
     // Each synthesis attempt called the model once; nothing was lost, duplicated or repeated, and the chain is intact.
-    const ledger = readModelLedger(rig.ledgerPath)
+    const ledger = readModelLedger(suite.rig.ledgerPath)
     expect(ledger.filter((call) => call.tenantId === tenant && call.taskId === exhausted.taskId && call.role === 'synthesis').map((call) => call.attempt)).toEqual(everyAttempt)
-    const verification = await verifyRun({ historian, pool: rig.database.pool, tasks: [exhausted, tooLong, otherExhausted], ledger, keyRing: rig.keyRing })
+    const verification = await verifyRun({ historian: suite.historian, pool: suite.rig.database.pool, tasks: [exhausted, tooLong, otherExhausted], ledger, keyRing: suite.rig.keyRing })
     expect(verification).toMatchObject({ duplicateOutcomes: 0, modelCallsRepeatedAfterCrash: 0, tasksWithoutTerminalEvent: 0, chainsIntact: true })
 
     // Temporal's history agrees with the stream: failTask's two outcome events are one outcome, not a duplicate.
-    const reconciled = await reconcileTasks({ client: rig.client, store }, await listTasks({ client: rig.client, store }, { tenantId: tenant }))
+    const reconciled = await reconcileTasks({ client: suite.rig.client, store: suite.store }, await listTasks({ client: suite.rig.client, store: suite.store }, { tenantId: tenant }))
     expect(reconciled).toMatchObject({ tasksChecked: 2, findings: [] })
 
     // A failure no retry could fix is not dead-lettered; the other tenant's exhausted task is.
@@ -176,12 +161,12 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('dead letters and
 
   it('redrives the task after the fix: a linked run recording who redrove it that calls only the synthesis model again', async () => {
     // The fix: the worker restarts without the fault.
-    await rig.worker.stop()
-    rig.addWorker('fixed-worker', { rules: [] }).start()
+    await suite.rig.worker.stop()
+    suite.rig.addWorker('fixed-worker', { rules: [] }).start()
     const before = await eventsOf(exhausted)
     const failedRunId = ofType(before, 'AgentTaskReceived')[0]!.event.metadata.runId
     const tooLongEvents = (await eventsOf(tooLong)).length
-    const callsBefore = readModelLedger(rig.ledgerPath).filter((call) => call.tenantId === tenant && call.taskId === exhausted.taskId)
+    const callsBefore = readModelLedger(suite.rig.ledgerPath).filter((call) => call.tenantId === tenant && call.taskId === exhausted.taskId)
 
     // Two operators redrive it at once: one request is recorded in the task's stream first, and the other is refused.
     const redrives = await Promise.all(
@@ -207,7 +192,7 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('dead letters and
     for (const stored of added.slice(2)) expect(stored.event.metadata.runId).toBe(started.metadata.runId)
 
     // Only synthesis was called again: routing, planning and the tools reused the failed run's recorded outcomes.
-    const calls = readModelLedger(rig.ledgerPath).filter((call) => call.tenantId === tenant && call.taskId === exhausted.taskId)
+    const calls = readModelLedger(suite.rig.ledgerPath).filter((call) => call.tenantId === tenant && call.taskId === exhausted.taskId)
     const newCalls = calls.slice(callsBefore.length)
     expect(newCalls.map((call) => call.role)).toEqual(['synthesis'])
     expect(calls.filter((call) => call.role === 'routing')).toHaveLength(1)
@@ -241,11 +226,11 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('dead letters and
     expect(notDead.stderr).toContain('it is not dead-lettered: it failed at step synthesize with MODEL_CONTEXT_LENGTH_EXCEEDED')
     expect((await eventsOf(exhausted)).length).toBe(after.length)
     expect((await eventsOf(tooLong)).length).toBe(tooLongEvents)
-    const described = await rig.client.workflow.getHandle(pipelineWorkflowId(tenant, exhausted.taskId)).describe()
+    const described = await suite.rig.client.workflow.getHandle(pipelineWorkflowId(tenant, exhausted.taskId)).describe()
     expect(described.runId).toBe(started.metadata.runId)
 
     // The incremental read models equal a rebuild from position 0.
-    expect(await rebuildAndCompare(store, rig.database.pool, defaultProjections())).toMatchObject({ matches: true, differences: [] })
+    expect(await rebuildAndCompare(suite.store, suite.rig.database.pool, defaultProjections())).toMatchObject({ matches: true, differences: [] })
   }, 120_000)
 })
 

@@ -1,7 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { ApplicationFailure, WorkflowFailedError } from '@temporalio/client'
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import type { FaultPlan } from '../../dev/faults/faultPlan'
 import { startLinkedRun } from '../../cli/runtime/linkedRuns'
 import { readModelLedger } from '../../cli/runtime/modelLedger'
@@ -10,10 +10,9 @@ import { reconcileTasks } from '../../cli/runtime/reconcileTasks'
 import type { RunDiff } from '../../cli/runtime/runDiff'
 import { listTasks } from '../../cli/runtime/temporalHistories'
 import { verifyRun } from '../../cli/runtime/verifyRun'
-import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEventStore'
 import { Checkpoint } from '../../historian/checkpoints/checkpoint'
 import type { TaskRunStarted } from '../../historian/events'
-import { Historian, type StoredEvent } from '../../historian/historian'
+import type { StoredEvent } from '../../historian/historian'
 import { verifyChain } from '../../historian/integrity/verifyChain'
 import { auditTrail } from '../../projections/auditTimeline/query'
 import { defaultProjections } from '../../projections/defaultProjections'
@@ -23,9 +22,8 @@ import { taskSummaries } from '../../projections/taskSummary/query'
 import { pipelineWorkflowId, type AgentPipelineInput, type TaskRef } from '../../workflows/api'
 import type { agentPipeline } from '../../workflows'
 import { uniqueSuffix } from '../support/pipelineHarness'
-import { runAnnalist } from '../support/runCli'
 import { eventsOfType } from '../support/storedEvents'
-import { supervisedWorker, type SupervisedWorker } from '../support/supervisedWorker'
+import { supervisedWorkerSuite } from '../support/supervisedWorkerSuite'
 
 const CALC_INPUT = 'Calculate (1250 * 12) + 380 for the budget'
 
@@ -41,15 +39,12 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('replay from a ch
   const crashy: TaskRef = { tenantId: tenant, taskId: 'crashy' }
   const notify: TaskRef = { tenantId: tenant, taskId: 'notify' }
   const foreignCalc: TaskRef = { tenantId: otherTenant, taskId: 'calc' }
-  let rig: SupervisedWorker
-  let store: PostgresEventStore
-  let historian: Historian
   const originalRunIds = new Map<string, string>()
 
-  const cli = (args: readonly string[]) => runAnnalist(args, rig.cliEnv)
-  const eventsOf = async (task: TaskRef): Promise<readonly StoredEvent[]> => (await historian.readTask(task.tenantId, task.taskId)).events
+  const suite = supervisedWorkerSuite({ kind, faults: { rules: [] }, scriptedLatencyMs: 20, taskQueuePrefix: 'rp' })
+  const { cli, eventsOf } = suite
   const ofType = eventsOfType
-  const ledgerOf = (task: TaskRef) => readModelLedger(rig.ledgerPath).filter((call) => call.tenantId === task.tenantId && call.taskId === task.taskId)
+  const ledgerOf = (task: TaskRef) => readModelLedger(suite.rig.ledgerPath).filter((call) => call.tenantId === task.tenantId && call.taskId === task.taskId)
   /** The events a run recorded after its TaskRunStarted (the run is named by its Temporal run ID). */
   const eventsOfRun = (events: readonly StoredEvent[], runId: string) => {
     const start = events.findIndex((stored) => stored.event.type === 'TaskRunStarted' && stored.event.metadata.runId === runId)
@@ -57,27 +52,16 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('replay from a ch
     return events.slice(start)
   }
   const runOriginal = async (task: TaskRef, input = CALC_INPUT) => {
-    const handle = await startPipeline(rig.client, { ...task, input, requestedBy: 'replay-test', tuning: { retryInitialIntervalMs: 100 } }, rig.taskQueue)
+    const handle = await startPipeline(suite.rig.client, { ...task, input, requestedBy: 'replay-test', tuning: { retryInitialIntervalMs: 100 } }, suite.rig.taskQueue)
     expect(await handle.result()).toMatchObject({ status: 'completed' })
     originalRunIds.set(`${task.tenantId}/${task.taskId}`, handle.firstExecutionRunId)
   }
   const executionsOf = async (task: TaskRef) => {
     const runs: string[] = []
-    for await (const info of rig.client.workflow.list({ query: `WorkflowId = '${pipelineWorkflowId(task.tenantId, task.taskId)}'` })) runs.push(info.runId)
+    for await (const info of suite.rig.client.workflow.list({ query: `WorkflowId = '${pipelineWorkflowId(task.tenantId, task.taskId)}'` })) runs.push(info.runId)
     return runs
   }
   const lastStarted = (events: readonly StoredEvent[]) => ofType(events, 'TaskRunStarted').at(-1)!
-
-  beforeAll(async () => {
-    rig = await supervisedWorker({ kind, faults: { rules: [] }, scriptedLatencyMs: 20, taskQueuePrefix: 'rp' })
-    store = new PostgresEventStore(rig.database)
-    historian = new Historian(store, { keyRing: rig.keyRing })
-    rig.worker.start()
-  })
-  afterAll(async () => {
-    await store?.close()
-    await rig?.close()
-  })
 
   it('replays from synthesize: one model call, no tool call, linked by parentRunId, shown in the audit trail', async () => {
     await Promise.all([runOriginal(calc), runOriginal(foreignCalc), runOriginal(crashy), runOriginal(notify, 'Notify the on-call team on slack that the nightly export finished')])
@@ -101,22 +85,22 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('replay from a ch
     const replayCalls = ledgerOf(calc).filter((call) => call.runId === replayRunId)
     expect(replayCalls.map((call) => [call.role, call.activityId, call.attempt])).toEqual([['synthesis', 'synthesize', 1]])
     expect(ledgerOf(calc)).toHaveLength(4)
-    expect(await verifyChain({ store, keyRing: rig.keyRing, tenantId: tenant, taskId: 'calc' })).toMatchObject({ intact: true, eventsChecked: events.length })
+    expect(await verifyChain({ store: suite.store, keyRing: suite.rig.keyRing, tenantId: tenant, taskId: 'calc' })).toMatchObject({ intact: true, eventsChecked: events.length })
 
     // The lineage reaches the read models: the audit trail names it, and the task summary re-opened and completed again.
-    await new ProjectionRunner({ store, pool: rig.database.pool, projections: defaultProjections() }).catchUp()
-    const trail = await auditTrail(rig.database.pool, { tenantId: tenant, taskId: 'calc' })
+    await new ProjectionRunner({ store: suite.store, pool: suite.rig.database.pool, projections: defaultProjections() }).catchUp()
+    const trail = await auditTrail(suite.rig.database.pool, { tenantId: tenant, taskId: 'calc' })
     const lineage = trail.find((entry) => entry.eventType === 'TaskRunStarted')!
     expect(lineage.summary).toContain(`replay run started by alice from step synthesize of run ${originalRunIds.get(`${tenant}/calc`)}`)
     expect(lineage.runId).toBe(replayRunId)
     expect(trail.at(-1)).toMatchObject({ eventType: 'AgentTaskCompleted', runId: replayRunId })
-    const [summary] = await taskSummaries(rig.database.pool, { tenantId: tenant, taskId: 'calc' })
+    const [summary] = await taskSummaries(suite.rig.database.pool, { tenantId: tenant, taskId: 'calc' })
     expect(summary).toMatchObject({ status: 'completed', currentStep: 'complete', eventsApplied: events.length })
     expect(summary!.finishedAt!.getTime()).toBeGreaterThanOrEqual(new Date(started.event.metadata.occurredAt).getTime())
   }, 120_000)
 
   it('replays from tools with a signed checkpoint file and a synthesis model and prompt override; diff shows the change', async () => {
-    const file = path.join(rig.workDir, 'calc-tools.checkpoint.json')
+    const file = path.join(suite.rig.workDir, 'calc-tools.checkpoint.json')
     const taken = await cli(['checkpoint', '--tenant', tenant, '--task', 'calc', '--step', 'tools', '--out', file])
     expect(taken.code).toBe(0)
     const checkpoint = Checkpoint.parse(JSON.parse(readFileSync(file, 'utf8')))
@@ -181,21 +165,21 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('replay from a ch
     expect(noParent.stderr).toMatch(/has no parent run; name one with --against/)
 
     // A side-effecting tool replayed from `tools` really runs again: a second outbox row, under the new run's key.
-    const again = await startLinkedRun({ client: rig.client, historian, keyRing: rig.keyRing, taskQueue: rig.taskQueue }, { ...notify, fromStep: 'tools', reason: 'replay', requestedBy: 'bob' })
-    expect(await rig.client.workflow.getHandle<typeof agentPipeline>(again.workflowId, again.runId).result()).toMatchObject({ status: 'completed' })
+    const again = await startLinkedRun({ client: suite.rig.client, historian: suite.historian, keyRing: suite.rig.keyRing, taskQueue: suite.rig.taskQueue }, { ...notify, fromStep: 'tools', reason: 'replay', requestedBy: 'bob' })
+    expect(await suite.rig.client.workflow.getHandle<typeof agentPipeline>(again.workflowId, again.runId).result()).toMatchObject({ status: 'completed' })
     const sent = ofType(await eventsOf(notify), 'ToolCallExecuted').filter((stored) => stored.event.data.toolName === 'send_notification')
     expect(sent.map((stored) => stored.event.metadata.runId)).toEqual([originalRunIds.get(`${tenant}/notify`), again.runId])
-    const outbox = await rig.database.pool.query<{ idempotency_key: string }>('select idempotency_key from tool_outbox where tenant_id = $1 and task_id = $2 order by id', [tenant, 'notify'])
+    const outbox = await suite.rig.database.pool.query<{ idempotency_key: string }>('select idempotency_key from tool_outbox where tenant_id = $1 and task_id = $2 order by id', [tenant, 'notify'])
     expect(outbox.rows.map((row) => row.idempotency_key)).toEqual(sent.map((stored) => stored.event.data.idempotencyKey))
   }, 120_000)
 
   it('refuses a tampered or foreign-tenant checkpoint in the CLI: one line, exit 1, no workflow started, nothing written', async () => {
-    const file = path.join(rig.workDir, 'calc-synthesize.checkpoint.json')
+    const file = path.join(suite.rig.workDir, 'calc-synthesize.checkpoint.json')
     expect((await cli(['checkpoint', '--tenant', tenant, '--task', 'calc', '--step', 'synthesize', '--out', file])).code).toBe(0)
     const good = Checkpoint.parse(JSON.parse(readFileSync(file, 'utf8')))
-    const tampered = path.join(rig.workDir, 'tampered.json')
+    const tampered = path.join(suite.rig.workDir, 'tampered.json')
     writeFileSync(tampered, JSON.stringify({ ...good, revision: good.revision - 1 }))
-    const foreign = path.join(rig.workDir, 'foreign.json')
+    const foreign = path.join(suite.rig.workDir, 'foreign.json')
     expect((await cli(['checkpoint', '--tenant', otherTenant, '--task', 'calc', '--step', 'synthesize', '--out', foreign])).code).toBe(0)
 
     const events = await eventsOf(calc)
@@ -219,8 +203,8 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('replay from a ch
   it('beginRun refuses a tampered or foreign checkpoint handed straight to a workflow: CHECKPOINT_INVALID, no event, no model call', async () => {
     const events = await eventsOf(calc)
     const ledger = ledgerOf(calc).length
-    const good = JSON.parse(readFileSync(path.join(rig.workDir, 'calc-synthesize.checkpoint.json'), 'utf8')) as Checkpoint
-    const foreign = JSON.parse(readFileSync(path.join(rig.workDir, 'foreign.json'), 'utf8')) as Checkpoint
+    const good = JSON.parse(readFileSync(path.join(suite.rig.workDir, 'calc-synthesize.checkpoint.json'), 'utf8')) as Checkpoint
+    const foreign = JSON.parse(readFileSync(path.join(suite.rig.workDir, 'foreign.json'), 'utf8')) as Checkpoint
     for (const [checkpoint, problem] of [
       [{ ...good, stateSha256: 'f'.repeat(64) }, /\(tampered\)/],
       [foreign, /\(foreign\)/],
@@ -232,8 +216,8 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('replay from a ch
         requestedBy: 'mallory',
         run: { reason: 'replay', fromStep: 'synthesize', requestedBy: 'mallory', overrides: { models: {}, promptVersions: {} }, checkpoint },
       }
-      const handle = await rig.client.workflow.start<typeof agentPipeline>('agentPipeline', {
-        taskQueue: rig.taskQueue,
+      const handle = await suite.rig.client.workflow.start<typeof agentPipeline>('agentPipeline', {
+        taskQueue: suite.rig.taskQueue,
         workflowId: pipelineWorkflowId(tenant, 'calc'),
         args: [input],
         workflowIdReusePolicy: 'ALLOW_DUPLICATE',
@@ -274,7 +258,7 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('replay from a ch
     expect(await executionsOf({ tenantId: tenant, taskId: 'nothing-here' })).toEqual([])
 
     // A replay parked on a queue no worker polls keeps the workflow running: a second replay is refused.
-    const parked = await startLinkedRun({ client: rig.client, historian, keyRing: rig.keyRing, taskQueue: `nobody-${uniqueSuffix()}` }, { ...calc, fromStep: 'synthesize', reason: 'replay', requestedBy: 'carol' })
+    const parked = await startLinkedRun({ client: suite.rig.client, historian: suite.historian, keyRing: suite.rig.keyRing, taskQueue: `nobody-${uniqueSuffix()}` }, { ...calc, fromStep: 'synthesize', reason: 'replay', requestedBy: 'carol' })
     try {
       // Visibility is eventually consistent: wait until the list shows the parked run before taking it as the baseline.
       await vi.waitFor(async () => expect(await executionsOf(calc)).toContain(parked.runId), { timeout: 10_000, interval: 100 })
@@ -284,18 +268,18 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('replay from a ch
       expect(run.stderr).toMatch(new RegExp(`cannot start a new run of ${tenant}/calc: its workflow agent-pipeline:${tenant}:calc is still running`))
       expect(await executionsOf(calc)).toEqual(executions)
     } finally {
-      await rig.client.workflow.getHandle(parked.workflowId, parked.runId).terminate('test: parked replay')
+      await suite.rig.client.workflow.getHandle(parked.workflowId, parked.runId).terminate('test: parked replay')
     }
     expect((await eventsOf(calc)).length).toBe(events.length)
   }, 60_000)
 
   it('survives a SIGKILL of the worker right after the replay recorded its synthesis: no model call repeated, no duplicate event', async () => {
-    await rig.worker.stop()
+    await suite.rig.worker.stop()
     const faults: FaultPlan = { rules: [{ target: 'synthesis', kind: 'crash_after_append', tenantId: tenant, taskId: crashy.taskId, attempts: [1] }] }
-    const crashWorker = rig.addWorker('crash-worker', faults)
+    const crashWorker = suite.rig.addWorker('crash-worker', faults)
     crashWorker.start()
-    const replay = await startLinkedRun({ client: rig.client, historian, keyRing: rig.keyRing, taskQueue: rig.taskQueue }, { ...crashy, fromStep: 'synthesize', reason: 'replay', requestedBy: 'sre' })
-    const result = await rig.client.workflow.getHandle<typeof agentPipeline>(replay.workflowId, replay.runId).result()
+    const replay = await startLinkedRun({ client: suite.rig.client, historian: suite.historian, keyRing: suite.rig.keyRing, taskQueue: suite.rig.taskQueue }, { ...crashy, fromStep: 'synthesize', reason: 'replay', requestedBy: 'sre' })
+    const result = await suite.rig.client.workflow.getHandle<typeof agentPipeline>(replay.workflowId, replay.runId).result()
     expect(result).toMatchObject({ status: 'completed' })
     expect(crashWorker.unplannedExits.map((exit) => exit.signal)).toEqual(['SIGKILL'])
 
@@ -307,14 +291,14 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('replay from a ch
 
     // Across every task and run: no lost or duplicate event, no repeated model call, chains intact; Temporal agrees.
     const tasks = [calc, crashy, notify, foreignCalc]
-    const verification = await verifyRun({ historian, pool: rig.database.pool, tasks, ledger: readModelLedger(rig.ledgerPath), keyRing: rig.keyRing })
+    const verification = await verifyRun({ historian: suite.historian, pool: suite.rig.database.pool, tasks, ledger: readModelLedger(suite.rig.ledgerPath), keyRing: suite.rig.keyRing })
     expect(verification).toMatchObject({ duplicateOutcomes: 0, modelCallsRepeatedAfterCrash: 0, tasksWithoutTerminalEvent: 0, chainsIntact: true, duplicateSideEffects: 0 })
-    const reconciled = await reconcileTasks({ client: rig.client, store }, await listTasks({ client: rig.client, store }, { tenantId: tenant }))
+    const reconciled = await reconcileTasks({ client: suite.rig.client, store: suite.store }, await listTasks({ client: suite.rig.client, store: suite.store }, { tenantId: tenant }))
     expect(reconciled.findings).toEqual([])
     expect(reconciled.tasksChecked).toBe(3)
     expect(reconciled.workflowRunsChecked).toBeGreaterThanOrEqual(10)
     // The read models, fed incrementally across every run of these tasks, equal a rebuild from position 0.
-    await new ProjectionRunner({ store, pool: rig.database.pool, projections: defaultProjections() }).catchUp()
-    expect(await rebuildAndCompare(store, rig.database.pool, defaultProjections())).toMatchObject({ matches: true, differences: [] })
+    await new ProjectionRunner({ store: suite.store, pool: suite.rig.database.pool, projections: defaultProjections() }).catchUp()
+    expect(await rebuildAndCompare(suite.store, suite.rig.database.pool, defaultProjections())).toMatchObject({ matches: true, differences: [] })
   }, 150_000)
 })

@@ -42,6 +42,16 @@ function usd(amount: number): string {
   return `$${amount.toFixed(6).replace(/0+$/, '').replace(/\.$/, '.00')}`
 }
 
+/** The facts of a tool call or its compensation: which call, its idempotency key and side effect, how long it took. */
+function toolFacts(
+  call: Required<Pick<AuditFacts, 'toolName' | 'toolCallId' | 'idempotencyKey' | 'latencyMs'>> & Pick<AuditFacts, 'sideEffectId'>,
+  errorCode: string | undefined,
+  summary: string,
+): AuditFacts {
+  const { toolName, toolCallId, idempotencyKey, sideEffectId, latencyMs } = call
+  return { toolName, toolCallId, idempotencyKey, sideEffectId, errorCode, latencyMs, summary }
+}
+
 /** Flattens one event for analysts. The summary names models, routes, tools and codes, never inputs or answers. */
 export function auditFacts(event: AnnalistEvent): AuditFacts {
   switch (event.type) {
@@ -94,20 +104,12 @@ export function auditFacts(event: AnnalistEvent): AuditFacts {
     }
     case 'ToolCallExecuted':
     case 'ToolCallFailed': {
-      const { toolName, toolCallId, idempotencyKey, sideEffectId, latencyMs } = event.data
+      const { toolName, toolCallId, sideEffectId } = event.data
       const outcome =
         event.type === 'ToolCallExecuted'
           ? `succeeded${sideEffectId ? ` with side effect ${sideEffectId}` : ''}`
           : `failed with ${event.data.errorCode}`
-      return {
-        toolName,
-        toolCallId,
-        idempotencyKey,
-        sideEffectId,
-        errorCode: event.type === 'ToolCallFailed' ? event.data.errorCode : undefined,
-        latencyMs,
-        summary: `tool ${toolName} (call ${toolCallId}) ${outcome}`,
-      }
+      return toolFacts(event.data, event.type === 'ToolCallFailed' ? event.data.errorCode : undefined, `tool ${toolName} (call ${toolCallId}) ${outcome}`)
     }
     case 'AgentTaskCompleted': {
       const { toolCallsSucceeded, toolCallsFailed, totalTokens, totalCostUsd } = event.data
@@ -125,17 +127,13 @@ export function auditFacts(event: AnnalistEvent): AuditFacts {
     }
     case 'ToolCallCompensated':
     case 'ToolCompensationFailed': {
-      const { toolName, toolCallId, idempotencyKey, sideEffectId, latencyMs } = event.data
+      const { toolName, toolCallId, sideEffectId } = event.data
       const outcome = event.type === 'ToolCallCompensated' ? `compensated by ${event.data.compensationId}` : `could not be compensated: ${event.data.errorCode}`
-      return {
-        toolName,
-        toolCallId,
-        idempotencyKey,
-        sideEffectId,
-        errorCode: event.type === 'ToolCompensationFailed' ? event.data.errorCode : undefined,
-        latencyMs,
-        summary: `side effect ${sideEffectId} of tool ${toolName} (call ${toolCallId}) ${outcome}`,
-      }
+      return toolFacts(
+        event.data,
+        event.type === 'ToolCompensationFailed' ? event.data.errorCode : undefined,
+        `side effect ${sideEffectId} of tool ${toolName} (call ${toolCallId}) ${outcome}`,
+      )
     }
     case 'TaskRunStarted': {
       const { reason, parentRunId, fromStep, requestedBy, checkpoint, overrides } = event.data

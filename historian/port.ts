@@ -183,3 +183,17 @@ export class EventStoreUnavailableError extends Error {
     this.name = 'EventStoreUnavailableError'
   }
 }
+
+/** What a store throws when an operation fails: the port's own errors as they are, anything else (the driver's) as EventStoreUnavailableError. */
+export function asEventStoreError(storeKind: EventStore['kind'], error: unknown): Error {
+  if (
+    error instanceof ConcurrencyError ||
+    error instanceof EventIdConflictError ||
+    error instanceof EventStoreUnavailableError ||
+    error instanceof StreamTombstonedError ||
+    error instanceof MetadataConcurrencyError
+  ) {
+    return error
+  }
+  return new EventStoreUnavailableError(storeKind, error)
+}

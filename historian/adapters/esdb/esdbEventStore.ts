@@ -26,9 +26,8 @@ import {
 import { esdbClientConnectionString } from './connectionString'
 import { assertStreamName, validateAppendBatch } from '../../appendRules'
 import {
+  asEventStoreError,
   ConcurrencyError,
-  EventIdConflictError,
-  EventStoreUnavailableError,
   MetadataConcurrencyError,
   UnsupportedStoreOperationError,
   StreamTombstonedError,
@@ -114,7 +113,7 @@ export class EsdbEventStore implements EventStore {
         if (expected === 'stream_exists' && !(await this.isTombstoned(stream))) throw new ConcurrencyError(stream, expected, 'no_stream')
         throw new StreamTombstonedError(stream)
       }
-      if (!(error instanceof WrongExpectedVersionError)) throw unavailable(error)
+      if (!(error instanceof WrongExpectedVersionError)) throw asEventStoreError('esdb', error)
       return this.classifyRejection(stream, batch, expected, error.actualVersion)
     }
   }
@@ -133,7 +132,7 @@ export class EsdbEventStore implements EventStore {
       // Not found: never written, or soft-deleted. Deleted: tombstoned.
       if (error instanceof StreamNotFoundError) return []
       if (error instanceof StreamDeletedError) throw new StreamTombstonedError(stream)
-      throw unavailable(error)
+      throw asEventStoreError('esdb', error)
     }
     return events
   }
@@ -160,7 +159,7 @@ export class EsdbEventStore implements EventStore {
         if (read < READ_ALL_PAGE) break
       }
     } catch (error) {
-      throw unavailable(error)
+      throw asEventStoreError('esdb', error)
     }
     return events
   }
@@ -224,7 +223,7 @@ export class EsdbEventStore implements EventStore {
         const actual = revisionOf(error.actualVersion)
         throw new MetadataConcurrencyError(stream, expected, actual === undefined ? 'no_metadata' : actual)
       }
-      throw unavailable(error)
+      throw asEventStoreError('esdb', error)
     }
   }
 
@@ -237,7 +236,7 @@ export class EsdbEventStore implements EventStore {
       }
     } catch (error) {
       if (error instanceof StreamDeletedError) throw new StreamTombstonedError(stream)
-      if (!(error instanceof StreamNotFoundError)) throw unavailable(error)
+      if (!(error instanceof StreamNotFoundError)) throw asEventStoreError('esdb', error)
     }
     return { metadata: {}, metadataRevision: 'no_metadata', deleted: false }
   }
@@ -272,7 +271,7 @@ export class EsdbEventStore implements EventStore {
       await run(expected === 'no_stream' ? NO_STREAM : expected === 'any' ? ANY : expected)
     } catch (error) {
       if (error instanceof StreamDeletedError) throw new StreamTombstonedError(stream)
-      if (!(error instanceof WrongExpectedVersionError)) throw unavailable(error)
+      if (!(error instanceof WrongExpectedVersionError)) throw asEventStoreError('esdb', error)
       const { deleted } = await this.getStreamMetadata(stream)
       throw new ConcurrencyError(stream, expected, actualRevisionOf({ lastRevision: revisionOf(error.actualVersion), deleted }))
     }
@@ -321,7 +320,7 @@ export class EsdbEventStore implements EventStore {
         after = page[page.length - 1]!.position.commit
       }
     } catch (error) {
-      throw unavailable(error)
+      throw asEventStoreError('esdb', error)
     }
     return events
   }
@@ -385,19 +384,6 @@ function toRecordedEvent(event: EsdbRecordedEvent | AllStreamRecordedEvent): Rec
     position: event.position?.commit ?? -1n,
     recordedAt: event.created,
   }
-}
-
-function unavailable(error: unknown): Error {
-  if (
-    error instanceof ConcurrencyError ||
-    error instanceof EventIdConflictError ||
-    error instanceof EventStoreUnavailableError ||
-    error instanceof StreamTombstonedError ||
-    error instanceof MetadataConcurrencyError
-  ) {
-    return error
-  }
-  return new EventStoreUnavailableError('esdb', error)
 }
 
 /** A revision the server reported: undefined for no stream (NO_STREAM, or -1 in older servers' error metadata). */

@@ -1,7 +1,7 @@
 import type pg from 'pg'
 import {
+  asEventStoreError,
   ConcurrencyError,
-  EventIdConflictError,
   EventStoreUnavailableError,
   MetadataConcurrencyError,
   StreamTombstonedError,
@@ -320,16 +320,7 @@ export class PostgresEventStore implements EventStore {
     try {
       return await operation()
     } catch (error) {
-      if (
-        error instanceof ConcurrencyError ||
-        error instanceof EventIdConflictError ||
-        error instanceof EventStoreUnavailableError ||
-        error instanceof StreamTombstonedError ||
-        error instanceof MetadataConcurrencyError
-      ) {
-        throw error
-      }
-      throw new EventStoreUnavailableError('postgres', error)
+      throw asEventStoreError('postgres', error)
     }
   }
 }

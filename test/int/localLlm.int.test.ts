@@ -4,6 +4,7 @@ import { join } from 'node:path'
 
 import { describe, expect, it } from 'vitest'
 
+import { isProcessAlive } from '../../cli/runtime/fileLock'
 import { annalistCacheDir } from '../../cli/runtime/temporalBinary'
 import { findLocalLlm, localLlmPaths, setupLocalLlm } from '../../cli/runtime/localLlm'
 import { LocalLlmConnectionError, LocalLlmServerError, resolveLocalLlm, startLocalLlmServer } from '../../cli/runtime/localLlmServer'
@@ -11,15 +12,6 @@ import { mayRunWithoutRealModel, requireRealModelServer } from '../support/realM
 import { scratchDirs } from '../support/scratchDirs'
 
 const scratchDir = scratchDirs('annalist-llm-test-')
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
 
 /** A loopback port that was just free and that nothing listens on. */
 async function closedPort(): Promise<number> {
@@ -89,12 +81,12 @@ describe.skipIf(findLocalLlm() === undefined && !installationRequired)('startLoc
     try {
       expect(server.baseURL).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/v1$/)
       expect(server.modelId).toBe('SmolLM2-135M-Instruct.Q4_1')
-      expect(isAlive(server.pid)).toBe(true)
+      expect(isProcessAlive(server.pid)).toBe(true)
     } finally {
       await server.stop()
       await server.stop()
     }
-    expect(isAlive(server.pid)).toBe(false)
+    expect(isProcessAlive(server.pid)).toBe(false)
     await expect(fetch(`${server.baseURL}/models`)).rejects.toThrow()
   })
 

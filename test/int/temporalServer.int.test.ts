@@ -8,6 +8,7 @@ import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/se
 import { msToTs } from '@temporalio/common/lib/time'
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest'
 
+import { isProcessAlive } from '../../cli/runtime/fileLock'
 import {
   TemporalBinaryUnavailableError,
   TemporalBuildError,
@@ -41,15 +42,6 @@ async function writeExecutable(path: string, script: string): Promise<string> {
   await writeFile(path, script)
   await chmod(path, 0o755)
   return path
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
 }
 
 /** The real temporal binary (global setup already found or built it, unless TEMPORAL_ADDRESS is set). */
@@ -88,7 +80,7 @@ describe('startDevServer', () => {
       connection = undefined
       const firstPid = server.pid
       await server.stop()
-      expect(isAlive(firstPid)).toBe(false)
+      expect(isProcessAlive(firstPid)).toBe(false)
 
       server = await startDevServer({ binaryPath, dbFilename })
       connection = await Connection.connect({ address: server.address })

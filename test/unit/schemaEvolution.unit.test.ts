@@ -9,6 +9,7 @@ import {
   readEvent,
   ROUTES_OFFERED_IN_V1,
   UnknownEventTypeError,
+  upcastModelFailureToReplyFacts,
   UPCASTERS,
   validateEvent,
   type EventCatalogVersions,
@@ -116,17 +117,8 @@ describe('the model events\' one step to reply facts (usage of failed calls, fin
     for (const type of ['RoutingModelFailed', 'PlanningModelFailed', 'SynthesisModelFailed'] as const) {
       const event = readEvent({ type, data: failure, metadata: { ...storedRouting.metadata, schemaVersion: 1 } })
       expect(event.metadata.schemaVersion).toBe(2)
-      expect(event.data).toEqual({
-        ...failure,
-        usage: { inputTokens: 0, outputTokens: 0, costUsd: 0, reported: false },
-        finishReason: null,
-        systemFingerprint: null,
-        callIndex: 0,
-        dialect: null,
-        responseText: null,
-        willRepair: false,
-        isRepair: false,
-      })
+      expect(event.data).toEqual(upcastModelFailureToReplyFacts(failure))
+      expect(event.data).toMatchObject({ ...failure, usage: { costUsd: 0, reported: false }, callIndex: 0, responseText: null, willRepair: false, isRepair: false })
     }
   })
 

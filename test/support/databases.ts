@@ -2,12 +2,13 @@ import { randomBytes } from 'node:crypto'
 import { readdirSync } from 'node:fs'
 import { runner as migrationRunner } from 'node-pg-migrate'
 import pg from 'pg'
-import { afterAll, afterEach, beforeAll, beforeEach, inject } from 'vitest'
+import { afterEach, beforeEach, inject } from 'vitest'
 import { openDatabase, type Database } from '../../historian/adapters/postgres/database'
 import { MIGRATIONS_DIR, MIGRATIONS_TABLE } from '../../historian/adapters/postgres/migrate'
 import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEventStore'
 import { Historian } from '../../historian/historian'
 import { generateIntegrityKey, TenantKeyRing } from '../../historian/integrity/tenantKeyRing'
+import { forSuite } from './forSuite'
 
 /** A random lowercase suffix for database, stream and tenant names. */
 export function randomSuffix(bytes = 6): string {
@@ -134,19 +135,17 @@ export async function migrateSchema(pool: pg.Pool, direction: 'up' | 'down', cou
  * before its tests, closed and dropped after them.
  */
 export function postgresStoreForSuite(): { readonly database: Database & { url: string }; readonly store: PostgresEventStore } {
-  let opened: { database: Database & { url: string }; store: PostgresEventStore } | undefined
-  beforeAll(async () => {
-    const database = await freshPostgresDatabase()
-    opened = { database, store: new PostgresEventStore(database) }
-  })
-  afterAll(async () => {
-    await opened?.store.close()
-    await opened?.database.close()
-  })
-  const current = () => {
-    if (!opened) throw new Error('postgresStoreForSuite: the store is open only while the suite runs')
-    return opened
-  }
+  const current = forSuite(
+    'postgresStoreForSuite',
+    async () => {
+      const database = await freshPostgresDatabase()
+      return { database, store: new PostgresEventStore(database) }
+    },
+    async ({ database, store }) => {
+      await store.close()
+      await database.close()
+    },
+  )
   return {
     get database() {
       return current().database

@@ -1,7 +1,7 @@
-import { afterAll, beforeAll } from 'vitest'
 import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEventStore'
 import { Historian, type StoredEvent } from '../../historian/historian'
 import type { TaskRef } from '../../workflows/api'
+import { forSuite } from './forSuite'
 import { runAnnalist, type CliRun } from './runCli'
 import { supervisedWorker, type SupervisedWorker } from './supervisedWorker'
 
@@ -21,21 +21,20 @@ export interface SupervisedWorkerSuite {
  * a historian on its database; after them, closes them all.
  */
 export function supervisedWorkerSuite(options: Parameters<typeof supervisedWorker>[0]): SupervisedWorkerSuite {
-  let opened: { rig: SupervisedWorker; store: PostgresEventStore; historian: Historian } | undefined
-  beforeAll(async () => {
-    const rig = await supervisedWorker(options)
-    const store = new PostgresEventStore(rig.database)
-    opened = { rig, store, historian: new Historian(store, { keyRing: rig.keyRing }) }
-    rig.worker.start()
-  })
-  afterAll(async () => {
-    await opened?.store.close()
-    await opened?.rig.close()
-  })
-  const current = () => {
-    if (!opened) throw new Error('supervisedWorkerSuite: the worker runs only while the suite runs')
-    return opened
-  }
+  const current = forSuite(
+    'supervisedWorkerSuite',
+    async () => {
+      const rig = await supervisedWorker(options)
+      const store = new PostgresEventStore(rig.database)
+      const historian = new Historian(store, { keyRing: rig.keyRing })
+      rig.worker.start()
+      return { rig, store, historian }
+    },
+    async ({ rig, store }) => {
+      await store.close()
+      await rig.close()
+    },
+  )
   return {
     get rig() {
       return current().rig

@@ -1,6 +1,7 @@
 import type { FaultPlan, FaultRule } from '../faults/faultPlan'
 import { TASK_INPUTS, TENANT_NAMES, type DemoTask } from '../demo/demoScenario'
 import { seededRandom } from './seededRandom'
+import { MODEL_ROLES } from '../../historian/events/catalogue'
 
 /** The kinds of fault a campaign injects: four from outside (processes and servers killed), two through the fault plan. */
 export const CHAOS_FAULT_KINDS = ['worker', 'projector', 'postgres', 'temporal', 'model', 'tool'] as const
@@ -85,7 +86,7 @@ export function chaosPlan(options: { seed: number; runTag: string; tenants: numb
     // Routing: the one model call every task surely makes, whatever happens to it later.
     const certain = pickTask(tasks)
     rules.push({ target: 'routing', kind: 'timeout', tenantId: certain.tenantId, taskId: certain.taskId, attempts: [1] })
-    for (const target of ['routing', 'planning', 'synthesis'] as const) rules.push({ target, kind: 'timeout', attempts: [1, 2], rate: MODEL_TIMEOUT_RATE, seed: options.seed })
+    for (const target of MODEL_ROLES) rules.push({ target, kind: 'timeout', attempts: [1, 2], rate: MODEL_TIMEOUT_RATE, seed: options.seed })
   }
   if (options.kinds.has('tool')) {
     const lookups = tasks.filter((task) => LOOKS_UP_ACCOUNT.test(task.input))

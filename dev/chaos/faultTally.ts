@@ -1,12 +1,13 @@
 import { matchFault, type FaultPlan } from '../faults/faultPlan'
 import type { StoredEvent } from '../../historian/historian'
 import type { LedgerCall } from '../../cli/runtime/modelLedger'
+import { MODEL_ROLES } from '../../historian/events/catalogue'
 
-const MODEL_ROLES = new Set(['routing', 'planning', 'synthesis'])
+const MODEL_ROLE_TARGETS: ReadonlySet<string> = new Set(MODEL_ROLES)
 
 /** Model calls in `ledger` that `plan` hit: the same seeded decision the worker made, taken again from the logged call. */
 export function modelFaultsHit(plan: FaultPlan, ledger: readonly LedgerCall[]): number {
-  return ledger.filter((call) => MODEL_ROLES.has(call.role) && matchFault(plan, { target: call.role, tenantId: call.tenantId, taskId: call.taskId, attempt: call.attempt }))
+  return ledger.filter((call) => MODEL_ROLE_TARGETS.has(call.role) && matchFault(plan, { target: call.role, tenantId: call.tenantId, taskId: call.taskId, attempt: call.attempt }))
     .length
 }
 

@@ -3,6 +3,7 @@ import { loadConfig } from '../runtime/config'
 import { formatRows, type OutputColumn } from '../runtime/output'
 import { diffRuns, runsOf, type DiffRow, type RunFacts } from '../runtime/runDiff'
 import { openStorage } from '../runtime/storage'
+import { terminalSafe } from '../runtime/terminalText'
 
 const COLUMNS: readonly OutputColumn<DiffRow & { mark: string }>[] = [
   { key: 'step', header: 'step' },
@@ -53,6 +54,6 @@ export async function diffCommand(options: { tenant: string; task: string; run?:
   console.log(`run      ${describe(run)}`)
   console.log(`against  ${describe(against)}`)
   console.log(formatRows(diff.rows.map((row) => ({ ...row, mark: row.changed ? '*' : '' })), COLUMNS, 'table'))
-  if (diff.answerDiff) console.log(`answer diff:\n${diff.answerDiff}`)
+  if (diff.answerDiff) console.log(`answer diff:\n${terminalSafe(diff.answerDiff)}`)
   console.log(`${diff.changedFields} field(s) changed`)
 }

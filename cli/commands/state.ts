@@ -4,6 +4,7 @@ import { PostgresSnapshotStore } from '../../historian/snapshots/postgresSnapsho
 import { assertTaskId, assertTenantId } from '../../historian/streams'
 import { loadConfig } from '../runtime/config'
 import { openStorage } from '../runtime/storage'
+import { terminalSafe } from '../runtime/terminalText'
 
 const IsoTimestamp = z.iso.datetime({ offset: true })
 
@@ -58,7 +59,7 @@ export async function stateCommand(options: { tenant: string; task: string; at?:
       console.log(JSON.stringify({ tenantId, taskId, ...place, state }, (_key, value: unknown) => (typeof value === 'bigint' ? value.toString() : value), 2))
       return
     }
-    console.log(tableLines(tenantId, taskId, loaded).join('\n'))
+    console.log(terminalSafe(tableLines(tenantId, taskId, loaded).join('\n')))
   } finally {
     await storage.close()
   }

@@ -1,5 +1,6 @@
 import Table from 'cli-table3'
 import { stringify } from 'csv-stringify/sync'
+import { terminalSafe } from './terminalText'
 
 /** How a query command prints its rows. */
 export const OutputFormat = { table: 'table', json: 'json', csv: 'csv' } as const
@@ -28,7 +29,8 @@ export function jsonReplacer(_key: string, value: unknown): unknown {
 
 /**
  * Formats query rows as a table, a JSON array (every field, not just the columns) or CSV with a header line
- * (RFC 4180 quoting by csv-stringify). A table of no rows prints `emptyMessage`.
+ * (RFC 4180 quoting by csv-stringify). A table of no rows prints `emptyMessage`. Table cells are terminalSafe; JSON
+ * and CSV are data and keep every character.
  */
 export function formatRows<Row extends object>(rows: readonly Row[], columns: readonly OutputColumn<Row>[], format: OutputFormat, emptyMessage = 'no rows'): string {
   switch (format) {
@@ -42,7 +44,8 @@ export function formatRows<Row extends object>(rows: readonly Row[], columns: re
     case 'table': {
       if (rows.length === 0) return emptyMessage
       const table = new Table({ head: columns.map((column) => column.header), style: { head: [], border: [] } })
-      for (const row of rows) table.push(columns.map((column) => cellText(row[column.key])))
+      // Cells hold model- and tenant-provided text: no escape sequence of theirs reaches the terminal.
+      for (const row of rows) table.push(columns.map((column) => terminalSafe(cellText(row[column.key]))))
       return table.toString()
     }
   }

@@ -1,3 +1,4 @@
+import { terminalSafe } from './terminalText'
 import cliProgress from 'cli-progress'
 
 const SPINNER_FRAMES = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'] as const
@@ -44,7 +45,7 @@ export function startActivityIndicator(options: ActivityIndicatorOptions): Activ
     format: (_options, params) => {
       const elapsedMs = Date.now() - params.startTime
       const frame = isTty ? `${SPINNER_FRAMES[Math.floor(elapsedMs / SPINNER_FRAME_MS) % SPINNER_FRAMES.length]} ` : ''
-      const line = `${frame}${options.label} | ${Math.floor(elapsedMs / 1000)}s | ${count} ${options.countLabel}`
+      const line = `${frame}${terminalSafe(options.label)} | ${Math.floor(elapsedMs / 1000)}s | ${count} ${options.countLabel}`
       return detail ? `${line} | ${detail}` : line
     },
   })

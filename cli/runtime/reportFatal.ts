@@ -1,3 +1,5 @@
+import { terminalSafe } from './terminalText'
+
 /** Prints an error as one clear line (the stack only with --verbose) and exits non-zero. */
 export function reportFatal(error: unknown, verbose: boolean): never {
   if (verbose && error instanceof Error) {
@@ -5,7 +7,7 @@ export function reportFatal(error: unknown, verbose: boolean): never {
     if (error.cause) console.error('caused by:', error.cause)
   } else {
     const message = error instanceof Error ? error.message : String(error)
-    console.error(`annalist: ${message.split('\n')[0]}${verbose ? '' : '  (run with --verbose for details)'}`)
+    console.error(`annalist: ${terminalSafe(message.split('\n')[0]!)}${verbose ? '' : '  (run with --verbose for details)'}`)
   }
   process.exit(1)
 }

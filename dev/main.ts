@@ -21,7 +21,6 @@ function buildProgram(): Command {
     .option('--tasks <n>', 'tasks per tenant (default 5; 2 with --models local)')
     .addOption(new Option('--models <models>', 'scripted (deterministic, no network) or local (a real model: ANNALIST_LLM_BASE_URL, or the local llama.cpp server of `setup-local-llm`)').choices(['scripted', 'local']).default('scripted'))
     .option('--summary-json <path>', 'write the demo summary as JSON to this file')
-    .option('--keep-data', 'keep the demo data directory afterwards')
     .action(async (options) => (await import('./demo/demo')).demoCommand(options))
 
   program

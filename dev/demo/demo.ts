@@ -52,7 +52,7 @@ export interface DemoSummary {
 const say = (line: string) => console.log(line)
 
 /** `annalist demo`: the whole system on one machine, with crashes injected, then the proof that nothing was lost or repeated. */
-export async function demoCommand(options: { tenants?: string; tasks?: string; models: string; summaryJson?: string; keepData?: boolean }): Promise<void> {
+export async function demoCommand(options: { tenants?: string; tasks?: string; models: string; summaryJson?: string }): Promise<void> {
   if (options.models !== 'scripted' && options.models !== 'local') throw new RangeError(`--models must be scripted or local, got ${JSON.stringify(options.models)}`)
   const local = options.models === 'local'
   // A real model answers one request at a time on this kind of machine: a smaller default workload keeps the demo short.

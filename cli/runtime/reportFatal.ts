@@ -1,10 +1,12 @@
-/** Prints an error as one clear line (the stack only with --verbose) and exits non-zero. */
+import { redactError, redactSecrets } from '../../historian/redact'
+
+/** Prints an error as one clear line (the stack only with --verbose), with every secret redacted, and exits non-zero. */
 export function reportFatal(error: unknown, verbose: boolean): never {
   if (verbose && error instanceof Error) {
-    console.error(error.stack ?? error.message)
-    if (error.cause) console.error('caused by:', error.cause)
+    console.error(redactError(error, true))
+    if (error.cause) console.error('caused by:', redactSecrets(error.cause instanceof Error ? (error.cause.stack ?? error.cause.message) : String(error.cause)))
   } else {
-    const message = error instanceof Error ? error.message : String(error)
+    const message = redactError(error)
     console.error(`annalist: ${message.split('\n')[0]}${verbose ? '' : '  (run with --verbose for details)'}`)
   }
   process.exit(1)

@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type pg from 'pg'
+import { CREDENTIAL_NAMES, isKeyShaped } from '../historian/redact'
 import { recordApiAccess } from './accessLog'
 import { authenticate } from './keys'
 import { holds, may, PERMISSIONS, Target, type Permission, type Principal } from './roles'
@@ -53,6 +54,22 @@ export const FORBIDDEN: ErrorBody = { error: 'Forbidden', message: 'this API key
 
 const BEARER = /^Bearer +(\S+) *$/i
 
+/** The one 400 body for a credential in the query string (docs/api.md): keys travel only in the Authorization header. */
+export const CREDENTIAL_IN_QUERY: ErrorBody = {
+  error: 'Bad Request',
+  message: 'credentials are refused in the query string: send the API key only as Authorization: Bearer <key>',
+  parameter: 'query',
+}
+
+/** True when the query string names a credential (access_token, api_key, key, token, ...) or holds a key-shaped value. */
+function credentialInQuery(request: FastifyRequest): boolean {
+  const query = (request.query ?? {}) as Record<string, unknown>
+  const values = (value: unknown): string[] => (Array.isArray(value) ? value.map(String) : [String(value)])
+  return Object.entries(query).some(
+    ([name, value]) => CREDENTIAL_NAMES.has(name.toLowerCase()) || isKeyShaped(name) || values(value).some((item) => isKeyShaped(item)),
+  )
+}
+
 /** The key in an `Authorization: Bearer <key>` header, if there is one. */
 function presentedKey(request: FastifyRequest): string | undefined {
   return BEARER.exec(request.headers.authorization ?? '')?.[1]
@@ -88,7 +105,8 @@ async function refuse(request: FastifyRequest, reply: FastifyReply, status: 401 
 
 /**
  * Adds the authentication, scope check and access log to every route of `app`:
- * - onRequest (before any parameter is parsed or validated): a Bearer key is required except on public routes, and
+ * - onRequest (before any parameter is parsed or validated): a credential in the query string is refused with a 400
+ *   before any key is looked up; then a Bearer key is required except on public routes, and
  *   the key must hold the route's permission on the request's target tenant (`may`). A key scoped to a tenant may
  *   only use routes whose target is exactly its own tenant. Every refusal is the one FORBIDDEN body.
  * - onSend: every non-public request, answered or refused, is appended to api_access_log before the response
@@ -96,6 +114,11 @@ async function refuse(request: FastifyRequest, reply: FastifyReply, status: 401 
  */
 export function addAccessControl(app: FastifyInstance, deps: { readonly pool: pg.Pool; readonly onError: (error: unknown) => void }): void {
   app.addHook('onRequest', async (request, reply) => {
+    // Before anything else, public routes included: a key in a URL ends up in proxies' and browsers' histories.
+    if (credentialInQuery(request)) {
+      request.deniedReason = 'credential in the query string'
+      return reply.code(400).send(CREDENTIAL_IN_QUERY)
+    }
     const access = request.routeOptions.config.access
     if (access?.permission === 'public') return
     const presented = presentedKey(request)

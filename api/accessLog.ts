@@ -1,4 +1,5 @@
 import type pg from 'pg'
+import { redactSecrets, redactValue } from '../historian/redact'
 import type { Role } from './roles'
 
 /** One API request as the access log records it: who asked, for what, and what they got. */
@@ -45,7 +46,10 @@ export function storableJson(value: unknown): unknown {
   return value ?? null
 }
 
-/** Appends one access to the log. The log is append-only: there is deliberately no update or delete. */
+/**
+ * Appends one access to the log. The log is append-only: there is deliberately no update or delete, so every text and
+ * the query pass through historian/redact.ts first: a key written here could never be removed.
+ */
 export async function recordApiAccess(pool: pg.Pool, access: ApiAccess): Promise<void> {
   await pool.query(
     `insert into api_access_log (key_id, role, key_tenant_id, method, route, requested_tenant, query, status, rows_returned, denied_reason)
@@ -55,12 +59,12 @@ export async function recordApiAccess(pool: pg.Pool, access: ApiAccess): Promise
       access.role,
       access.keyTenantId,
       storableText(access.method),
-      storableText(access.route),
-      access.requestedTenant === null ? null : storableText(access.requestedTenant),
-      JSON.stringify(storableJson(access.query)),
+      storableText(redactSecrets(access.route)),
+      access.requestedTenant === null ? null : storableText(redactSecrets(access.requestedTenant)),
+      JSON.stringify(storableJson(redactValue(access.query))),
       access.status,
       access.rowsReturned,
-      access.deniedReason === null ? null : storableText(access.deniedReason),
+      access.deniedReason === null ? null : storableText(redactSecrets(access.deniedReason)),
     ],
   )
 }

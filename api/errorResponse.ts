@@ -1,5 +1,6 @@
 import { STATUS_CODES } from 'node:http'
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod'
+import { redactSecrets } from '../historian/redact'
 import { InvalidIdentifierError } from '../historian/streams'
 import { InvalidQueryError } from '../projections/queryFilters'
 import { UnknownApiKeyError } from './keys'
@@ -27,13 +28,14 @@ const PARAMETER_OF_FILTER: Readonly<Record<string, string>> = {
 }
 
 function badRequest(parameter: string, message: string): ErrorResponse {
-  return { status: 400, body: { error: 'Bad Request', message: message.split('\n')[0]!, parameter }, unexpected: false }
+  return { status: 400, body: { error: 'Bad Request', message: redactSecrets(message.split('\n')[0]!), parameter }, unexpected: false }
 }
 
 /**
  * Maps an error to its response: invalid filters, identifiers and parameters -> 400 naming the parameter; an unknown key
  * ID -> 404 (only callers who may revoke any key get this far); other client
  * errors Fastify raises (4xx) -> that status with its message; anything else -> 500 with a generic body, nothing leaked.
+ * Messages pass through historian/redact.ts: they are echoed to the caller and copied into the access log.
  */
 export function errorResponse(error: unknown): ErrorResponse {
   if (error instanceof InvalidQueryError) return badRequest(PARAMETER_OF_FILTER[error.filter] ?? error.filter, error.message)
@@ -52,7 +54,7 @@ export function errorResponse(error: unknown): ErrorResponse {
   }
   const status = (error as { statusCode?: unknown } | null)?.statusCode
   if (typeof status === 'number' && status >= 400 && status < 500) {
-    return { status, body: { error: STATUS_CODES[status] ?? 'Client Error', message: (error as Error).message.split('\n')[0]! }, unexpected: false }
+    return { status, body: { error: STATUS_CODES[status] ?? 'Client Error', message: redactSecrets((error as Error).message.split('\n')[0]!) }, unexpected: false }
   }
   return { status: 500, body: { error: 'Internal Server Error', message: 'the request failed on the server; it has been logged' }, unexpected: true }
 }

@@ -5,6 +5,7 @@ import type pg from 'pg'
 import { Counter, Registry } from 'prom-client'
 import type { TenantKeyRing } from '../historian/integrity/tenantKeyRing'
 import type { EventStore } from '../historian/port'
+import { redactError } from '../historian/redact'
 import { defaultProjections } from '../projections/defaultProjections'
 import { projectionLag, registerProjectionMetrics } from '../projections/lag'
 import { addAccessControl, refuseMalformedUrl } from './accessControl'
@@ -32,8 +33,17 @@ export interface ApiServerOptions {
   readonly cancelTask?: CancelTask
 }
 
+/** A copy of `error` whose message and stack carry no secret (the original keeps its class for the receiver's checks). */
+function redactedError(error: Error): Error {
+  const copy = Object.create(Object.getPrototypeOf(error) as object) as Error
+  Object.assign(copy, error)
+  copy.message = redactError(error)
+  copy.stack = redactError(error, true)
+  return copy
+}
+
 function reportToStderr(error: unknown): void {
-  process.stderr.write(`[annalist api] ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`)
+  process.stderr.write(`[annalist api] ${redactError(error, true)}\n`)
 }
 
 /**
@@ -41,7 +51,9 @@ function reportToStderr(error: unknown): void {
  * /healthz, /openapi.json and /metrics. See docs/api.md for authentication, the isolation rule and the access log.
  */
 export function buildApiServer(options: ApiServerOptions): FastifyInstance {
-  const onError = options.onError ?? reportToStderr
+  const report = options.onError ?? reportToStderr
+  // Every error report goes through the redaction of historian/redact.ts, whoever receives it.
+  const onError = (error: unknown): void => report(error instanceof Error ? redactedError(error) : redactError(error))
   const { pool, store, keyRing, now, redriveTask, cancelTask } = options
   const deps: ApiDeps = { pool, store, keyRing, now, redriveTask, cancelTask }
   const registry = options.registry ?? new Registry()

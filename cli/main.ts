@@ -26,6 +26,7 @@ function buildProgram(): Command {
     .description('run the projection worker: follows the event log and builds the audit timeline and task summaries')
     .option('--batch-size <n>', 'events per transaction', '100')
     .option('--metrics-port <port>', 'serve Prometheus metrics (projection lag, events behind, dead letters) on this port at /metrics')
+    .option('--metrics-host <address>', 'the address the metrics endpoint listens on (default 127.0.0.1; 0.0.0.0 for every interface)')
     .action(async (options) => (await import('./commands/projector')).projectorCommand(options))
 
   program

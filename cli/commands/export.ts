@@ -1,4 +1,4 @@
-import { writeFile } from 'node:fs/promises'
+import { lstat, open, unlink } from 'node:fs/promises'
 import { exportTenant, renderExport, validateExportQuery, type ExportFormat } from '../../projections/export/tenantExport'
 import { loadConfig, requireIntegrityKeyRing } from '../runtime/config'
 import { startActivityIndicator } from '../runtime/progress'
@@ -25,6 +25,7 @@ export async function exportCommand(options: ExportOptions): Promise<void> {
   } catch (error) {
     asOptionError(error)
   }
+  if (options.out !== undefined) await refuseExistingPath(options.out)
   const config = loadConfig()
   const keyRing = requireIntegrityKeyRing(config)
   const storage = await openStorage(config)
@@ -54,7 +55,44 @@ export async function exportCommand(options: ExportOptions): Promise<void> {
   } finally {
     await storage.close()
   }
-  if (options.out) await writeFile(options.out, text, { mode: 0o600 })
+  if (options.out) await writeNewFile(options.out, text)
   else process.stdout.write(text)
   process.stderr.write(`${summary}\n`)
+}
+
+/** Thrown when `export --out` names a path that already exists (a file, a directory or a symlink, even a dangling one). */
+export class ExportPathExistsError extends Error {
+  constructor(readonly path: string) {
+    super(`refusing to write the export to ${path}: it already exists (an export never overwrites a file or follows a symlink)`)
+    this.name = 'ExportPathExistsError'
+  }
+}
+
+/** Checked before anything is read, so a mistaken --out costs nothing. */
+async function refuseExistingPath(out: string): Promise<void> {
+  const existing = await lstat(out).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return undefined
+    throw error
+  })
+  if (existing !== undefined) throw new ExportPathExistsError(out)
+}
+
+/**
+ * Creates `out` with O_CREAT | O_EXCL (flag `wx`), owner-only (0600), and writes `text`: the exclusive create fails on
+ * anything that appeared there since the check, a symlink included, so an export never writes through one. A failed
+ * write removes the partial file.
+ */
+async function writeNewFile(out: string, text: string): Promise<void> {
+  const file = await open(out, 'wx', 0o600).catch((error: NodeJS.ErrnoException) => {
+    throw error.code === 'EEXIST' ? new ExportPathExistsError(out) : error
+  })
+  try {
+    await file.writeFile(text)
+    await file.sync()
+  } catch (error) {
+    await file.close().catch(() => undefined)
+    await unlink(out).catch(() => undefined)
+    throw error
+  }
+  await file.close()
 }

@@ -12,15 +12,19 @@ import { parseWholeNumber } from './lag'
 export interface ProjectorOptions {
   readonly batchSize?: string
   readonly metricsPort?: string
+  /** The address the metrics endpoint listens on; 127.0.0.1 unless given. */
+  readonly metricsHost?: string
 }
 
 /**
  * `annalist projector`: follows the event log and keeps the read models current until SIGINT/SIGTERM, printing live
- * counts. With `--metrics-port` it serves Prometheus metrics (projection lag, events behind, dead letters) on /metrics.
+ * counts. With `--metrics-port` it serves Prometheus metrics (projection lag, events behind, dead letters) on /metrics,
+ * on 127.0.0.1 unless `--metrics-host` names another address (docs/security.md).
  */
 export async function projectorCommand(options: ProjectorOptions = {}, hooks: ProcessHooks = {}): Promise<void> {
   const batchSize = options.batchSize === undefined ? undefined : parseWholeNumber(options.batchSize, '--batch-size', 1, 100_000)
   const metricsPort = options.metricsPort === undefined ? undefined : parseWholeNumber(options.metricsPort, '--metrics-port', 0, 65_535)
+  const metricsHost = options.metricsHost ?? DEFAULT_METRICS_HOST
   const config = loadConfig()
   const storage = await openStorage(config)
   const projections = defaultProjections()
@@ -56,7 +60,7 @@ export async function projectorCommand(options: ProjectorOptions = {}, hooks: Pr
       console.error(`projector ${process.pid}: ${line.join('  ')}`)
     },
   })
-  const server = metricsPort === undefined ? undefined : await serveMetrics(registry, metricsPort)
+  const server = metricsPort === undefined ? undefined : await serveMetrics(registry, metricsHost, metricsPort)
   const stop = () => void runner.stop()
   process.once('SIGINT', stop)
   process.once('SIGTERM', stop)
@@ -70,8 +74,11 @@ export async function projectorCommand(options: ProjectorOptions = {}, hooks: Pr
   }
 }
 
+/** Metrics listen on loopback unless the operator says otherwise: lag and dead-letter counts are not for everyone. */
+export const DEFAULT_METRICS_HOST = '127.0.0.1'
+
 /** Serves `registry` on GET /metrics (Prometheus text format); anything else is 404. */
-async function serveMetrics(registry: Registry, port: number): Promise<Server> {
+async function serveMetrics(registry: Registry, host: string, port: number): Promise<Server> {
   const server = createServer((request, response) => {
     if (request.method !== 'GET' || request.url?.split('?')[0] !== '/metrics') {
       response.writeHead(404, { 'content-type': 'text/plain' }).end('not found: metrics are on GET /metrics\n')
@@ -84,9 +91,11 @@ async function serveMetrics(registry: Registry, port: number): Promise<Server> {
   })
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
-    server.listen(port, '0.0.0.0', () => resolve())
+    server.listen(port, host, () => resolve())
   })
   const address = server.address()
-  console.error(`projector ${process.pid}: metrics on http://127.0.0.1:${typeof address === 'object' && address ? address.port : port}/metrics`)
+  const listening = typeof address === 'object' && address ? address : { address: host, port }
+  const shown = listening.address.includes(':') ? `[${listening.address}]` : listening.address
+  console.error(`projector ${process.pid}: metrics on http://${shown}:${listening.port}/metrics`)
   return server
 }

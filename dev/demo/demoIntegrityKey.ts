@@ -11,10 +11,10 @@ export interface DemoIntegrityKey {
 
 /**
  * The integrity key the demo uses when none is configured: `<dataDir>/integrity.key`, created once with a random key
- * (mode 0600, never overwritten) and read again by later runs, so `annalist verify` can check every demo run's streams.
+ * (mode 0600, never overwritten; a data directory it creates is 0700) and read again by later runs, so `annalist verify` can check every demo run's streams.
  */
 export function demoIntegrityKey(dataDir: string): DemoIntegrityKey {
-  mkdirSync(dataDir, { recursive: true })
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 })
   const keyPath = path.join(dataDir, 'integrity.key')
   let created = false
   try {

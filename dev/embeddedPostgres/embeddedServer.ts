@@ -4,7 +4,7 @@ import { PGlite } from '@electric-sql/pglite'
 import { createPgConfig } from '@electric-sql/pglite/node-postgres'
 import { PGLiteSocketHandler } from '@electric-sql/pglite-socket'
 import pg from 'pg'
-import { lockDataDirectory } from '../../historian/adapters/postgres/database'
+import { createPrivateDirectory, lockDataDirectory, restrictToOwner } from '../../historian/adapters/postgres/database'
 import { runMigrations } from '../../historian/adapters/postgres/migrate'
 import { SessionQueue } from './sessionQueue'
 
@@ -26,6 +26,7 @@ export interface EmbeddedPostgres {
  */
 export async function startEmbeddedPostgres(options: { dataDir: string; port?: number }): Promise<EmbeddedPostgres> {
   const dataDir = path.resolve(options.dataDir)
+  const created = await createPrivateDirectory(dataDir)
   const releaseLock = await lockDataDirectory(dataDir)
   let pglite: PGlite | undefined
   let server: Server | undefined
@@ -39,6 +40,7 @@ export async function startEmbeddedPostgres(options: { dataDir: string; port?: n
   try {
     pglite = new PGlite(dataDir)
     await pglite.waitReady
+    if (created) await restrictToOwner(dataDir)
     const pool = new pg.Pool({ ...createPgConfig(pglite), max: 1 })
     try {
       await runMigrations(pool)

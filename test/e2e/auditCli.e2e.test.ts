@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -195,6 +195,16 @@ describe.each(BACKENDS)('audit, report, export and verify-export on a $backend',
     expectOneLineError(await cli(['verify-export', csvFile]), /^annalist: not a readable Annalist export \(line 1\): this is a CSV export; verify-export checks JSONL exports/)
     expectOneLineError(await cli(['verify-export', path.join(dir, 'missing.jsonl')]), /^annalist: cannot read .*missing\.jsonl: ENOENT/)
     expectOneLineError(await cli(['export', '--tenant', 'acme'], { ANNALIST_INTEGRITY_KEY: '' }), /^annalist: ANNALIST_INTEGRITY_KEY: not set/)
+    expect(statSync(file).mode & 0o777).toBe(0o600)
+    const existing = path.join(dir, 'existing.jsonl')
+    writeFileSync(existing, 'keep me')
+    expectOneLineError(await cli(['export', '--tenant', 'acme', '--out', existing]), /^annalist: refusing to write the export to .*existing\.jsonl: it already exists/)
+    expect(readFileSync(existing, 'utf8')).toBe('keep me')
+    const target = path.join(dir, 'target.jsonl')
+    const link = path.join(dir, 'link.jsonl')
+    symlinkSync(target, link)
+    expectOneLineError(await cli(['export', '--tenant', 'acme', '--out', link]), /^annalist: refusing to write the export to .*link\.jsonl: it already exists/)
+    expect(existsSync(target)).toBe(false)
     const nobody = await cli(['export', '--tenant', 'nobody'])
     expect(nobody.code).toBe(1)
     expect(nobody.stdout).toBe('')

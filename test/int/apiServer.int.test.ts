@@ -2,7 +2,7 @@ import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import type pg from 'pg'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { recentApiAccesses, type ApiAccessEntry } from '../../api/accessLog'
-import { FORBIDDEN, UNAUTHORIZED } from '../../api/accessControl'
+import { CREDENTIAL_IN_QUERY, FORBIDDEN, UNAUTHORIZED } from '../../api/accessControl'
 import { createApiKey, hashApiKey, revokeApiKey } from '../../api/keys'
 import { buildApiServer } from '../../api/server'
 import type { Database } from '../../historian/adapters/postgres/database'
@@ -89,6 +89,30 @@ describe.each(DATABASE_BACKENDS)('HTTP API on $backend', ({ open }) => {
 
   const get = (url: string, key?: string): Promise<LightMyRequestResponse> =>
     app.inject({ method: 'GET', url, headers: key === undefined ? {} : { authorization: `Bearer ${key}` } })
+
+  it('refuses a credential in the query string with a 400 before any key is looked up, and logs no key', async () => {
+    const attempts = [
+      await get(`/v1/tenants/acme/audit?access_token=${keys.acme.key}`),
+      await get(`/v1/tenants/acme/audit?api_key=${keys.acme.key}`, keys.acme.key),
+      await get(`/v1/tenants/acme/audit?limit=5&token=short`),
+      await get(`/v1/tenants/acme/audit?eventType=${keys.acme.key}`),
+      await get(`/v1/tenants/acme/audit?${keys.acme.key}`),
+    ]
+    for (const response of attempts) {
+      expect(response.statusCode).toBe(400)
+      expect(response.json()).toEqual(CREDENTIAL_IN_QUERY)
+      expect(response.body).not.toContain(keys.acme.key)
+    }
+    expect(statements.every((sql) => /^\s*insert into api_access_log/.test(sql))).toBe(true)
+    const logged = await newAccesses()
+    expect(logged).toHaveLength(attempts.length)
+    expect(logged.every((entry) => entry.status === 400 && entry.keyId === null && entry.deniedReason === 'credential in the query string')).toBe(true)
+    const { rows } = await database.pool.query<{ row: string }>(`select row_to_json(l)::text as row from api_access_log l where id > $1`, [logMark.toString()])
+    expect(rows).toHaveLength(attempts.length)
+    for (const { row } of rows) expect(row).not.toContain(keys.acme.key)
+    expect(logged[0]!.query).toEqual({ access_token: '[redacted]' })
+    expect(logged[2]!.query).toEqual({ limit: '5', token: '[redacted]' })
+  })
 
   it('refuses requests without a valid key with one generic 401, and logs each refusal', async () => {
     const attempts = [

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import { link, mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises'
+import { chmod, link, mkdir, readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { PGlite } from '@electric-sql/pglite'
 import { createPgConfig } from '@electric-sql/pglite/node-postgres'
@@ -133,11 +133,13 @@ async function openServer(url: string): Promise<Database> {
 
 async function openPglite(dataDir: string): Promise<Database> {
   const inMemory = dataDir.startsWith('memory://')
+  const created = inMemory ? false : await createPrivateDirectory(dataDir)
   const releaseLock = inMemory ? async () => undefined : await lockDataDirectory(dataDir)
   let pglite: PGlite
   try {
     pglite = new PGlite(inMemory ? dataDir : path.resolve(dataDir))
     await pglite.waitReady
+    if (created) await restrictToOwner(dataDir)
   } catch (error) {
     await releaseLock()
     throw new Error(`cannot open PGlite data directory ${dataDir}: ${error instanceof Error ? error.message : String(error)}`, { cause: error })
@@ -306,7 +308,7 @@ const LOCK_FILE_NAME = 'annalist.lock'
  */
 export async function lockDataDirectory(dataDir: string): Promise<() => Promise<void>> {
   const dir = path.resolve(dataDir)
-  await mkdir(dir, { recursive: true })
+  await mkdir(dir, { recursive: true, mode: 0o700 })
   const lockFile = path.join(dir, LOCK_FILE_NAME)
   const release = async () => {
     if ((await readOwnerPid(lockFile)) === process.pid) await unlink(lockFile).catch(() => undefined)
@@ -323,7 +325,7 @@ export async function lockDataDirectory(dataDir: string): Promise<() => Promise<
 
 async function createLockFile(lockFile: string): Promise<boolean> {
   const draft = `${lockFile}.${process.pid}.${randomUUID()}`
-  await writeFile(draft, `${process.pid}\n`)
+  await writeFile(draft, `${process.pid}\n`, { mode: 0o600 })
   try {
     await link(draft, lockFile)
     return true
@@ -368,4 +370,25 @@ async function removeStaleLock(lockFile: string, stalePid: number): Promise<void
     await link(aside, lockFile).catch(() => undefined)
   }
   await unlink(aside).catch(() => undefined)
+}
+
+/**
+ * Creates `dir` and any missing parents owner-only (0700), and says whether it did: a data directory Annalist creates
+ * is private to its user, one the operator made is left as they made it (docs/security.md).
+ */
+export async function createPrivateDirectory(dir: string): Promise<boolean> {
+  return (await mkdir(path.resolve(dir), { recursive: true, mode: 0o700 })) !== undefined
+}
+
+/**
+ * Makes everything under `dir` owner-only: directories 0700, files 0600. For a data directory just created, after
+ * PGlite has written its files with the process umask; later files inherit the protection of the 0700 directory.
+ */
+export async function restrictToOwner(dir: string): Promise<void> {
+  await chmod(dir, 0o700)
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const entryPath = path.join(dir, entry.name)
+    if (entry.isDirectory()) await restrictToOwner(entryPath)
+    else if (entry.isFile()) await chmod(entryPath, 0o600)
+  }
 }

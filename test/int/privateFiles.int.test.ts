@@ -1,0 +1,48 @@
+import { mkdtempSync, readdirSync, statSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { openDatabase } from '../../historian/adapters/postgres/database'
+import { demoIntegrityKey } from '../../dev/demo/demoIntegrityKey'
+
+const modeOf = (file: string): number => statSync(file).mode & 0o777
+
+/** Every directory and file under `dir`, with its permission bits. */
+function modesUnder(dir: string): { path: string; directory: boolean; mode: number }[] {
+  return readdirSync(dir, { withFileTypes: true, recursive: true })
+    .filter((entry) => entry.isDirectory() || entry.isFile())
+    .map((entry) => {
+      const file = path.join(entry.parentPath, entry.name)
+      return { path: file, directory: entry.isDirectory(), mode: modeOf(file) }
+    })
+}
+
+/** docs/security.md: what Annalist creates on disk is readable by its own user only. */
+describe('private data directories', () => {
+  it('creates the PGlite data directory and its parents 0700, and its files 0600', async () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'annalist-private-'))
+    const dataDir = path.join(root, 'annalist', 'pgdata')
+    const database = await openDatabase({ pgliteDataDir: dataDir })
+    await database.close()
+    expect(modeOf(path.join(root, 'annalist'))).toBe(0o700)
+    expect(modeOf(dataDir)).toBe(0o700)
+    const entries = modesUnder(dataDir)
+    expect(entries.length).toBeGreaterThan(10)
+    for (const entry of entries) expect(entry.mode, entry.path).toBe(entry.directory ? 0o700 : 0o600)
+  })
+
+  it('leaves a data directory the operator made as it was', async () => {
+    const dataDir = mkdtempSync(path.join(tmpdir(), 'annalist-own-'))
+    const before = modeOf(dataDir)
+    const database = await openDatabase({ pgliteDataDir: dataDir })
+    await database.close()
+    expect(modeOf(dataDir)).toBe(before)
+  })
+
+  it("creates the demo's data directory 0700 and its integrity key file 0600", () => {
+    const dataDir = path.join(mkdtempSync(path.join(tmpdir(), 'annalist-demo-')), 'data')
+    const key = demoIntegrityKey(dataDir)
+    expect(modeOf(dataDir)).toBe(0o700)
+    expect(modeOf(key.path)).toBe(0o600)
+  })
+})

@@ -1,7 +1,8 @@
 import { ApplicationFailure } from '@temporalio/activity'
 import { CheckpointInvalidError } from '../historian/checkpoints/checkpointErrors'
 import { checkpointRef } from '../historian/checkpoints/checkpoint'
-import { verifyCheckpoint } from '../historian/checkpoints/signCheckpoint'
+import { ChainBrokenError } from '../historian/checkpoints/chainUpTo'
+import { verifyCheckpointOnIntactChain } from '../historian/checkpoints/signCheckpoint'
 import { BeginRunFailureType, FailureType, MODEL_ROLES } from '../historian/events'
 import type { Historian } from '../historian/historian'
 import { MissingIntegrityKeyError } from '../historian/integrity/integrityErrors'
@@ -26,7 +27,8 @@ const refused = (type: string, message: string) => ApplicationFailure.create({ m
 
 /**
  * Creates the `beginRun` activity of a replay or redrive: verifies the signed checkpoint against the task's stream with
- * the worker's key ring (refusing a tampered, foreign, superseded or stale one with a non-retryable CHECKPOINT_INVALID,
+ * the worker's key ring, after verifying the task stream's hash chain up to its revision (refusing a broken chain, or a
+ * tampered, foreign, superseded or stale checkpoint, with a non-retryable CHECKPOINT_INVALID,
  * before anything is recorded) and appends TaskRunStarted inside the idempotent boundary.
  */
 export function createBeginRun(deps: { historian: Historian; clock: () => Date }) {
@@ -47,9 +49,9 @@ export function createBeginRun(deps: { historian: Historian; clock: () => Date }
         }
         let checkpoint
         try {
-          checkpoint = verifyCheckpoint(keyRing, input, run.checkpoint, stream.events).checkpoint
+          checkpoint = (await verifyCheckpointOnIntactChain({ store: deps.historian.store, keyRing }, input, run.checkpoint, stream.events)).checkpoint
         } catch (error) {
-          if (error instanceof CheckpointInvalidError) throw refused(BeginRunFailureType.checkpointInvalid, error.message)
+          if (error instanceof CheckpointInvalidError || error instanceof ChainBrokenError) throw refused(BeginRunFailureType.checkpointInvalid, error.message)
           throw error
         }
         if (checkpoint.step !== run.fromStep) {

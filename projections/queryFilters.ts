@@ -22,14 +22,40 @@ const DAY_MS = 86_400_000
 const EARLIEST = Date.UTC(2000, 0, 1)
 const LATEST = Date.UTC(2100, 0, 1)
 
-/** Parses an ISO 8601 timestamp with a zone (or a Date) for the named filter; throws InvalidQueryError. */
-export function parseInstant(filter: string, value: string | Date): Date {
-  const text = value instanceof Date ? value.toISOString() : value
-  if (!(value instanceof Date) && !/^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2}))?$/.test(text)) {
-    throw new InvalidQueryError(filter, `${JSON.stringify(text)} is not an ISO 8601 date or time with a zone (e.g. 2026-02-03 or 2026-02-03T14:22:10Z)`)
+const ISO_INSTANT = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(\.\d{1,9})?)?(Z|[+-](\d{2}):(\d{2})))?$/
+
+/**
+ * The one parser of dates and times given by users (API query strings, CLI flags): an ISO 8601 date (midnight UTC) or a
+ * date-time with a zone, whose fields must round-trip, so an impossible date such as 2026-02-31 or a time such as 24:00
+ * is refused instead of rolling over. Throws InvalidQueryError naming `parameter` (one line); `requireTime` refuses a
+ * bare date.
+ */
+export function parseIsoInstant(parameter: string, text: string, options: { requireTime?: boolean } = {}): Date {
+  const example = options.requireTime ? '2026-02-03T14:22:10Z' : '2026-02-03 or 2026-02-03T14:22:10Z'
+  const match = ISO_INSTANT.exec(text)
+  if (!match || (options.requireTime && match[4] === undefined)) {
+    throw new InvalidQueryError(parameter, `${JSON.stringify(text)} is not an ISO 8601 ${options.requireTime ? 'time' : 'date or time'} with a zone (e.g. ${example})`)
   }
-  const at = value instanceof Date ? value : new Date(text.length === 10 ? `${text}T00:00:00Z` : text)
-  if (Number.isNaN(at.getTime())) throw new InvalidQueryError(filter, `${JSON.stringify(text)} is not a valid date`)
+  const [year, month, day, hour, minute, second] = match.slice(1, 7).map((field) => Number(field ?? 0)) as [number, number, number, number, number, number]
+  const fields = new Date(Date.UTC(year, month - 1, day, hour, minute, second))
+  const roundTrips =
+    fields.getUTCFullYear() === year &&
+    fields.getUTCMonth() === month - 1 &&
+    fields.getUTCDate() === day &&
+    fields.getUTCHours() === hour &&
+    fields.getUTCMinutes() === minute &&
+    fields.getUTCSeconds() === second &&
+    (match[9] === undefined || (Number(match[9]) <= 23 && Number(match[10]) <= 59))
+  if (!roundTrips) throw new InvalidQueryError(parameter, `${JSON.stringify(text)} is not a valid date or time (no such day, hour, minute or offset)`)
+  const at = new Date(match[4] === undefined ? `${text}T00:00:00Z` : text)
+  if (Number.isNaN(at.getTime())) throw new InvalidQueryError(parameter, `${JSON.stringify(text)} is not a valid date`)
+  return at
+}
+
+/** Parses an ISO 8601 date or time with a zone (parseIsoInstant), or takes a Date, for the named filter, within 2000-2100; throws InvalidQueryError. */
+export function parseInstant(filter: string, value: string | Date): Date {
+  const at = value instanceof Date ? value : parseIsoInstant(filter, value)
+  if (Number.isNaN(at.getTime())) throw new InvalidQueryError(filter, 'is not a valid date')
   if (at.getTime() < EARLIEST || at.getTime() >= LATEST) throw new InvalidQueryError(filter, `${at.toISOString()} is outside 2000-01-01 to 2100-01-01`)
   return at
 }

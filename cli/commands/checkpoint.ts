@@ -1,6 +1,6 @@
 import { writeFileSync } from 'node:fs'
 import path from 'node:path'
-import { makeCheckpoint } from '../../historian/checkpoints/signCheckpoint'
+import { makeCheckpointOfIntactChain } from '../../historian/checkpoints/signCheckpoint'
 import { assertTaskId, assertTenantId } from '../../historian/streams'
 import { loadConfig, requireIntegrityKeyRing } from '../runtime/config'
 import { openStorage } from '../runtime/storage'
@@ -22,7 +22,8 @@ export async function checkpointCommand(options: { tenant: string; task: string;
   try {
     const stream = await storage.historian.readTask(tenantId, taskId)
     if (stream.events.length === 0) throw new Error(`task ${tenantId}/${taskId} has no events: nothing to take a checkpoint of`)
-    text = `${JSON.stringify(makeCheckpoint(keyRing, { tenantId, taskId }, stream.events, step), null, 2)}\n`
+    const checkpoint = await makeCheckpointOfIntactChain({ store: storage.historian.store, keyRing }, { tenantId, taskId }, stream.events, step)
+    text = `${JSON.stringify(checkpoint, null, 2)}\n`
   } finally {
     await storage.close()
   }

@@ -3,7 +3,7 @@ import { listLifecycleDecisions, reconcileLifecycle, recordLifecycleDecision, ty
 import { assertTaskId, assertTenantId, parseTaskStreamName } from '../../historian/streams'
 import { defaultProjections } from '../../projections/defaultProjections'
 import { sweepRetention } from '../../projections/lifecycleSweep'
-import { InvalidQueryError } from '../../projections/queryFilters'
+import { InvalidQueryError, parseIsoInstant } from '../../projections/queryFilters'
 import { loadConfig, requireIntegrityKeyRing } from '../runtime/config'
 import { formatRows, type OutputColumn, type OutputFormat } from '../runtime/output'
 import { startActivityIndicator } from '../runtime/progress'
@@ -184,11 +184,7 @@ export async function lifecycleReconcileCommand(options: { readonly heal: boolea
 /** Parses `--at`: an ISO 8601 time with a zone; default now. */
 export function sweepTime(at: string | undefined, now: () => Date = () => new Date()): Date {
   if (at === undefined) return now()
-  const parsed = new Date(at)
-  if (!/^\d{4}-\d{2}-\d{2}T.*(Z|[+-]\d{2}:?\d{2})$/.test(at) || Number.isNaN(parsed.getTime())) {
-    throw new InvalidQueryError('--at', `must be an ISO 8601 time with a zone (e.g. 2026-12-04T21:00:00Z), got ${JSON.stringify(at)}`)
-  }
-  return parsed
+  return parseIsoInstant('--at', at, { requireTime: true })
 }
 
 /**

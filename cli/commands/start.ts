@@ -1,6 +1,6 @@
 import { Client, Connection } from '@temporalio/client'
 import { MAX_LOOP_ITERATIONS, MAX_TOOL_CALLS_PER_ITERATION, type LoopOptions } from '../../workflows/api'
-import { assertTenantId } from '../../historian/streams'
+import { assertTaskId, assertTenantId } from '../../historian/streams'
 import { authorizeCallerOnce } from '../runtime/callerPermission'
 import { loadConfig } from '../runtime/config'
 import { startPipeline } from '../runtime/pipelineClient'
@@ -18,6 +18,17 @@ export interface StartOptions {
   readonly callsPerIteration?: string
 }
 
+/** The longest `--input` a task may be given: AgentTaskReceived's limit. */
+const MAX_INPUT = 100_000
+
+/** Checks every option of `start` without touching storage or Temporal: tenant and task IDs, input, loop options. */
+export function validateStartOptions(options: StartOptions): { tenantId: string; taskId: string; input: string; loop: LoopOptions | undefined } {
+  const tenantId = assertTenantId(options.tenant)
+  const taskId = assertTaskId(options.task)
+  if (options.input.trim() === '' || options.input.length > MAX_INPUT) throw new RangeError(`--input must be 1 to ${MAX_INPUT} characters and not blank`)
+  return { tenantId, taskId, input: options.input, loop: loopOptionsOf(options) }
+}
+
 /** The loop options of `start`, validated; undefined when the task is not a loop. */
 export function loopOptionsOf(options: Pick<StartOptions, 'loopIterations' | 'callsPerIteration'>): LoopOptions | undefined {
   if (options.loopIterations === undefined) {
@@ -31,14 +42,15 @@ export function loopOptionsOf(options: Pick<StartOptions, 'loopIterations' | 'ca
 
 /** `annalist start`: starts (or finds) the pipeline of one tenant task on the cluster at TEMPORAL_ADDRESS; needs task.start on the tenant (ANNALIST_API_KEY). */
 export async function startCommand(options: StartOptions): Promise<void> {
-  const loop = loopOptionsOf(options)
+  // Validated before anything is opened: bad input touches neither storage nor Temporal.
+  const { tenantId, taskId, input: text, loop } = validateStartOptions(options)
   const config = loadConfig()
   if (!config.temporalAddress) throw new Error('TEMPORAL_ADDRESS is not set: `start` submits to a running cluster (start one with `temporal server start-dev`)')
-  await authorizeCallerOnce(config, 'task.start', assertTenantId(options.tenant))
+  await authorizeCallerOnce(config, 'task.start', tenantId)
   const connection = await Connection.connect({ address: config.temporalAddress })
   try {
     const client = new Client({ connection, namespace: config.temporalNamespace })
-    const input = { tenantId: options.tenant, taskId: options.task, input: options.input, requestedBy: 'cli', ...(loop ? { loop } : {}) }
+    const input = { tenantId, taskId, input: text, requestedBy: 'cli', ...(loop ? { loop } : {}) }
     const handle = await startPipeline(client, input, config.taskQueue)
     console.log(`pipeline ${handle.workflowId} run ${handle.firstExecutionRunId}${loop ? ` (agent loop of at most ${loop.maxIterations} iterations)` : ''}`)
     // result() follows a loop's continue-as-new chain to the run that ends it.

@@ -1,20 +1,22 @@
-import { z } from 'zod'
 import { loadTaskState, type LoadedTaskState, type StateTarget } from '../../historian/loadTaskState'
 import { PostgresSnapshotStore } from '../../historian/snapshots/postgresSnapshotStore'
 import { assertTaskId, assertTenantId } from '../../historian/streams'
+import { InvalidQueryError, parseIsoInstant } from '../../projections/queryFilters'
 import { loadConfig } from '../runtime/config'
 import { openStorage } from '../runtime/storage'
 import { terminalSafe } from '../runtime/terminalText'
-
-const IsoTimestamp = z.iso.datetime({ offset: true })
 
 /** Parses `--at`: a whole number is a stream revision, anything else must be an ISO 8601 time with a zone. */
 export function parseStateTarget(at: string | undefined): StateTarget | undefined {
   if (at === undefined) return undefined
   const text = at.trim()
   if (/^\d{1,18}$/.test(text)) return { revision: BigInt(text) }
-  if (IsoTimestamp.safeParse(text).success) return { timestamp: new Date(text) }
-  throw new RangeError(`--at must be a revision (a whole number >= 0) or an ISO 8601 time with a zone, e.g. 2026-02-03T14:22:10Z; got ${JSON.stringify(at)}`)
+  try {
+    return { timestamp: parseIsoInstant('--at', text, { requireTime: true }) }
+  } catch (error) {
+    if (!(error instanceof InvalidQueryError)) throw error
+    throw new RangeError(`--at must be a revision (a whole number >= 0) or an ISO 8601 time with a zone, e.g. 2026-02-03T14:22:10Z; got ${JSON.stringify(at)} (${error.reason})`)
+  }
 }
 
 function tableLines(tenantId: string, taskId: string, loaded: LoadedTaskState): string[] {

@@ -2,7 +2,8 @@ import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Clien
 import { promptTemplateFor } from '../../activities/models/prompts'
 import { MODEL_ROLES } from '../../activities/models/modelClient'
 import { type Checkpoint } from '../../historian/checkpoints/checkpoint'
-import { makeCheckpoint, verifyCheckpoint } from '../../historian/checkpoints/signCheckpoint'
+import { ChainBrokenError } from '../../historian/checkpoints/chainUpTo'
+import { makeCheckpointOfIntactChain, verifyCheckpointOnIntactChain } from '../../historian/checkpoints/signCheckpoint'
 import { RunOverrides, type ReplayableStep } from '../../historian/events'
 import type { Historian } from '../../historian/historian'
 import type { TenantKeyRing } from '../../historian/integrity/tenantKeyRing'
@@ -54,8 +55,9 @@ async function isRunning(client: Client, workflowId: string): Promise<boolean> {
 }
 
 /**
- * Starts a linked run of a task: reads its stream, refuses when it has no run or its workflow is still running, makes
- * the signed checkpoint of the latest run before `fromStep` (or verifies the one given), and starts the SAME workflow ID
+ * Starts a linked run of a task: reads its stream, refuses when it has no run or its workflow is still running, verifies
+ * the task stream's hash chain up to the checkpoint's revision (refusing on a break: nothing starts from a forged
+ * stream), makes the signed checkpoint of the latest run before `fromStep` (or verifies the one given), and starts the SAME workflow ID
  * again (ALLOW_DUPLICATE) with `run` set, so the new execution's beginRun records TaskRunStarted linked by parentRunId.
  */
 export async function startLinkedRun(
@@ -76,9 +78,17 @@ export async function startLinkedRun(
   if (stream.events.length === 0 || state.runId === undefined) throw refuse('the task has no run (no events in its stream)')
   if (state.iterations > 0) throw refuse('it ran as a long agent loop; replaying loops is not supported yet')
 
-  const checkpoint = request.checkpoint
-    ? verifyCheckpoint(deps.keyRing, task, request.checkpoint, stream.events).checkpoint
-    : makeCheckpoint(deps.keyRing, task, stream.events, request.fromStep)
+  // Nothing starts from a stream whose hash chain breaks before the checkpoint's revision (ChainBrokenError).
+  const trust = { store: deps.historian.store, keyRing: deps.keyRing }
+  let checkpoint: Checkpoint
+  try {
+    checkpoint = request.checkpoint
+      ? (await verifyCheckpointOnIntactChain(trust, task, request.checkpoint, stream.events)).checkpoint
+      : await makeCheckpointOfIntactChain(trust, task, stream.events, request.fromStep)
+  } catch (error) {
+    if (error instanceof ChainBrokenError) throw refuse(error.message)
+    throw error
+  }
   if (checkpoint.step !== request.fromStep) throw refuse(`the checkpoint is before step ${checkpoint.step}, but the run was asked to start from ${request.fromStep}`)
   const input: AgentPipelineInput = {
     tenantId,

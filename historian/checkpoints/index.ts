@@ -1,4 +1,5 @@
 export { Checkpoint, checkpointRef, type UnsignedCheckpoint } from './checkpoint'
 export { checkpointAt, taskStateSha256, type StepBoundary } from './checkpointAt'
 export { CheckpointInvalidError, CheckpointProblem, StepNotReachedError } from './checkpointErrors'
-export { checkpointKey, checkpointSignature, makeCheckpoint, signCheckpoint, verifyCheckpoint } from './signCheckpoint'
+export { assertChainIntactUpTo, ChainBrokenError } from './chainUpTo'
+export { checkpointKey, checkpointSignature, makeCheckpoint, makeCheckpointOfIntactChain, signCheckpoint, verifyCheckpoint, verifyCheckpointOnIntactChain } from './signCheckpoint'

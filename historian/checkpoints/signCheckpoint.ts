@@ -1,9 +1,11 @@
 import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto'
 import type { StoredEvent } from '../historian'
+import type { EventStore } from '../port'
 import { canonicalJson } from '../integrity/chainHash'
 import type { TenantKeyRing } from '../integrity/tenantKeyRing'
 import { Checkpoint, type UnsignedCheckpoint } from './checkpoint'
 import { checkpointAt, type StepBoundary } from './checkpointAt'
+import { assertChainIntactUpTo } from './chainUpTo'
 import { CheckpointInvalidError, CheckpointProblem, StepNotReachedError } from './checkpointErrors'
 
 /**
@@ -85,4 +87,36 @@ export function verifyCheckpoint(
     )
   }
   return { checkpoint, boundary }
+}
+
+/**
+ * Takes the checkpoint before `step` of the task's latest run and signs it only if the task stream's hash chain
+ * verifies up to the boundary's revision; otherwise throws ChainBrokenError and signs nothing.
+ */
+export async function makeCheckpointOfIntactChain(
+  deps: { store: EventStore; keyRing: TenantKeyRing },
+  task: { tenantId: string; taskId: string },
+  events: readonly StoredEvent[],
+  step: Checkpoint['step'],
+): Promise<Checkpoint> {
+  const boundary = checkpointAt(events, step, task)
+  await assertChainIntactUpTo(deps, task, boundary.revision)
+  return signCheckpoint(deps.keyRing, task, boundary)
+}
+
+/**
+ * verifyCheckpoint, after verifying the task stream's hash chain up to the revision the checkpoint pins (throws
+ * ChainBrokenError on a break there). The chain goes first: an edited event would otherwise show only as a stale state.
+ */
+export async function verifyCheckpointOnIntactChain(
+  deps: { store: EventStore; keyRing: TenantKeyRing },
+  task: { tenantId: string; taskId: string },
+  value: unknown,
+  events: readonly StoredEvent[],
+): Promise<{ checkpoint: Checkpoint; boundary: StepBoundary }> {
+  const parsed = Checkpoint.safeParse(value)
+  if (parsed.success && parsed.data.tenantId === task.tenantId && parsed.data.taskId === task.taskId) {
+    await assertChainIntactUpTo(deps, task, parsed.data.revision)
+  }
+  return verifyCheckpoint(deps.keyRing, task, value, events)
 }

@@ -231,6 +231,7 @@ describe('audit, report and export reject bad input before reading anything', ()
       [['audit', 'acme', '--limit', '10001'], /^annalist: invalid --limit: /],
       [['audit', 'acme', '--after', '-1'], /^annalist: invalid --after: must be a global position/],
       [['audit', 'acme', '--from', 'yesterday'], /^annalist: invalid --from: "yesterday" is not an ISO 8601/],
+      [['audit', 'acme', '--from', '2026-02-31'], /^annalist: invalid --from: "2026-02-31" is not a valid date or time/],
       [['audit', 'acme', '--from', '2026-02-01', '--to', '2026-01-01'], /^annalist: invalid --from\/--to: from 2026-02-01T00:00:00.000Z is not before/],
       [['audit', 'acme', '--from', '2001-01-01', '--to', '2099-01-01'], /^annalist: invalid --from\/--to: .* wider than/],
       [['report', '--tenant', 'Acme'], /^annalist: invalid tenant ID "Acme"/],

@@ -68,7 +68,7 @@ describe('annalist lifecycle on a PGlite data directory', () => {
     expect(lowered.code).toBe(1)
     expect(lowered.stderr.trim()).toMatch(/^annalist: tenant_acme-task-a: truncate before 1 would show events below 2 again/)
     const badTime = await lifecycle(['sweep', '--at', 'tomorrow'])
-    expect(badTime.stderr.trim()).toMatch(/^annalist: invalid --at: must be an ISO 8601 time/)
+    expect(badTime.stderr.trim()).toMatch(/^annalist: invalid --at: "tomorrow" is not an ISO 8601 time with a zone/)
     const listed = await lifecycle(['list', '--tenant', 'acme', '--format', 'json'])
     expect(JSON.parse(listed.stdout)).toHaveLength(1)
   })

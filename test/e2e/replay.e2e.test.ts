@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { ApplicationFailure, WorkflowFailedError } from '@temporalio/client'
 import { describe, expect, it, vi } from 'vitest'
@@ -301,4 +301,27 @@ describe.each(['postgres server', 'embedded PGlite'] as const)('replay from a ch
     await new ProjectionRunner({ store: suite.store, pool: suite.rig.database.pool, projections: defaultProjections() }).catchUp()
     expect(await rebuildAndCompare(suite.store, suite.rig.database.pool, defaultProjections())).toMatchObject({ matches: true, differences: [] })
   }, 150_000)
+
+  it('refuses to sign a checkpoint or replay from a stream whose PlanCreated tool call was edited by SQL: one line naming the break, nothing written or started', async () => {
+    const stream = `tenant_${foreignCalc.tenantId}-${foreignCalc.taskId}`
+    const plan = (await eventsOf(foreignCalc)).find((stored) => stored.event.type === 'PlanCreated')!
+    await suite.rig.database.pool.query(`update events set data = jsonb_set(data, '{toolCalls,0,parameters}', '{"expression":"6 * 7"}') where event_id = $1`, [plan.eventId])
+    const breaks = new RegExp(`^annalist: .*the hash chain of ${stream} breaks at revision ${plan.revision} \\(content_edited, event PlanCreated ${plan.eventId}\\)`)
+    const events = (await eventsOf(foreignCalc)).length
+    const executions = await executionsOf(foreignCalc)
+    const file = path.join(suite.rig.workDir, 'forged.checkpoint.json')
+    const runs = [
+      await cli(['checkpoint', '--tenant', otherTenant, '--task', 'calc', '--step', 'synthesize', '--out', file]),
+      await cli(['replay', '--tenant', otherTenant, '--task', 'calc', '--from', 'synthesize', '--by', 'mallory']),
+    ]
+    for (const run of runs) {
+      expect(run.code, run.stderr).toBe(1)
+      expect(run.stdout).toBe('')
+      expect(run.stderr.trim().split('\n')).toHaveLength(1)
+      expect(run.stderr.trim()).toMatch(breaks)
+    }
+    expect(existsSync(file)).toBe(false)
+    expect((await eventsOf(foreignCalc)).length).toBe(events)
+    expect(await executionsOf(foreignCalc)).toEqual(executions)
+  }, 60_000)
 })

@@ -429,6 +429,8 @@ describe.each(DATABASE_BACKENDS)('HTTP API on $backend', ({ open }) => {
       ['/v1/analytics/models?from=1999-12-31', 'from'],
       [`/v1/analytics/costs?tenantId=${encodeURIComponent("acme' or '1'='1")}`, 'tenantId'],
       ['/v1/analytics/tools?to=2026-13-45', 'to'],
+      ['/v1/tenants/acme/audit?from=2026-02-31', 'from'],
+      ['/v1/analytics/costs?from=2026-04-31T10:00:00Z', 'from'],
     ]
     for (const [url, parameter] of cases) {
       const key = url.startsWith('/v1/analytics') ? keys.analyst.key : keys.acme.key

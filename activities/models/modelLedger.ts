@@ -42,19 +42,7 @@ export function withCallLedger(model: LanguageModelV4, path: string, clock: () =
     supportedUrls: model.supportedUrls,
     doGenerate: (options) => {
       const call = AnnalistCallOptions.parse(options.providerOptions?.[ANNALIST_PROVIDER_OPTIONS_KEY])
-      const { role, tenantId, taskId, activityId, attempt, runId, callIndex } = call
-      appendLedgerCall(path, {
-        ts: clock(),
-        pid: process.pid,
-        tenantId,
-        taskId,
-        role,
-        activityId,
-        attempt,
-        ...(runId === undefined ? {} : { runId }),
-        ...(callIndex === undefined ? {} : { callIndex }),
-        modelId: model.modelId,
-      })
+      appendLedgerCall(path, { ...call, modelId: model.modelId, ts: clock(), pid: process.pid })
       return model.doGenerate(options)
     },
     doStream: (options) => model.doStream(options),

@@ -4,8 +4,7 @@ import { ModelClient, type ModelRole } from '../../activities/models/modelClient
 import { modelsFromConfig } from '../../activities/models/modelsFromConfig'
 import type { OutputDialect } from '../../historian/events/common'
 import type { Historian } from '../../historian/historian'
-import { createDefaultTools } from '../../activities/tools/registry'
-import type { ToolRegistry } from '../../activities/tools/registry'
+import { createDefaultTools, type ToolRegistry } from '../../activities/tools/registry'
 import { requireIntegrityKeyRing, type AnnalistConfig } from './config'
 import type { Storage } from './storage'
 

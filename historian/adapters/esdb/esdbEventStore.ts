@@ -140,7 +140,7 @@ export class EsdbEventStore implements EventStore {
   async readAll(options: ReadAllOptions = {}): Promise<RecordedEvent[]> {
     const maxCount = options.maxCount ?? DEFAULT_READ_ALL_MAX_COUNT
     const events: RecordedEvent[] = []
-    const visibility = new StreamVisibility(this.client, Number.POSITIVE_INFINITY)
+    const visibility = new StreamVisibility(this.client)
     let cursor = options.after
     try {
       while (events.length < maxCount) {
@@ -305,7 +305,7 @@ export class EsdbEventStore implements EventStore {
   private async readFiltered(filter: Filter, options: ReadAllOptions): Promise<RecordedEvent[]> {
     const maxCount = options.maxCount ?? DEFAULT_READ_ALL_MAX_COUNT
     if (maxCount === 0) return []
-    const visibility = new StreamVisibility(this.client, Number.POSITIVE_INFINITY)
+    const visibility = new StreamVisibility(this.client)
     const events: RecordedEvent[] = []
     try {
       let end: bigint | undefined
@@ -408,25 +408,21 @@ function toMetadataResult(revision: bigint, data: unknown): StreamMetadataResult
 /**
  * Which events of a stream the port shows now. Every retention rule (soft delete, $tb, $maxCount, $maxAge) hides a
  * prefix of the stream, so the stream's first readable revision decides; a stream that cannot be read (deleted,
- * tombstoned, all expired) shows nothing. Learnt once per stream and trusted for `ttlMs`.
+ * tombstoned, all expired) shows nothing. Learnt once per stream for the one read it serves.
  */
 class StreamVisibility {
-  private readonly firstVisible = new Map<string, { readonly at: number; readonly revision: Promise<bigint | undefined> }>()
+  private readonly firstVisible = new Map<string, Promise<bigint | undefined>>()
 
-  constructor(
-    private readonly client: EventStoreDBClient,
-    private readonly ttlMs: number,
-  ) {}
+  constructor(private readonly client: EventStoreDBClient) {}
 
   async isVisible(event: AllStreamRecordedEvent): Promise<boolean> {
-    const now = Date.now()
-    let known = this.firstVisible.get(event.streamId)
-    if (!known || now - known.at > this.ttlMs) {
+    let revision = this.firstVisible.get(event.streamId)
+    if (!revision) {
       if (this.firstVisible.size >= 10_000) this.firstVisible.clear()
-      known = { at: now, revision: this.firstVisibleRevision(event.streamId) }
-      this.firstVisible.set(event.streamId, known)
+      revision = this.firstVisibleRevision(event.streamId)
+      this.firstVisible.set(event.streamId, revision)
     }
-    const first = await known.revision
+    const first = await revision
     return first !== undefined && event.revision >= first
   }
 

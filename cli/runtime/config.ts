@@ -16,7 +16,8 @@ export class ConfigError extends Error {
   }
 }
 
-const emptyAsUnset = (value: unknown) => (typeof value === 'string' && value.trim() === '' ? undefined : value)
+/** An empty or blank variable counts as unset (zod preprocessor). */
+export const emptyAsUnset = (value: unknown) => (typeof value === 'string' && value.trim() === '' ? undefined : value)
 const optional = <T extends z.ZodType>(schema: T) => z.preprocess(emptyAsUnset, schema.optional())
 
 const Env = z.object({

@@ -109,6 +109,7 @@ export const DEFAULT_ADDRESS_RETENTION_DAYS = 30
  * log allows). Returns how many access log rows lost their address.
  */
 export async function forgetClientAddresses(pool: pg.Pool, retentionDays = DEFAULT_ADDRESS_RETENTION_DAYS): Promise<number> {
+  if (!Number.isSafeInteger(retentionDays) || retentionDays < 1) throw new RangeError(`address retention must be a whole number of days of at least 1, got ${retentionDays}`)
   const { rows } = await pool.query<{ forgotten: string }>('select api_forget_client_addresses(make_interval(days => $1)) as forgotten', [retentionDays])
   return Number(rows[0]!.forgotten)
 }

@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible'
 import { Role, type Principal } from './roles'
 import type { ErrorBody } from './schemas'
+import { requireWholeNumbers } from './wholeNumbers'
 
 /**
  * How much one API key, and one tenant's tenant keys together, may ask of one API instance (never a global limit, so
@@ -52,13 +53,6 @@ const perMinute = (points: number) => new RateLimiterMemory({ points, duration: 
 /** A concurrency bucket: `points` requests in flight per key, taken on admission and given back when one ends. */
 const inFlight = (points: number) => new RateLimiterMemory({ points, duration: 0 })
 
-function validated(limits: RateLimits): RateLimits {
-  for (const [name, value] of Object.entries(limits)) {
-    if (!Number.isSafeInteger(value) || value < 1) throw new RangeError(`rate limit ${name} must be a whole number of at least 1, got ${String(value)}`)
-  }
-  return limits
-}
-
 /** The limiter's rejection (a RateLimiterRes); anything else it throws is a real error. */
 function rejection(error: unknown): RateLimiterRes {
   if (error instanceof RateLimiterRes) return error
@@ -73,7 +67,7 @@ class RequestLimiter {
   private readonly inFlightPerTenant: RateLimiterMemory
 
   constructor(limits: RateLimits) {
-    validated(limits)
+    requireWholeNumbers('rate limit', limits)
     this.requestsPerKey = perMinute(limits.requestsPerKeyPerMinute)
     this.expensivePerTenant = perMinute(limits.expensivePerTenantPerMinute)
     this.inFlightPerKey = inFlight(limits.expensiveInFlightPerKey)

@@ -13,6 +13,7 @@ import { DEFAULT_REFUSALS_LOGGED_PER_MINUTE } from './accessLog'
 import type { ApiDeps, CancelTask, RedriveTask } from './apiDeps'
 import { errorResponse } from './errorResponse'
 import { addRateLimits, DEFAULT_RATE_LIMITS, type RateLimits } from './rateLimits'
+import { requireWholeNumbers } from './wholeNumbers'
 import { analyticsRoutes } from './routes/analyticsRoutes'
 import { operationsRoutes } from './routes/operationsRoutes'
 import { operatorRoutes } from './routes/operatorRoutes'
@@ -79,9 +80,7 @@ function redactedError(error: Error): Error {
 }
 
 function checkedTimeouts(timeouts: ApiTimeouts): ApiTimeouts {
-  for (const [name, value] of Object.entries(timeouts)) {
-    if (!Number.isSafeInteger(value) || value < 1) throw new RangeError(`API ${name} must be a whole number of at least 1, got ${String(value)}`)
-  }
+  requireWholeNumbers('API timeout', timeouts)
   if (timeouts.headersTimeoutMs > timeouts.requestTimeoutMs) {
     throw new RangeError(`API headersTimeoutMs (${timeouts.headersTimeoutMs}) must not exceed requestTimeoutMs (${timeouts.requestTimeoutMs})`)
   }
@@ -94,7 +93,8 @@ function reportToStderr(error: unknown): void {
 
 /**
  * Builds the tenant-scoped HTTP API (not listening: call `listen`, or `inject` in tests). Routes are under /v1 except
- * /healthz, /openapi.json and /metrics. See docs/api.md for authentication, the isolation rule and the access log.
+ * /healthz, /openapi.json and /metrics. See docs/api.md for authentication, the isolation rule, the limits and
+ * timeouts, and the access log.
  */
 export function buildApiServer(options: ApiServerOptions): FastifyInstance {
   const report = options.onError ?? reportToStderr

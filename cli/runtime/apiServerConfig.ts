@@ -2,7 +2,7 @@ import { isIP } from 'node:net'
 import { z } from 'zod'
 import { DEFAULT_ADDRESS_RETENTION_DAYS } from '../../api/accessLog'
 import type { RateLimits } from '../../api/rateLimits'
-import type { ApiTimeouts } from '../../api/server'
+import { DEFAULT_API_TIMEOUTS, type ApiTimeouts } from '../../api/server'
 import { ConfigError, emptyAsUnset } from './config'
 
 const whole = (min: number) => z.preprocess(emptyAsUnset, z.coerce.number().int('must be a whole number').min(min, `must be at least ${min}`).optional())
@@ -61,6 +61,11 @@ export function apiServerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Ap
     throw new ConfigError(String(issue.path[0] ?? 'environment'), issue.message)
   }
   const vars = parsed.data
+  const headersTimeoutMs = vars.ANNALIST_API_HEADERS_TIMEOUT_MS ?? DEFAULT_API_TIMEOUTS.headersTimeoutMs
+  const requestTimeoutMs = vars.ANNALIST_API_REQUEST_TIMEOUT_MS ?? DEFAULT_API_TIMEOUTS.requestTimeoutMs
+  if (headersTimeoutMs > requestTimeoutMs) {
+    throw new ConfigError('ANNALIST_API_HEADERS_TIMEOUT_MS', `must not exceed the request timeout (ANNALIST_API_REQUEST_TIMEOUT_MS, ${requestTimeoutMs} ms)`)
+  }
   return {
     timeouts: setOnly({
       headersTimeoutMs: vars.ANNALIST_API_HEADERS_TIMEOUT_MS,

@@ -18,13 +18,13 @@ describe('apiServerConfigFromEnv', () => {
     const config = apiServerConfigFromEnv({
       ANNALIST_TRUSTED_PROXIES: '10.0.0.1, 10.1.0.0/16,::1,fd00::/8',
       ANNALIST_ADDRESS_RETENTION_DAYS: '7',
-      ANNALIST_API_REQUEST_TIMEOUT_MS: '5000',
+      ANNALIST_API_REQUEST_TIMEOUT_MS: '45000',
       ANNALIST_API_RATE_PER_KEY: '120',
       ANNALIST_API_EXPENSIVE_IN_FLIGHT_PER_TENANT: '8',
       ANNALIST_API_REFUSALS_LOGGED_PER_MINUTE: '0',
     })
     expect(config).toEqual({
-      timeouts: { requestTimeoutMs: 5000 },
+      timeouts: { requestTimeoutMs: 45000 },
       limits: { requestsPerKeyPerMinute: 120, expensiveInFlightPerTenant: 8 },
       trustedProxies: ['10.0.0.1', '10.1.0.0/16', '::1', 'fd00::/8'],
       refusalsLoggedPerMinute: 0,
@@ -41,6 +41,10 @@ describe('apiServerConfigFromEnv', () => {
   ])('refuses %s=%s with an error naming the variable', (variable, value) => {
     expect(() => apiServerConfigFromEnv({ [variable]: value })).toThrow(ConfigError)
     expect(() => apiServerConfigFromEnv({ [variable]: value })).toThrow(new RegExp(`^${variable}: `))
+  })
+
+  it('refuses a headers timeout longer than the request timeout, naming the variable', () => {
+    expect(() => apiServerConfigFromEnv({ ANNALIST_API_HEADERS_TIMEOUT_MS: '5000', ANNALIST_API_REQUEST_TIMEOUT_MS: '1000' })).toThrow(/^ANNALIST_API_HEADERS_TIMEOUT_MS: /)
   })
 
   it('reads the statement timeout with the common configuration', () => {

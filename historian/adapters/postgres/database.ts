@@ -87,8 +87,8 @@ export function maskDatabaseUrl(url: string): string {
  * Runs the schema migrations unless `migrate: false`.
  *
  * PGlite ignores `statement_timeout` (it runs in this thread, with no timer to cancel a statement: `select pg_sleep(2)`
- * under a 200 ms timeout sleeps 2 s, in process and behind the embedded socket server alike), so there a statement is
- * bounded only by the work it is given (docs/api.md, "Limits and timeouts").
+ * under a 200 ms timeout sleeps 2 s, in process and behind the embedded socket server alike, which also drops the
+ * start-up parameter), so there a statement is bounded only by the work it is given (docs/api.md, "Limits and timeouts").
  */
 export async function openDatabase(options: { url?: string; pgliteDataDir?: string; migrate?: boolean; statementTimeoutMs?: number }): Promise<Database> {
   const statementTimeoutMs = options.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS

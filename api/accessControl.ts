@@ -1,7 +1,9 @@
+import { STATUS_CODES } from 'node:http'
+import type { Socket } from 'node:net'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type pg from 'pg'
 import { CREDENTIAL_NAMES, isKeyShaped } from '../historian/redact'
-import { recordApiAccess } from './accessLog'
+import { recordApiAccess, recordRefusedAccess, type ApiAccess } from './accessLog'
 import { authenticate } from './keys'
 import { holds, may, PERMISSIONS, Target, type Permission, type Principal } from './roles'
 import type { ErrorBody } from './schemas'
@@ -103,16 +105,33 @@ async function refuse(request: FastifyRequest, reply: FastifyReply, status: 401 
   await reply.code(status).send(status === 401 ? UNAUTHORIZED : FORBIDDEN)
 }
 
+/** What the access control and the access log need: the database, the error reporter, how many refusals to log in full. */
+export interface AccessLogDeps {
+  readonly pool: pg.Pool
+  readonly onError: (error: unknown) => void
+  /** Refusals without a valid key logged row by row per client address, minute, status and reason; the rest are counted. */
+  readonly refusalsLoggedPerMinute: number
+}
+
+/**
+ * Logs `access`: a row of its own when a valid key was presented; otherwise through the refusal counts, which log only
+ * the first few rows of each client address and minute (api/accessLog.ts).
+ */
+function logAccess(deps: AccessLogDeps, access: ApiAccess): Promise<void> {
+  return access.keyId === null ? recordRefusedAccess(deps.pool, access, deps.refusalsLoggedPerMinute) : recordApiAccess(deps.pool, access)
+}
+
 /**
  * Adds the authentication, scope check and access log to every route of `app`:
  * - onRequest (before any parameter is parsed or validated): a credential in the query string is refused with a 400
  *   before any key is looked up; then a Bearer key is required except on public routes, and
  *   the key must hold the route's permission on the request's target tenant (`may`). A key scoped to a tenant may
  *   only use routes whose target is exactly its own tenant. Every refusal is the one FORBIDDEN body.
- * - onSend: every non-public request, answered or refused, is appended to api_access_log before the response
- *   leaves. If that write fails the response becomes a 500: nothing is served that was not logged.
+ * - onSend: every non-public request, answered or refused, is logged before the response leaves (requests without a
+ *   valid key at a bounded rate: `logAccess`). If that write fails the response becomes a 500: nothing is served that
+ *   was not logged.
  */
-export function addAccessControl(app: FastifyInstance, deps: { readonly pool: pg.Pool; readonly onError: (error: unknown) => void }): void {
+export function addAccessControl(app: FastifyInstance, deps: AccessLogDeps): void {
   app.addHook('onRequest', async (request, reply) => {
     // Before anything else, public routes included: a key in a URL ends up in proxies' and browsers' histories.
     if (credentialInQuery(request)) {
@@ -135,7 +154,7 @@ export function addAccessControl(app: FastifyInstance, deps: { readonly pool: pg
     const principal = request.principal
     const answered = reply.statusCode < 400
     try {
-      await recordApiAccess(deps.pool, {
+      await logAccess(deps, {
         keyId: principal?.keyId ?? null,
         role: principal?.role ?? null,
         keyTenantId: principal?.tenantId ?? null,
@@ -146,6 +165,7 @@ export function addAccessControl(app: FastifyInstance, deps: { readonly pool: pg
         status: reply.statusCode,
         rowsReturned: answered ? (request.rowsReturned ?? null) : 0,
         deniedReason: answered ? null : (request.deniedReason ?? `status ${reply.statusCode}`),
+        clientAddress: request.ip,
       })
       return payload
     } catch (error) {
@@ -164,13 +184,13 @@ const MALFORMED_URL: ErrorBody = { error: 'Bad Request', message: 'the URL is ma
  * 400 that does not echo it. No hook runs for these requests, so the refusal is logged here, with the caller if the
  * key is valid.
  */
-export function refuseMalformedUrl(deps: { readonly pool: pg.Pool; readonly onError: (error: unknown) => void }) {
+export function refuseMalformedUrl(deps: AccessLogDeps) {
   return (error: FastifyError, request: FastifyRequest, reply: FastifyReply): void => {
     void (async () => {
       try {
         const presented = presentedKey(request)
         const principal = presented === undefined ? undefined : await authenticate(deps.pool, presented)
-        await recordApiAccess(deps.pool, {
+        await logAccess(deps, {
           keyId: principal?.keyId ?? null,
           role: principal?.role ?? null,
           keyTenantId: principal?.tenantId ?? null,
@@ -181,6 +201,7 @@ export function refuseMalformedUrl(deps: { readonly pool: pg.Pool; readonly onEr
           status: 400,
           rowsReturned: 0,
           deniedReason: `malformed URL (${error.code})`,
+          clientAddress: request.ip,
         })
         await reply.code(400).send(MALFORMED_URL)
       } catch (failure) {
@@ -188,5 +209,43 @@ export function refuseMalformedUrl(deps: { readonly pool: pg.Pool; readonly onEr
         await reply.code(500).send(NOT_RECORDED)
       }
     })()
+  }
+}
+
+/** The status and one-line reason of a connection error Node's HTTP parser or server raised before any route ran. */
+function clientErrorAnswer(code: string | undefined): { status: 400 | 408 | 431; reason: string } {
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return { status: 408, reason: 'request not received in time' }
+  if (code === 'HPE_HEADER_OVERFLOW') return { status: 431, reason: 'headers too large' }
+  return { status: 400, reason: `malformed request (${code ?? 'unknown error'})` }
+}
+
+/**
+ * Fastify's `clientErrorHandler` (Node's 'clientError'): a request the parser refused (headers over the size limit:
+ * 431, malformed: 400) or that was not received within the headers or request timeout (408) is recorded with the
+ * socket's address, like any refusal without a valid key, then answered as Fastify would and the connection closed.
+ * A connection the client reset is not a refusal and is not recorded.
+ */
+export function refuseClientError(deps: AccessLogDeps) {
+  return (error: Error & { code?: string }, socket: Socket): void => {
+    if (error.code === 'ECONNRESET' || socket.destroyed) return
+    const { status, reason } = clientErrorAnswer(error.code)
+    logAccess(deps, {
+      keyId: null,
+      role: null,
+      keyTenantId: null,
+      method: '-',
+      route: '(unparsed request)',
+      requestedTenant: null,
+      query: {},
+      status,
+      rowsReturned: 0,
+      deniedReason: reason,
+      clientAddress: socket.remoteAddress ?? null,
+    }).catch(deps.onError)
+    if (socket.writable && socket.bytesWritten === 0) {
+      const body = JSON.stringify({ error: STATUS_CODES[status], message: reason })
+      socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`)
+    }
+    socket.destroy()
   }
 }

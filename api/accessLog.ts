@@ -14,6 +14,8 @@ export interface ApiAccess {
   readonly status: number
   readonly rowsReturned: number | null
   readonly deniedReason: string | null
+  /** The client's address (`request.ip`: the socket's, or the one a trusted proxy forwarded); null when unknown. */
+  readonly clientAddress: string | null
 }
 
 /** A recorded access, with its sequence number and time. */
@@ -52,21 +54,64 @@ export function storableJson(value: unknown): unknown {
  */
 export async function recordApiAccess(pool: pg.Pool, access: ApiAccess): Promise<void> {
   await pool.query(
-    `insert into api_access_log (key_id, role, key_tenant_id, method, route, requested_tenant, query, status, rows_returned, denied_reason)
-     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-    [
-      access.keyId,
-      access.role,
-      access.keyTenantId,
-      storableText(access.method),
-      storableText(redactSecrets(access.route)),
-      access.requestedTenant === null ? null : storableText(redactSecrets(access.requestedTenant)),
-      JSON.stringify(storableJson(redactValue(access.query))),
-      access.status,
-      access.rowsReturned,
-      access.deniedReason === null ? null : storableText(redactSecrets(access.deniedReason)),
-    ],
+    `insert into api_access_log (key_id, role, key_tenant_id, method, route, requested_tenant, query, status, rows_returned, denied_reason, client_address)
+     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+    storableAccess(access),
   )
+}
+
+/** The parameters $1 to $11 of an access log row, every caller-controlled text redacted and made storable. */
+function storableAccess(access: ApiAccess): unknown[] {
+  return [
+    access.keyId,
+    access.role,
+    access.keyTenantId,
+    storableText(access.method),
+    storableText(redactSecrets(access.route)),
+    access.requestedTenant === null ? null : storableText(redactSecrets(access.requestedTenant)),
+    JSON.stringify(storableJson(redactValue(access.query))),
+    access.status,
+    access.rowsReturned,
+    access.deniedReason === null ? null : storableText(redactSecrets(access.deniedReason)),
+    access.clientAddress === null ? null : storableText(access.clientAddress),
+  ]
+}
+
+/** How many refusals of one client address, minute, status and reason get a row of their own in the access log. */
+export const DEFAULT_REFUSALS_LOGGED_PER_MINUTE = 10
+
+/**
+ * Records a request refused before any valid key was seen (no key, an unknown one, a credential in the query string,
+ * a malformed URL, a timeout, oversized headers): counts it in api_access_refusals under its client address, UTC minute,
+ * status and reason, and appends it to the access log as well only while that count is at most `rowsPerMinute`. One
+ * statement, so concurrent refusals cannot both take the last row. Reasons come from a fixed set, so the groups are few.
+ */
+export async function recordRefusedAccess(pool: pg.Pool, access: ApiAccess, rowsPerMinute = DEFAULT_REFUSALS_LOGGED_PER_MINUTE): Promise<void> {
+  const row = storableAccess(access)
+  await pool.query(
+    `with counted as (
+       insert into api_access_refusals (client_address, minute, status, reason, count)
+       values ($11, date_trunc('minute', now()), $8, coalesce($10, ''), 1)
+       on conflict (client_address, minute, status, reason) do update set count = api_access_refusals.count + 1
+       returning count
+     )
+     insert into api_access_log (key_id, role, key_tenant_id, method, route, requested_tenant, query, status, rows_returned, denied_reason, client_address)
+     select $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 from counted where counted.count <= $12`,
+    [...row, rowsPerMinute],
+  )
+}
+
+/** How long client addresses are kept in the access log and the refusal counts unless configured otherwise. */
+export const DEFAULT_ADDRESS_RETENTION_DAYS = 30
+
+/**
+ * Removes the client addresses recorded more than `retentionDays` ago (migrations/018: the one update the append-only
+ * log allows). Returns how many access log rows lost their address.
+ */
+export async function forgetClientAddresses(pool: pg.Pool, retentionDays = DEFAULT_ADDRESS_RETENTION_DAYS): Promise<number> {
+  if (!Number.isSafeInteger(retentionDays) || retentionDays < 1) throw new RangeError(`address retention must be a whole number of days of at least 1, got ${retentionDays}`)
+  const { rows } = await pool.query<{ forgotten: string }>('select api_forget_client_addresses(make_interval(days => $1)) as forgotten', [retentionDays])
+  return Number(rows[0]!.forgotten)
 }
 
 interface AccessRow {
@@ -82,6 +127,7 @@ interface AccessRow {
   status: number
   rows_returned: number | null
   denied_reason: string | null
+  client_address: string | null
 }
 
 /** The most recent accesses, oldest first (at most `limit`, default 100), optionally only one key's. */
@@ -107,5 +153,6 @@ export async function recentApiAccesses(pool: pg.Pool, options: { readonly keyId
     status: row.status,
     rowsReturned: row.rows_returned,
     deniedReason: row.denied_reason,
+    clientAddress: row.client_address,
   }))
 }

@@ -163,4 +163,4 @@ export const ProjectionLagBody = z.object({
 })
 
 /** Standard error responses of an authenticated route, for the OpenAPI document. */
-export const AUTHENTICATED_ERRORS = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 500: ErrorBody } as const
+export const AUTHENTICATED_ERRORS = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 429: ErrorBody, 500: ErrorBody } as const

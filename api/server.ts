@@ -8,13 +8,39 @@ import type { EventStore } from '../historian/port'
 import { redactError } from '../historian/redact'
 import { defaultProjections } from '../projections/defaultProjections'
 import { projectionLag, registerProjectionMetrics } from '../projections/lag'
-import { addAccessControl, refuseMalformedUrl } from './accessControl'
+import { addAccessControl, refuseClientError, refuseMalformedUrl, type AccessLogDeps } from './accessControl'
+import { DEFAULT_REFUSALS_LOGGED_PER_MINUTE } from './accessLog'
 import type { ApiDeps, CancelTask, RedriveTask } from './apiDeps'
 import { errorResponse } from './errorResponse'
+import { addRateLimits, DEFAULT_RATE_LIMITS, type RateLimits } from './rateLimits'
+import { requireWholeNumbers } from './wholeNumbers'
 import { analyticsRoutes } from './routes/analyticsRoutes'
 import { operationsRoutes } from './routes/operationsRoutes'
 import { operatorRoutes } from './routes/operatorRoutes'
 import { tenantRoutes } from './routes/tenantRoutes'
+
+/**
+ * How long the server waits for a request, and how big its body may be. None of these bounds a response: a long
+ * streamed export is not cut (Node's requestTimeout ends once the request is fully received).
+ */
+export interface ApiTimeouts {
+  /** Until the request's headers are complete (Node's headersTimeout); at most requestTimeoutMs. */
+  readonly headersTimeoutMs: number
+  /** Until the whole request, body included, is received (Node's requestTimeout); then 408 and the connection closes. */
+  readonly requestTimeoutMs: number
+  /** How long an idle keep-alive connection stays open between requests. */
+  readonly keepAliveTimeoutMs: number
+  /** The largest request body accepted; a larger one gets 413. */
+  readonly bodyLimitBytes: number
+}
+
+/** The timeouts of `buildApiServer` and `annalist serve` unless configured otherwise (docs/api.md). */
+export const DEFAULT_API_TIMEOUTS: ApiTimeouts = {
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  keepAliveTimeoutMs: 5_000,
+  bodyLimitBytes: 64 * 1024,
+}
 
 /** What the API server is built from. */
 export interface ApiServerOptions {
@@ -31,6 +57,17 @@ export interface ApiServerOptions {
   readonly redriveTask?: RedriveTask
   /** How to cancel a task (Temporal); without it the cancel route answers 503. */
   readonly cancelTask?: CancelTask
+  /** Request timeouts and body limit; each unset one has its DEFAULT_API_TIMEOUTS value. */
+  readonly timeouts?: Partial<ApiTimeouts>
+  /** Per-key and per-tenant rate and concurrency limits; each unset one has its DEFAULT_RATE_LIMITS value. */
+  readonly limits?: Partial<RateLimits>
+  /**
+   * The proxies whose X-Forwarded-For is believed (addresses or CIDRs); default none: the client address is the
+   * socket's, and X-Forwarded-For is ignored.
+   */
+  readonly trustedProxies?: readonly string[]
+  /** Refusals without a valid key logged row by row per client address, minute, status and reason (default 10). */
+  readonly refusalsLoggedPerMinute?: number
 }
 
 /** A copy of `error` whose message and stack carry no secret (the original keeps its class for the receiver's checks). */
@@ -42,13 +79,22 @@ function redactedError(error: Error): Error {
   return copy
 }
 
+function checkedTimeouts(timeouts: ApiTimeouts): ApiTimeouts {
+  requireWholeNumbers('API timeout', timeouts)
+  if (timeouts.headersTimeoutMs > timeouts.requestTimeoutMs) {
+    throw new RangeError(`API headersTimeoutMs (${timeouts.headersTimeoutMs}) must not exceed requestTimeoutMs (${timeouts.requestTimeoutMs})`)
+  }
+  return timeouts
+}
+
 function reportToStderr(error: unknown): void {
   process.stderr.write(`[annalist api] ${redactError(error, true)}\n`)
 }
 
 /**
  * Builds the tenant-scoped HTTP API (not listening: call `listen`, or `inject` in tests). Routes are under /v1 except
- * /healthz, /openapi.json and /metrics. See docs/api.md for authentication, the isolation rule and the access log.
+ * /healthz, /openapi.json and /metrics. See docs/api.md for authentication, the isolation rule, the limits and
+ * timeouts, and the access log.
  */
 export function buildApiServer(options: ApiServerOptions): FastifyInstance {
   const report = options.onError ?? reportToStderr
@@ -66,14 +112,25 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
   const projections = defaultProjections().map((projection) => projection.name)
   registerProjectionMetrics(registry, () => projectionLag(deps.pool, deps.store, projections, deps.now?.()))
 
+  const timeouts = checkedTimeouts({ ...DEFAULT_API_TIMEOUTS, ...options.timeouts })
+  const logDeps: AccessLogDeps = { pool, onError, refusalsLoggedPerMinute: options.refusalsLoggedPerMinute ?? DEFAULT_REFUSALS_LOGGED_PER_MINUTE }
   const app = Fastify({
     logger: false,
     routerOptions: { maxParamLength: 1_000 },
-    frameworkErrors: refuseMalformedUrl({ pool: options.pool, onError }),
+    frameworkErrors: refuseMalformedUrl(logDeps),
+    clientErrorHandler: refuseClientError(logDeps),
+    trustProxy: options.trustedProxies && options.trustedProxies.length > 0 ? [...options.trustedProxies] : false,
+    bodyLimit: timeouts.bodyLimitBytes,
+    requestTimeout: timeouts.requestTimeoutMs,
+    keepAliveTimeout: timeouts.keepAliveTimeoutMs,
+    // Node checks the headers and request timeouts every connectionsCheckingInterval (30 s by default): check often
+    // enough that a timeout ends near its time.
+    http: { headersTimeout: timeouts.headersTimeoutMs, connectionsCheckingInterval: Math.min(1_000, timeouts.headersTimeoutMs) },
   })
   app.setValidatorCompiler(validatorCompiler)
   app.setSerializerCompiler(serializerCompiler)
-  addAccessControl(app, { pool: deps.pool, onError })
+  addAccessControl(app, logDeps)
+  addRateLimits(app, { ...DEFAULT_RATE_LIMITS, ...options.limits })
 
   app.setErrorHandler(async (error, request, reply) => {
     const response = errorResponse(error)

@@ -28,7 +28,7 @@ const analystRoute = (summary: string, description: string) => ({ tags: ['analyt
 
 /** The cross-tenant analytics (analytics.read) and projection lag (operations.read): keys without a tenant scope only. */
 export const analyticsRoutes: FastifyPluginAsyncZod<{ deps: ApiDeps }> = async (app, { deps }) => {
-  const config = requires('analytics.read')
+  const config = { ...requires('analytics.read'), expensive: true }
   const response = { 200: AnalyticsRowsBody, ...AUTHENTICATED_ERRORS }
 
   /** One analytics route: the query's rows for the validated filters, in the default window when none is given. */

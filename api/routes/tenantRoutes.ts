@@ -117,7 +117,7 @@ export const tenantRoutes: FastifyPluginAsyncZod<{ deps: ApiDeps }> = async (app
   app.get(
     '/tenants/:tenantId/audit',
     {
-      config,
+      config: { ...config, expensive: true },
       schema: {
         ...tenantRoute('The tenant audit trail', `Every recorded decision and action, in log order, a page at a time (at most ${MAX_PAGE} entries).`),
         params: TenantParams,
@@ -236,7 +236,7 @@ export const tenantRoutes: FastifyPluginAsyncZod<{ deps: ApiDeps }> = async (app
   app.get(
     '/tenants/:tenantId/export',
     {
-      config,
+      config: { ...config, expensive: true },
       schema: {
         ...tenantRoute(
           'A complete, verifiable export of the tenant',

@@ -16,7 +16,7 @@ import { loadConfig } from '../runtime/config'
 import { formatRows, type OutputColumn, type OutputFormat } from '../runtime/output'
 
 async function withDatabase<T>(run: (database: Database) => Promise<T>, config = loadConfig()): Promise<T> {
-  const database = await openDatabase({ url: config.databaseUrl, pgliteDataDir: config.pgliteDataDir })
+  const database = await openDatabase({ url: config.databaseUrl, pgliteDataDir: config.pgliteDataDir, statementTimeoutMs: config.statementTimeoutMs })
   try {
     return await run(database)
   } finally {

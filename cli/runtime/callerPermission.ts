@@ -33,8 +33,8 @@ export async function authorizeCaller(pool: pg.Pool, apiKey: string | undefined,
 }
 
 /** authorizeCaller for a command that does not otherwise open the database: opens it for the check only. */
-export async function authorizeCallerOnce(config: Pick<AnnalistConfig, 'databaseUrl' | 'pgliteDataDir' | 'apiKey'>, permission: Permission, tenantId: string | null): Promise<Principal> {
-  const database = await openDatabase({ url: config.databaseUrl, pgliteDataDir: config.pgliteDataDir })
+export async function authorizeCallerOnce(config: Pick<AnnalistConfig, 'databaseUrl' | 'pgliteDataDir' | 'statementTimeoutMs' | 'apiKey'>, permission: Permission, tenantId: string | null): Promise<Principal> {
+  const database = await openDatabase({ url: config.databaseUrl, pgliteDataDir: config.pgliteDataDir, statementTimeoutMs: config.statementTimeoutMs })
   try {
     return await authorizeCaller(database.pool, config.apiKey, permission, tenantId)
   } finally {

@@ -16,7 +16,8 @@ export class ConfigError extends Error {
   }
 }
 
-const emptyAsUnset = (value: unknown) => (typeof value === 'string' && value.trim() === '' ? undefined : value)
+/** An empty or blank variable counts as unset (zod preprocessor). */
+export const emptyAsUnset = (value: unknown) => (typeof value === 'string' && value.trim() === '' ? undefined : value)
 const optional = <T extends z.ZodType>(schema: T) => z.preprocess(emptyAsUnset, schema.optional())
 
 const Env = z.object({
@@ -29,6 +30,7 @@ const Env = z.object({
   ANNALIST_INTEGRITY_KEY: optional(z.string()),
   ANNALIST_INTEGRITY_KEY_FILE: optional(z.string()),
   ANNALIST_API_KEY: optional(z.string()),
+  ANNALIST_STATEMENT_TIMEOUT_MS: optional(z.coerce.number().int('must be a whole number of milliseconds').min(0, 'must be 0 (none) or more')),
 })
 
 /** Everything a process needs to know from its environment, validated once in its composition root. */
@@ -45,6 +47,8 @@ export interface AnnalistConfig {
   readonly integrityKeyRing?: TenantKeyRing
   /** The caller's API key (ANNALIST_API_KEY), which state-changing commands check (cli/runtime/callerPermission.ts). Never print it. */
   readonly apiKey?: string
+  /** How long one SQL statement may run on a PostgreSQL server (ANNALIST_STATEMENT_TIMEOUT_MS); unset: the database default. */
+  readonly statementTimeoutMs?: number
 }
 
 /** Reads and validates the environment; throws ConfigError naming the first bad variable. */
@@ -67,6 +71,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AnnalistConfig
     models: modelConfigFromEnv(env),
     integrityKeyRing: integrityKeyRingFrom(vars.ANNALIST_INTEGRITY_KEY, vars.ANNALIST_INTEGRITY_KEY_FILE),
     apiKey: vars.ANNALIST_API_KEY?.trim(),
+    statementTimeoutMs: vars.ANNALIST_STATEMENT_TIMEOUT_MS,
   }
 }
 

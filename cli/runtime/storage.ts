@@ -18,8 +18,8 @@ export interface Storage {
  * in EventStoreDB when ESDB_CONNECTION_STRING is set, otherwise in that same PostgreSQL database. The Historian gets the
  * integrity key ring when one is configured; without it, it reads but refuses to append (MissingIntegrityKeyError).
  */
-export async function openStorage(config: Pick<AnnalistConfig, 'databaseUrl' | 'pgliteDataDir' | 'esdbConnectionString' | 'integrityKeyRing'>): Promise<Storage> {
-  const database = await openDatabase({ url: config.databaseUrl, pgliteDataDir: config.pgliteDataDir })
+export async function openStorage(config: Pick<AnnalistConfig, 'databaseUrl' | 'pgliteDataDir' | 'statementTimeoutMs' | 'esdbConnectionString' | 'integrityKeyRing'>): Promise<Storage> {
+  const database = await openDatabase({ url: config.databaseUrl, pgliteDataDir: config.pgliteDataDir, statementTimeoutMs: config.statementTimeoutMs })
   const store: EventStore = config.esdbConnectionString ? EsdbEventStore.connect(config.esdbConnectionString) : new PostgresEventStore(database)
   return {
     database,

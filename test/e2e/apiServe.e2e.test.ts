@@ -63,6 +63,11 @@ describe('annalist serve and api-keys', () => {
     expect(both.code).toBe(1)
     expect(both.stderr).toMatch(/^annalist: cannot create API key: an analyst key reads every tenant; give no tenant ID/)
 
+    // An access recorded 40 days ago: serve removes its client address when it starts (docs/api.md, "The access log").
+    const { rows: oldAccess } = await database.pool.query<{ id: string }>(
+      `insert into api_access_log (at, method, route, status, client_address) values (now() - interval '40 days', 'GET', '/v1/x', 401, '198.51.100.40') returning id`,
+    )
+
     const { ANNALIST_API_KEY: _operatorKey, ...serveEnv } = env()
     const child = spawn(process.execPath, [CLI, 'serve', '--port', '0'], {
       env: { ...process.env, ...serveEnv, TEMPORAL_ADDRESS: inject('temporalAddress') },
@@ -80,6 +85,10 @@ describe('annalist serve and api-keys', () => {
       },
       { timeoutMs: 30_000, intervalMs: 50, detail: () => `${stdout}${stderr}` },
     )
+    await waitUntil('serve to remove the old client address', async () => {
+      const { rows } = await database.pool.query<{ client_address: string | null }>('select client_address from api_access_log where id = $1', [oldAccess[0]!.id])
+      return rows[0]?.client_address === null
+    })
 
     const get = (path: string, key?: string) => fetch(`${baseUrl}${path}`, { headers: key ? { authorization: `Bearer ${key}` } : {} })
     const post = (path: string, key: string) => fetch(`${baseUrl}${path}`, { method: 'POST', headers: { authorization: `Bearer ${key}` } })
@@ -121,7 +130,8 @@ describe('annalist serve and api-keys', () => {
     expect((await get('/v1/tenants/acme/audit', acme.key)).status).toBe(401)
 
     const { rows } = await database.pool.query<{ key_id: string | null; requested_tenant: string; status: number }>(
-      `select key_id, requested_tenant, status from api_access_log order by id`,
+      `select key_id, requested_tenant, status from api_access_log where id > $1 order by id`,
+      [oldAccess[0]!.id],
     )
     expect(rows.map((row) => [row.key_id, row.requested_tenant, row.status])).toEqual([
       [null, 'acme', 401],

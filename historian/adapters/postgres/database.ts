@@ -11,6 +11,12 @@ export const DEFAULT_PGLITE_DATA_DIR = '.annalist/pgdata'
 
 const CONNECT_TIMEOUT_MS = 10_000
 
+/**
+ * How long one SQL statement may run on a PostgreSQL server before the server cancels it, unless `openDatabase` is
+ * told otherwise (ANNALIST_STATEMENT_TIMEOUT_MS): one caller's runaway query must not hold a connection for everyone.
+ */
+export const DEFAULT_STATEMENT_TIMEOUT_MS = 30_000
+
 /** Stops a notification listener. */
 export type StopListening = () => Promise<void>
 
@@ -75,12 +81,19 @@ export function maskDatabaseUrl(url: string): string {
 }
 
 /**
- * Opens the database: `url` -> a pool of up to 10 connections to that server; otherwise embedded PGlite in
- * `pgliteDataDir` (default `.annalist/pgdata`; `memory://` for a throwaway one), locked to this process until `close()`.
+ * Opens the database: `url` -> a pool of up to 10 connections to that server, each with `statement_timeout` set to
+ * `statementTimeoutMs` (default DEFAULT_STATEMENT_TIMEOUT_MS; 0: none); otherwise embedded PGlite in `pgliteDataDir`
+ * (default `.annalist/pgdata`; `memory://` for a throwaway one), locked to this process until `close()`.
  * Runs the schema migrations unless `migrate: false`.
+ *
+ * PGlite ignores `statement_timeout` (it runs in this thread, with no timer to cancel a statement: `select pg_sleep(2)`
+ * under a 200 ms timeout sleeps 2 s, in process and behind the embedded socket server alike, which also drops the
+ * start-up parameter), so there a statement is bounded only by the work it is given (docs/api.md, "Limits and timeouts").
  */
-export async function openDatabase(options: { url?: string; pgliteDataDir?: string; migrate?: boolean }): Promise<Database> {
-  const database = options.url ? await openServer(options.url) : await openPglite(options.pgliteDataDir ?? DEFAULT_PGLITE_DATA_DIR)
+export async function openDatabase(options: { url?: string; pgliteDataDir?: string; migrate?: boolean; statementTimeoutMs?: number }): Promise<Database> {
+  const statementTimeoutMs = options.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS
+  if (!Number.isSafeInteger(statementTimeoutMs) || statementTimeoutMs < 0) throw new RangeError(`statementTimeoutMs must be a whole number of milliseconds, 0 for none, got ${statementTimeoutMs}`)
+  const database = options.url ? await openServer(options.url, statementTimeoutMs) : await openPglite(options.pgliteDataDir ?? DEFAULT_PGLITE_DATA_DIR)
   if (options.migrate !== false) {
     try {
       await runMigrations(database.pool)
@@ -92,7 +105,7 @@ export async function openDatabase(options: { url?: string; pgliteDataDir?: stri
   return database
 }
 
-async function openServer(url: string): Promise<Database> {
+async function openServer(url: string, statementTimeoutMs: number): Promise<Database> {
   const maskedUrl = maskDatabaseUrl(url)
   // Probe with a connect timeout, so a wrong URL fails fast with a clear message. The pool itself gets none: pg-pool
   // applies it to callers queued for a busy pool as well, which under load would fail healthy requests.
@@ -108,7 +121,8 @@ async function openServer(url: string): Promise<Database> {
   } finally {
     await probe.end().catch(() => undefined)
   }
-  const pool = new pg.Pool({ connectionString: url, max: 10 })
+  // Sent in each connection's start-up message, so it holds for every statement, pooled or not.
+  const pool = new pg.Pool({ connectionString: url, max: 10, ...(statementTimeoutMs > 0 ? { statement_timeout: statementTimeoutMs } : {}) })
   // An idle client whose connection drops emits 'error' on the pool; without a listener that would crash the process.
   pool.on('error', (error) => process.stderr.write(`[annalist] idle PostgreSQL connection to ${maskedUrl} failed: ${error.message}\n`))
   // The embedded server (embeddedServer.ts) speaks the wire protocol for one PGlite session: LISTEN there never hears

@@ -36,6 +36,8 @@ export async function runMigrations(pool: pg.Pool): Promise<void> {
   const client = await pool.connect()
   let failure: unknown
   try {
+    // Waiting for another process's migration lock, or a long migration, is not a runaway query: no statement timeout.
+    await client.query('set statement_timeout = 0')
     await runner({
       dbClient: client,
       dir: MIGRATIONS_DIR,
@@ -51,6 +53,7 @@ export async function runMigrations(pool: pg.Pool): Promise<void> {
         error: (message: string) => void details.push(message),
       },
     })
+    await client.query('reset statement_timeout')
   } catch (error) {
     failure = error
     throw new MigrationError(details, error)

@@ -27,7 +27,7 @@ const MAX_SOCKET_PATH_BYTES = 103
 
 /** The `pg`/libpq URL of the embedded server whose socket is in `socketDir`. PGlite accepts any user and password. */
 export function embeddedPostgresUrl(socketDir: string): string {
-  return `postgres://postgres@/postgres?host=${encodeURIComponent(socketDir)}&port=${SOCKET_PORT}`
+  return `postgres://postgres@/postgres?host=${encodeURIComponent(socketDir).replaceAll('%2F', '/')}&port=${SOCKET_PORT}`
 }
 
 /**

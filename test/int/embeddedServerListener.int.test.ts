@@ -30,7 +30,7 @@ describe('embedded PGlite server listener', () => {
   let dir: string
   let embedded: EmbeddedPostgres | undefined
   beforeAll(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'annalist-listener-'))
+    dir = await mkdtemp(path.join(tmpdir(), 'annalist listener & co-')) // a space and an ampersand: the URL must encode them
   })
   afterAll(async () => {
     await embedded?.close()

@@ -81,7 +81,7 @@ describe('embedded PostgreSQL server (PGlite over the wire protocol)', () => {
   })
 
   it('serves a postgres:// URL for a Unix socket and refuses a second server on the same directory', async () => {
-    expect(server.url).toMatch(/^postgres:\/\/postgres@\/postgres\?host=%2F/)
+    expect(server.url).toMatch(/^postgres:\/\/postgres@\/postgres\?host=\/\S+&port=5432$/)
     await expect(startEmbeddedPostgres({ dataDir: path.join(dir, 'pgdata') })).rejects.toBeInstanceOf(DataDirectoryLockedError)
   })
 

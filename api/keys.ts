@@ -131,6 +131,9 @@ export async function listApiKeys(pool: pg.Pool): Promise<ApiKeyInfo[]> {
   }))
 }
 
+/** The API route that revokes a key (`POST`, under `/v1`): the way to revoke while `serve` holds the embedded database. */
+export const KEY_REVOCATION_ROUTE = '/api-keys/:keyId/revoke'
+
 /** Revokes a key from now on (revoking it again keeps the first time); throws UnknownApiKeyError for an unknown ID. */
 export async function revokeApiKey(pool: pg.Pool, keyId: string): Promise<{ revokedAt: Date }> {
   if (!UUID_PATTERN.test(keyId)) throw new UnknownApiKeyError(keyId)

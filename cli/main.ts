@@ -1,5 +1,6 @@
 import { Argument, Command, Option } from 'commander'
 import { version } from '../package.json'
+import { projectorCommandOptions } from './commands/projectorOptions'
 import { reportFatal } from './runtime/reportFatal'
 
 /** The `annalist` CLI: one program, one sub-command per process or query. Commands load lazily so each starts fast. */
@@ -21,13 +22,11 @@ function buildProgram(): Command {
     .option('--dev', 'start a private Temporal dev server for this worker instead of using TEMPORAL_ADDRESS (local development only)')
     .action(async (options) => (await import('./commands/worker')).workerCommand(options))
 
-  program
+  const projector = program
     .command('projector')
     .description('run the projection worker: follows the event log and builds the audit timeline and task summaries')
-    .option('--batch-size <n>', 'events per transaction', '100')
-    .option('--metrics-port <port>', 'serve Prometheus metrics (projection lag, events behind, dead letters) on this port at /metrics')
-    .option('--metrics-host <address>', 'the address the metrics endpoint listens on (default 127.0.0.1; 0.0.0.0 for every interface)')
-    .action(async (options) => (await import('./commands/projector')).projectorCommand(options))
+  for (const option of projectorCommandOptions()) projector.addOption(option)
+  projector.action(async (options) => (await import('./commands/projector')).projectorCommand(options))
 
   program
     .command('rebuild')

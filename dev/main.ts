@@ -1,5 +1,6 @@
 import { Command, Option } from 'commander'
 import { version } from '../package.json'
+import { projectorCommandOptions } from '../cli/commands/projectorOptions'
 import { reportFatal } from '../cli/runtime/reportFatal'
 
 /**
@@ -39,7 +40,7 @@ function buildProgram(): Command {
     .command('embedded-postgres', { hidden: true })
     .description('serve an embedded PGlite data directory over the PostgreSQL protocol (used by chaos)')
     .requiredOption('--data-dir <dir>', 'PGlite data directory')
-    .requiredOption('--port <port>', 'TCP port on 127.0.0.1')
+    .requiredOption('--socket-dir <dir>', 'owner-only directory for the Unix socket (created 0700 if missing)')
     .action(async (options) => (await import('./embeddedPostgres/embeddedPostgresProcess')).embeddedPostgresCommand(options))
 
   program
@@ -48,12 +49,9 @@ function buildProgram(): Command {
     .option('--dev', 'start a private Temporal dev server for this worker instead of using TEMPORAL_ADDRESS')
     .action(async (options) => (await import('./devWorker')).devWorkerCommand(options))
 
-  program
-    .command('projector')
-    .description('the projection worker, stopping when its supervisor dies')
-    .option('--batch-size <n>', 'events per transaction', '100')
-    .option('--metrics-port <port>', 'serve Prometheus metrics on this port at /metrics')
-    .action(async (options) => (await import('./devWorker')).devProjectorCommand(options))
+  const projector = program.command('projector').description('the projection worker, stopping when its supervisor dies')
+  for (const option of projectorCommandOptions()) projector.addOption(option)
+  projector.action(async (options) => (await import('./devWorker')).devProjectorCommand(options))
 
   return program
 }

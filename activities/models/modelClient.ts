@@ -5,6 +5,7 @@ import { z } from 'zod'
 import { ModelRole } from '../../historian/events/catalogue'
 import type { ModelRef, ModelUsage, OutputDialect, StructuredOutputPath } from '../../historian/events/common'
 import { ModelCallError, NO_USAGE, type FailedReply } from './modelErrors'
+import { providerFailureSummary } from './providerFailure'
 import { modelFacingSchema, readStructuredReply } from './structuredReply'
 
 export { MODEL_ROLES, ModelRole } from '../../historian/events/catalogue'
@@ -283,27 +284,14 @@ export class ModelClient {
       const why = aborted.timedOut ? `timed out after ${roleModel.timeoutMs} ms` : 'was aborted'
       return new ModelCallError('MODEL_TIMEOUT', `${what} ${why}`, { retryable: true, latencyMs, modelRef, usage, cause: error })
     }
-    if (APICallError.isInstance(error)) {
-      if (isContextLengthError(error)) {
-        return new ModelCallError('MODEL_CONTEXT_LENGTH_EXCEEDED', `${what}: prompt exceeds the context window: ${boundedProviderText(error.message)}`, {
-          retryable: false,
-          latencyMs,
-          modelRef,
-          usage,
-          cause: error,
-        })
-      }
-      const status = error.statusCode === undefined ? 'no HTTP status' : `HTTP ${error.statusCode}`
-      return new ModelCallError('MODEL_PROVIDER_ERROR', `${what} failed (${status}): ${boundedProviderText(error.message)}`, {
-        retryable: error.isRetryable,
-        latencyMs,
-        modelRef,
-        usage,
-        cause: error,
-      })
+    // The provider's words stay out: only its status and error code are recorded (providerFailureSummary), and the
+    // SDK error carrying its text is not kept as the cause, so no log or failure chain prints it either.
+    const summary = providerFailureSummary(error)
+    if (APICallError.isInstance(error) && isContextLengthError(error)) {
+      return new ModelCallError('MODEL_CONTEXT_LENGTH_EXCEEDED', `${what}: prompt exceeds the context window (${summary})`, { retryable: false, latencyMs, modelRef, usage })
     }
-    const message = error instanceof Error ? error.message : String(error)
-    return new ModelCallError('MODEL_PROVIDER_ERROR', `${what} failed: ${boundedProviderText(message)}`, { retryable: false, latencyMs, modelRef, usage, cause: error })
+    const retryable = APICallError.isInstance(error) ? error.isRetryable : false
+    return new ModelCallError('MODEL_PROVIDER_ERROR', `${what} failed (${summary})`, { retryable, latencyMs, modelRef, usage })
   }
 }
 
@@ -315,12 +303,6 @@ function outputOf<T>(result: { readonly output: unknown }): T | undefined {
     if (NoOutputGeneratedError.isInstance(error)) return undefined
     throw error
   }
-}
-
-/** Provider error text, on one line and at most 300 characters: it is stored in events and shown to operators. */
-function boundedProviderText(text: string): string {
-  const line = text.replace(/\s+/g, ' ').trim()
-  return line.length > 300 ? `${line.slice(0, 297)}...` : line
 }
 
 /** The conversation sent: the prompt, and for a repair the reply that failed plus what to fix. */

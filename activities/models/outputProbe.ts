@@ -3,6 +3,7 @@ import { z } from 'zod'
 import type { OutputDialect } from '../../historian/events/common'
 import { ModelConfigError, type ModelConfig } from './modelsFromConfig'
 import { openAICompatibleModel } from './openaiCompatible'
+import { providerFailureSummary } from './providerFailure'
 
 /**
  * The probe's schema: one field whose only allowed values the prompt contradicts. A server that enforces the schema
@@ -33,8 +34,8 @@ export async function probeOutputDialect(settings: { baseURL: string; apiKey?: s
     return ProbeReply.safeParse(result.output).success ? { enforced: true } : { enforced: false, why: 'the reply did not match the schema' }
   } catch (error) {
     if (NoObjectGeneratedError.isInstance(error)) return { enforced: false, why: 'the reply did not match the schema' }
-    const message = error instanceof Error ? error.message.replace(/\s+/g, ' ').slice(0, 200) : String(error)
-    return { enforced: false, why: `the request failed: ${message}` }
+    // The log line names the status and the provider's error code, never its words (providerFailure.ts).
+    return { enforced: false, why: `the request failed (${providerFailureSummary(error)})` }
   }
 }
 

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
 import { z } from 'zod'
-import { apiKeyScope, revokeApiKey } from '../keys'
+import { apiKeyScope, KEY_REVOCATION_ROUTE, revokeApiKey } from '../keys'
 import type { ApiDeps } from '../apiDeps'
 import { requires, type TargetTenantOf } from '../accessControl'
 import { AUTHENTICATED_ERRORS, ErrorBody, TenantParams } from '../schemas'
@@ -31,7 +31,7 @@ const NO_TEMPORAL = { error: 'Service Unavailable', message: 'this API server ha
 /** The routes that change state: operator keys (api/roles.ts), a scoped operator only on its own tenant. */
 export const operatorRoutes: FastifyPluginAsyncZod<{ deps: ApiDeps }> = async (app, { deps }) => {
   app.post(
-    '/api-keys/:keyId/revoke',
+    KEY_REVOCATION_ROUTE,
     {
       config: requires('key.revoke', revokedKeyTenant),
       schema: {

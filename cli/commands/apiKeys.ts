@@ -3,6 +3,7 @@ import {
   createApiKey,
   createFirstOperatorKey,
   InvalidApiKeyRequestError,
+  KEY_REVOCATION_ROUTE,
   listApiKeys,
   revokeApiKey,
   validateApiKeyRequest,
@@ -10,7 +11,7 @@ import {
   type ApiKeyRequest,
 } from '../../api/keys'
 import { may, PermissionDeniedError, Role } from '../../api/roles'
-import { openDatabase, type Database } from '../../historian/adapters/postgres/database'
+import { DataDirectoryLockedError, openDatabase, type Database } from '../../historian/adapters/postgres/database'
 import { authenticateCaller, authorizeCaller } from '../runtime/callerPermission'
 import { loadConfig } from '../runtime/config'
 import { formatRows, type OutputColumn, type OutputFormat } from '../runtime/output'
@@ -91,11 +92,33 @@ export async function apiKeysListCommand(options: { format: OutputFormat }): Pro
  */
 export async function apiKeysRevokeCommand(keyId: string): Promise<void> {
   const config = loadConfig()
-  const { revokedAt } = await withDatabase(async (database) => {
+  const revoke = withDatabase(async (database) => {
     const caller = await authenticateCaller(database.pool, config.apiKey, 'key.revoke')
     const scope = caller.tenantId === null ? null : ((await apiKeyScope(database.pool, keyId))?.tenantId ?? null)
     if (!may(caller, 'key.revoke', scope)) throw new PermissionDeniedError(caller, 'key.revoke', null)
     return revokeApiKey(database.pool, keyId)
   }, config)
+  const { revokedAt } = await revoke.catch((error: unknown) => {
+    if (error instanceof DataDirectoryLockedError) throw new RevokeThroughServerError(keyId, error)
+    throw error
+  })
   console.log(`API key ${keyId} revoked (since ${revokedAt.toISOString()})`)
+}
+
+/**
+ * Thrown when `api-keys revoke` finds the embedded database held by another process, usually a running `annalist
+ * serve`: the key is revoked through that server's API instead, which takes effect on its very next request.
+ */
+export class RevokeThroughServerError extends Error {
+  constructor(
+    readonly keyId: string,
+    cause: DataDirectoryLockedError,
+  ) {
+    super(
+      `cannot revoke API key ${keyId} here: the embedded database is in use by process ${cause.ownerPid} (a running annalist serve?); ` +
+        `revoke it through that server's API with an operator key: POST /v1${KEY_REVOCATION_ROUTE.replace(':keyId', keyId)}`,
+      { cause },
+    )
+    this.name = 'RevokeThroughServerError'
+  }
 }

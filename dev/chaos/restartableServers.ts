@@ -1,5 +1,9 @@
+import { mkdtemp, rm } from 'node:fs/promises'
 import { createServer, type AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
 import pg from 'pg'
+import { embeddedPostgresUrl } from '../embeddedPostgres/embeddedServer'
 import { SupervisedProcess } from '../supervisor/supervisedProcess'
 import { startDevServer, type DevServerEndpoint } from '../../cli/runtime/temporalServer'
 
@@ -55,22 +59,27 @@ export async function waitForPostgres(url: string, timeoutMs: number): Promise<v
 }
 
 /**
- * Serves the PGlite in `dataDir` from a separate `annalist embedded-postgres` process on a fixed port, so it can be
- * SIGKILLed and started again on the same data directory and port, as a crashed database server would come back.
+ * Serves the PGlite in `dataDir` from a separate `annalist embedded-postgres` process on a Unix socket in a fresh
+ * owner-only temp directory (removed by stop), so it can be SIGKILLed and started again on the same data directory
+ * and socket, as a crashed database server would come back.
  */
 export async function startEmbeddedDatabaseProcess(options: { dataDir: string; logPath: string; env?: NodeJS.ProcessEnv }): Promise<RestartableDatabase> {
-  const port = await freePort()
-  const url = `postgres://postgres:postgres@127.0.0.1:${port}/postgres`
-  const server = new SupervisedProcess('embedded-postgres', ['embedded-postgres', '--data-dir', options.dataDir, '--port', String(port)], options.env ?? process.env, options.logPath, 100)
+  const socketDir = await mkdtemp(path.join(tmpdir(), 'annalist-pg-'))
+  const url = embeddedPostgresUrl(socketDir)
+  const server = new SupervisedProcess('embedded-postgres', ['embedded-postgres', '--data-dir', options.dataDir, '--socket-dir', socketDir], options.env ?? process.env, options.logPath, 100)
+  const stop = async () => {
+    await server.stop()
+    await rm(socketDir, { recursive: true, force: true })
+  }
   server.start()
   try {
     await waitForPostgres(url, 120_000)
   } catch (error) {
-    await server.stop()
+    await stop()
     throw error
   }
   return {
-    address: `127.0.0.1:${port}`,
+    address: socketDir,
     url,
     async restart() {
       const killed = server.kill('SIGKILL')
@@ -83,7 +92,7 @@ export async function startEmbeddedDatabaseProcess(options: { dataDir: string; l
       }
       await waitForPostgres(url, 120_000)
     },
-    stop: () => server.stop(),
+    stop,
   }
 }
 

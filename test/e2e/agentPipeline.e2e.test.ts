@@ -89,6 +89,10 @@ describe.each(['postgres', 'pglite'] as const)('agentPipeline on a real Temporal
       const types = (await local.store.readStream(taskStreamName(failing, 'long-1'))).map((event) => event.type)
       expect(types.filter((type) => type === 'SynthesisModelFailed')).toHaveLength(1)
       expect(types.at(-1)).toBe('AgentTaskFailed')
+      // The event tenants read records the status and the provider's code, never the provider's words.
+      const failed = (await local.store.readStream(taskStreamName(failing, 'long-1'))).find((event) => event.type === 'SynthesisModelFailed')
+      expect((failed?.data as { message: string }).message).toMatch(/prompt exceeds the context window \(HTTP 400, provider code context_length_exceeded\)$/)
+      expect((failed?.data as { message: string }).message).not.toMatch(/maximum context length|injected fault/)
     } finally {
       await local.close()
     }

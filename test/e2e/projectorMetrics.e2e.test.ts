@@ -6,14 +6,15 @@ import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
 
 const CLI = fileURLToPath(new URL('../../bin/annalist.js', import.meta.url))
+const DEV_CLI = fileURLToPath(new URL('../../bin/annalist-dev.js', import.meta.url))
 
 /**
- * Runs `annalist projector --metrics-port 0 [args]` on a scratch PGlite, waits for the line naming the metrics URL,
- * fetches it, stops the projector with SIGTERM and returns the URL and the HTTP status.
+ * Runs `annalist projector --metrics-port 0 [args]` (or `annalist-dev projector` with `cli`) on a scratch PGlite, waits
+ * for the line naming the metrics URL, fetches it, stops the projector with SIGTERM and returns the URL and the HTTP status.
  */
-async function metricsOfProjector(args: readonly string[]): Promise<{ url: URL; status: number; fromOutside: 'answered' | 'refused' | 'no interface'; exitCode: number | null }> {
+async function metricsOfProjector(args: readonly string[], cli = CLI): Promise<{ url: URL; status: number; fromOutside: 'answered' | 'refused' | 'no interface'; exitCode: number | null }> {
   const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^(ANNALIST_|DATABASE_URL|ESDB_|TEMPORAL_)/.test(key)))
-  const child = spawn(process.execPath, [CLI, 'projector', '--metrics-port', '0', ...args], {
+  const child = spawn(process.execPath, [cli, 'projector', '--metrics-port', '0', ...args], {
     env: { ...env, ANNALIST_DATA_DIR: mkdtempSync(path.join(tmpdir(), 'annalist-metrics-')) },
     stdio: ['ignore', 'ignore', 'pipe'],
   })
@@ -67,5 +68,16 @@ describe('annalist projector --metrics-port', () => {
     expect(url.hostname).toBe('0.0.0.0')
     expect(status).toBe(200)
     expect(fromOutside).toBe(outsideAddress === undefined ? 'no interface' : 'answered')
+  })
+})
+
+describe('annalist-dev projector --metrics-port', () => {
+  it('listens on 127.0.0.1 by default and where --metrics-host says, like annalist projector', async () => {
+    const loopback = await metricsOfProjector([], DEV_CLI)
+    expect(loopback.url.hostname).toBe('127.0.0.1')
+    expect(loopback.status).toBe(200)
+    const everywhere = await metricsOfProjector(['--metrics-host', '0.0.0.0'], DEV_CLI)
+    expect(everywhere.url.hostname).toBe('0.0.0.0')
+    expect(everywhere.fromOutside).toBe(outsideAddress === undefined ? 'no interface' : 'answered')
   })
 })

@@ -80,8 +80,8 @@ describe('embedded PostgreSQL server (PGlite over the wire protocol)', () => {
     await rm(dir, { recursive: true, force: true })
   })
 
-  it('serves a postgres:// URL on 127.0.0.1 and refuses a second server on the same directory', async () => {
-    expect(server.url).toMatch(/^postgres:\/\/postgres:postgres@127\.0\.0\.1:\d+\/postgres$/)
+  it('serves a postgres:// URL for a Unix socket and refuses a second server on the same directory', async () => {
+    expect(server.url).toMatch(/^postgres:\/\/postgres@\/postgres\?host=\/\S+&port=5432$/)
     await expect(startEmbeddedPostgres({ dataDir: path.join(dir, 'pgdata') })).rejects.toBeInstanceOf(DataDirectoryLockedError)
   })
 

@@ -74,6 +74,8 @@ class FakeOpenAIServer {
         })
       case 'vllm-small-context':
         return json(400, { object: 'error', message: "This model's maximum context length is 2048 tokens.", type: 'BadRequestError', code: 400 })
+      case 'echoing-gateway':
+        return json(500, { error: { message: `upstream failed for prompt: ${JSON.stringify(body.messages)}`, type: 'gateway error, see text', code: 'upstream_error' } })
       case 'overloaded-model':
         return json(503, { error: { message: 'server overloaded', type: 'server_error', code: null } })
       case 'rate-limited-model':
@@ -170,7 +172,8 @@ describe('ModelClient against an OpenAI-compatible HTTP server', () => {
     const error = await failure(clientFor('small-context-model').call('routing', { system: 's', prompt: 'p' }, ctx))
     expect(error.code).toBe('MODEL_CONTEXT_LENGTH_EXCEEDED')
     expect(error.retryable).toBe(false)
-    expect(error.message).toMatch(/maximum context length is 4096/)
+    expect(error.message).toMatch(/prompt exceeds the context window \(HTTP 400, provider code context_length_exceeded\)$/)
+    expect(error.message).not.toMatch(/maximum context length/)
     expect(error.modelRef).toEqual({ provider: 'openai-compatible', modelId: 'small-context-model', modelVersion: 'small-context-model' })
     expect(requestsFor('small-context-model')).toHaveLength(1)
   })
@@ -179,6 +182,7 @@ describe('ModelClient against an OpenAI-compatible HTTP server', () => {
     const error = await failure(clientFor('vllm-small-context').call('routing', { system: 's', prompt: 'p' }, ctx))
     expect(error.code).toBe('MODEL_CONTEXT_LENGTH_EXCEEDED')
     expect(error.retryable).toBe(false)
+    expect(error.message).toMatch(/\(HTTP 400, provider code BadRequestError\)$/)
   })
 
   it('maps a server that does not answer in time to MODEL_TIMEOUT, retryable', async () => {
@@ -193,13 +197,21 @@ describe('ModelClient against an OpenAI-compatible HTTP server', () => {
   it('maps 503 and 429 to retryable MODEL_PROVIDER_ERROR and 401 to non-retryable, without SDK retries', async () => {
     const overloaded = await failure(clientFor('overloaded-model').call('routing', { system: 's', prompt: 'p' }, ctx))
     expect([overloaded.code, overloaded.retryable]).toEqual(['MODEL_PROVIDER_ERROR', true])
-    expect(overloaded.message).toMatch(/HTTP 503/)
+    expect(overloaded.message).toMatch(/failed \(HTTP 503, provider code server_error\)$/)
+    expect(overloaded.message).not.toMatch(/server overloaded/)
     const limited = await failure(clientFor('rate-limited-model').call('routing', { system: 's', prompt: 'p' }, ctx))
     expect([limited.code, limited.retryable]).toEqual(['MODEL_PROVIDER_ERROR', true])
     const forbidden = await failure(clientFor('forbidden-model').call('routing', { system: 's', prompt: 'p' }, ctx))
     expect([forbidden.code, forbidden.retryable]).toEqual(['MODEL_PROVIDER_ERROR', false])
     expect(requestsFor('overloaded-model')).toHaveLength(1)
     expect(requestsFor('rate-limited-model')).toHaveLength(1)
+  })
+
+  it('records neither the prompt a gateway echoes in its error text nor the error text itself, nor keeps it as the cause', async () => {
+    const error = await failure(clientFor('echoing-gateway').call('routing', { system: 's', prompt: 'Patient Jane Roe, born 1970-01-02' }, ctx))
+    expect(error.code).toBe('MODEL_PROVIDER_ERROR')
+    expect(error.message).toBe('routing model openai-compatible/echoing-gateway failed (HTTP 500, provider code upstream_error)')
+    expect(error.cause).toBeUndefined()
   })
 
   it('maps a refused connection to a retryable MODEL_PROVIDER_ERROR', async () => {
@@ -210,6 +222,7 @@ describe('ModelClient against an OpenAI-compatible HTTP server', () => {
     const models = modelsFromConfig({ provider: 'openai-compatible', baseURL: `http://127.0.0.1:${port}/v1`, models: { routing: 'a', planning: 'b', synthesis: 'c' } }, { dialect: 'json_schema' })
     const error = await failure(new ModelClient(models).call('routing', { system: 's', prompt: 'p' }, ctx))
     expect([error.code, error.retryable]).toEqual(['MODEL_PROVIDER_ERROR', true])
+    expect(error.message).toMatch(/failed \(no HTTP response, ECONNREFUSED\)$/)
   })
 })
 

@@ -1,15 +1,18 @@
 /**
  * The bad-input security suite (issue 14): one test per probe, each asserting the probe's fixed answer and that nothing
  * was written: every table of the public schema keeps its row count, except the access log, which gains exactly the
- * probe's row (for probes without a valid key: at most one row, since such refusals may be aggregated).
+ * probe's row (for probes without a valid key: at most one row, and their count per address and minute in
+ * api_access_refusals).
  *
- * Covered elsewhere, by the helpers that build them: tenant-scoped cursors under /v2, 429 rate limits, request
- * timeouts, and the aggregation of unauthenticated refusals in the access log.
+ * Covered in their own suites: tenant-scoped ordering under /v2 (test/int/tenantOrdering.int.test.ts), 429 rate and
+ * concurrency limits, request timeouts, 431 and the aggregation of unauthenticated refusals
+ * (test/int/apiLimits.int.test.ts), exports that stream while others are answered (test/int/exportStreaming.int.test.ts).
  */
 import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CREDENTIAL_IN_QUERY, FORBIDDEN, UNAUTHORIZED } from '../../api/accessControl'
 import { DATABASE_BACKENDS } from '../support/databases'
+import { waitUntil } from '../support/waitUntil'
 import { createApiKey } from '../../api/keys'
 import { everyRowAsJson, probeTarget, tableRowCounts, tenantPath, type ProbeResult, type ProbeTarget } from './probeHarness'
 
@@ -31,10 +34,15 @@ describe.each(DATABASE_BACKENDS)('bad input against the HTTP API on $backend', (
     expect(result.logged.map((entry) => [entry.keyId, entry.status])).toEqual([[target.keys.acme.id, status]])
   }
 
-  /** The probe, sent without a valid key, got `status`, wrote nothing, and grew the access log by at most one row. */
+  /**
+   * The probe, sent without a valid key, got `status` and wrote nothing but its refusal: the per-address, per-minute
+   * count in api_access_refusals (one row more at most: the first of its kind this minute) and at most one access-log row.
+   */
   function expectAnsweredAnonymously(result: ProbeResult, status: number): void {
     expect(result.response.statusCode).toBe(status)
-    expect(result.changedTables).toEqual({})
+    const { api_access_refusals: refusals, ...others } = result.changedTables
+    expect(others).toEqual({})
+    if (refusals) expect(refusals[1] - refusals[0]).toBe(1)
     expect(result.logged.length).toBeLessThanOrEqual(1)
     for (const entry of result.logged) expect([entry.keyId, entry.status]).toEqual([null, status])
   }
@@ -96,17 +104,25 @@ describe.each(DATABASE_BACKENDS)('bad input against the HTTP API on $backend', (
     expectBadParameter(result, 'path')
   })
 
-  it('refuses a 16 KB URL over real HTTP with 431 before the application sees it, so not even the access log grows', async () => {
+  it('refuses a 16 KB URL over real HTTP with 431 before the application sees it, recording only the refusal', async () => {
     await target.app.listen({ host: '127.0.0.1', port: 0 })
     const { port } = target.app.server.address() as AddressInfo
-    const before = await tableRowCounts(target.database.pool)
+    const pool = target.database.pool
+    const refusals431 = async () => Number((await pool.query<{ n: string }>(`select coalesce(sum(count), 0) as n from api_access_refusals where status = 431`)).rows[0]!.n)
+    const before = await tableRowCounts(pool)
+    const refusedBefore = await refusals431()
     const response = await fetch(`http://127.0.0.1:${port}${tenantPath('acme', 'tasks', 't'.repeat(16_384))}`, { headers: { authorization: `Bearer ${target.keys.acme.key}` } })
     await response.arrayBuffer()
     expect(response.status).toBe(431)
-    expect(await tableRowCounts(target.database.pool)).toEqual(before)
+    // Node refuses it before any route; the refusal is counted as the connection closes.
+    await waitUntil('the 431 to be counted', async () => (await refusals431()) === refusedBefore + 1)
+    const { api_access_refusals: _counted, api_access_log: logged, ...others } = await tableRowCounts(pool)
+    const { api_access_refusals: _before, api_access_log: loggedBefore, ...othersBefore } = before
+    expect(others).toEqual(othersBefore)
+    expect(logged! - loggedBefore!).toBeLessThanOrEqual(1)
     const normal = await fetch(`http://127.0.0.1:${port}${tenantPath('acme', 'tasks')}`, { headers: { authorization: `Bearer ${target.keys.acme.key}` } })
     expect(normal.status).toBe(200)
-    expect((await tableRowCounts(target.database.pool)).api_access_log).toBe(before.api_access_log! + 1)
+    await waitUntil('the answered request to be logged', async () => (await tableRowCounts(pool)).api_access_log === logged! + 1)
   })
 
   it('refuses every analytics route to a tenant key with the 403', async () => {

@@ -87,6 +87,8 @@ export interface EventStore {
   readStream(stream: string, options?: ReadStreamOptions): Promise<RecordedEvent[]>
   /** Reads one tenant's whole log (its stream category) in global order, without touching other tenants' events. */
   readTenantLog(tenantId: string, options?: ReadAllOptions): Promise<RecordedEvent[]>
+  /** The tenant's newest visible event, or undefined when its log is empty: the end of a consistent read of the log. */
+  readTenantHead(tenantId: string): Promise<RecordedEvent | undefined>
   /** Reads one event type across all tenants in global order. */
   readEventType(type: string, options?: ReadAllOptions): Promise<RecordedEvent[]>
   /** Reads the whole log in global order. A position is never skipped by a later read, even if its writer committed late. */

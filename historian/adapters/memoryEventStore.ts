@@ -95,6 +95,10 @@ export class InMemoryEventStore implements EventStore {
     return this.select((event) => event.streamName.startsWith(prefix), options)
   }
 
+  async readTenantHead(tenantId: string): Promise<RecordedEvent | undefined> {
+    return (await this.readTenantLog(tenantId, { maxCount: Number.MAX_SAFE_INTEGER })).at(-1)
+  }
+
   async readEventType(type: string, options?: ReadAllOptions): Promise<RecordedEvent[]> {
     if (typeof type !== 'string' || type === '') throw new RangeError('readEventType: the event type must be a non-empty string')
     return this.select((event) => event.type === type, options)

@@ -85,6 +85,8 @@ export interface VerifyChainOptions {
   /** Verify only this task's stream; omit to verify every task stream of the tenant. */
   readonly taskId?: string
   readonly pageSize?: number
+  /** Walk the tenant's log only up to this global position (an export's snapshot), not the events appended since. */
+  readonly through?: bigint
   readonly onProgress?: (progress: VerifyProgress) => void
   readonly clock?: () => Date
 }
@@ -268,8 +270,10 @@ export async function verifyChain(options: VerifyChainOptions): Promise<ChainVer
   } else {
     const walkers = new Map<string, ChainWalker | 'settled'>()
     let after: bigint | undefined
+    const through = options.through ?? null
     for (;;) {
-      const page = await options.store.readTenantLog(tenantId, { after, maxCount: pageSize })
+      const read = await options.store.readTenantLog(tenantId, { after, maxCount: pageSize })
+      const page = through === null ? read : read.filter((event) => event.position <= through)
       if (page.length === 0) break
       for (const event of page) {
         eventsChecked++

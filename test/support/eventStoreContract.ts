@@ -314,6 +314,8 @@ export function eventStoreContract(name: string, factory: () => Promise<EventSto
         expect((await store().readTenantLog(tenant, { after: middle.position })).map((event) => event.streamName)).toEqual([t1])
         expect((await store().readTenantLog(other)).map((event) => event.streamName)).toEqual([o1, o1])
         expect(await store().readTenantLog(freshTenant())).toEqual([])
+        expect(await store().readTenantHead(tenant)).toEqual(log.at(-1))
+        expect(await store().readTenantHead(freshTenant())).toBeUndefined()
       })
 
       it('reads one event type across tenants in position order', async () => {

@@ -174,6 +174,24 @@ export class EsdbEventStore implements EventStore {
     return this.readFiltered(streamNameFilter({ prefixes: [`${tenantCategory(tenantId)}-`] }), options)
   }
 
+  /**
+   * The tenant's newest visible event: $all read backwards from its end until an event of the tenant's category. A
+   * filtered read goes forwards only in this client (a catch-up subscription), so the filter is applied here.
+   */
+  async readTenantHead(tenantId: string): Promise<RecordedEvent | undefined> {
+    const prefix = `${tenantCategory(tenantId)}-`
+    const visibility = new StreamVisibility(this.client)
+    try {
+      for await (const resolved of this.client.readAll({ direction: BACKWARDS, fromPosition: END })) {
+        const event = resolved.event
+        if (event && event.streamId.startsWith(prefix) && (await visibility.isVisible(event))) return toRecordedEvent(event)
+      }
+    } catch (error) {
+      throw asEventStoreError('esdb', error)
+    }
+    return undefined
+  }
+
   /** One event type across tenants: $all through a server-side event-type filter (exact match). */
   async readEventType(type: string, options: ReadAllOptions = {}): Promise<RecordedEvent[]> {
     if (typeof type !== 'string' || type === '') throw new RangeError('readEventType: the event type must be a non-empty string')

@@ -79,14 +79,14 @@ const visible = (e: string) => `(m.stream_name is null or (not m.tombstoned
        or ${e}.stream_revision > (select max(h.stream_revision) from events h where h.stream_name = ${e}.stream_name) - m.max_count)))`
 
 /**
- * Events of the whole log (or of the part `where` selects) with their stream's metadata row as `m`. The lateral
+ * Events of the whole log (or of the part `where` selects), oldest first unless `order` is 'desc', with their stream's metadata row as `m`. The lateral
  * subquery with `limit 1` keeps the metadata lookup a primary-key probe per event: the planner cannot turn it into a
  * hash join that would read every stream's metadata, other tenants' included.
  */
-const globalRead = (where: string) => `select ${columnsOf('e')} from events e
+const globalRead = (where: string, order: 'asc' | 'desc' = 'asc') => `select ${columnsOf('e')} from events e
   left join lateral (select * from stream_metadata sm where sm.stream_name = e.stream_name limit 1) m on true
   where ${where} and ${visible('e')}
-  order by e.position limit`
+  order by e.position ${order} limit`
 
 interface MetadataRow {
   max_age_seconds: number | null
@@ -186,6 +186,12 @@ export class PostgresEventStore implements EventStore {
       afterOf(options.after),
       maxCountOf(options.maxCount, DEFAULT_READ_ALL_MAX_COUNT),
     ])
+  }
+
+  async readTenantHead(tenantId: string): Promise<RecordedEvent | undefined> {
+    // The (tenant_id, position) index read backwards: one probe per event until the newest visible one, usually one.
+    const [head] = await this.select(`${globalRead('e.tenant_id = $1', 'desc')} 1`, [assertTenantId(tenantId)])
+    return head
   }
 
   async readEventType(type: string, options: ReadAllOptions = {}): Promise<RecordedEvent[]> {

@@ -88,7 +88,7 @@ export interface ExportManifest {
   readonly counts: { readonly records: number; readonly streams: number; readonly byType: Readonly<Record<string, number>> }
   /** Every stream with records in the export, in order of first appearance. */
   readonly streams: readonly ExportStream[]
-  /** verifyChain over every task stream of the tenant, run right after the records were read. */
+  /** The hash chains of every task stream of the tenant up to the snapshot (whole streams, not just the window). */
   readonly chainVerification: ChainVerification
   /** SHA-256 (hex) over the records: each record's RFC 8785 canonical JSON followed by `\n`, in export order. */
   readonly recordsSha256: string

@@ -1,4 +1,5 @@
-import { MAX_REPORTED_BREAKS, verifyChain, type ChainVerification } from '../../historian/integrity/verifyChain'
+import { setImmediate } from 'node:timers/promises'
+import { MAX_REPORTED_BREAKS, TenantChainWalk, verifyChain, type ChainVerification } from '../../historian/integrity/verifyChain'
 import type { TenantKeyRing } from '../../historian/integrity/tenantKeyRing'
 import type { EventStore, RecordedEvent } from '../../historian/port'
 import { assertTenantId, parseTaskStreamName } from '../../historian/streams'
@@ -27,6 +28,9 @@ export {
   type ExportVerification,
 } from './verifyExport'
 
+/** Events per page read by default: short queries, so that other requests are not kept waiting long (docs/audit.md). */
+const DEFAULT_PAGE_SIZE = 50
+
 /** Live counts while a tenant's log is read for an export. */
 export interface ExportProgress {
   readonly eventsRead: number
@@ -42,7 +46,7 @@ export interface ExportDeps {
   readonly clock?: () => Date
   /** Called once with the manifest, just before its line is yielded. */
   readonly onManifest?: (manifest: ExportManifest) => void
-  /** Events read per page (one short query each). Default 500. */
+  /** Events read per page (one short query each). Default DEFAULT_PAGE_SIZE. */
   readonly pageSize?: number
 }
 
@@ -109,6 +113,7 @@ interface StreamRecords {
 /** What was exported, once every record was written: the material of the manifest. */
 interface ExportedRecords {
   readonly streams: Map<string, StreamRecords>
+  readonly chainVerification: ChainVerification
   readonly records: number
   readonly byType: Map<string, number>
   readonly recordsSha256: string
@@ -125,9 +130,9 @@ interface ExportedRecords {
  * exported streams recorded outside the window after their last exported event: nothing for a whole-log export, and
  * for a window, the exported streams' events recorded after it up to the snapshot.
  */
-async function* readRecords(deps: ExportDeps, query: ValidExportQuery, through: bigint | null): AsyncGenerator<ExportRecord[], ExportedRecords> {
-  const pageSize = deps.pageSize ?? 500
-  if (!Number.isInteger(pageSize) || pageSize < 1) throw new RangeError(`exportTenant: pageSize must be a whole number >= 1, got ${pageSize}`)
+async function* readRecords(deps: ExportDeps, query: ValidExportQuery, through: bigint | null, pageSize: number): AsyncGenerator<ExportRecord[], ExportedRecords> {
+  // The chains of every stream are verified from the same reads, so the log is read once.
+  const chains = new TenantChainWalk({ store: deps.store, keyRing: deps.keyRing, tenantId: query.tenantId, pageSize, clock: deps.clock })
   const inWindow = (at: Date) => (query.from === null || at >= query.from) && (query.to === null || at < query.to)
   const sequenceOf = tenantSequencer()
   const streams = new Map<string, StreamRecords>()
@@ -137,12 +142,15 @@ async function* readRecords(deps: ExportDeps, query: ValidExportQuery, through: 
   let recordsExported = 0
   let after: bigint | undefined
   while (through !== null && (after === undefined || after < through)) {
+    // Other requests' work first: on PGlite every query of every request runs in one session, on this thread.
+    if (after !== undefined) await setImmediate()
     const page = await deps.store.readTenantLog(query.tenantId, { after, maxCount: pageSize })
     if (page.length === 0) break
     const out: ExportRecord[] = []
     for (const event of page) {
       if (event.position > through) break
       eventsRead++
+      await chains.check(event)
       const sequence = sequenceOf(event)
       let stream = streams.get(event.streamName)
       if (!stream) {
@@ -172,7 +180,7 @@ async function* readRecords(deps: ExportDeps, query: ValidExportQuery, through: 
     after = page[page.length - 1]!.position
   }
   for (const [name, stream] of streams) if (stream.records === 0) streams.delete(name)
-  return { streams, records: recordsExported, byType, recordsSha256: digest.hex() }
+  return { streams, chainVerification: await chains.finish(), records: recordsExported, byType, recordsSha256: digest.hex() }
 }
 
 /** Each exported stream's entry in the manifest, with the whole stream's chain status from the tenant-wide verification. */
@@ -181,7 +189,6 @@ async function streamEntries(
   tenantId: string,
   streams: Map<string, StreamRecords>,
   chain: ChainVerification,
-  through: bigint | null,
 ): Promise<ExportStream[]> {
   const breaks = new Map(chain.breaks.map((broken) => [broken.streamName, broken]))
   const partials = new Map(chain.partialStreams.map((partial) => [partial.streamName, partial]))
@@ -192,7 +199,7 @@ async function streamEntries(
     let broken = breaks.get(stream)
     let partial = partials.get(stream)
     if (!listsComplete && !broken && !partial) {
-      const alone = await verifyChain({ store: deps.store, keyRing: deps.keyRing, tenantId, taskId, clock: deps.clock, ...(through === null ? {} : { through }) })
+      const alone = await verifyChain({ store: deps.store, keyRing: deps.keyRing, tenantId, taskId, clock: deps.clock })
       broken = alone.breaks[0]
       partial = alone.partialStreams[0]
     }
@@ -215,7 +222,7 @@ async function streamEntries(
  * per page read, in format version 2: a header line (tenant, window, the snapshot the read stops at), then every
  * event recorded in the window [from, to) (no bounds: the whole log) as stored, numbered by tenant sequence, in log
  * order, then a manifest line with the counts, each stream's exported revisions, the hash-chain verification of every
- * whole task stream of the tenant up to the snapshot (verifyChain, run after the records were read), a SHA-256 of the
+ * whole task stream of the tenant up to the snapshot (TenantChainWalk, fed the same reads), a SHA-256 of the
  * records and an HMAC of header and manifest with the tenant key. The read stops at the tenant's newest event when
  * the export began, so appends made meanwhile are not in it. Only the tenant's own streams are read. If reading fails
  * part way, the generator throws before the manifest line: what was written is recognisably cut short.
@@ -225,6 +232,8 @@ async function streamEntries(
  */
 export async function* exportTenant(deps: ExportDeps, query: ExportQuery, format: ExportFormat): AsyncGenerator<string, void> {
   const valid = validateExportQuery(query)
+  const pageSize = deps.pageSize ?? Number(process.env.EXPORT_PAGE ?? DEFAULT_PAGE_SIZE)
+  if (!Number.isInteger(pageSize) || pageSize < 1) throw new RangeError(`exportTenant: pageSize must be a whole number >= 1, got ${pageSize}`)
   const clock = deps.clock ?? (() => new Date())
   const render = exportRenderer(format)
   const tenantKey = deps.keyRing.keyFor(valid.tenantId)
@@ -242,21 +251,14 @@ export async function* exportTenant(deps: ExportDeps, query: ExportQuery, format
   }
   yield render.header(header)
 
-  const reading = readRecords(deps, valid, through)
+  const reading = readRecords(deps, valid, through, pageSize)
   let next = await reading.next()
   while (!next.done) {
     yield next.value.map((record) => render.record(record)).join('')
     next = await reading.next()
   }
   const exported = next.value
-  const chainVerification = await verifyChain({
-    store: deps.store,
-    keyRing: deps.keyRing,
-    tenantId: valid.tenantId,
-    pageSize: deps.pageSize,
-    clock,
-    ...(through === null ? {} : { through }),
-  })
+  const { chainVerification } = exported
   const unsigned: Omit<ExportManifest, 'manifestHmac'> = {
     format: EXPORT_FORMAT,
     formatVersion: EXPORT_FORMAT_VERSION,
@@ -266,7 +268,7 @@ export async function* exportTenant(deps: ExportDeps, query: ExportQuery, format
       streams: exported.streams.size,
       byType: Object.fromEntries([...exported.byType].sort(([a], [b]) => (a < b ? -1 : 1))),
     },
-    streams: await streamEntries(deps, valid.tenantId, exported.streams, chainVerification, through),
+    streams: await streamEntries(deps, valid.tenantId, exported.streams, chainVerification),
     chainVerification,
     recordsSha256: exported.recordsSha256,
   }

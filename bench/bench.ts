@@ -167,7 +167,7 @@ async function tenantReadIsolation(databaseUrl: string | undefined): Promise<Fig
 /** Tasks of the exported tenant (about 10 KB each: an export of about 4 MB), audit queries per round, and rounds per variant. */
 const EXPORT_LOAD_TASKS = 400
 const EXPORT_LOAD_QUERIES_PER_ROUND = 15
-const EXPORT_LOAD_ROUNDS = Number(process.env.ROUNDS ?? 7)
+const EXPORT_LOAD_ROUNDS = 7
 
 /** Another tenant's audit query over HTTP while three exports of a big tenant stream, against the same query alone. */
 async function apiIsolationUnderLoad(databaseUrl: string | undefined): Promise<Figures> {

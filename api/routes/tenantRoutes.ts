@@ -3,7 +3,7 @@ import type { FastifyRequest } from 'fastify'
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { auditTrail, validateAuditTrailQuery, type AuditTrailQuery } from '../../projections/auditTimeline/query'
-import { exportTenant, validateExportQuery } from '../../projections/export/tenantExport'
+import { ExportPacer, exportTenant, validateExportQuery } from '../../projections/export/tenantExport'
 import { InvalidQueryError, pageLimit } from '../../projections/queryFilters'
 import { TaskStatus } from '../../projections/taskSummary/projection'
 import { taskSummaries, tenantSummary, validateTaskSummaryQuery } from '../../projections/taskSummary/query'
@@ -114,6 +114,8 @@ async function readRecorded<Query, Row>(
 /** The tenant routes: audit trail, task summaries, tenant summary, dead-lettered tasks, export. Every one reads only the tenant in its path. */
 export const tenantRoutes: FastifyPluginAsyncZod<{ deps: ApiDeps }> = async (app, { deps }) => {
   const config = requires('tenant.read')
+  // One per server: its exports take turns with each other and leave the thread to other requests half the time.
+  const exportPacer = new ExportPacer()
 
   app.get(
     '/tenants/:tenantId/audit',
@@ -263,7 +265,7 @@ export const tenantRoutes: FastifyPluginAsyncZod<{ deps: ApiDeps }> = async (app
       // Validated before the response starts, so a bad window is a 400. The row count is not known when the access is
       // recorded (the records are still to be read), so the access log holds none for an export.
       request.accessQuery = { ...validateExportQuery(query), format }
-      const lines = exportTenant({ store: deps.store, keyRing: deps.keyRing, clock: deps.now }, query, format)
+      const lines = exportTenant({ store: deps.store, keyRing: deps.keyRing, clock: deps.now, pacer: exportPacer }, query, format)
       // A byte stream, so at most about a page waits in it: the read pauses while the client is not reading, and a
       // client that goes away destroys the stream, which ends the read at its next page. Fastify aborts the response if
       // the read fails once it has started.

@@ -15,10 +15,12 @@ import {
   type ExportRecord,
   type ExportStream,
 } from './exportFormat'
-import { exportRenderer, type ExportFormat } from './renderExport'
+import type { ExportPacer } from './exportPacer'
+import { exportRenderer, type ExportFormat, type ExportRenderer } from './renderExport'
 
 export * from './exportFormat'
 export { CSV_EXPORT_COLUMNS, ExportFormat, exportRenderer, type ExportRenderer } from './renderExport'
+export { ExportPacer } from './exportPacer'
 export {
   verifyExport,
   verifyExportLines,
@@ -29,7 +31,7 @@ export {
 } from './verifyExport'
 
 /** Events per page read by default: short queries, so that other requests are not kept waiting long (docs/audit.md). */
-const DEFAULT_PAGE_SIZE = 50
+const DEFAULT_PAGE_SIZE = 20
 
 /** Live counts while a tenant's log is read for an export. */
 export interface ExportProgress {
@@ -46,6 +48,8 @@ export interface ExportDeps {
   readonly clock?: () => Date
   /** Called once with the manifest, just before its line is yielded. */
   readonly onManifest?: (manifest: ExportManifest) => void
+  /** Shared by the exports of a server, to keep them behind its other requests (ExportPacer); unset: full speed. */
+  readonly pacer?: ExportPacer
   /** Events read per page (one short query each). Default DEFAULT_PAGE_SIZE. */
   readonly pageSize?: number
 }
@@ -130,7 +134,13 @@ interface ExportedRecords {
  * exported streams recorded outside the window after their last exported event: nothing for a whole-log export, and
  * for a window, the exported streams' events recorded after it up to the snapshot.
  */
-async function* readRecords(deps: ExportDeps, query: ValidExportQuery, through: bigint | null, pageSize: number): AsyncGenerator<ExportRecord[], ExportedRecords> {
+async function* readRecords(
+  deps: ExportDeps,
+  query: ValidExportQuery,
+  through: bigint | null,
+  pageSize: number,
+  render: ExportRenderer,
+): AsyncGenerator<string, ExportedRecords> {
   // The chains of every stream are verified from the same reads, so the log is read once.
   const chains = new TenantChainWalk({ store: deps.store, keyRing: deps.keyRing, tenantId: query.tenantId, pageSize, clock: deps.clock })
   const inWindow = (at: Date) => (query.from === null || at >= query.from) && (query.to === null || at < query.to)
@@ -140,15 +150,17 @@ async function* readRecords(deps: ExportDeps, query: ValidExportQuery, through: 
   const digest = new RecordsDigest()
   let eventsRead = 0
   let recordsExported = 0
-  let after: bigint | undefined
-  while (through !== null && (after === undefined || after < through)) {
-    // Other requests' work first: on PGlite every query of every request runs in one session, on this thread.
-    if (after !== undefined) await setImmediate()
+
+  /** Reads and renders the page after `after`; `ended` once the log or the snapshot ends. */
+  const nextPage = async (after: bigint | undefined): Promise<{ text: string; last: bigint | undefined; ended: boolean }> => {
     const page = await deps.store.readTenantLog(query.tenantId, { after, maxCount: pageSize })
-    if (page.length === 0) break
-    const out: ExportRecord[] = []
+    let text = ''
+    let ended = page.length === 0
     for (const event of page) {
-      if (event.position > through) break
+      if (event.position > through!) {
+        ended = true
+        break
+      }
       eventsRead++
       await chains.check(event)
       const sequence = sequenceOf(event)
@@ -159,25 +171,40 @@ async function* readRecords(deps: ExportDeps, query: ValidExportQuery, through: 
         stream = { taskId: parsed.taskId, firstRevision: null, lastRevision: null, records: 0, held: [] }
         streams.set(event.streamName, stream)
       }
-      if (inWindow(event.recordedAt)) {
-        const record = toRecord(event, sequence)
-        out.push(...stream.held, record)
-        stream.firstRevision ??= (stream.held[0] ?? record).revision
-        stream.lastRevision = record.revision
-        stream.records += stream.held.length + 1
-        stream.held = []
-      } else if (stream.records > 0) {
-        stream.held.push(toRecord(event, sequence))
+      if (!inWindow(event.recordedAt)) {
+        if (stream.records > 0) stream.held.push(toRecord(event, sequence))
+        continue
       }
+      const record = toRecord(event, sequence)
+      for (const written of [...stream.held, record]) {
+        digest.add(written)
+        byType.set(written.type, (byType.get(written.type) ?? 0) + 1)
+        text += render.record(written)
+      }
+      stream.firstRevision ??= (stream.held[0] ?? record).revision
+      stream.lastRevision = record.revision
+      stream.records += stream.held.length + 1
+      recordsExported += stream.held.length + 1
+      stream.held = []
     }
-    for (const record of out) {
-      digest.add(record)
-      byType.set(record.type, (byType.get(record.type) ?? 0) + 1)
-    }
-    recordsExported += out.length
     deps.onProgress?.({ eventsRead, recordsExported })
-    if (out.length > 0) yield out
-    after = page[page.length - 1]!.position
+    return { text, last: page.at(-1)?.position, ended }
+  }
+
+  let after: bigint | undefined
+  while (through !== null && (after === undefined || after < through)) {
+    // Other requests' work first: on PGlite every query of every request runs in one session, on this thread.
+    if (after !== undefined) await setImmediate()
+    const endTurn = await deps.pacer?.turn()
+    let page: Awaited<ReturnType<typeof nextPage>>
+    try {
+      page = await nextPage(after)
+    } finally {
+      endTurn?.()
+    }
+    if (page.text !== '') yield page.text
+    if (page.ended) break
+    after = page.last
   }
   for (const [name, stream] of streams) if (stream.records === 0) streams.delete(name)
   return { streams, chainVerification: await chains.finish(), records: recordsExported, byType, recordsSha256: digest.hex() }
@@ -232,7 +259,7 @@ async function streamEntries(
  */
 export async function* exportTenant(deps: ExportDeps, query: ExportQuery, format: ExportFormat): AsyncGenerator<string, void> {
   const valid = validateExportQuery(query)
-  const pageSize = deps.pageSize ?? Number(process.env.EXPORT_PAGE ?? DEFAULT_PAGE_SIZE)
+  const pageSize = deps.pageSize ?? DEFAULT_PAGE_SIZE
   if (!Number.isInteger(pageSize) || pageSize < 1) throw new RangeError(`exportTenant: pageSize must be a whole number >= 1, got ${pageSize}`)
   const clock = deps.clock ?? (() => new Date())
   const render = exportRenderer(format)
@@ -251,13 +278,7 @@ export async function* exportTenant(deps: ExportDeps, query: ExportQuery, format
   }
   yield render.header(header)
 
-  const reading = readRecords(deps, valid, through, pageSize)
-  let next = await reading.next()
-  while (!next.done) {
-    yield next.value.map((record) => render.record(record)).join('')
-    next = await reading.next()
-  }
-  const exported = next.value
+  const exported = yield* readRecords(deps, valid, through, pageSize, render)
   const { chainVerification } = exported
   const unsigned: Omit<ExportManifest, 'manifestHmac'> = {
     format: EXPORT_FORMAT,

@@ -88,12 +88,11 @@ async function writeNewFile(out: string, lines: AsyncIterable<string>): Promise<
     throw error.code === 'EEXIST' ? new ExportPathExistsError(out) : error
   })
   try {
-    await pipeline(lines, file.createWriteStream({ autoClose: false }))
-    await file.sync()
+    // flush: synced to disk before the stream closes the file, which it does when done or destroyed.
+    await pipeline(lines, file.createWriteStream({ flush: true }))
   } catch (error) {
     await file.close().catch(() => undefined)
     await unlink(out).catch(() => undefined)
     throw error
   }
-  await file.close()
 }

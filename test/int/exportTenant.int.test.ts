@@ -17,6 +17,7 @@ import {
 import { appendAuditScenario } from '../support/auditFixtures'
 import { DATABASE_BACKENDS, historianPerTest, randomKeyRing } from '../support/databases'
 import { appendTaskEvents, TaskEventFactory } from '../../dev/fixtures/eventFactory'
+import { V1_EXPORT_FILE, V1_EXPORT_KEY } from '../support/v1Export'
 import { waitUntil } from '../support/waitUntil'
 
 const lines = (text: string) => text.trimEnd().split('\n')
@@ -42,9 +43,6 @@ async function exportJsonl(deps: ExportDeps, query: ExportQuery): Promise<Export
   const all = lines(text).map((line) => JSON.parse(line) as unknown)
   return { text, header: all[0] as ExportHeader, records: all.slice(1, -1) as ExportRecord[], manifest: all.at(-1) as ExportManifest }
 }
-
-/** The integrity key (read as base64) test/support/fixtures/export-v1.jsonl was made under: the fixture's own, used nowhere else. */
-const V1_EXPORT_KEY = `f1x7e0c0de${'0'.repeat(54)}`
 
 /** Splits one CSV line (RFC 4180, no line breaks inside fields: JSON text never has raw newlines) into its fields. */
 function csvFields(line: string): string[] {
@@ -311,7 +309,7 @@ describe.each(DATABASE_BACKENDS)('tenant export on $backend', ({ open }) => {
 
 describe('a format version 1 export made before version 2', () => {
   it('still verifies, and still fails when a byte of it changes', () => {
-    const text = readFileSync(new URL('../support/fixtures/export-v1.jsonl', import.meta.url), 'utf8')
+    const text = readFileSync(V1_EXPORT_FILE, 'utf8')
     const keyRing = TenantKeyRing.fromText(V1_EXPORT_KEY)
     expect(verifyExport(text, 'jsonl', keyRing)).toMatchObject({ formatVersion: 1, ok: true, tenantId: 'acme', records: 17, streams: 3, problems: [] })
     const all = lines(text)

@@ -41,7 +41,7 @@ export interface ExportProgress {
 
 /** What exportTenant reads from and signs with. */
 export interface ExportDeps {
-  /** Only `readTenantLog` (the tenant's own category) and, through verifyChain, that tenant's streams are read. */
+  /** Only `readTenantHead` and `readTenantLog` (the tenant's own category) and, to verify chains, that tenant's streams are read. */
   readonly store: EventStore
   readonly keyRing: TenantKeyRing
   readonly onProgress?: (progress: ExportProgress) => void

@@ -173,7 +173,8 @@ interface ExportStart {
   readonly raw: Record<string, unknown>
 }
 
-function parseShape<T>(shape: { safeParse(value: unknown): { success: true; data: T } | { success: false; error: { issues: { path: PropertyKey[]; message: string }[] } } }, raw: unknown, what: string, line: number): T {
+/** `raw` as `shape` has it, or ExportFormatError naming the first field that is not (`what` says which line it is). */
+function parseShape<T>(shape: z.ZodType<T>, raw: unknown, what: string, line: number): T {
   const parsed = shape.safeParse(raw)
   if (parsed.success) return parsed.data
   const issue = parsed.error.issues[0]!
@@ -190,6 +191,8 @@ const isObject = (value: unknown): value is Record<string, unknown> => value !==
 class ExportVerifier {
   private start: ExportStart | undefined
   private manifestV1: z.infer<typeof ExportManifestV1Shape> | undefined
+  /** The streams a version 1 manifest lists: known before the records (version 2 checks against its manifest at the end). */
+  private listedV1: Set<string> | undefined
   private pending: { text: string; line: number } | undefined
   private lineCount = 0
   private recordLines = 0
@@ -226,6 +229,7 @@ class ExportVerifier {
     if (raw.formatVersion === 1) {
       const manifest = parseShape(ExportManifestV1Shape, raw, 'manifest', 1)
       this.manifestV1 = manifest
+      this.listedV1 = new Set(manifest.streams.map((entry) => entry.stream))
       start = { formatVersion: 1, tenantId: manifest.tenantId, exportedAt: manifest.exportedAt, window: manifest.window, raw }
     } else {
       const header = parseShape(ExportHeaderShape, raw, 'header', 1)
@@ -276,7 +280,7 @@ class ExportVerifier {
       streamProblem(ExportProblemKind.ForeignRecord, `${stream} is not a task stream of tenant ${tenantId}`)
       return
     }
-    this.listedCheck?.(stream, streamProblem)
+    if (this.listedV1 && !this.listedV1.has(stream)) streamProblem(ExportProblemKind.UnlistedStream, `${stream} is not listed in the manifest`)
     if (formatVersion === 1) {
       // Version 1 files are in global order throughout; version 2 orders each stream (its digest fixes the rest).
       const position = BigInt(data.position!)
@@ -292,15 +296,6 @@ class ExportVerifier {
     }
     check.check(data, line)
     if (check.problem) streamProblem(check.problem.kind, check.problem.message)
-  }
-
-  /** Version 1 knows the listed streams before the records; version 2 checks them against the manifest at the end. */
-  private get listedCheck(): ((stream: string, problem: (kind: ExportProblemKind, message: string) => void) => void) | undefined {
-    const manifest = this.manifestV1
-    if (!manifest) return undefined
-    return (stream, problem) => {
-      if (!manifest.streams.some((entry) => entry.stream === stream)) problem(ExportProblemKind.UnlistedStream, `${stream} is not listed in the manifest`)
-    }
   }
 
   /** Once the last line was given: the verdict. Throws ExportFormatError for an empty file or a version 2 export cut short. */
@@ -323,8 +318,9 @@ class ExportVerifier {
       manifestLine = last.line
       const v2 = parseShape(ExportManifestShape, raw, 'manifest', last.line)
       manifest = v2
+      const listed = new Set(v2.streams.map((entry) => entry.stream))
       for (const stream of this.checks.keys()) {
-        if (!v2.streams.some((entry) => entry.stream === stream) && !this.streamProblems.has(stream)) {
+        if (!listed.has(stream) && !this.streamProblems.has(stream)) {
           this.streamProblems.set(stream, { kind: ExportProblemKind.UnlistedStream, stream, revision: null, eventId: null, line: null, message: `${stream} is not listed in the manifest` })
         }
       }

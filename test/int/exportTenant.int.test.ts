@@ -228,6 +228,22 @@ describe.each(DATABASE_BACKENDS)('tenant export on $backend', ({ open }) => {
     expect(verifyExport(empty.text, 'jsonl', fixture.keyRing)).toMatchObject({ ok: true, records: 0, streams: 0 })
   })
 
+  it('keeps each stream contiguous in a window: an event recorded outside it is held back until a later one of its stream is inside, else dropped', async () => {
+    await appendAuditScenario(fixture.historian, 'acme')
+    // recordedAt is not covered by the chain: moved by SQL, it stands for a store clock that stepped while writing.
+    await fixture.database.pool.query(
+      `update events set recorded_at = '2030-01-01T00:00:00Z'
+       where (stream_name = 'tenant_acme-task-a' and stream_revision = 3) or (stream_name = 'tenant_acme-task-c' and stream_revision = 4)`,
+    )
+    const exported = await exportOf('acme', { from: '2026-01-01T00:00:00Z', to: '2029-01-01T00:00:00Z' })
+    const revisionsOf = (stream: string) => exported.records.filter((record) => record.stream === stream).map((record) => record.revision)
+    expect(revisionsOf('tenant_acme-task-a')).toEqual(['0', '1', '2', '3', '4', '5', '6', '7'])
+    expect(revisionsOf('tenant_acme-task-c')).toEqual(['0', '1', '2', '3'])
+    expect(exported.records.map((record) => Number(record.sequence))).toEqual(Array.from({ length: 16 }, (_, index) => index + 1))
+    expect(exported.manifest.streams.find((entry) => entry.stream === 'tenant_acme-task-c')).toMatchObject({ firstRevision: '0', lastRevision: '3', records: 4 })
+    expect(verifyExport(exported.text, 'jsonl', fixture.keyRing)).toMatchObject({ ok: true, records: 16, streams: 3 })
+  })
+
   it('reports tampering in the database at export time, and the export then fails verification too', async () => {
     await appendAuditScenario(fixture.historian, 'acme')
     await fixture.database.pool.query(

@@ -124,4 +124,35 @@ describe.each(DATABASE_BACKENDS)('streamed exports on a listening API server on 
     for (let i = 0; i < 5; i++) expect((await httpGetText(baseUrl, auditPath(QUERIED_TENANT), keys.reader.key)).status).toBe(200)
     expect(exportReads.count).toBe(readsAfter)
   }, 180_000)
+
+  it('aborts the response when the store fails part way, and what arrived is refused as truncated', async () => {
+    let reads = 0
+    const failing: EventStore = Object.assign(Object.create(store) as EventStore, {
+      readTenantLog(tenantId: string, options?: ReadAllOptions) {
+        if (tenantId === EXPORTED_TENANT && ++reads === 5) return Promise.reject(new Error('the store went away'))
+        return store.readTenantLog(tenantId, options)
+      },
+    })
+    const broken = buildApiServer({ pool: database.pool, store: failing, keyRing, onError: () => undefined })
+    try {
+      await broken.listen({ port: 0, host: '127.0.0.1' })
+      const url = `http://127.0.0.1:${(broken.server.address() as AddressInfo).port}`
+      const { response } = await httpGet(url, `/v1/tenants/${EXPORTED_TENANT}/export`, keys.exporter.key)
+      expect(response.statusCode).toBe(200)
+      response.setEncoding('utf8')
+      let text = ''
+      const outcome = await new Promise<string>((resolve) => {
+        response.on('data', (chunk: string) => (text += chunk))
+        response.on('end', () => resolve('end'))
+        response.on('error', () => resolve('error'))
+        response.on('aborted', () => resolve('aborted'))
+      })
+      expect(outcome).not.toBe('end')
+      expect(response.complete).toBe(false)
+      expect(text.length).toBeGreaterThan(0)
+      expect(() => verifyExport(text.slice(0, text.lastIndexOf('\n') + 1), 'jsonl', keyRing)).toThrow(/truncated export: no manifest line/)
+    } finally {
+      await broken.close()
+    }
+  })
 })

@@ -26,6 +26,13 @@ export interface RecordedEvent extends NewEvent {
   readonly streamName: string
   readonly revision: bigint
   readonly position: bigint
+  /**
+   * The event's place in its tenant's log: 1-based, per tenant, dense (no gaps), in commit order, assigned at append.
+   * Unlike `position`, it says nothing about other tenants, so it is what tenant-facing surfaces show (docs/ordering.md).
+   * Null for streams outside a tenant category (`compliance_<t>-lifecycle`), and null on EventStoreDB, which does not
+   * number at append (its audit projection numbers the tenant's events itself).
+   */
+  readonly tenantSequence: bigint | null
   readonly recordedAt: Date
 }
 

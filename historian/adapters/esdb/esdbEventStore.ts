@@ -71,6 +71,11 @@ const SOFT_DELETED_TRUNCATE_BEFORE = 2 ** 62
  * - $all keeps the events of deleted, tombstoned and truncated streams until a scavenge; the port hides them on every
  *   read, so $all reads and subscribeToAll check each stream's first visible revision (one stream read per stream per
  *   read, see StreamVisibility). Retention itself is the server's own ($maxAge, $maxCount, $tb in `$$<stream>`).
+ * - `tenantSequence` is always null. EventStoreDB's own per-tenant numbering is the event number in the
+ *   `$ce-tenant_<t>` category stream, which the $by_category system projection writes asynchronously after the commit
+ *   (and only where system projections run), so an append cannot return it and a read cannot rely on it being there
+ *   yet. Instead the audit projection numbers each tenant's events itself, counting them in $all commit order, which
+ *   is the same order the PostgreSQL store numbers them in (projections/auditTimeline/projection.ts, docs/ordering.md).
  */
 export class EsdbEventStore implements EventStore {
   readonly kind = 'esdb' as const
@@ -400,6 +405,8 @@ function toRecordedEvent(event: EsdbRecordedEvent | AllStreamRecordedEvent): Rec
     revision: event.revision,
     // Stream reads carry the position on servers after 22.6.0; older ones leave it out (-1 then).
     position: event.position?.commit ?? -1n,
+    // Not numbered at append here (see the class comment): the audit projection numbers a tenant's events itself.
+    tenantSequence: null,
     recordedAt: event.created,
   }
 }

@@ -44,6 +44,9 @@ export const EVENTS_CHANNEL = 'annalist_events'
  * Cost: appends are serialized across the whole database (all streams, all tenants, all processes), so append
  * throughput is at most 1 / (latency of one append transaction: one round trip plus the commit flush).
  * Reads never take the lock. test/int/globalOrdering.int.test.ts stalls a writer to prove the order holds.
+ *
+ * The same lock makes tenant sequences dense and in commit order: annalist_append (migrations/017_tenant_sequence.sql
+ * now) bumps the tenant's counter in tenant_sequences and inserts in one block, so a rejected append hands out nothing.
  */
 
 const DEFAULT_READ_ALL_MAX_COUNT = 1000
@@ -57,12 +60,13 @@ interface EventRow {
   stream_revision: string
   event_id: string
   event_type: string
+  tenant_sequence: string | null
   data: unknown
   metadata: Record<string, unknown>
   recorded_at: Date
 }
 
-const EVENT_COLUMNS = 'position, stream_name, stream_revision, event_id, event_type, data, metadata, recorded_at'
+const EVENT_COLUMNS = 'position, stream_name, stream_revision, event_id, event_type, tenant_sequence, data, metadata, recorded_at'
 
 /** The event columns of alias `e`. */
 const columnsOf = (e: string) => EVENT_COLUMNS.split(', ').map((column) => `${e}.${column}`).join(', ')
@@ -340,6 +344,7 @@ function toRecordedEvent(row: EventRow): RecordedEvent {
     streamName: row.stream_name,
     revision: BigInt(row.stream_revision),
     position: BigInt(row.position),
+    tenantSequence: row.tenant_sequence === null ? null : BigInt(row.tenant_sequence),
     recordedAt: row.recorded_at,
   }
 }

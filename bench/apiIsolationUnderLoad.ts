@@ -51,7 +51,10 @@ export async function httpGetText(baseUrl: string, path: string, key: string): P
   return { status: response.statusCode ?? 0, body }
 }
 
-/** The queried tenant's audit page, as its own tenant key reads it. */
+/**
+ * The queried tenant's audit page. Read with an analyst key: /v1 tenant routes are for analysts and operators once
+ * tenant keys move to /v2 (docs/api.md), and /v2 is not on this branch yet.
+ */
 export const auditPath = (tenantId: string) => `/v1/tenants/${tenantId}/audit?limit=100`
 
 export interface ApiIsolationUnderLoadResult {
@@ -119,7 +122,7 @@ export async function measureApiIsolationUnderLoad(options: {
   options.onProgress?.(`seeding ${options.exportedTasks} tasks of tenant ${EXPORTED_TENANT} on ${database.kind}`)
   await seedExportLoad({ database, store, keyRing, tasks: options.exportedTasks })
   const exporter = await createApiKey(database.pool, { role: 'tenant', tenantId: EXPORTED_TENANT })
-  const reader = await createApiKey(database.pool, { role: 'tenant', tenantId: QUERIED_TENANT })
+  const reader = await createApiKey(database.pool, { role: 'analyst' })
   const app = buildApiServer({ pool: database.pool, store, keyRing })
   try {
     await app.listen({ port: 0, host: '127.0.0.1' })

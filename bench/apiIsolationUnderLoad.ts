@@ -67,6 +67,8 @@ export interface ApiIsolationUnderLoadResult {
   readonly roundsUnderExports: readonly number[]
   readonly concurrentExports: number
   readonly exportBytes: number
+  /** How long the first export took over HTTP with nothing else running (paced: docs/audit.md). */
+  readonly exportMsAlone: number
   readonly exportedEvents: number
   readonly queriesPerRound: number
   readonly rounds: number
@@ -127,10 +129,11 @@ export async function measureApiIsolationUnderLoad(options: {
   try {
     await app.listen({ port: 0, host: '127.0.0.1' })
     const baseUrl = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
-    const whole = await httpGetText(baseUrl, `/v1/tenants/${EXPORTED_TENANT}/export`, exporter.key)
+    let whole = { status: 0, body: '' }
+    const exportMsAlone = await timeMs(async () => (whole = await httpGetText(baseUrl, `/v1/tenants/${EXPORTED_TENANT}/export`, exporter.key)))
     if (whole.status !== 200) throw new Error(`api isolation benchmark: the export answered ${whole.status}`)
     const exportedEvents = whole.body.split('\n').length - 3
-    options.onProgress?.(`one export: ${exportedEvents} events, ${(Buffer.byteLength(whole.body) / 1e6).toFixed(1)} MB`)
+    options.onProgress?.(`one export alone: ${exportedEvents} events, ${(Buffer.byteLength(whole.body) / 1e6).toFixed(1)} MB in ${exportMsAlone.toFixed(0)} ms`)
     const query = async () => {
       const answer = await httpGetText(baseUrl, auditPath(QUERIED_TENANT), reader.key)
       if (answer.status !== 200) throw new Error(`api isolation benchmark: the audit query answered ${answer.status}`)
@@ -160,6 +163,7 @@ export async function measureApiIsolationUnderLoad(options: {
       roundsUnderExports: rounds.underExports,
       concurrentExports: 3,
       exportBytes: Buffer.byteLength(whole.body),
+      exportMsAlone,
       exportedEvents,
       queriesPerRound,
       rounds: options.rounds,

@@ -114,7 +114,7 @@ async function readRecorded<Query, Row>(
 /** The tenant routes: audit trail, task summaries, tenant summary, dead-lettered tasks, export. Every one reads only the tenant in its path. */
 export const tenantRoutes: FastifyPluginAsyncZod<{ deps: ApiDeps }> = async (app, { deps }) => {
   const config = requires('tenant.read')
-  // One per server: its exports take turns with each other and leave the thread to other requests half the time.
+  // One per server: its exports take turns with each other and leave most of the thread to other requests.
   const exportPacer = new ExportPacer()
 
   app.get(

@@ -1,7 +1,7 @@
 import { createHash, createHmac } from 'node:crypto'
 import { z } from 'zod'
 import { canonicalJson } from '../../historian/integrity/chainHash'
-import type { ChainBreak, ChainVerification } from '../../historian/integrity/verifyChain'
+import { ChainBreakKind, type ChainBreak, type ChainVerification } from '../../historian/integrity/verifyChain'
 
 /** The `format` marker of every export's first line. */
 export const EXPORT_FORMAT = 'annalist-export'
@@ -29,6 +29,30 @@ export interface ExportRecord {
 /** A record of a version 1 export: the global position where version 2 has the tenant sequence. */
 export type ExportRecordV1 = Omit<ExportRecord, 'sequence'> & { readonly position: string }
 
+/**
+ * A broken chain link as a version 2 export shows it: without the global position, which would show how busy other
+ * tenants are. For an `out_of_order` break, whose expected and found values are positions, those are left out too.
+ */
+export type ExportChainBreak = Omit<ChainBreak, 'position'>
+
+/** verifyChain's result as a version 2 export shows it: its breaks as ExportChainBreak. */
+export type ExportChainVerification = Omit<ChainVerification, 'breaks' | 'firstBreak'> & {
+  readonly breaks: readonly ExportChainBreak[]
+  readonly firstBreak: ExportChainBreak | null
+}
+
+/** A chain break without global positions. */
+export function exportChainBreak(broken: ChainBreak): ExportChainBreak {
+  const { position: _position, ...rest } = broken
+  if (broken.kind !== ChainBreakKind.OutOfOrder) return rest
+  return { ...rest, expected: null, found: null, message: `revision ${broken.revision} was stored before the revision it follows: rows were moved in the global order` }
+}
+
+/** A chain verification without global positions. */
+export function exportChainVerification(chain: ChainVerification): ExportChainVerification {
+  return { ...chain, breaks: chain.breaks.map(exportChainBreak), firstBreak: chain.firstBreak && exportChainBreak(chain.firstBreak) }
+}
+
 /** How a whole stream's hash chain stood when it was exported (verifyChain over the stream, not just the window). */
 export const ExportChainStatus = { intact: 'intact', partial: 'partial', broken: 'broken' } as const
 export type ExportChainStatus = (typeof ExportChainStatus)[keyof typeof ExportChainStatus]
@@ -45,7 +69,7 @@ export interface ExportStream {
   readonly chain: ExportChainStatus
   readonly verifiedFromRevision: string
   /** The first broken link of the whole stream at export time, or null. */
-  readonly chainBreak: ChainBreak | null
+  readonly chainBreak: ExportChainBreak | null
 }
 
 /** The closed-open window on `recordedAt` an export was asked for; null bounds are open. */
@@ -89,7 +113,7 @@ export interface ExportManifest {
   /** Every stream with records in the export, in order of first appearance. */
   readonly streams: readonly ExportStream[]
   /** The hash chains of every task stream of the tenant up to the snapshot (whole streams, not just the window). */
-  readonly chainVerification: ChainVerification
+  readonly chainVerification: ExportChainVerification
   /** SHA-256 (hex) over the records: each record's RFC 8785 canonical JSON followed by `\n`, in export order. */
   readonly recordsSha256: string
   /** exportHmac over the header and the rest of this manifest. */

@@ -8,6 +8,8 @@ import {
   EXPORT_FORMAT,
   EXPORT_FORMAT_VERSION,
   ExportChainStatus,
+  exportChainBreak,
+  exportChainVerification,
   exportHmac,
   RecordsDigest,
   type ExportHeader,
@@ -238,7 +240,7 @@ async function streamEntries(
       records,
       chain: broken ? ExportChainStatus.broken : partial ? ExportChainStatus.partial : ExportChainStatus.intact,
       verifiedFromRevision: partial?.firstRevision ?? '0',
-      chainBreak: broken ?? null,
+      chainBreak: broken ? exportChainBreak(broken) : null,
     })
   }
   return entries
@@ -290,7 +292,7 @@ export async function* exportTenant(deps: ExportDeps, query: ExportQuery, format
       byType: Object.fromEntries([...exported.byType].sort(([a], [b]) => (a < b ? -1 : 1))),
     },
     streams: await streamEntries(deps, valid.tenantId, exported.streams, chainVerification),
-    chainVerification,
+    chainVerification: exportChainVerification(chainVerification),
     recordsSha256: exported.recordsSha256,
   }
   // The HMAC is computed over the JSON form of header and manifest, exactly as a verifier will parse them back.

@@ -183,7 +183,7 @@ async function* readRecords(
         byType.set(written.type, (byType.get(written.type) ?? 0) + 1)
         text += render.record(written)
       }
-      stream.firstRevision ??= (stream.held[0] ?? record).revision
+      stream.firstRevision ??= record.revision
       stream.lastRevision = record.revision
       stream.records += stream.held.length + 1
       recordsExported += stream.held.length + 1

@@ -13,6 +13,7 @@ import { measurePipelineThroughput } from './pipelineThroughput'
 import { measureSnapshotFold } from './snapshotFold'
 import { openScratchDatabase } from './scratchDatabase'
 import { measureTenantReadIsolation } from './tenantReadIsolation'
+import { measureApiIsolationUnderLoad } from './apiIsolationUnderLoad'
 import { measureRebuildVsRawRead } from './rebuildVsRawRead'
 import { measureProjectionLag } from './projectionLag'
 import { measureRecovery } from './recovery'
@@ -24,7 +25,7 @@ import { findLocalLlm } from '../cli/runtime/localLlm'
 import { LOCAL_LLM_CONTEXT_SIZE, resolveLocalLlm } from '../cli/runtime/localLlmServer'
 
 /** The benchmarks `--only` can name, in the order they run. */
-export const BENCHMARKS = ['historianOverhead', 'appendVsRawInsert', 'tenantReadIsolation', 'snapshotFold', 'auditQuerySpeedup', 'rebuildVsRawRead', 'projectionLag', 'recovery', 'replayCost', 'cliStartup', 'workerStart', 'realModelCompletion'] as const
+export const BENCHMARKS = ['historianOverhead', 'appendVsRawInsert', 'tenantReadIsolation', 'apiIsolationUnderLoad', 'snapshotFold', 'auditQuerySpeedup', 'rebuildVsRawRead', 'projectionLag', 'recovery', 'replayCost', 'cliStartup', 'workerStart', 'realModelCompletion'] as const
 /** Benchmarks that run only when `--only` names them: each takes longer than the default run may. */
 export const OPT_IN_BENCHMARKS: readonly (typeof BENCHMARKS)[number][] = ['realModelCompletion']
 type Figures = Record<string, unknown>
@@ -57,6 +58,7 @@ export async function benchCommand(options: { json?: string; pipelines: string; 
   if (selected.has('historianOverhead')) Object.assign(figures, await historianOverhead(config.databaseUrl, { pipelinesPerRound, rounds, modelLatencyMs }))
   if (selected.has('appendVsRawInsert')) Object.assign(figures, await appendVsRawInsert(config.databaseUrl))
   if (selected.has('tenantReadIsolation')) Object.assign(figures, await tenantReadIsolation(config.databaseUrl))
+  if (selected.has('apiIsolationUnderLoad')) Object.assign(figures, await apiIsolationUnderLoad(config.databaseUrl))
   if (selected.has('snapshotFold')) Object.assign(figures, await snapshotFold(config.databaseUrl))
   if (selected.has('auditQuerySpeedup')) Object.assign(figures, await auditQuerySpeedup(config.databaseUrl))
   if (selected.has('rebuildVsRawRead')) Object.assign(figures, await rebuildVsRawRead(config.databaseUrl))
@@ -159,6 +161,30 @@ async function tenantReadIsolation(databaseUrl: string | undefined): Promise<Fig
     tenantReadIsolationStore: result.store,
     tenantReadIsolationIndexUsed: result.plan.manyTenants.indexUsed,
     tenantReadIsolation: result,
+  }
+}
+
+/** Tasks of the exported tenant (about 10 KB each: an export of about 4 MB), audit queries per round, and rounds per variant. */
+const EXPORT_LOAD_TASKS = 400
+const EXPORT_LOAD_QUERIES_PER_ROUND = 15
+const EXPORT_LOAD_ROUNDS = 7
+
+/** Another tenant's audit query over HTTP while three exports of a big tenant stream, against the same query alone. */
+async function apiIsolationUnderLoad(databaseUrl: string | undefined): Promise<Figures> {
+  const database = await openScratchDatabase(databaseUrl, 'api_isolation')
+  try {
+    console.log(`another tenant's audit query while 3 exports stream vs alone: ${EXPORT_LOAD_ROUNDS} interleaved rounds x ${EXPORT_LOAD_QUERIES_PER_ROUND} queries, on ${database.kind}`)
+    const result = await measureApiIsolationUnderLoad({
+      database,
+      exportedTasks: EXPORT_LOAD_TASKS,
+      queriesPerRound: EXPORT_LOAD_QUERIES_PER_ROUND,
+      rounds: EXPORT_LOAD_ROUNDS,
+      onProgress: (line) => console.log(`  ${line}`),
+      onRound: (variant, round, ms) => console.log(`  round ${round + 1}/${EXPORT_LOAD_ROUNDS} ${variant.padEnd(12)} ${ms.toFixed(2)} ms per query (median)`),
+    })
+    return { apiIsolationUnderLoadRatio: result.ratio, apiIsolationUnderLoadStore: result.store, apiIsolationUnderLoad: result }
+  } finally {
+    await database.close()
   }
 }
 

@@ -13,6 +13,8 @@ export interface StoredEvent<E extends AnnalistEvent = AnnalistEvent> {
   readonly streamName: string
   readonly revision: bigint
   readonly position: bigint
+  /** Its place in its tenant's log (RecordedEvent.tenantSequence): null outside a tenant stream and on EventStoreDB. */
+  readonly tenantSequence: bigint | null
   readonly recordedAt: Date
   readonly event: E
 }
@@ -57,6 +59,7 @@ export function toStoredEvent(recorded: RecordedEvent): StoredEvent {
     streamName: recorded.streamName,
     revision: recorded.revision,
     position: recorded.position,
+    tenantSequence: recorded.tenantSequence,
     recordedAt: recorded.recordedAt,
     event: readEvent(recorded),
   }

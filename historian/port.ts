@@ -26,6 +26,13 @@ export interface RecordedEvent extends NewEvent {
   readonly streamName: string
   readonly revision: bigint
   readonly position: bigint
+  /**
+   * The event's place in its tenant's log: 1-based, per tenant, dense (no gaps), in commit order, assigned at append.
+   * Unlike `position`, it says nothing about other tenants, so it is what tenant-facing surfaces show (docs/ordering.md).
+   * Null for streams outside a tenant category (`compliance_<t>-lifecycle`), and null on EventStoreDB, which does not
+   * number at append (its audit projection numbers the tenant's events itself).
+   */
+  readonly tenantSequence: bigint | null
   readonly recordedAt: Date
 }
 
@@ -87,6 +94,8 @@ export interface EventStore {
   readStream(stream: string, options?: ReadStreamOptions): Promise<RecordedEvent[]>
   /** Reads one tenant's whole log (its stream category) in global order, without touching other tenants' events. */
   readTenantLog(tenantId: string, options?: ReadAllOptions): Promise<RecordedEvent[]>
+  /** The tenant's newest visible event, or undefined when its log is empty: the end of a consistent read of the log. */
+  readTenantHead(tenantId: string): Promise<RecordedEvent | undefined>
   /** Reads one event type across all tenants in global order. */
   readEventType(type: string, options?: ReadAllOptions): Promise<RecordedEvent[]>
   /** Reads the whole log in global order. A position is never skipped by a later read, even if its writer committed late. */

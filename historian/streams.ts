@@ -36,6 +36,16 @@ export function taskStreamName(tenantId: string, taskId: string): string {
   return `${tenantCategory(tenantId)}-${assertTaskId(taskId)}`
 }
 
+/**
+ * The tenant whose log `stream` belongs to, or undefined when its category is not `tenant_<t>`: the rule of the
+ * generated column events.tenant_id (migrations/001_event_store.sql) and of annalist_stream_tenant (017), which number
+ * a tenant's events (RecordedEvent.tenantSequence).
+ */
+export function tenantOfStream(stream: string): string | undefined {
+  const category = stream.split('-', 1)[0]!
+  return category.startsWith(CATEGORY_PREFIX) && category.length > CATEGORY_PREFIX.length ? category.slice(CATEGORY_PREFIX.length) : undefined
+}
+
 /** Splits a task stream name back into its tenant and task. */
 export function parseTaskStreamName(stream: string): { tenantId: TenantId; taskId: TaskId; category: string } {
   const separator = stream.indexOf('-')

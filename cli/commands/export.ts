@@ -1,5 +1,6 @@
 import { lstat, open, unlink } from 'node:fs/promises'
-import { exportTenant, renderExport, validateExportQuery, type ExportFormat } from '../../projections/export/tenantExport'
+import { pipeline } from 'node:stream/promises'
+import { exportTenant, validateExportQuery, type ExportFormat, type ExportManifest } from '../../projections/export/tenantExport'
 import { loadConfig, requireIntegrityKeyRing } from '../runtime/config'
 import { startActivityIndicator } from '../runtime/progress'
 import { openStorage } from '../runtime/storage'
@@ -16,8 +17,10 @@ export interface ExportOptions {
 
 /**
  * `annalist export --tenant T [--from] [--to] [--format jsonl|csv] [--out FILE]`: the tenant's events from the event
- * store with a signed manifest holding the hash-chain verification, to stdout or a file. Live counts go to stderr.
- * The request is validated, and the integrity key required, before anything is read.
+ * store with a signed manifest holding the hash-chain verification, to stdout or a file, written as they are read
+ * (exportTenant, the stream the API sends too). Live counts go to stderr. The request is validated, and the integrity
+ * key required, before anything is read. If the export fails part way, `--out` leaves no file; on stdout what was
+ * written has no manifest line, and verify-export refuses it.
  */
 export async function exportCommand(options: ExportOptions): Promise<void> {
   try {
@@ -29,35 +32,33 @@ export async function exportCommand(options: ExportOptions): Promise<void> {
   const config = loadConfig()
   const keyRing = requireIntegrityKeyRing(config)
   const storage = await openStorage(config)
-  let text: string
-  let summary: string
+  let manifest: ExportManifest | undefined
   try {
+    if ((await storage.store.readTenantHead(options.tenant)) === undefined) throw new Error(`nothing to export: tenant ${options.tenant} has no events`)
     const indicator = startActivityIndicator({ label: `exporting tenant ${options.tenant}`, countLabel: 'pages read' })
     try {
-      const exported = await exportTenant(
+      const lines = exportTenant(
         {
           store: storage.store,
           keyRing,
           onProgress: (progress) => indicator.tick(`${progress.eventsRead} events read, ${progress.recordsExported} exported`),
+          onManifest: (written) => (manifest = written),
         },
         { tenantId: options.tenant, from: options.from, to: options.to },
+        options.format,
       )
-      const { manifest } = exported
-      if (manifest.chainVerification.eventsChecked === 0) throw new Error(`nothing to export: tenant ${options.tenant} has no events`)
-      text = renderExport(exported, options.format)
-      const chains = manifest.chainVerification.intact
-        ? 'hash chains intact'
-        : `TAMPERING DETECTED in ${manifest.chainVerification.brokenStreams} stream(s) (see the manifest's chainVerification)`
-      summary = `exported ${manifest.counts.records} events of ${manifest.counts.streams} streams of tenant ${options.tenant}${options.out ? ` to ${options.out}` : ''}; ${chains}`
+      if (options.out) await writeNewFile(options.out, lines)
+      else await pipeline(lines, process.stdout, { end: false })
     } finally {
       indicator.stop()
     }
   } finally {
     await storage.close()
   }
-  if (options.out) await writeNewFile(options.out, text)
-  else process.stdout.write(text)
-  process.stderr.write(`${summary}\n`)
+  const chains = manifest!.chainVerification.intact
+    ? 'hash chains intact'
+    : `TAMPERING DETECTED in ${manifest!.chainVerification.brokenStreams} stream(s) (see the manifest's chainVerification)`
+  process.stderr.write(`exported ${manifest!.counts.records} events of ${manifest!.counts.streams} streams of tenant ${options.tenant}${options.out ? ` to ${options.out}` : ''}; ${chains}\n`)
 }
 
 /** Thrown when `export --out` names a path that already exists (a file, a directory or a symlink, even a dangling one). */
@@ -78,21 +79,20 @@ async function refuseExistingPath(out: string): Promise<void> {
 }
 
 /**
- * Creates `out` with O_CREAT | O_EXCL (flag `wx`), owner-only (0600), and writes `text`: the exclusive create fails on
- * anything that appeared there since the check, a symlink included, so an export never writes through one. A failed
- * write removes the partial file.
+ * Creates `out` with O_CREAT | O_EXCL (flag `wx`), owner-only (0600), and writes `lines` to it as they come: the
+ * exclusive create fails on anything that appeared there since the check, a symlink included, so an export never
+ * writes through one. A failed write (or a failed read of the export) removes the partial file.
  */
-async function writeNewFile(out: string, text: string): Promise<void> {
+async function writeNewFile(out: string, lines: AsyncIterable<string>): Promise<void> {
   const file = await open(out, 'wx', 0o600).catch((error: NodeJS.ErrnoException) => {
     throw error.code === 'EEXIST' ? new ExportPathExistsError(out) : error
   })
   try {
-    await file.writeFile(text)
-    await file.sync()
+    // flush: synced to disk before the stream closes the file, which it does when done or destroyed.
+    await pipeline(lines, file.createWriteStream({ flush: true }))
   } catch (error) {
     await file.close().catch(() => undefined)
     await unlink(out).catch(() => undefined)
     throw error
   }
-  await file.close()
 }

@@ -1,5 +1,5 @@
-import { readFile } from 'node:fs/promises'
-import { ExportFormatError, verifyExport, type ExportProblem, type ExportVerification } from '../../projections/export/tenantExport'
+import { open, type FileHandle } from 'node:fs/promises'
+import { verifyExportLines, type ExportProblem, type ExportVerification } from '../../projections/export/tenantExport'
 import { loadConfig, requireIntegrityKeyRing } from '../runtime/config'
 import { TAMPERING_EXIT_CODE } from './verify'
 
@@ -23,19 +23,25 @@ function report(result: ExportVerification): string[] {
 }
 
 /**
- * `annalist verify-export FILE`: checks a JSONL export offline with the configured integrity key. Exits 0 when it is
- * unaltered, 2 when it was altered (or made under another key), 1 on errors (unreadable file, no key, not an export).
+ * `annalist verify-export FILE`: checks a JSONL export (format version 2, or 1) offline with the configured integrity
+ * key, line by line. Exits 0 when it is unaltered, 2 when it was altered (or made under another key), 1 on errors
+ * (unreadable file, no key, not an export, an export cut short before its manifest line).
  */
-export async function verifyExportCommand(file: string, options: { format: 'table' | 'json' }): Promise<void> {
+export async function verifyExportCommand(path: string, options: { format: 'table' | 'json' }): Promise<void> {
   const keyRing = requireIntegrityKeyRing(loadConfig())
-  let text: string
+  let file: FileHandle
   try {
-    text = await readFile(file, 'utf8')
+    file = await open(path, 'r')
   } catch (error) {
-    throw new Error(`cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`)
+    throw new Error(`cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`)
   }
-  if (text.startsWith('#')) throw new ExportFormatError(1, 'this is a CSV export; verify-export checks JSONL exports (export again with --format jsonl)')
-  const result = verifyExport(text, 'jsonl', keyRing)
+  let result: ExportVerification
+  try {
+    // Line by line: an export is verified in O(streams) memory, however large the file.
+    result = await verifyExportLines(file.readLines({ encoding: 'utf8' }), keyRing)
+  } finally {
+    await file.close().catch(() => undefined)
+  }
   if (options.format === 'json') console.log(JSON.stringify(result, null, 2))
   else for (const line of report(result)) console.log(line)
   if (!result.ok) process.exitCode = TAMPERING_EXIT_CODE

@@ -25,7 +25,7 @@ import {
   validateMetadataWrite,
   type StreamState,
 } from '../streamState'
-import { assertTenantId } from '../streams'
+import { assertTenantId, tenantOfStream } from '../streams'
 
 /** One stream as the memory store keeps it: every event ever appended (hidden ones too) and its lifecycle. */
 interface MemoryStream {
@@ -49,6 +49,8 @@ export class InMemoryEventStore implements EventStore {
   readonly notifiesOnAppend = true
   private readonly streams = new Map<string, MemoryStream>()
   private readonly log: RecordedEvent[] = []
+  /** The last tenant sequence handed out per tenant (RecordedEvent.tenantSequence). */
+  private readonly tenantSequences = new Map<string, bigint>()
   private readonly listeners = new Set<() => void>()
 
   async appendToStream(stream: string, events: readonly NewEvent[], options: { expectedRevision: ExpectedRevision }): Promise<AppendResult> {
@@ -65,8 +67,16 @@ export class InMemoryEventStore implements EventStore {
     }
     const target = entry ?? this.create(stream)
     const first = (state.lastRevision ?? -1n) + 1n
+    const tenant = tenantOfStream(stream)
     batch.forEach((event, index) => {
-      const recorded: RecordedEvent = { ...event, streamName: stream, revision: first + BigInt(index), position: BigInt(this.log.length + 1), recordedAt: new Date() }
+      const recorded: RecordedEvent = {
+        ...event,
+        streamName: stream,
+        revision: first + BigInt(index),
+        position: BigInt(this.log.length + 1),
+        tenantSequence: tenant === undefined ? null : this.nextTenantSequence(tenant),
+        recordedAt: new Date(),
+      }
       target.events.push(recorded)
       this.log.push(recorded)
     })
@@ -93,6 +103,10 @@ export class InMemoryEventStore implements EventStore {
   async readTenantLog(tenantId: string, options?: ReadAllOptions): Promise<RecordedEvent[]> {
     const prefix = `tenant_${assertTenantId(tenantId)}-`
     return this.select((event) => event.streamName.startsWith(prefix), options)
+  }
+
+  async readTenantHead(tenantId: string): Promise<RecordedEvent | undefined> {
+    return (await this.readTenantLog(tenantId, { maxCount: Number.MAX_SAFE_INTEGER })).at(-1)
   }
 
   async readEventType(type: string, options?: ReadAllOptions): Promise<RecordedEvent[]> {
@@ -177,6 +191,13 @@ export class InMemoryEventStore implements EventStore {
     const state = stateOf(entry)
     if (!matchesStreamState(expected, state)) throw new ConcurrencyError(stream, expected, actualRevisionOf(state))
     return entry
+  }
+
+  /** Hands out the tenant's next sequence number; called only once an append is accepted, so none is ever wasted. */
+  private nextTenantSequence(tenant: string): bigint {
+    const next = (this.tenantSequences.get(tenant) ?? 0n) + 1n
+    this.tenantSequences.set(tenant, next)
+    return next
   }
 
   private create(stream: string): MemoryStream {

@@ -239,60 +239,76 @@ const byPosition = (a: ChainBreak, b: ChainBreak) => {
   return diff < 0n ? -1 : diff > 0n ? 1 : 0
 }
 
-/**
- * Verifies the hash chains of one tenant's task streams (or of one task's stream) with that tenant's key only:
- * revision 0 must chain from the tenant-keyed anchor, every later event from the hash of the one before, every hash
- * must match its event's content, and revisions and positions must run in order. Reports the first broken link of
- * each broken stream. The tenant's log is walked once in global order, keeping one small state per stream; a stream
- * that looks broken there is re-read alone in revision order, so the break reported is the same either way. The
- * tenant's compliance stream (its lifecycle decisions, which explain hidden events) is verified as well, and counted
- * when it holds events; a break there shows COMPLIANCE_STREAM_LABEL as its task.
- */
-export async function verifyChain(options: VerifyChainOptions): Promise<ChainVerification> {
-  const tenantId = assertTenantId(options.tenantId)
-  const tenantKey = options.keyRing.keyFor(tenantId)
-  const pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE
-  if (!Number.isInteger(pageSize) || pageSize < 1) throw new RangeError(`verifyChain: pageSize must be a whole number >= 1, got ${pageSize}`)
-  const breaks: ChainBreak[] = []
-  const partialStreams: PartialStream[] = []
-  let streamsChecked = 0
-  let eventsChecked = 0
+/** What a walk found before the tenant's compliance stream is checked. */
+interface WalkFindings {
+  readonly breaks: ChainBreak[]
+  readonly partialStreams: PartialStream[]
+  readonly streamsChecked: number
+  readonly eventsChecked: number
+}
 
-  if (options.taskId !== undefined) {
-    const streamName = taskStreamName(tenantId, options.taskId)
-    const result = await checkStream(options.store, new ChainWalker(tenantKey, streamName, options.taskId), pageSize)
-    eventsChecked = result.events
-    streamsChecked = result.events > 0 ? 1 : 0
-    if (result.broken) breaks.push(result.broken)
-    if (result.partial) partialStreams.push(result.partial)
-  } else {
-    const walkers = new Map<string, ChainWalker | 'settled'>()
-    let after: bigint | undefined
-    for (;;) {
-      const page = await options.store.readTenantLog(tenantId, { after, maxCount: pageSize })
-      if (page.length === 0) break
-      for (const event of page) {
-        eventsChecked++
-        let walker = walkers.get(event.streamName)
-        if (walker === undefined) {
-          const stream = parseTaskStreamName(event.streamName)
-          if (stream.tenantId !== tenantId) throw new Error(`readTenantLog(${tenantId}) returned an event of ${event.streamName}, another tenant's stream`)
-          walker = new ChainWalker(tenantKey, event.streamName, stream.taskId)
-          walkers.set(event.streamName, walker)
-        }
-        if (walker === 'settled' || !walker.check(event)) continue
-        // Broken in global order, or its start is hidden by retention: check it alone in revision order, as --task would.
-        walkers.set(event.streamName, 'settled')
-        const precise = await checkStream(options.store, new ChainWalker(tenantKey, event.streamName, walker.taskId), pageSize)
-        if (precise.broken) breaks.push(precise.broken)
-        if (precise.partial) partialStreams.push(precise.partial)
-      }
-      streamsChecked = walkers.size
-      options.onProgress?.({ streamsChecked, eventsChecked })
-      after = page[page.length - 1]!.position
-    }
+/**
+ * Verifies a tenant's task streams from its log, read by the caller in global order from the start, one event at a time:
+ * one small state per stream. A stream that looks broken there is re-read alone in revision order, so the break
+ * reported is the same as `verify --task` reports. verifyChain walks the log with it; an export, which reads the same
+ * log anyway, feeds it the events it reads, so the log is read once.
+ */
+export class TenantChainWalk {
+  private readonly tenantId: string
+  private readonly tenantKey: Buffer
+  private readonly pageSize: number
+  private readonly walkers = new Map<string, ChainWalker | 'settled'>()
+  private readonly breaks: ChainBreak[] = []
+  private readonly partialStreams: PartialStream[] = []
+  private eventsChecked = 0
+
+  constructor(private readonly options: Omit<VerifyChainOptions, 'taskId' | 'onProgress'>) {
+    this.tenantId = assertTenantId(options.tenantId)
+    this.tenantKey = options.keyRing.keyFor(this.tenantId)
+    this.pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE
+    if (!Number.isInteger(this.pageSize) || this.pageSize < 1) throw new RangeError(`verifyChain: pageSize must be a whole number >= 1, got ${this.pageSize}`)
   }
 
+  get progress(): VerifyProgress {
+    return { streamsChecked: this.walkers.size, eventsChecked: this.eventsChecked }
+  }
+
+  /** The tenant's next event in global order. */
+  async check(event: RecordedEvent): Promise<void> {
+    this.eventsChecked++
+    let walker = this.walkers.get(event.streamName)
+    if (walker === undefined) {
+      const stream = parseTaskStreamName(event.streamName)
+      if (stream.tenantId !== this.tenantId) throw new Error(`readTenantLog(${this.tenantId}) returned an event of ${event.streamName}, another tenant's stream`)
+      walker = new ChainWalker(this.tenantKey, event.streamName, stream.taskId)
+      this.walkers.set(event.streamName, walker)
+    }
+    if (walker === 'settled' || !walker.check(event)) return
+    // Broken in global order, or its start is hidden by retention: check it alone in revision order, as --task would.
+    this.walkers.set(event.streamName, 'settled')
+    const precise = await checkStream(this.options.store, new ChainWalker(this.tenantKey, event.streamName, walker.taskId), this.pageSize)
+    if (precise.broken) this.breaks.push(precise.broken)
+    if (precise.partial) this.partialStreams.push(precise.partial)
+  }
+
+  /** Once the caller read the log to its end (or its snapshot): the tenant's compliance stream, then the result. */
+  async finish(): Promise<ChainVerification> {
+    const findings = { breaks: this.breaks, partialStreams: this.partialStreams, ...this.progress }
+    return concludeVerification(this.options, this.tenantKey, null, this.pageSize, findings)
+  }
+}
+
+/** Verifies the tenant's compliance stream as well, and shapes the result. */
+async function concludeVerification(
+  options: Omit<VerifyChainOptions, 'taskId' | 'onProgress'>,
+  tenantKey: Buffer,
+  taskId: string | null,
+  pageSize: number,
+  findings: WalkFindings,
+): Promise<ChainVerification> {
+  const tenantId = assertTenantId(options.tenantId)
+  const breaks = [...findings.breaks]
+  let { streamsChecked, eventsChecked } = findings
   // The tenant's lifecycle decisions explain hidden events (retentionExplaining), so their own chain is verified too.
   const decisions = await checkStream(options.store, new ChainWalker(tenantKey, complianceStreamName(tenantId), COMPLIANCE_STREAM_LABEL), pageSize)
   if (decisions.events > 0) {
@@ -304,14 +320,49 @@ export async function verifyChain(options: VerifyChainOptions): Promise<ChainVer
   breaks.sort(byPosition)
   return {
     tenantId,
-    taskId: options.taskId ?? null,
+    taskId,
     intact: breaks.length === 0,
     streamsChecked,
     eventsChecked,
     brokenStreams: breaks.length,
     breaks: breaks.slice(0, MAX_REPORTED_BREAKS),
     firstBreak: breaks[0] ?? null,
-    partialStreams: partialStreams.slice(0, MAX_REPORTED_BREAKS),
+    partialStreams: findings.partialStreams.slice(0, MAX_REPORTED_BREAKS),
     checkedAt: (options.clock ?? (() => new Date()))().toISOString(),
   }
+}
+
+/**
+ * Verifies the hash chains of one tenant's task streams (or of one task's stream) with that tenant's key only:
+ * revision 0 must chain from the tenant-keyed anchor, every later event from the hash of the one before, every hash
+ * must match its event's content, and revisions and positions must run in order. Reports the first broken link of
+ * each broken stream. The tenant's log is walked once in global order (TenantChainWalk), keeping one small state per
+ * stream. The tenant's compliance stream (its lifecycle decisions, which explain hidden events) is verified as well,
+ * and counted when it holds events; a break there shows COMPLIANCE_STREAM_LABEL as its task.
+ */
+export async function verifyChain(options: VerifyChainOptions): Promise<ChainVerification> {
+  if (options.taskId === undefined) {
+    const walk = new TenantChainWalk(options)
+    let after: bigint | undefined
+    for (;;) {
+      const page = await options.store.readTenantLog(options.tenantId, { after, maxCount: options.pageSize ?? DEFAULT_PAGE_SIZE })
+      if (page.length === 0) break
+      for (const event of page) await walk.check(event)
+      options.onProgress?.(walk.progress)
+      after = page[page.length - 1]!.position
+    }
+    return walk.finish()
+  }
+  const tenantId = assertTenantId(options.tenantId)
+  const tenantKey = options.keyRing.keyFor(tenantId)
+  const pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE
+  if (!Number.isInteger(pageSize) || pageSize < 1) throw new RangeError(`verifyChain: pageSize must be a whole number >= 1, got ${pageSize}`)
+  const streamName = taskStreamName(tenantId, options.taskId)
+  const result = await checkStream(options.store, new ChainWalker(tenantKey, streamName, options.taskId), pageSize)
+  return concludeVerification(options, tenantKey, options.taskId, pageSize, {
+    breaks: result.broken ? [result.broken] : [],
+    partialStreams: result.partial ? [result.partial] : [],
+    streamsChecked: result.events > 0 ? 1 : 0,
+    eventsChecked: result.events,
+  })
 }

@@ -65,6 +65,8 @@ export function retentionAsOf(store: EventStore, at: Date): EventStore {
       return result.slice(0, wanted)
     },
     readTenantLog: (tenantId, options) => readGlobal((page) => store.readTenantLog(tenantId, page), options),
+    // Walks the whole tenant log (no view reads its head yet): the newest event shown as of `at`, whichever that is.
+    readTenantHead: async (tenantId) => (await readGlobal((page) => store.readTenantLog(tenantId, page), { maxCount: Number.MAX_SAFE_INTEGER })).at(-1),
     readEventType: (type, options) => readGlobal((page) => store.readEventType(type, page), options),
     readAll: (options) => readGlobal((page) => store.readAll(page), options),
     onAppend: (listener) => store.onAppend(listener),

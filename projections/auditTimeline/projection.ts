@@ -173,6 +173,7 @@ function plannedCalls(calls: readonly { toolName: string }[]): string {
 
 const AUDIT_COLUMNS: readonly RowColumn[] = [
   ['position', 'bigint'],
+  ['tenant_sequence', 'bigint'],
   ['tenant_id', 'text'],
   ['task_id', 'text'],
   ['stream_revision', 'bigint'],
@@ -211,13 +212,14 @@ const AUDIT_COLUMNS: readonly RowColumn[] = [
   ['structured_output_path', 'text'],
 ].map(([name, type]) => ({ name: name!, type: type! }))
 
-/** The audit_timeline row of one event, in AUDIT_COLUMNS order. */
-function auditRow(stored: StoredEvent): unknown[] {
+/** The audit_timeline row of one event, in AUDIT_COLUMNS order, given its tenant sequence. */
+function auditRow(stored: StoredEvent, tenantSequence: bigint): unknown[] {
   const { event } = stored
   const { metadata } = event
   const facts = auditFacts(event)
   return [
     stored.position.toString(),
+    tenantSequence.toString(),
     metadata.tenantId,
     metadata.taskId,
     stored.revision.toString(),
@@ -258,12 +260,44 @@ function auditRow(stored: StoredEvent): unknown[] {
 }
 
 /**
+ * The tenant sequence of each of `events` (in log order), as audit_timeline stores it: the one the store assigned at
+ * append (PostgreSQL, memory). Where the store assigned none (EventStoreDB, whose RecordedEvent.tenantSequence is always
+ * null; or an event written around annalist_append), the event keeps the sequence its row already has, or else gets
+ * the tenant's highest sequence so far + 1, counting this batch's earlier events. The runner applies events in commit
+ * order, one projection at a time, so that numbering is dense and in the same order PostgreSQL's is (docs/ordering.md).
+ */
+async function tenantSequencesOf(client: pg.PoolClient, table: string, events: readonly StoredEvent[]): Promise<bigint[]> {
+  const unnumbered = events.filter((stored) => stored.tenantSequence === null)
+  if (unnumbered.length === 0) return events.map((stored) => stored.tenantSequence!)
+  const tenants = [...new Set(unnumbered.map((stored) => stored.event.metadata.tenantId))]
+  const { rows: highest } = await client.query<{ tenant_id: string; highest: string | null }>(
+    `select tenant_id, max(tenant_sequence)::text as highest from ${table} where tenant_id = any($1::text[]) group by tenant_id`,
+    [tenants],
+  )
+  const { rows: existing } = await client.query<{ position: string; tenant_sequence: string }>(
+    `select position::text, tenant_sequence::text from ${table} where position = any($1::bigint[])`,
+    [unnumbered.map((stored) => stored.position.toString())],
+  )
+  const last = new Map(highest.map((row) => [row.tenant_id, BigInt(row.highest ?? 0)]))
+  const already = new Map(existing.map((row) => [row.position, BigInt(row.tenant_sequence)]))
+  return events.map((stored) => {
+    const tenant = stored.event.metadata.tenantId
+    const sequence = stored.tenantSequence ?? already.get(stored.position.toString()) ?? (last.get(tenant) ?? 0n) + 1n
+    if (sequence > (last.get(tenant) ?? 0n)) last.set(tenant, sequence)
+    return sequence
+  })
+}
+
+/**
  * Per-tenant audit timeline: one row per event, keyed by global position, so applying an event twice inserts nothing.
+ * Each row also carries the event's tenant sequence (tenantSequencesOf), the only order tenants see.
  * A batch is one multi-row insert; `apply` is the batch of one event.
  */
 export function auditTimelineProjection(): Projection<AuditTimelineTable> {
   const applyBatch = async (client: pg.PoolClient, events: readonly StoredEvent[], tables: ProjectionTables<AuditTimelineTable>): Promise<void> => {
-    await insertRows(client, tables.audit_timeline, AUDIT_COLUMNS, events.map(auditRow), 'on conflict (position) do nothing')
+    const sequences = await tenantSequencesOf(client, tables.audit_timeline, events)
+    const rows = events.map((stored, index) => auditRow(stored, sequences[index]!))
+    await insertRows(client, tables.audit_timeline, AUDIT_COLUMNS, rows, 'on conflict (position) do nothing')
   }
   return {
     name: AUDIT_TIMELINE_PROJECTION,

@@ -1,11 +1,22 @@
 import { timingSafeEqual } from 'node:crypto'
+import type { z } from 'zod'
 import { anchorHash, linkHash, storedIntegrity } from '../../historian/integrity/chainHash'
 import type { TenantKeyRing } from '../../historian/integrity/tenantKeyRing'
 import { ChainBreakKind } from '../../historian/integrity/verifyChain'
 import { parseTaskStreamName } from '../../historian/streams'
-import { ExportManifestShape, ExportRecordShape, manifestHmac, recordsDigest } from './exportFormat'
+import {
+  EXPORT_FORMAT,
+  ExportHeaderShape,
+  ExportManifestShape,
+  ExportManifestV1Shape,
+  ExportRecordShape,
+  ExportRecordV1Shape,
+  exportHmac,
+  manifestHmacV1,
+  RecordsDigest,
+} from './exportFormat'
 
-/** Thrown when a text is not an Annalist export that can be read at all (no manifest line, another format, a bad tenant). */
+/** Thrown when a text is not an Annalist export that can be read at all (no header or manifest line, another format, a bad tenant). */
 export class ExportFormatError extends Error {
   constructor(
     readonly line: number,
@@ -55,6 +66,8 @@ export interface ExportProblem {
 
 /** What verifyExport found. Plain JSON. */
 export interface ExportVerification {
+  /** The export's format version: 2 (header first, manifest last) or 1 (manifest first). */
+  readonly formatVersion: 1 | 2
   /** Every check passed: the export is exactly what was exported, under this key, and its records chain. */
   readonly ok: boolean
   readonly tenantId: string
@@ -82,6 +95,16 @@ function parseLine(text: string): unknown {
   }
 }
 
+/** How records are ordered in each format version: by global position (1) or tenant sequence (2). */
+interface RecordOrder {
+  readonly label: string
+  of(record: { position?: string; sequence?: string }): bigint
+}
+const BY_POSITION: RecordOrder = { label: 'global position', of: (record) => BigInt(record.position!) }
+const BY_SEQUENCE: RecordOrder = { label: 'sequence', of: (record) => BigInt(record.sequence!) }
+
+type CheckedRecord = { stream: string; revision: string; eventId: string; type: string; data: unknown; metadata: Record<string, unknown>; position?: string; sequence?: string }
+
 /** Walks one stream's records in file order and returns its first problem, if any. */
 class StreamCheck {
   problem: ExportProblem | undefined
@@ -89,22 +112,23 @@ class StreamCheck {
   firstRevision: bigint | undefined
   private lastRevision: bigint | undefined
   private lastHash: string | undefined
-  private lastPosition: bigint | undefined
+  private lastOrder: bigint | undefined
 
   constructor(
     private readonly tenantKey: Buffer,
     readonly stream: string,
+    private readonly order: RecordOrder,
   ) {}
 
   get last(): bigint | undefined {
     return this.lastRevision
   }
 
-  check(record: { revision: string; position: string; eventId: string; type: string; data: unknown; metadata: Record<string, unknown> }, line: number): void {
+  check(record: CheckedRecord, line: number): void {
     this.records++
     if (this.problem) return
     const revision = BigInt(record.revision)
-    const position = BigInt(record.position)
+    const order = this.order.of(record)
     const at = (kind: ExportProblemKind, message: string): ExportProblem => ({ kind, stream: this.stream, revision: record.revision, eventId: record.eventId, line, message })
     const integrity = storedIntegrity(record.metadata)
     if (!integrity) {
@@ -115,8 +139,8 @@ class StreamCheck {
       this.problem = at(ExportProblemKind.RevisionGap, `revision ${revision} follows revision ${this.lastRevision}: a record is missing or out of place`)
       return
     }
-    if (this.lastPosition !== undefined && position <= this.lastPosition) {
-      this.problem = at(ExportProblemKind.OutOfOrder, `global position ${position} is not after the previous revision's ${this.lastPosition}`)
+    if (this.lastOrder !== undefined && order <= this.lastOrder) {
+      this.problem = at(ExportProblemKind.OutOfOrder, `${this.order.label} ${order} is not after the previous revision's ${this.lastOrder}`)
       return
     }
     if (revision === 0n && !sameHash(integrity.prevHash, anchorHash(this.tenantKey, this.stream))) {
@@ -135,63 +159,116 @@ class StreamCheck {
     this.firstRevision ??= revision
     this.lastRevision = revision
     this.lastHash = integrity.hash
-    this.lastPosition = position
+    this.lastOrder = order
   }
 }
 
+/** What the first line says: the version, the tenant and its key, and (version 1) the manifest, or (version 2) the header. */
+interface ExportStart {
+  readonly formatVersion: 1 | 2
+  readonly tenantId: string
+  readonly tenantKey: Buffer
+  readonly exportedAt: string
+  readonly window: { readonly from: string | null; readonly to: string | null }
+  readonly raw: Record<string, unknown>
+}
+
+/** `raw` as `shape` has it, or ExportFormatError naming the first field that is not (`what` says which line it is). */
+function parseShape<T>(shape: z.ZodType<T>, raw: unknown, what: string, line: number): T {
+  const parsed = shape.safeParse(raw)
+  if (parsed.success) return parsed.data
+  const issue = parsed.error.issues[0]!
+  throw new ExportFormatError(line, `${what} ${issue.path.join('.') || '(root)'}: ${issue.message}`)
+}
+
+const isObject = (value: unknown): value is Record<string, unknown> => value !== null && typeof value === 'object' && !Array.isArray(value)
+
 /**
- * Checks a JSONL export offline, with nothing but the file and the integrity key ring: the manifest's HMAC under the
- * tenant's key, the records' SHA-256 and counts against the manifest, global order, and for every stream that each
- * record's hash recomputes from its content, that consecutive revisions link (prevHash = previous hash) with no gap,
- * that revision 0 chains from the tenant's anchor, and that the stream's records run from the manifest's first to its
- * last revision. Reports the first problem per stream. Throws ExportFormatError when the text is not a readable export.
+ * Checks an export line by line, holding O(streams) state, never the whole file. Version 1: the manifest is the first
+ * line. Version 2: the header is the first line and the manifest the last, so each line is checked as a record only
+ * once the next one arrived; at the end, the last line must be the manifest, or the export was cut short.
  */
-export function verifyExport(text: string, format: 'jsonl', keyRing: TenantKeyRing): ExportVerification {
-  if (format !== 'jsonl') throw new ExportFormatError(1, `verifyExport reads JSONL exports, not ${JSON.stringify(format)}`)
-  const lines = text.split('\n').map((line) => (line.endsWith('\r') ? line.slice(0, -1) : line))
-  if (lines.length > 1 && lines[lines.length - 1] === '') lines.pop()
-  const rawManifest = parseLine(lines[0] ?? '')
-  if (rawManifest === null || typeof rawManifest !== 'object' || Array.isArray(rawManifest)) {
-    throw new ExportFormatError(1, 'the first line is not a JSON manifest')
-  }
-  const parsed = ExportManifestShape.safeParse(rawManifest)
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!
-    throw new ExportFormatError(1, `manifest ${issue.path.join('.') || '(root)'}: ${issue.message}`)
-  }
-  const manifest = parsed.data
-  let tenantKey: Buffer
-  let tenantId: string
-  try {
-    tenantKey = keyRing.keyFor(manifest.tenantId)
-    tenantId = manifest.tenantId
-  } catch (error) {
-    throw new ExportFormatError(1, `manifest tenantId: ${(error as Error).message}`)
-  }
+class ExportVerifier {
+  private start: ExportStart | undefined
+  private manifestV1: z.infer<typeof ExportManifestV1Shape> | undefined
+  /** The streams a version 1 manifest lists: known before the records (version 2 checks against its manifest at the end). */
+  private listedV1: Set<string> | undefined
+  private pending: { text: string; line: number } | undefined
+  private lineCount = 0
+  private recordLines = 0
+  private readonly digest = new RecordsDigest()
+  private parsedRecords = 0
+  private readonly checks = new Map<string, StreamCheck>()
+  private readonly streamProblems = new Map<string, ExportProblem>()
+  private readonly fileProblems: ExportProblem[] = []
+  private lastPosition: bigint | undefined
 
-  const fileProblems: ExportProblem[] = []
-  const fileProblem = (kind: ExportProblemKind, message: string, line: number | null = null) => fileProblems.push({ kind, stream: null, revision: null, eventId: null, line, message })
-  if (!sameHash(manifestHmac(tenantKey, rawManifest as Record<string, unknown>), manifest.manifestHmac)) {
-    fileProblem(ExportProblemKind.ManifestAltered, "the manifest's HMAC does not match under this tenant's key: the manifest was edited, or the export was made with another key", 1)
-  }
+  constructor(private readonly keyRing: TenantKeyRing) {}
 
-  const listed = new Map(manifest.streams.map((entry) => [entry.stream, entry]))
-  const checks = new Map<string, StreamCheck>()
-  const streamProblems = new Map<string, ExportProblem>()
-  const rawRecords: unknown[] = []
-  let lastPosition: bigint | undefined
-  for (let index = 1; index < lines.length; index++) {
-    const line = index + 1
-    const raw = parseLine(lines[index]!)
-    if (raw !== undefined) rawRecords.push(raw)
-    const record = ExportRecordShape.safeParse(raw)
-    if (!record.success) {
-      fileProblem(ExportProblemKind.MalformedRecord, `line ${line} is not an export record (${record.error.issues[0]?.path.join('.') || 'JSON'}: ${record.error.issues[0]?.message ?? 'unreadable'})`, line)
-      continue
+  /** The next line of the file, without its line break. */
+  line(text: string): void {
+    const line = ++this.lineCount
+    if (text.endsWith('\r')) text = text.slice(0, -1)
+    if (line === 1) {
+      this.begin(text)
+      return
     }
-    const { stream, revision, eventId, position } = record.data
+    if (this.start!.formatVersion === 1) {
+      this.record(text, line)
+      return
+    }
+    if (this.pending) this.record(this.pending.text, this.pending.line)
+    this.pending = { text, line }
+  }
+
+  private begin(text: string): void {
+    if (text.startsWith('#')) throw new ExportFormatError(1, 'this is a CSV export; verify-export checks JSONL exports (export again with --format jsonl)')
+    const raw = parseLine(text)
+    if (!isObject(raw) || raw.format !== EXPORT_FORMAT) throw new ExportFormatError(1, 'the first line is not an Annalist export header or manifest')
+    let start: Omit<ExportStart, 'tenantKey'>
+    if (raw.formatVersion === 1) {
+      const manifest = parseShape(ExportManifestV1Shape, raw, 'manifest', 1)
+      this.manifestV1 = manifest
+      this.listedV1 = new Set(manifest.streams.map((entry) => entry.stream))
+      start = { formatVersion: 1, tenantId: manifest.tenantId, exportedAt: manifest.exportedAt, window: manifest.window, raw }
+    } else {
+      const header = parseShape(ExportHeaderShape, raw, 'header', 1)
+      start = { formatVersion: 2, tenantId: header.tenantId, exportedAt: header.exportedAt, window: header.window, raw }
+    }
+    let tenantKey: Buffer
+    try {
+      tenantKey = this.keyRing.keyFor(start.tenantId)
+    } catch (error) {
+      throw new ExportFormatError(1, `${start.formatVersion === 1 ? 'manifest' : 'header'} tenantId: ${(error as Error).message}`)
+    }
+    this.start = { ...start, tenantKey }
+  }
+
+  private fileProblem(kind: ExportProblemKind, message: string, line: number | null = null): void {
+    this.fileProblems.push({ kind, stream: null, revision: null, eventId: null, line, message })
+  }
+
+  private record(text: string, line: number): void {
+    const { formatVersion, tenantId, tenantKey } = this.start!
+    this.recordLines++
+    const raw = parseLine(text)
+    if (raw !== undefined) {
+      this.parsedRecords++
+      this.digest.add(raw)
+    }
+    const record = formatVersion === 1 ? ExportRecordV1Shape.safeParse(raw) : ExportRecordShape.safeParse(raw)
+    if (!record.success) {
+      this.fileProblem(
+        ExportProblemKind.MalformedRecord,
+        `line ${line} is not an export record (${record.error.issues[0]?.path.join('.') || 'JSON'}: ${record.error.issues[0]?.message ?? 'unreadable'})`,
+        line,
+      )
+      return
+    }
+    const data: CheckedRecord = record.data
+    const { stream, revision, eventId } = data
     const streamProblem = (kind: ExportProblemKind, message: string) => {
-      if (!streamProblems.has(stream)) streamProblems.set(stream, { kind, stream, revision, eventId, line, message })
+      if (!this.streamProblems.has(stream)) this.streamProblems.set(stream, { kind, stream, revision, eventId, line, message })
     }
     let owner: string | undefined
     try {
@@ -201,60 +278,127 @@ export function verifyExport(text: string, format: 'jsonl', keyRing: TenantKeyRi
     }
     if (owner !== tenantId) {
       streamProblem(ExportProblemKind.ForeignRecord, `${stream} is not a task stream of tenant ${tenantId}`)
-      continue
+      return
     }
-    if (!listed.has(stream)) streamProblem(ExportProblemKind.UnlistedStream, `${stream} is not listed in the manifest`)
-    if (lastPosition !== undefined && BigInt(position) <= lastPosition) {
-      streamProblem(ExportProblemKind.OutOfOrder, `global position ${position} is not after the previous record's ${lastPosition}`)
+    if (this.listedV1 && !this.listedV1.has(stream)) streamProblem(ExportProblemKind.UnlistedStream, `${stream} is not listed in the manifest`)
+    if (formatVersion === 1) {
+      // Version 1 files are in global order throughout; version 2 orders each stream (its digest fixes the rest).
+      const position = BigInt(data.position!)
+      if (this.lastPosition !== undefined && position <= this.lastPosition) {
+        streamProblem(ExportProblemKind.OutOfOrder, `global position ${position} is not after the previous record's ${this.lastPosition}`)
+      }
+      this.lastPosition = position
     }
-    lastPosition = BigInt(position)
-    let check = checks.get(stream)
+    let check = this.checks.get(stream)
     if (!check) {
-      check = new StreamCheck(tenantKey, stream)
-      checks.set(stream, check)
+      check = new StreamCheck(tenantKey, stream, formatVersion === 1 ? BY_POSITION : BY_SEQUENCE)
+      this.checks.set(stream, check)
     }
-    check.check(record.data, line)
+    check.check(data, line)
     if (check.problem) streamProblem(check.problem.kind, check.problem.message)
   }
 
-  if (recordsDigest(rawRecords) !== manifest.recordsSha256 || rawRecords.length !== lines.length - 1) {
-    fileProblem(ExportProblemKind.RecordsDigestMismatch, "the records' SHA-256 is not the manifest's: a record was edited, added, removed or moved")
-  }
-  if (lines.length - 1 !== manifest.counts.records) fileProblem(ExportProblemKind.CountMismatch, `${lines.length - 1} records, the manifest says ${manifest.counts.records}`)
-  if (manifest.streams.length !== manifest.counts.streams) fileProblem(ExportProblemKind.CountMismatch, `the manifest lists ${manifest.streams.length} streams but counts ${manifest.counts.streams}`)
+  /** Once the last line was given: the verdict. Throws ExportFormatError for an empty file or a version 2 export cut short. */
+  finish(): ExportVerification {
+    const start = this.start
+    if (!start) throw new ExportFormatError(1, 'the file is empty')
+    let manifest: z.infer<typeof ExportManifestV1Shape> | z.infer<typeof ExportManifestShape>
+    let manifestLine = 1
+    if (start.formatVersion === 1) {
+      manifest = this.manifestV1!
+      if (!sameHash(manifestHmacV1(start.tenantKey, start.raw), manifest.manifestHmac)) {
+        this.fileProblem(ExportProblemKind.ManifestAltered, "the manifest's HMAC does not match under this tenant's key: the manifest was edited, or the export was made with another key", 1)
+      }
+    } else {
+      const last = this.pending
+      const raw = last === undefined ? undefined : parseLine(last.text)
+      if (!last || !isObject(raw) || raw.part !== 'manifest') {
+        throw new ExportFormatError(last?.line ?? 1, 'truncated export: no manifest line (the export was cut short)')
+      }
+      manifestLine = last.line
+      const v2 = parseShape(ExportManifestShape, raw, 'manifest', last.line)
+      manifest = v2
+      const listed = new Set(v2.streams.map((entry) => entry.stream))
+      for (const stream of this.checks.keys()) {
+        if (!listed.has(stream) && !this.streamProblems.has(stream)) {
+          this.streamProblems.set(stream, { kind: ExportProblemKind.UnlistedStream, stream, revision: null, eventId: null, line: null, message: `${stream} is not listed in the manifest` })
+        }
+      }
+      if (!sameHash(exportHmac(start.tenantKey, start.raw, raw), v2.manifestHmac)) {
+        this.fileProblem(
+          ExportProblemKind.ManifestAltered,
+          "the HMAC over header and manifest does not match under this tenant's key: either was edited, or the export was made with another key",
+          manifestLine,
+        )
+      }
+    }
 
-  for (const entry of manifest.streams) {
-    const check = checks.get(entry.stream)
-    const mismatch = (kind: ExportProblemKind, message: string) => {
-      if (!streamProblems.has(entry.stream)) streamProblems.set(entry.stream, { kind, stream: entry.stream, revision: null, eventId: null, line: null, message })
+    if (this.digest.hex() !== manifest.recordsSha256 || this.parsedRecords !== this.recordLines) {
+      this.fileProblem(ExportProblemKind.RecordsDigestMismatch, "the records' SHA-256 is not the manifest's: a record was edited, added, removed or moved")
     }
-    if (!check) {
-      mismatch(ExportProblemKind.MissingStream, `the manifest lists ${entry.stream} (revisions ${entry.firstRevision} to ${entry.lastRevision}) but the export has no record of it`)
-      continue
+    if (this.recordLines !== manifest.counts.records) this.fileProblem(ExportProblemKind.CountMismatch, `${this.recordLines} records, the manifest says ${manifest.counts.records}`)
+    if (manifest.streams.length !== manifest.counts.streams) {
+      this.fileProblem(ExportProblemKind.CountMismatch, `the manifest lists ${manifest.streams.length} streams but counts ${manifest.counts.streams}`)
     }
-    if (check.problem) continue
-    if (check.firstRevision !== BigInt(entry.firstRevision) || check.last !== BigInt(entry.lastRevision) || check.records !== entry.records) {
-      mismatch(
-        ExportProblemKind.StreamMismatch,
-        `the export holds ${check.records} records, revisions ${check.firstRevision} to ${check.last}; the manifest says ${entry.records}, revisions ${entry.firstRevision} to ${entry.lastRevision}: records were removed or added at an end`,
-      )
-    }
-  }
 
-  const perStream = [...streamProblems.values()].sort((a, b) => (a.line ?? Number.MAX_SAFE_INTEGER) - (b.line ?? Number.MAX_SAFE_INTEGER))
-  const problems = [...fileProblems, ...perStream]
-  return {
-    ok: problems.length === 0,
-    tenantId,
-    exportedAt: manifest.exportedAt,
-    window: { from: manifest.window.from, to: manifest.window.to },
-    records: lines.length - 1,
-    streams: checks.size,
-    chainIntactAtExport: manifest.chainVerification.intact,
-    problems,
-    firstProblem: perStream[0] ?? fileProblems[0] ?? null,
-    unanchoredStreams: [...checks.values()]
-      .filter((check) => check.firstRevision !== undefined && check.firstRevision > 0n)
-      .map((check) => ({ stream: check.stream, firstRevision: check.firstRevision!.toString() })),
+    for (const entry of manifest.streams) {
+      const check = this.checks.get(entry.stream)
+      const mismatch = (kind: ExportProblemKind, message: string) => {
+        if (!this.streamProblems.has(entry.stream)) this.streamProblems.set(entry.stream, { kind, stream: entry.stream, revision: null, eventId: null, line: null, message })
+      }
+      if (!check) {
+        mismatch(ExportProblemKind.MissingStream, `the manifest lists ${entry.stream} (revisions ${entry.firstRevision} to ${entry.lastRevision}) but the export has no record of it`)
+        continue
+      }
+      if (check.problem) continue
+      if (check.firstRevision !== BigInt(entry.firstRevision) || check.last !== BigInt(entry.lastRevision) || check.records !== entry.records) {
+        mismatch(
+          ExportProblemKind.StreamMismatch,
+          `the export holds ${check.records} records, revisions ${check.firstRevision} to ${check.last}; the manifest says ${entry.records}, revisions ${entry.firstRevision} to ${entry.lastRevision}: records were removed or added at an end`,
+        )
+      }
+    }
+
+    const perStream = [...this.streamProblems.values()].sort((a, b) => (a.line ?? Number.MAX_SAFE_INTEGER) - (b.line ?? Number.MAX_SAFE_INTEGER))
+    const problems = [...this.fileProblems, ...perStream]
+    return {
+      formatVersion: start.formatVersion,
+      ok: problems.length === 0,
+      tenantId: start.tenantId,
+      exportedAt: start.exportedAt,
+      window: { from: start.window.from, to: start.window.to },
+      records: this.recordLines,
+      streams: this.checks.size,
+      chainIntactAtExport: manifest.chainVerification.intact,
+      problems,
+      firstProblem: perStream[0] ?? this.fileProblems[0] ?? null,
+      unanchoredStreams: [...this.checks.values()]
+        .filter((check) => check.firstRevision !== undefined && check.firstRevision > 0n)
+        .map((check) => ({ stream: check.stream, firstRevision: check.firstRevision!.toString() })),
+    }
   }
+}
+
+/**
+ * Checks a JSONL export offline, with nothing but the export and the integrity key ring, version 2 or 1: the HMAC
+ * under the tenant's key (version 2: over header and manifest; version 1: over the manifest), the records' SHA-256 and
+ * counts against the manifest, order, and for every stream that each record's hash recomputes from its content, that
+ * consecutive revisions link (prevHash = previous hash) with no gap, that revision 0 chains from the tenant's anchor,
+ * and that the stream's records run from the manifest's first to its last revision. Reports the first problem per
+ * stream. Throws ExportFormatError when the text is not a readable export, or a version 2 export has no manifest line.
+ */
+export function verifyExport(text: string, format: 'jsonl', keyRing: TenantKeyRing): ExportVerification {
+  if (format !== 'jsonl') throw new ExportFormatError(1, `verifyExport reads JSONL exports, not ${JSON.stringify(format)}`)
+  const lines = text.split('\n')
+  if (lines.length > 1 && lines[lines.length - 1] === '') lines.pop()
+  const verifier = new ExportVerifier(keyRing)
+  for (const line of lines) verifier.line(line)
+  return verifier.finish()
+}
+
+/** verifyExport over the lines of an export as they are read (a file through readline): holds one line at a time. */
+export async function verifyExportLines(lines: AsyncIterable<string>, keyRing: TenantKeyRing): Promise<ExportVerification> {
+  const verifier = new ExportVerifier(keyRing)
+  for await (const line of lines) verifier.line(line)
+  return verifier.finish()
 }

@@ -1,6 +1,7 @@
 import { existsSync, mkdtempSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openDatabase, type Database } from '../../historian/adapters/postgres/database'
 import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEventStore'
@@ -13,6 +14,7 @@ import type { TaskSummary, TenantSummary } from '../../projections/taskSummary/q
 import { appendAuditScenario, auditProjections } from '../support/auditFixtures'
 import { freshPostgresDatabase } from '../support/databases'
 import { runAnnalist, type CliRun } from '../support/runCli'
+import { V1_EXPORT_FILE, V1_EXPORT_KEY } from '../support/v1Export'
 
 /** Seeds tenants acme and globex (the same task IDs and events in both) and builds their read models. */
 async function seed(database: Database, key: string): Promise<void> {
@@ -165,7 +167,8 @@ describe.each(BACKENDS)('audit, report, export and verify-export on a $backend',
     expect(exported.stdout).toBe('')
     expect(exported.stderr.trim().split('\n').at(-1)).toBe(`exported 17 events of 3 streams of tenant acme to ${file}; hash chains intact`)
     const text = readFileSync(file, 'utf8')
-    expect(text.split('\n')).toHaveLength(19)
+    // A header line, 17 records, a manifest line, and the final newline.
+    expect(text.split('\n')).toHaveLength(20)
     expect(text).not.toContain('tenant_globex')
 
     const ok = await cli(['verify-export', file])
@@ -181,15 +184,26 @@ describe.each(BACKENDS)('audit, report, export and verify-export on a $backend',
     expect(alteredJson.code).toBe(2)
     expect((JSON.parse(alteredJson.stdout) as ExportVerification).firstProblem).toMatchObject({ kind: 'content_edited', stream: 'tenant_acme-task-a', revision: '3' })
 
+    // Cut short before its manifest line (an export that failed part way): refused in one line, exit 1.
+    const cutShort = path.join(dir, 'cut-short.jsonl')
+    writeFileSync(cutShort, `${text.trimEnd().split('\n').slice(0, -1).join('\n')}\n`)
+    expectOneLineError(await cli(['verify-export', cutShort]), /^annalist: not a readable Annalist export \(line 18\): truncated export: no manifest line/)
+    // A format version 1 export made before version 2 still verifies, under the key it was made with.
+    const v1 = await cli(['verify-export', fileURLToPath(V1_EXPORT_FILE)], { ANNALIST_INTEGRITY_KEY: V1_EXPORT_KEY })
+    expect(v1.code, v1.stdout).toBe(0)
+    expect(v1.stdout).toMatch(/^export of tenant acme \(17 records, 3 streams, whole log, exported [^)]+\): verified, unaltered\n/)
+
     const otherKey = await cli(['verify-export', file], { ANNALIST_INTEGRITY_KEY: generateIntegrityKey() })
     expect(otherKey.code).toBe(2)
     expect(otherKey.stdout).toMatch(/manifest_altered/)
 
     const csv = await cli(['export', '--tenant', 'acme', '--format', 'csv'])
     expect(csv.code, csv.stderr).toBe(0)
-    const [manifestLine, header] = csv.stdout.split('\n')
-    expect(JSON.parse(manifestLine!.slice(1))).toMatchObject({ format: 'annalist-export', tenantId: 'acme', counts: { records: 17 } })
-    expect(header).toBe('position,stream,revision,event_id,type,schema_version,recorded_at,data,metadata')
+    const csvLines = csv.stdout.trimEnd().split('\n')
+    const [headerLine, columns] = csvLines
+    expect(JSON.parse(headerLine!.slice(1))).toMatchObject({ format: 'annalist-export', formatVersion: 2, part: 'header', tenantId: 'acme' })
+    expect(columns).toBe('sequence,stream,revision,event_id,type,schema_version,recorded_at,data,metadata')
+    expect(JSON.parse(csvLines.at(-1)!.slice(1))).toMatchObject({ part: 'manifest', counts: { records: 17 } })
     const csvFile = path.join(dir, 'acme.csv')
     writeFileSync(csvFile, csv.stdout)
     expectOneLineError(await cli(['verify-export', csvFile]), /^annalist: not a readable Annalist export \(line 1\): this is a CSV export; verify-export checks JSONL exports/)

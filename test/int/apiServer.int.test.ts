@@ -469,7 +469,8 @@ describe.each(DATABASE_BACKENDS)('HTTP API on $backend', ({ open }) => {
       [200, 'jsonl'],
       [200, 'csv'],
     ])
-    expect(logged[0]!.rowsReturned).toBeGreaterThanOrEqual(API_SEED.acme.events)
+    // Streamed: the access is recorded before the records are read, so it holds no row count.
+    expect(logged[0]!.rowsReturned).toBeNull()
   })
 })
 

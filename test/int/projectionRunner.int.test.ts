@@ -42,6 +42,7 @@ function observedStore(store: EventStore, notifications: { count: number }, deli
     appendToStream: (stream, events, options) => store.appendToStream(stream, events, options),
     readStream: (stream, options) => store.readStream(stream, options),
     readTenantLog: (tenantId, options) => store.readTenantLog(tenantId, options),
+    readTenantHead: (tenantId) => store.readTenantHead(tenantId),
     readEventType: (type, options) => store.readEventType(type, options),
     readAll: (options) => store.readAll(options),
     deleteStream: (stream, options) => store.deleteStream(stream, options),

@@ -150,8 +150,8 @@ describe('rebuild swap on the postgres server: a query waiting on the old table'
     const audit = projections.find((projection) => projection.name === 'audit_timeline')!
     // A row only the old table has: the rebuild will not produce it, so the answer tells old and new apart.
     await fixture.database.pool.query(
-      `insert into audit_timeline (position, tenant_id, task_id, stream_revision, event_id, event_type, occurred_at, recorded_at, workflow_id, run_id, activity_id, attempt, correlation_id, classification, summary)
-       select 100000, tenant_id, task_id, stream_revision, event_id, event_type, occurred_at, recorded_at, workflow_id, run_id, activity_id, attempt, correlation_id, classification, summary
+      `insert into audit_timeline (position, tenant_sequence, tenant_id, task_id, stream_revision, event_id, event_type, occurred_at, recorded_at, workflow_id, run_id, activity_id, attempt, correlation_id, classification, summary)
+       select 100000, 100000, tenant_id, task_id, stream_revision, event_id, event_type, occurred_at, recorded_at, workflow_id, run_id, activity_id, attempt, correlation_id, classification, summary
          from audit_timeline where position = 1`,
     )
     const oldCount = await count(fixture.database.pool, 'audit_timeline')

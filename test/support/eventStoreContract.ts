@@ -12,7 +12,7 @@ import {
   type RecordedEvent,
   type StreamMetadata,
 } from '../../historian/port'
-import { taskStreamName } from '../../historian/streams'
+import { complianceStreamName, taskStreamName } from '../../historian/streams'
 import { randomSuffix } from './databases'
 
 /** A store under test and how to dispose of it. */
@@ -314,6 +314,8 @@ export function eventStoreContract(name: string, factory: () => Promise<EventSto
         expect((await store().readTenantLog(tenant, { after: middle.position })).map((event) => event.streamName)).toEqual([t1])
         expect((await store().readTenantLog(other)).map((event) => event.streamName)).toEqual([o1, o1])
         expect(await store().readTenantLog(freshTenant())).toEqual([])
+        expect(await store().readTenantHead(tenant)).toEqual(log.at(-1))
+        expect(await store().readTenantHead(freshTenant())).toBeUndefined()
       })
 
       it('reads one event type across tenants in position order', async () => {
@@ -329,6 +331,50 @@ export function eventStoreContract(name: string, factory: () => Promise<EventSto
         expectStrictlyIncreasing(positions(ofType))
         expect(ids(await store().readEventType(type, { after: ofType[0]!.position, maxCount: 1 }))).toEqual(ids(ofType.slice(1, 2)))
         expect(await store().readEventType(`${type}_none`)).toEqual([])
+      })
+    })
+
+    describe('tenant sequence', () => {
+      it("numbers each tenant's events 1..n in position order, whatever the other tenant appends; other streams get none", async () => {
+        const [tenant, other] = [freshTenant(), freshTenant()]
+        const [a1, a2, b1] = [freshStream(tenant), freshStream(tenant), freshStream(other)]
+        const compliance = complianceStreamName(tenant)
+        const batch = newEvents(3)
+        const first = await store().appendToStream(a1, batch, { expectedRevision: 'no_stream' })
+        await store().appendToStream(b1, newEvents(1), { expectedRevision: 'no_stream' })
+        expect((await store().appendToStream(a1, batch, { expectedRevision: 'no_stream' })).written).toBe(false)
+        expect((await store().appendToStream(a1, batch, { expectedRevision: 'any' })).written).toBe(false)
+        await store().appendToStream(b1, newEvents(5), { expectedRevision: 0n })
+        expect(await rejectionOf(store().appendToStream(a1, newEvents(2), { expectedRevision: 0n }))).toBeInstanceOf(ConcurrencyError)
+        await store().appendToStream(compliance, newEvents(1), { expectedRevision: 'any' })
+        await store().appendToStream(a2, newEvents(1), { expectedRevision: 'no_stream' })
+        expect(await rejectionOf(store().appendToStream(b1, newEvents(1), { expectedRevision: 'no_stream' }))).toBeInstanceOf(ConcurrencyError)
+        await store().appendToStream(b1, newEvents(20), { expectedRevision: 5n })
+        await store().appendToStream(a1, newEvents(2), { expectedRevision: 2n })
+
+        const numbered = store().kind !== 'esdb'
+        const expectSequences = (events: readonly RecordedEvent[], count: number) => {
+          expect(events).toHaveLength(count)
+          expectStrictlyIncreasing(positions(events))
+          const expected = Array.from({ length: count }, (_, index) => (numbered ? BigInt(index + 1) : null))
+          expect(events.map((event) => event.tenantSequence)).toEqual(expected)
+        }
+        const tenantLog = await store().readTenantLog(tenant)
+        expectSequences(tenantLog, 6)
+        expectSequences(await store().readTenantLog(other), 26)
+
+        const everything = await store().readAll({ after: first.position - 3n, maxCount: 10_000 })
+        const inTenant = (name: string) => (event: RecordedEvent) => event.streamName.startsWith(`tenant_${name}-`)
+        expectSequences(everything.filter(inTenant(tenant)), 6)
+        expectSequences(everything.filter(inTenant(other)), 26)
+        expect(everything.filter((event) => event.streamName === compliance).map((event) => event.tenantSequence)).toEqual([null])
+
+        const bySequence = new Map(tenantLog.map((event) => [event.eventId, event.tenantSequence]))
+        for (const stream of [a1, a2]) {
+          const events = await store().readStream(stream)
+          expect(events.map((event) => event.tenantSequence)).toEqual(events.map((event) => bySequence.get(event.eventId)))
+        }
+        expect((await store().readStream(compliance)).map((event) => event.tenantSequence)).toEqual([null])
       })
     })
 

@@ -16,6 +16,7 @@ function stored(batch: readonly NewEvent[]): RecordedEvent[] {
     streamName: STREAM,
     revision: BigInt(index),
     position: 100n + BigInt(index) * 10n,
+    tenantSequence: null,
     recordedAt: new Date(0),
   }))
 }

@@ -102,7 +102,7 @@ describe('task summary and export query validation', () => {
         throw new Error('the store was used')
       },
     })
-    await expect(exportTenant({ store: untouchable, keyRing: randomKeyRing() }, { tenantId: 'acme', to: 'soon' })).rejects.toBeInstanceOf(InvalidQueryError)
-    await expect(exportTenant({ store: untouchable, keyRing: randomKeyRing() }, { tenantId: 'Acme' })).rejects.toBeInstanceOf(InvalidIdentifierError)
+    await expect(exportTenant({ store: untouchable, keyRing: randomKeyRing() }, { tenantId: 'acme', to: 'soon' }, 'jsonl').next()).rejects.toBeInstanceOf(InvalidQueryError)
+    await expect(exportTenant({ store: untouchable, keyRing: randomKeyRing() }, { tenantId: 'Acme' }, 'jsonl').next()).rejects.toBeInstanceOf(InvalidIdentifierError)
   })
 })

@@ -20,6 +20,7 @@ function stored(pending: readonly PendingEvent[]): StoredEvent[] {
     streamName: `tenant_${event.metadata.tenantId}-${event.metadata.taskId}`,
     revision: BigInt(index),
     position: BigInt(index + 1),
+    tenantSequence: BigInt(index + 1),
     recordedAt: new Date(Date.parse('2026-01-15T09:00:00Z') + index * 1_000),
     event,
   }))
@@ -66,7 +67,7 @@ function runStarted(events: readonly StoredEvent[], runId: string, fromStep: Rep
       classification: 'internal',
     },
   }
-  return { eventId: `${runId}-begin`, streamName: events[0]!.streamName, revision: BigInt(events.length), position: BigInt(events.length + 1), recordedAt: new Date(), event }
+  return { eventId: `${runId}-begin`, streamName: events[0]!.streamName, revision: BigInt(events.length), position: BigInt(events.length + 1), tenantSequence: BigInt(events.length + 1), recordedAt: new Date(), event }
 }
 
 describe('checkpointAt: the state of the latest run at a step boundary', () => {

@@ -180,7 +180,7 @@ describe('duplicateOutcomeCount (verifyRun\'s duplicateOutcomes)', () => {
 })
 
 describe('eventFactOf', () => {
-  const recorded = (type: string, data: unknown, metadata: Record<string, unknown>) => ({ eventId: randomUUID(), streamName: 'tenant_acme-task-1', revision: 3n, position: 9n, recordedAt: new Date(), type, data, metadata })
+  const recorded = (type: string, data: unknown, metadata: Record<string, unknown>) => ({ eventId: randomUUID(), streamName: 'tenant_acme-task-1', revision: 3n, position: 9n, tenantSequence: 4n, recordedAt: new Date(), type, data, metadata })
 
   it('reads the writer from the metadata and tells failed-attempt records from outcomes', () => {
     const metadata = { workflowId: WORKFLOW, runId: RUN, activityId: 'route', attempt: 2 }

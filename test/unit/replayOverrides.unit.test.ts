@@ -72,7 +72,7 @@ describe('replay CLI parsing', () => {
 })
 
 function stored(pending: readonly PendingEvent[]): StoredEvent[] {
-  return pending.map(({ eventId, event }, index) => ({ eventId, streamName: 's', revision: BigInt(index), position: BigInt(index + 1), recordedAt: new Date(), event }))
+  return pending.map(({ eventId, event }, index) => ({ eventId, streamName: 's', revision: BigInt(index), position: BigInt(index + 1), tenantSequence: null, recordedAt: new Date(), event }))
 }
 
 describe('runsOf and diffRuns', () => {

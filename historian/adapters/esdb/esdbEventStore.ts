@@ -71,6 +71,11 @@ const SOFT_DELETED_TRUNCATE_BEFORE = 2 ** 62
  * - $all keeps the events of deleted, tombstoned and truncated streams until a scavenge; the port hides them on every
  *   read, so $all reads and subscribeToAll check each stream's first visible revision (one stream read per stream per
  *   read, see StreamVisibility). Retention itself is the server's own ($maxAge, $maxCount, $tb in `$$<stream>`).
+ * - `tenantSequence` is always null. EventStoreDB's own per-tenant numbering is the event number in the
+ *   `$ce-tenant_<t>` category stream, which the $by_category system projection writes asynchronously after the commit
+ *   (and only where system projections run), so an append cannot return it and a read cannot rely on it being there
+ *   yet. Instead the audit projection numbers each tenant's events itself, counting them in $all commit order, which
+ *   is the same order the PostgreSQL store numbers them in (projections/auditTimeline/projection.ts, docs/ordering.md).
  */
 export class EsdbEventStore implements EventStore {
   readonly kind = 'esdb' as const
@@ -172,6 +177,24 @@ export class EsdbEventStore implements EventStore {
    */
   async readTenantLog(tenantId: string, options: ReadAllOptions = {}): Promise<RecordedEvent[]> {
     return this.readFiltered(streamNameFilter({ prefixes: [`${tenantCategory(tenantId)}-`] }), options)
+  }
+
+  /**
+   * The tenant's newest visible event: $all read backwards from its end until an event of the tenant's category. A
+   * filtered read goes forwards only in this client (a catch-up subscription), so the filter is applied here.
+   */
+  async readTenantHead(tenantId: string): Promise<RecordedEvent | undefined> {
+    const prefix = `${tenantCategory(tenantId)}-`
+    const visibility = new StreamVisibility(this.client)
+    try {
+      for await (const resolved of this.client.readAll({ direction: BACKWARDS, fromPosition: END })) {
+        const event = resolved.event
+        if (event && event.streamId.startsWith(prefix) && (await visibility.isVisible(event))) return toRecordedEvent(event)
+      }
+    } catch (error) {
+      throw asEventStoreError('esdb', error)
+    }
+    return undefined
   }
 
   /** One event type across tenants: $all through a server-side event-type filter (exact match). */
@@ -382,6 +405,8 @@ function toRecordedEvent(event: EsdbRecordedEvent | AllStreamRecordedEvent): Rec
     revision: event.revision,
     // Stream reads carry the position on servers after 22.6.0; older ones leave it out (-1 then).
     position: event.position?.commit ?? -1n,
+    // Not numbered at append here (see the class comment): the audit projection numbers a tenant's events itself.
+    tenantSequence: null,
     recordedAt: event.created,
   }
 }

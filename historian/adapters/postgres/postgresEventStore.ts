@@ -44,6 +44,9 @@ export const EVENTS_CHANNEL = 'annalist_events'
  * Cost: appends are serialized across the whole database (all streams, all tenants, all processes), so append
  * throughput is at most 1 / (latency of one append transaction: one round trip plus the commit flush).
  * Reads never take the lock. test/int/globalOrdering.int.test.ts stalls a writer to prove the order holds.
+ *
+ * The same lock makes tenant sequences dense and in commit order: annalist_append (migrations/017_tenant_sequence.sql
+ * now) bumps the tenant's counter in tenant_sequences and inserts in one block, so a rejected append hands out nothing.
  */
 
 const DEFAULT_READ_ALL_MAX_COUNT = 1000
@@ -57,12 +60,13 @@ interface EventRow {
   stream_revision: string
   event_id: string
   event_type: string
+  tenant_sequence: string | null
   data: unknown
   metadata: Record<string, unknown>
   recorded_at: Date
 }
 
-const EVENT_COLUMNS = 'position, stream_name, stream_revision, event_id, event_type, data, metadata, recorded_at'
+const EVENT_COLUMNS = 'position, stream_name, stream_revision, event_id, event_type, tenant_sequence, data, metadata, recorded_at'
 
 /** The event columns of alias `e`. */
 const columnsOf = (e: string) => EVENT_COLUMNS.split(', ').map((column) => `${e}.${column}`).join(', ')
@@ -79,14 +83,14 @@ const visible = (e: string) => `(m.stream_name is null or (not m.tombstoned
        or ${e}.stream_revision > (select max(h.stream_revision) from events h where h.stream_name = ${e}.stream_name) - m.max_count)))`
 
 /**
- * Events of the whole log (or of the part `where` selects) with their stream's metadata row as `m`. The lateral
+ * Events of the whole log (or of the part `where` selects), oldest first unless `order` is 'desc', with their stream's metadata row as `m`. The lateral
  * subquery with `limit 1` keeps the metadata lookup a primary-key probe per event: the planner cannot turn it into a
  * hash join that would read every stream's metadata, other tenants' included.
  */
-const globalRead = (where: string) => `select ${columnsOf('e')} from events e
+const globalRead = (where: string, order: 'asc' | 'desc' = 'asc') => `select ${columnsOf('e')} from events e
   left join lateral (select * from stream_metadata sm where sm.stream_name = e.stream_name limit 1) m on true
   where ${where} and ${visible('e')}
-  order by e.position limit`
+  order by e.position ${order} limit`
 
 interface MetadataRow {
   max_age_seconds: number | null
@@ -186,6 +190,12 @@ export class PostgresEventStore implements EventStore {
       afterOf(options.after),
       maxCountOf(options.maxCount, DEFAULT_READ_ALL_MAX_COUNT),
     ])
+  }
+
+  async readTenantHead(tenantId: string): Promise<RecordedEvent | undefined> {
+    // The (tenant_id, position) index read backwards: one probe per event until the newest visible one, usually one.
+    const [head] = await this.select(`${globalRead('e.tenant_id = $1', 'desc')} 1`, [assertTenantId(tenantId)])
+    return head
   }
 
   async readEventType(type: string, options: ReadAllOptions = {}): Promise<RecordedEvent[]> {
@@ -334,6 +344,7 @@ function toRecordedEvent(row: EventRow): RecordedEvent {
     streamName: row.stream_name,
     revision: BigInt(row.stream_revision),
     position: BigInt(row.position),
+    tenantSequence: row.tenant_sequence === null ? null : BigInt(row.tenant_sequence),
     recordedAt: row.recorded_at,
   }
 }

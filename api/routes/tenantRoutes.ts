@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
 import { z } from 'zod'
-import { auditTrail, validateAuditTrailQuery, type AuditEntry, type AuditTrailQuery } from '../../projections/auditTimeline/query'
+import { auditTrail, tenantAuditEntry, validateAuditTrailQuery, type AuditEntry, type AuditTrailQuery } from '../../projections/auditTimeline/query'
 import { exportTenant, renderExport, validateExportQuery } from '../../projections/export/tenantExport'
 import { InvalidQueryError, pageLimit } from '../../projections/queryFilters'
 import { TaskStatus } from '../../projections/taskSummary/projection'
@@ -160,11 +160,6 @@ function goneForTenantKeys(successor: string) {
     request.deniedReason = `tenant key on retired /v1 route (use ${successor})`
     await reply.code(410).send({ error: 'Gone', message: `this /v1 route is gone for tenant keys: use GET ${successor}, whose cursors are tenant sequences` })
   }
-}
-
-/** An audit entry without its global position, with its tenant sequence: what /v2 shows a tenant. */
-function tenantAuditEntry({ position: _position, ...entry }: AuditEntry): Omit<AuditEntry, 'position'> {
-  return entry
 }
 
 /** An audit entry as /v1 has always shown it: with its global position, without the tenant sequence. */

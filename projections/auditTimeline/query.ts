@@ -51,6 +51,14 @@ export interface AuditEntry {
   readonly summary: string
 }
 
+/** An audit entry as tenant-facing surfaces show it: placed by its tenant sequence, without its global position. */
+export type TenantAuditEntry = Omit<AuditEntry, 'position'>
+
+/** The tenant-facing view of an entry (docs/ordering.md: global positions are internal). */
+export function tenantAuditEntry({ position: _position, ...entry }: AuditEntry): TenantAuditEntry {
+  return entry
+}
+
 /** Filters of one tenant's audit trail. Every filter is optional except the tenant; they combine with AND. */
 export interface AuditTrailQuery {
   readonly tenantId: string

@@ -103,11 +103,11 @@ export const AuditPageBody = z.object({
  */
 
 /** One line of a tenant's audit trail (/v2: with its tenant sequence). */
-export const TenantAuditEntryBody = z.object({ sequence, ...auditEntryFields }).meta({ id: 'TenantAuditEntry' })
+export const AuditEntryV2Body = z.object({ sequence, ...auditEntryFields }).meta({ id: 'AuditEntryV2' })
 
 /** A page of the audit trail and the cursor of the next page (/v2: a tenant sequence). */
-export const TenantAuditPageBody = z.object({
-  entries: z.array(TenantAuditEntryBody),
+export const AuditPageV2Body = z.object({
+  entries: z.array(AuditEntryV2Body),
   nextAfter: sequence.nullable().describe('the last entry\'s sequence: pass as `after` to read the next page; null on the last page'),
 })
 
@@ -130,6 +130,15 @@ const ModelCostFields = {
   estimatedUnreportedCostUsd: z.number().describe('their estimated cost: NOT part of totalCostUsd'),
 }
 
+/** What a task's calls came to, or a tenant's tasks' (TaskTotals), but the cost fields. */
+const taskCountFields = {
+  toolCallsSucceeded: z.number(),
+  toolCallsFailed: z.number(),
+  modelAttemptsFailed: z.number(),
+  attempts: z.number().describe("activity attempts: each activity's highest attempt, summed"),
+  eventsApplied: z.number().describe('how many events the figures are folded from'),
+}
+
 /** The fields of a task summary in every API version. */
 const taskSummaryFields = {
   tenantId: z.string(),
@@ -149,30 +158,25 @@ const taskSummaryFields = {
 export const TaskSummaryBody = z.looseObject(taskSummaryFields).meta({ id: 'TaskSummary' })
 
 /** Where one task stands (/v2: the declared fields only, no global position). */
-export const TenantTaskSummaryBody = z
-  .object({
-    ...taskSummaryFields,
-    route: nullableText,
-    toolCallsSucceeded: z.number(),
-    toolCallsFailed: z.number(),
-    modelAttemptsFailed: z.number(),
-    eventsApplied: z.number().describe("how many of the task's events the summary holds"),
-  })
-  .meta({ id: 'TenantTaskSummary' })
+export const TaskSummaryV2Body = z.object({ ...taskSummaryFields, ...taskCountFields, route: nullableText }).meta({ id: 'TaskSummaryV2' })
+
+/** The fields of a tenant's summary in every API version. */
+const tenantSummaryFields = {
+  tenantId: z.string(),
+  tasks: z.number(),
+  byStatus: z.record(z.string(), z.number()),
+  toolCallsSucceeded: z.number(),
+  toolCallsFailed: z.number(),
+  modelAttemptsFailed: z.number(),
+  ...ModelCostFields,
+  eventsApplied: z.number(),
+}
 
 /** One tenant's tasks in aggregate. */
-export const TenantSummaryBody = z
-  .looseObject({
-    tenantId: z.string(),
-    tasks: z.number(),
-    byStatus: z.record(z.string(), z.number()),
-    toolCallsSucceeded: z.number(),
-    toolCallsFailed: z.number(),
-    modelAttemptsFailed: z.number(),
-    ...ModelCostFields,
-    eventsApplied: z.number(),
-  })
-  .meta({ id: 'TenantSummary' })
+export const TenantSummaryBody = z.looseObject(tenantSummaryFields).meta({ id: 'TenantSummary' })
+
+/** One tenant's tasks in aggregate (/v2: the declared fields only). */
+export const TenantSummaryV2Body = z.object({ ...tenantSummaryFields, ...taskCountFields }).meta({ id: 'TenantSummaryV2' })
 
 /** Rows of an analytics query. Each row's fields are those of the query (see docs/api.md). */
 export const AnalyticsRowsBody = z.object({ rows: z.array(z.record(z.string(), z.unknown())) })

@@ -13,14 +13,15 @@ import { Role } from '../roles'
 import {
   AUTHENTICATED_ERRORS,
   AuditPageBody,
+  AuditPageV2Body,
   ErrorBody,
   jsonified,
   NoQuery,
   TaskSummaryBody,
-  TenantAuditPageBody,
+  TaskSummaryV2Body,
   TenantParams,
   TenantSummaryBody,
-  TenantTaskSummaryBody,
+  TenantSummaryV2Body,
 } from '../schemas'
 
 /** Most entries or tasks one page may hold. */
@@ -77,7 +78,7 @@ const TaskDeadLetterBody = z
   .meta({ id: 'TaskDeadLetter' })
 
 /** One dead-lettered run of a task (/v2: the declared fields only, no global position; see api/schemas.ts). */
-const TenantTaskDeadLetterBody = z
+const TaskDeadLetterV2Body = z
   .object({
     ...taskDeadLetterFields,
     eventId: z.string().describe('the TaskDeadLettered event'),
@@ -90,7 +91,7 @@ const TenantTaskDeadLetterBody = z
     redriveRunId: z.string().nullable(),
     redriveNote: z.string().nullable(),
   })
-  .meta({ id: 'TenantTaskDeadLetter' })
+  .meta({ id: 'TaskDeadLetterV2' })
 
 const ExportQuery = z.strictObject({
   from: instant('only events recorded at or after this time'),
@@ -201,7 +202,7 @@ export const tenantRoutes: FastifyPluginAsyncZod<{ deps: ApiDeps; version: Tenan
     versioned('/tenants/:tenantId/audit', 'The tenant audit trail', `Every recorded decision and action, in log order, a page at a time (at most ${MAX_PAGE} entries).`, {
       params: TenantParams,
       querystring: auditQuery(v2 ? 'tenant sequence' : 'global position'),
-      response: { 200: v2 ? TenantAuditPageBody : AuditPageBody, ...AUTHENTICATED_ERRORS },
+      response: { 200: v2 ? AuditPageV2Body : AuditPageBody, ...AUTHENTICATED_ERRORS },
     }),
     async (request) => {
       const q = request.query
@@ -225,7 +226,7 @@ export const tenantRoutes: FastifyPluginAsyncZod<{ deps: ApiDeps; version: Tenan
     },
   )
 
-  const TaskBody = v2 ? TenantTaskSummaryBody : TaskSummaryBody
+  const TaskBody = v2 ? TaskSummaryV2Body : TaskSummaryBody
   app.get(
     '/tenants/:tenantId/tasks',
     versioned('/tenants/:tenantId/tasks', "The tenant's task summaries", 'Status, current or failed step, attempts, tokens, cost and models of each task, oldest first.', {
@@ -264,7 +265,7 @@ export const tenantRoutes: FastifyPluginAsyncZod<{ deps: ApiDeps; version: Tenan
     versioned('/tenants/:tenantId/summary', "The tenant's tasks in aggregate", undefined, {
       params: TenantParams,
       querystring: NoQuery,
-      response: { 200: TenantSummaryBody, ...AUTHENTICATED_ERRORS },
+      response: { 200: v2 ? TenantSummaryV2Body : TenantSummaryBody, ...AUTHENTICATED_ERRORS },
     }),
     async (request) => {
       request.accessQuery = { tenantId: request.params.tenantId }
@@ -288,7 +289,7 @@ export const tenantRoutes: FastifyPluginAsyncZod<{ deps: ApiDeps; version: Tenan
         {
           params: TenantParams,
           querystring: DeadLettersQuery,
-          response: { 200: z.object({ deadLetters: z.array(v2 ? TenantTaskDeadLetterBody : TaskDeadLetterBody) }), ...AUTHENTICATED_ERRORS },
+          response: { 200: z.object({ deadLetters: z.array(v2 ? TaskDeadLetterV2Body : TaskDeadLetterBody) }), ...AUTHENTICATED_ERRORS },
         },
       ),
       async (request) => {

@@ -422,6 +422,15 @@ describe.each(DATABASE_BACKENDS)('HTTP API on $backend', ({ open }) => {
     const v1Task = (await get(`/v1/tenants/acme/tasks/${API_SEED.acme.failed}`, keys.analyst.key)).json() as Record<string, unknown>
     expect(v1Task).toHaveProperty('firstPosition')
 
+    // /v2 is /v1 less the global positions, field for field (and the audit entry's tenant sequence instead).
+    const fields = async (url: string, key: string, pick: (body: never) => object = (body) => body) => Object.keys(pick((await get(url, key)).json() as never)).sort()
+    const firstEntry = (body: { entries: object[] }) => body.entries[0]!
+    const global = ['firstPosition', 'lastPosition', 'position']
+    const without = (names: string[]) => names.filter((name) => !global.includes(name))
+    expect(await fields(`/v2/tenants/acme/tasks/${API_SEED.acme.failed}`, keys.acme.key)).toEqual(without(Object.keys(v1Task)).sort())
+    expect(await fields('/v2/tenants/acme/summary', keys.acme.key)).toEqual(await fields('/v1/tenants/acme/summary', keys.analyst.key))
+    expect(await fields('/v2/tenants/acme/audit', keys.acme.key, firstEntry)).toEqual([...without(Object.keys(v1.entries[0]!)), 'sequence'].sort())
+
     // globex's events sit between and after acme's in the log: positions would show them, sequences cannot.
     const positions = new Set<string>()
     for (let after: string | null = '0'; after !== null; ) {

@@ -24,6 +24,8 @@ const PARAMETER_OF_FILTER: Readonly<Record<string, string>> = {
   'model version': 'modelVersion',
   afterPosition: 'after',
   'after position': 'after',
+  afterSequence: 'after',
+  'after sequence': 'after',
   'error code': 'errorCode',
 }
 

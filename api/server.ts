@@ -17,7 +17,8 @@ import { requireWholeNumbers } from './wholeNumbers'
 import { analyticsRoutes } from './routes/analyticsRoutes'
 import { operationsRoutes } from './routes/operationsRoutes'
 import { operatorRoutes } from './routes/operatorRoutes'
-import { tenantRoutes } from './routes/tenantRoutes'
+import { TenantApiVersion, tenantRoutes } from './routes/tenantRoutes'
+import { ExportPacer } from '../projections/export/tenantExport'
 
 /**
  * How long the server waits for a request, and how big its body may be. None of these bounds a response: a long
@@ -92,9 +93,9 @@ function reportToStderr(error: unknown): void {
 }
 
 /**
- * Builds the tenant-scoped HTTP API (not listening: call `listen`, or `inject` in tests). Routes are under /v1 except
- * /healthz, /openapi.json and /metrics. See docs/api.md for authentication, the isolation rule, the limits and
- * timeouts, and the access log.
+ * Builds the tenant-scoped HTTP API (not listening: call `listen`, or `inject` in tests). Routes are under /v1 (and the
+ * tenant routes also under /v2) except /healthz, /openapi.json and /metrics. See docs/api.md for authentication, the
+ * isolation rule, ordering and cursors, the limits and timeouts, and the access log.
  */
 export function buildApiServer(options: ApiServerOptions): FastifyInstance {
   const report = options.onError ?? reportToStderr
@@ -151,7 +152,7 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
       openapi: '3.1.0',
       info: {
         title: 'Annalist API',
-        version: '1.1.0',
+        version: '2.0.0',
         description:
           'Tenant-scoped audit trail, task summaries and exports, cross-tenant analytics for the analyst role, and operator actions ' +
           '(redrive, key revocation). Every route declares the permission it needs (docs/roles.md).',
@@ -162,7 +163,9 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
     transformObject: jsonSchemaTransformObject,
   })
   app.register(operationsRoutes, { registry })
-  app.register(tenantRoutes, { prefix: '/v1', deps })
+  // One pacer per server, shared by both versions: its exports take turns and leave most of the thread to other requests.
+  const exportPacer = new ExportPacer()
+  for (const version of Object.values(TenantApiVersion)) app.register(tenantRoutes, { prefix: `/${version}`, deps, version, exportPacer })
   app.register(analyticsRoutes, { prefix: '/v1', deps })
   app.register(operatorRoutes, { prefix: '/v1', deps })
   return app

@@ -151,7 +151,7 @@ function buildProgram(): Command {
     .option('--event-type <types>', 'only these event types (repeatable, or a comma-separated list)', (value: string, previous: string[]) => [...previous, ...value.split(',').map((type) => type.trim())], [] as string[])
     .option('--model-version <version>', 'only events of a model with this version')
     .option('--prompt-version <version>', 'only events rendered from a prompt template of this version')
-    .option('--after <position>', 'only entries after this global position (paging: the last position printed)')
+    .option('--after <seq>', "only entries after this tenant sequence (paging: the last seq printed)")
     .option('--limit <n>', 'most entries to print, 1 to 10000 (default 1000)')
     .addOption(new Option('--format <format>', 'output format').choices(['table', 'json', 'csv']).default('table'))
     .action(async (tenant, task, options) => (await import('./commands/audit')).auditCommand(tenant, task, options))

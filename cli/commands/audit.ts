@@ -3,9 +3,10 @@ import {
   AUDIT_TRAIL_DEFAULT_LIMIT,
   AUDIT_TRAIL_MAX_LIMIT,
   auditTrail,
+  tenantAuditEntry,
   validateAuditTrailQuery,
-  type AuditEntry,
   type AuditTrailQuery,
+  type TenantAuditEntry,
 } from '../../projections/auditTimeline/query'
 import { loadConfig } from '../runtime/config'
 import { formatRows, type OutputColumn, type OutputFormat } from '../runtime/output'
@@ -31,7 +32,7 @@ const OPTION_OF_FILTER: Readonly<Record<string, string>> = {
   'event type': '--event-type',
   'model version': '--model-version',
   'prompt template version': '--prompt-version',
-  'after position': '--after',
+  'after sequence': '--after',
   limit: '--limit',
   status: '--status',
 }
@@ -42,22 +43,23 @@ export function asOptionError(error: unknown): never {
   throw error
 }
 
-function afterPosition(value: string | undefined): bigint | undefined {
-  if (value === undefined) return undefined
-  if (!/^\d{1,19}$/.test(value)) throw new InvalidQueryError('--after', `must be a global position (a whole number >= 0), got ${JSON.stringify(value.slice(0, 64))}`)
+function afterSequence(value: string | undefined): bigint {
+  if (value === undefined) return 0n
+  if (!/^\d{1,19}$/.test(value)) throw new InvalidQueryError('--after', `must be a tenant sequence (a whole number >= 0), got ${JSON.stringify(value.slice(0, 64))}`)
   return BigInt(value)
 }
 
-const TABLE_COLUMNS: readonly OutputColumn<AuditEntry>[] = [
-  { key: 'position', header: 'pos' },
+// The tenant sequence, never the global position: what one tenant's trail shows says nothing of other tenants (docs/ordering.md).
+const TABLE_COLUMNS: readonly OutputColumn<TenantAuditEntry>[] = [
+  { key: 'sequence', header: 'seq' },
   { key: 'occurredAt', header: 'occurred at (UTC)' },
   { key: 'taskId', header: 'task' },
   { key: 'eventType', header: 'event' },
   { key: 'summary', header: 'summary' },
 ]
 
-const CSV_COLUMNS: readonly OutputColumn<AuditEntry>[] = [
-  { key: 'position', header: 'position' },
+const CSV_COLUMNS: readonly OutputColumn<TenantAuditEntry>[] = [
+  { key: 'sequence', header: 'sequence' },
   { key: 'occurredAt', header: 'occurred_at' },
   { key: 'recordedAt', header: 'recorded_at' },
   { key: 'tenantId', header: 'tenant_id' },
@@ -108,7 +110,7 @@ export async function auditCommand(tenant: string, task: string | undefined, opt
       eventTypes: options.eventType.length > 0 ? options.eventType : undefined,
       modelVersion: options.modelVersion,
       promptTemplateVersion: options.promptVersion,
-      afterPosition: afterPosition(options.after),
+      afterSequence: afterSequence(options.after),
       limit: pageLimit(options.limit, AUDIT_TRAIL_MAX_LIMIT, AUDIT_TRAIL_DEFAULT_LIMIT),
     }
     validateAuditTrailQuery(query)
@@ -117,7 +119,7 @@ export async function auditCommand(tenant: string, task: string | undefined, opt
   }
   const storage = await openStorage(loadConfig())
   try {
-    const entries = await auditTrail(storage.database.pool, query)
+    const entries = (await auditTrail(storage.database.pool, query)).map(tenantAuditEntry)
     const empty = `no audit entries for tenant ${tenant}${task ? ` task ${task}` : ''} with these filters (is the projector running?)`
     console.log(formatRows(entries, options.format === 'csv' ? CSV_COLUMNS : TABLE_COLUMNS, options.format, empty))
   } finally {

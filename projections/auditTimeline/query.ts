@@ -5,7 +5,10 @@ import { filterValue, InvalidQueryError, pageLimit, parseInstant, timeWindow } f
 
 /** One line of a tenant's audit trail. */
 export interface AuditEntry {
+  /** Global log position: internal, for analysts and operators only (docs/ordering.md). */
   readonly position: bigint
+  /** The event's place in its tenant's log (1, 2, 3, ...; RecordedEvent.tenantSequence): the order tenants see. */
+  readonly sequence: bigint
   readonly tenantId: string
   readonly taskId: string
   readonly streamRevision: bigint
@@ -48,6 +51,14 @@ export interface AuditEntry {
   readonly summary: string
 }
 
+/** An audit entry as tenant-facing surfaces show it: placed by its tenant sequence, without its global position. */
+export type TenantAuditEntry = Omit<AuditEntry, 'position'>
+
+/** The tenant-facing view of an entry (docs/ordering.md: global positions are internal). */
+export function tenantAuditEntry({ position: _position, ...entry }: AuditEntry): TenantAuditEntry {
+  return entry
+}
+
 /** Filters of one tenant's audit trail. Every filter is optional except the tenant; they combine with AND. */
 export interface AuditTrailQuery {
   readonly tenantId: string
@@ -62,8 +73,13 @@ export interface AuditTrailQuery {
   readonly modelVersion?: string
   /** Only events that name a prompt template of this version. */
   readonly promptTemplateVersion?: string
-  /** Exclusive: only entries after this global position (for paging: pass the last position of the previous page). */
+  /**
+   * Exclusive: only entries after this global position (for paging: pass the last position of the previous page).
+   * Internal and analyst use only: tenant-facing surfaces page by `afterSequence`.
+   */
   readonly afterPosition?: bigint
+  /** Exclusive: only entries after this tenant sequence (for paging: pass the last sequence of the previous page). */
+  readonly afterSequence?: bigint
   /** At most this many entries, 1 to AUDIT_TRAIL_MAX_LIMIT. Default AUDIT_TRAIL_DEFAULT_LIMIT. */
   readonly limit?: number
 }
@@ -78,6 +94,8 @@ export interface ValidAuditTrailQuery {
   readonly modelVersion: string | null
   readonly promptTemplateVersion: string | null
   readonly afterPosition: bigint
+  /** Null unless the query pages by tenant sequence; then entries come in sequence order (the same order, per tenant). */
+  readonly afterSequence: bigint | null
   readonly limit: number
 }
 
@@ -96,12 +114,13 @@ function eventTypeFilter(types: readonly string[]): AnnalistEventType[] {
   return [...new Set(types as AnnalistEventType[])]
 }
 
-/** The largest global position there can be (PostgreSQL bigint). */
-const MAX_POSITION = 9_223_372_036_854_775_807n
+/** The largest global position or tenant sequence there can be (PostgreSQL bigint). */
+const MAX_BIGINT = 9_223_372_036_854_775_807n
 
-function positionFilter(value: bigint): bigint {
-  if (typeof value !== 'bigint' || value < 0n || value > MAX_POSITION) {
-    throw new InvalidQueryError('after position', `must be a whole number from 0 to ${MAX_POSITION}, got ${JSON.stringify(String(value))}`)
+/** A paging cursor (`filter` names it in the error): a bigint from 0 to MAX_BIGINT. */
+function cursorFilter(filter: 'after position' | 'after sequence', value: bigint): bigint {
+  if (typeof value !== 'bigint' || value < 0n || value > MAX_BIGINT) {
+    throw new InvalidQueryError(filter, `must be a whole number from 0 to ${MAX_BIGINT}, got ${JSON.stringify(String(value))}`)
   }
   return value
 }
@@ -125,13 +144,22 @@ export function validateAuditTrailQuery(query: AuditTrailQuery): ValidAuditTrail
     eventTypes: query.eventTypes === undefined ? null : eventTypeFilter(query.eventTypes),
     modelVersion: query.modelVersion === undefined ? null : filterValue('model version', query.modelVersion),
     promptTemplateVersion: query.promptTemplateVersion === undefined ? null : filterValue('prompt template version', query.promptTemplateVersion),
-    afterPosition: query.afterPosition === undefined ? 0n : positionFilter(query.afterPosition),
+    afterPosition: query.afterPosition === undefined ? 0n : cursorFilter('after position', query.afterPosition),
+    afterSequence: afterSequenceOf(query),
     limit: pageLimit(query.limit, AUDIT_TRAIL_MAX_LIMIT, AUDIT_TRAIL_DEFAULT_LIMIT),
   }
 }
 
+/** The query's tenant-sequence cursor, refused next to a position cursor: a page is cut by one order only. */
+function afterSequenceOf(query: AuditTrailQuery): bigint | null {
+  if (query.afterSequence === undefined) return null
+  if (query.afterPosition !== undefined) throw new InvalidQueryError('after sequence', 'page by afterSequence or by afterPosition, not both')
+  return cursorFilter('after sequence', query.afterSequence)
+}
+
 interface AuditRow {
   position: string
+  tenant_sequence: string
   tenant_id: string
   task_id: string
   stream_revision: string
@@ -172,7 +200,7 @@ interface AuditRow {
 
 /**
  * One tenant's audit trail in log order, filtered by task, occurrence time [from, to), event types, model version and
- * prompt template version, after a position, at most `limit` entries. Everything is validated first
+ * prompt template version, after a global position or a tenant sequence, at most `limit` entries. Everything is validated first
  * (validateAuditTrailQuery), and the SQL always filters on the tenant; the WHERE clause is assembled from constant
  * fragments and every value travels as a parameter. There is no way to read across tenants here.
  */
@@ -190,8 +218,11 @@ export async function auditTrail(pool: pg.Pool, query: AuditTrailQuery): Promise
   if (valid.eventTypes !== null) add((p) => `event_type = any(${p}::text[])`, valid.eventTypes)
   if (valid.modelVersion !== null) add((p) => `model_version = ${p}`, valid.modelVersion)
   if (valid.promptTemplateVersion !== null) add((p) => `prompt_template_version = ${p}`, valid.promptTemplateVersion)
+  if (valid.afterSequence !== null) add((p) => `tenant_sequence > ${p}`, valid.afterSequence.toString())
+  // Within one tenant both orders agree; paging by sequence orders by it, so the (tenant_id, tenant_sequence) index serves it.
+  const order = valid.afterSequence === null ? 'position' : 'tenant_sequence'
   params.push(valid.limit)
-  const result = await pool.query<AuditRow>(`select * from audit_timeline where ${conditions.join(' and ')} order by position limit $${params.length}`, params)
+  const result = await pool.query<AuditRow>(`select * from audit_timeline where ${conditions.join(' and ')} order by ${order} limit $${params.length}`, params)
   return result.rows.map(toAuditEntry)
 }
 
@@ -202,6 +233,7 @@ function toNumber(value: string | null): number | null {
 function toAuditEntry(row: AuditRow): AuditEntry {
   return {
     position: BigInt(row.position),
+    sequence: BigInt(row.tenant_sequence),
     tenantId: row.tenant_id,
     taskId: row.task_id,
     streamRevision: BigInt(row.stream_revision),

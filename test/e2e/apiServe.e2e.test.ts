@@ -94,17 +94,17 @@ describe('annalist serve and api-keys', () => {
     const post = (path: string, key: string) => fetch(`${baseUrl}${path}`, { method: 'POST', headers: { authorization: `Bearer ${key}` } })
 
     expect(await (await get('/healthz')).json()).toEqual({ status: 'ok' })
-    const unauthorized = await get('/v1/tenants/acme/audit')
+    const unauthorized = await get('/v2/tenants/acme/audit')
     expect(unauthorized.status).toBe(401)
     expect(await unauthorized.json()).toEqual(UNAUTHORIZED)
 
-    const own = await get('/v1/tenants/acme/audit?limit=1000', acme.key)
+    const own = await get('/v2/tenants/acme/audit?limit=1000', acme.key)
     expect(own.status).toBe(200)
     const page = (await own.json()) as { entries: { tenantId: string }[]; nextAfter: string | null }
     expect(page.entries).toHaveLength(API_SEED.acme.events)
     expect(page.nextAfter).toBeNull()
 
-    for (const path of ['/v1/tenants/globex/audit', '/v1/tenants/nobody/audit', '/v1/tenants/acme%2F..%2Fglobex/audit', '/v1/analytics/failures']) {
+    for (const path of ['/v2/tenants/globex/audit', '/v2/tenants/nobody/audit', '/v2/tenants/acme%2F..%2Fglobex/audit', '/v1/analytics/failures']) {
       const refused = await get(path, acme.key)
       expect(refused.status, path).toBe(403)
       expect(await refused.text(), path).toBe(JSON.stringify(FORBIDDEN))
@@ -127,7 +127,7 @@ describe('annalist serve and api-keys', () => {
     const revoke = await runAnnalist(['api-keys', 'revoke', acme.id], env())
     expect(revoke.code, revoke.stderr).toBe(0)
     expect(revoke.stdout).toMatch(new RegExp(`API key ${acme.id} revoked`))
-    expect((await get('/v1/tenants/acme/audit', acme.key)).status).toBe(401)
+    expect((await get('/v2/tenants/acme/audit', acme.key)).status).toBe(401)
 
     const { rows } = await database.pool.query<{ key_id: string | null; requested_tenant: string; status: number }>(
       `select key_id, requested_tenant, status from api_access_log where id > $1 order by id`,

@@ -7,7 +7,7 @@ import { openDatabase, type Database } from '../../historian/adapters/postgres/d
 import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEventStore'
 import { Historian } from '../../historian/historian'
 import { generateIntegrityKey, TenantKeyRing } from '../../historian/integrity/tenantKeyRing'
-import type { AuditEntry } from '../../projections/auditTimeline/query'
+import type { TenantAuditEntry as AuditEntry } from '../../projections/auditTimeline/query'
 import type { ExportVerification } from '../../projections/export/tenantExport'
 import { ProjectionRunner } from '../../projections/runner'
 import type { TaskSummary, TenantSummary } from '../../projections/taskSummary/query'
@@ -77,8 +77,9 @@ describe.each(BACKENDS)('audit, report, export and verify-export on a $backend',
     const csv = await cli(['audit', 'acme', '--format', 'csv'])
     expect(csv.code, csv.stderr).toBe(0)
     const [header, ...rows] = csv.stdout.trim().split('\n')
-    expect(header).toMatch(/^position,occurred_at,recorded_at,tenant_id,task_id,stream_revision,event_id,event_type,.*,model_version,.*,prompt_template_version,.*,idempotency_key,side_effect_id,.*,cost_usd,usage_reported,finish_reason,structured_output_path,latency_ms,summary$/)
+    expect(header).toMatch(/^sequence,occurred_at,recorded_at,tenant_id,task_id,stream_revision,event_id,event_type,.*,model_version,.*,prompt_template_version,.*,idempotency_key,side_effect_id,.*,cost_usd,usage_reported,finish_reason,structured_output_path,latency_ms,summary$/)
     expect(rows).toHaveLength(17)
+    expect(rows.map((row) => row.split(',')[0])).toEqual(Array.from({ length: 17 }, (_, index) => String(index + 1)))
     expect(rows.every((row) => /^\d+,[^,]+,[^,]+,acme,task-[abc],/.test(row))).toBe(true)
     expect(csv.stdout).not.toContain('globex')
 
@@ -100,15 +101,20 @@ describe.each(BACKENDS)('audit, report, export and verify-export on a $backend',
     expect(versions.map((entry) => [entry.taskId, entry.eventType])).toEqual([['task-c', 'SynthesisModelInvoked']])
 
     const first = await json<AuditEntry[]>(['audit', 'acme', '--limit', '10'])
-    const rest = await json<AuditEntry[]>(['audit', 'acme', '--after', String(first[first.length - 1]!.position)])
+    const rest = await json<AuditEntry[]>(['audit', 'acme', '--after', String(first[first.length - 1]!.sequence)])
     expect(first).toHaveLength(10)
     expect(rest).toHaveLength(7)
     expect(new Set([...first, ...rest].map((entry) => entry.eventId)).size).toBe(17)
+    // The tenant's own numbering, never the global position.
+    expect([...first, ...rest].map((entry) => entry.sequence)).toEqual(Array.from({ length: 17 }, (_, index) => String(index + 1)))
+    expect(first.some((entry) => 'position' in entry)).toBe(false)
+    const table = await cli(['audit', 'acme', '--limit', '2'])
+    expect(table.stdout.split('\n')[1]).toMatch(/^│ seq │ occurred at \(UTC\)/)
 
     const globex = await json<AuditEntry[]>(['audit', 'globex', 'task-a'])
     expect(globex).toHaveLength(8)
     expect(globex.every((entry) => entry.tenantId === 'globex')).toBe(true)
-    expect(globex.some((entry) => first.some((mine) => mine.position === entry.position))).toBe(false)
+    expect(globex.map((entry) => entry.sequence)).toEqual(['1', '2', '3', '4', '5', '6', '7', '8'])
     // Valid but foreign-looking values find nothing: a tenant named like a category, a task that only globex might have.
     const lookalike = await cli(['audit', 'tenant_globex'])
     expect(lookalike.code).toBe(0)
@@ -243,7 +249,7 @@ describe('audit, report and export reject bad input before reading anything', ()
       [['audit', 'acme', '--prompt-version', '1;drop table events'], /^annalist: invalid --prompt-version: /],
       [['audit', 'acme', '--limit', '0'], /^annalist: invalid --limit: must be a whole number from 1 to 10000, got "0"/],
       [['audit', 'acme', '--limit', '10001'], /^annalist: invalid --limit: /],
-      [['audit', 'acme', '--after', '-1'], /^annalist: invalid --after: must be a global position/],
+      [['audit', 'acme', '--after', '-1'], /^annalist: invalid --after: must be a tenant sequence/],
       [['audit', 'acme', '--from', 'yesterday'], /^annalist: invalid --from: "yesterday" is not an ISO 8601/],
       [['audit', 'acme', '--from', '2026-02-31'], /^annalist: invalid --from: "2026-02-31" is not a valid date or time/],
       [['audit', 'acme', '--from', '2026-02-01', '--to', '2026-01-01'], /^annalist: invalid --from\/--to: from 2026-02-01T00:00:00.000Z is not before/],

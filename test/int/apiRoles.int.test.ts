@@ -42,6 +42,12 @@ const DECLARED: Record<string, string> = {
   'GET /v1/tenants/:tenantId/dead-tasks': 'tenant.read',
   'GET /v1/tenants/:tenantId/dead-letters': 'tenant.read',
   'GET /v1/tenants/:tenantId/export': 'tenant.read',
+  'GET /v2/tenants/:tenantId/audit': 'tenant.read',
+  'GET /v2/tenants/:tenantId/tasks': 'tenant.read',
+  'GET /v2/tenants/:tenantId/tasks/:taskId': 'tenant.read',
+  'GET /v2/tenants/:tenantId/summary': 'tenant.read',
+  'GET /v2/tenants/:tenantId/dead-tasks': 'tenant.read',
+  'GET /v2/tenants/:tenantId/export': 'tenant.read',
   'POST /v1/api-keys/:keyId/revoke': 'key.revoke',
   'POST /v1/tenants/:tenantId/tasks/:taskId/redrive': 'task.redrive',
   'POST /v1/tenants/:tenantId/tasks/:taskId/cancel': 'task.cancel',
@@ -101,15 +107,15 @@ describe.each(DATABASE_BACKENDS)('roles over the HTTP API on $backend', ({ open 
 
   /** Per key: the status of each read route, for its own tenant (acme) and another (globex). */
   const READS: Record<KeyName, readonly number[]> = {
-    //             acme summary, globex summary, analytics, lag, metrics
-    tenant: [200, 403, 403, 403, 403],
-    approver: [200, 403, 403, 403, 403],
-    analyst: [200, 200, 200, 200, 200],
-    operator: [403, 403, 403, 200, 200],
-    acmeOperator: [403, 403, 403, 403, 403],
+    //             acme summary, globex summary, analytics, lag, metrics, acme summary on /v1 (gone for tenant keys)
+    tenant: [200, 403, 403, 403, 403, 410],
+    approver: [200, 403, 403, 403, 403, 410],
+    analyst: [200, 200, 200, 200, 200, 200],
+    operator: [403, 403, 403, 200, 200, 403],
+    acmeOperator: [403, 403, 403, 403, 403, 403],
   }
   it.each(Object.keys(READS) as KeyName[])('reads as the matrix says for the %s key, refusing with the one 403 body, and logs every request', async (name) => {
-    const urls = ['/v1/tenants/acme/summary', '/v1/tenants/globex/summary', '/v1/analytics/tools', '/v1/projections/lag', '/metrics']
+    const urls = ['/v2/tenants/acme/summary', '/v2/tenants/globex/summary', '/v1/analytics/tools', '/v1/projections/lag', '/metrics', '/v1/tenants/acme/summary']
     const responses = []
     for (const url of urls) responses.push(await call('GET', url, keys[name].key))
     expect(responses.map((response) => response.statusCode)).toEqual(READS[name])
@@ -224,7 +230,7 @@ describe.each(DATABASE_BACKENDS)('roles over the HTTP API on $backend', ({ open 
     expect(missing.statusCode).toBe(404)
     expect(missing.json()).toMatchObject({ error: 'Not Found', message: `no API key with ID "${unknown}"` })
     // A revoked key stops working at once.
-    expect((await call('GET', '/v1/tenants/acme/summary', victims.acmeTenant.key)).statusCode).toBe(401)
+    expect((await call('GET', '/v2/tenants/acme/summary', victims.acmeTenant.key)).statusCode).toBe(401)
 
     const revokedIds = (await listApiKeys(database.pool)).filter((key) => key.revokedAt !== null).map((key) => key.keyId)
     expect(new Set(revokedIds)).toEqual(new Set(Object.values(victims).map((victim) => victim.id)))

@@ -94,11 +94,11 @@ describe.each(DATABASE_BACKENDS)('HTTP API on $backend', ({ open }) => {
 
   it('refuses a credential in the query string with a 400 before any key is looked up, and logs no key', async () => {
     const attempts = [
-      await get(`/v1/tenants/acme/audit?access_token=${keys.acme.key}`),
-      await get(`/v1/tenants/acme/audit?api_key=${keys.acme.key}`, keys.acme.key),
-      await get(`/v1/tenants/acme/audit?limit=5&token=short`),
-      await get(`/v1/tenants/acme/audit?eventType=${keys.acme.key}`),
-      await get(`/v1/tenants/acme/audit?${keys.acme.key}`),
+      await get(`/v2/tenants/acme/audit?access_token=${keys.acme.key}`),
+      await get(`/v2/tenants/acme/audit?api_key=${keys.acme.key}`, keys.acme.key),
+      await get(`/v2/tenants/acme/audit?limit=5&token=short`),
+      await get(`/v2/tenants/acme/audit?eventType=${keys.acme.key}`),
+      await get(`/v2/tenants/acme/audit?${keys.acme.key}`),
     ]
     for (const response of attempts) {
       expect(response.statusCode).toBe(400)
@@ -118,11 +118,11 @@ describe.each(DATABASE_BACKENDS)('HTTP API on $backend', ({ open }) => {
 
   it('refuses requests without a valid key with one generic 401, and logs each refusal', async () => {
     const attempts = [
-      await get('/v1/tenants/acme/audit'),
-      await get('/v1/tenants/acme/audit', 'x'.repeat(43)),
-      await get('/v1/tenants/acme/audit', keys.revoked.key),
-      await get('/v1/tenants/acme/audit', `${keys.acme.key}x`),
-      await app.inject({ method: 'GET', url: '/v1/tenants/acme/audit', headers: { authorization: `Basic ${keys.acme.key}` } }),
+      await get('/v2/tenants/acme/audit'),
+      await get('/v2/tenants/acme/audit', 'x'.repeat(43)),
+      await get('/v2/tenants/acme/audit', keys.revoked.key),
+      await get('/v2/tenants/acme/audit', `${keys.acme.key}x`),
+      await app.inject({ method: 'GET', url: '/v2/tenants/acme/audit', headers: { authorization: `Basic ${keys.acme.key}` } }),
       await get('/v1/no/such/route'),
     ]
     for (const response of attempts) {
@@ -142,7 +142,7 @@ describe.each(DATABASE_BACKENDS)('HTTP API on $backend', ({ open }) => {
       'no API key',
       'no API key',
     ])
-    expect(logged[0]).toMatchObject({ route: '/v1/tenants/:tenantId/audit', requestedTenant: 'acme', method: 'GET' })
+    expect(logged[0]).toMatchObject({ route: '/v2/tenants/:tenantId/audit', requestedTenant: 'acme', method: 'GET' })
   })
 
   it('serves health and the OpenAPI document without a key, and does not log them', async () => {
@@ -183,26 +183,33 @@ describe.each(DATABASE_BACKENDS)('HTTP API on $backend', ({ open }) => {
         '/v1/tenants/{tenantId}/tasks/{taskId}',
         '/v1/tenants/{tenantId}/tasks/{taskId}/cancel',
         '/v1/tenants/{tenantId}/tasks/{taskId}/redrive',
+        '/v2/tenants/{tenantId}/audit',
+        '/v2/tenants/{tenantId}/dead-tasks',
+        '/v2/tenants/{tenantId}/export',
+        '/v2/tenants/{tenantId}/summary',
+        '/v2/tenants/{tenantId}/tasks',
+        '/v2/tenants/{tenantId}/tasks/{taskId}',
       ].sort(),
     )
-    expect(document.paths['/v1/tenants/{tenantId}/audit']?.get?.security).toEqual([{ bearerAuth: [] }])
+    expect(document.paths['/v2/tenants/{tenantId}/audit']?.get?.security).toEqual([{ bearerAuth: [] }])
   })
 
   it("gives a tenant key its own tenant's audit trail, page by page, and logs who asked for what", async () => {
-    const first = await get('/v1/tenants/acme/audit?limit=5', keys.acme.key)
+    const first = await get('/v2/tenants/acme/audit?limit=5', keys.acme.key)
     expect(first.statusCode).toBe(200)
-    const page = first.json() as { entries: { tenantId: string; position: string; eventType: string }[]; nextAfter: string | null }
+    const page = first.json() as { entries: { tenantId: string; sequence: string; eventType: string }[]; nextAfter: string | null }
     expect(page.entries).toHaveLength(5)
-    expect(page.nextAfter).toBe(page.entries[4]!.position)
+    expect(page.entries.map((entry) => entry.sequence)).toEqual(['1', '2', '3', '4', '5'])
+    expect(page.nextAfter).toBe('5')
     const all = [...page.entries]
     for (let after = page.nextAfter; after !== null; ) {
-      const next = (await get(`/v1/tenants/acme/audit?limit=5&after=${after}`, keys.acme.key)).json() as typeof page
+      const next = (await get(`/v2/tenants/acme/audit?limit=5&after=${after}`, keys.acme.key)).json() as typeof page
       all.push(...next.entries)
       after = next.nextAfter
     }
     expect(all).toHaveLength(API_SEED.acme.events)
     expect(all.every((entry) => entry.tenantId === 'acme')).toBe(true)
-    expect(new Set(all.map((entry) => entry.position)).size).toBe(API_SEED.acme.events)
+    expect(all.map((entry) => entry.sequence)).toEqual(Array.from({ length: API_SEED.acme.events }, (_, index) => String(index + 1)))
 
     const logged = await newAccesses()
     expect(logged[0]).toMatchObject({
@@ -210,33 +217,33 @@ describe.each(DATABASE_BACKENDS)('HTTP API on $backend', ({ open }) => {
       role: 'tenant',
       keyTenantId: 'acme',
       method: 'GET',
-      route: '/v1/tenants/:tenantId/audit',
+      route: '/v2/tenants/:tenantId/audit',
       requestedTenant: 'acme',
       status: 200,
       rowsReturned: 5,
       deniedReason: null,
     })
     expect(logged[0]!.query).toMatchObject({ tenantId: 'acme', limit: 5 })
-    expect(logged[1]!.query).toMatchObject({ afterPosition: page.nextAfter })
+    expect(logged[1]!.query).toMatchObject({ afterSequence: page.nextAfter })
   })
 
   it('filters the audit trail by task, event type (repeated or comma list), model and prompt version and time', async () => {
-    const byTask = (await get(`/v1/tenants/acme/audit?taskId=${API_SEED.acme.failed}`, keys.acme.key)).json() as { entries: { taskId: string }[] }
+    const byTask = (await get(`/v2/tenants/acme/audit?taskId=${API_SEED.acme.failed}`, keys.acme.key)).json() as { entries: { taskId: string }[] }
     expect(byTask.entries).toHaveLength(6)
     expect(byTask.entries.every((entry) => entry.taskId === API_SEED.acme.failed)).toBe(true)
 
     const types = (url: string) => get(url, keys.acme.key).then((r) => (r.json() as { entries: { eventType: string }[] }).entries.map((e) => e.eventType))
-    const repeated = await types('/v1/tenants/acme/audit?eventType=AgentTaskFailed&eventType=AgentTaskCompleted')
+    const repeated = await types('/v2/tenants/acme/audit?eventType=AgentTaskFailed&eventType=AgentTaskCompleted')
     expect(repeated.sort()).toEqual(['AgentTaskCompleted', 'AgentTaskFailed'])
-    expect((await types('/v1/tenants/acme/audit?eventType=AgentTaskFailed,AgentTaskCompleted')).sort()).toEqual(repeated.sort())
+    expect((await types('/v2/tenants/acme/audit?eventType=AgentTaskFailed,AgentTaskCompleted')).sort()).toEqual(repeated.sort())
 
-    const synthesisModel = (await get('/v1/tenants/acme/audit?modelVersion=2026-02', keys.acme.key)).json() as { entries: { modelVersion: string }[] }
+    const synthesisModel = (await get('/v2/tenants/acme/audit?modelVersion=2026-02', keys.acme.key)).json() as { entries: { modelVersion: string }[] }
     expect(synthesisModel.entries.length).toBeGreaterThan(0)
     expect(synthesisModel.entries.every((entry) => entry.modelVersion === '2026-02')).toBe(true)
-    const prompt = (await get('/v1/tenants/acme/audit?promptVersion=1', keys.acme.key)).json() as { entries: unknown[] }
+    const prompt = (await get('/v2/tenants/acme/audit?promptVersion=1', keys.acme.key)).json() as { entries: unknown[] }
     expect(prompt.entries.length).toBeGreaterThan(0)
 
-    const window = (await get('/v1/tenants/acme/audit?from=2026-01-15T09:00:00Z&to=2026-01-15T09:00:02Z', keys.acme.key)).json() as {
+    const window = (await get('/v2/tenants/acme/audit?from=2026-01-15T09:00:00Z&to=2026-01-15T09:00:02Z', keys.acme.key)).json() as {
       entries: { occurredAt: string }[]
     }
     expect(window.entries.map((entry) => entry.occurredAt).sort()).toEqual([
@@ -248,15 +255,15 @@ describe.each(DATABASE_BACKENDS)('HTTP API on $backend', ({ open }) => {
   })
 
   it('serves task summaries, one task, and the tenant summary; 404 for a task the tenant does not have', async () => {
-    const tasks = (await get('/v1/tenants/acme/tasks', keys.acme.key)).json() as { tasks: { taskId: string; status: string; failedStep: string | null }[] }
+    const tasks = (await get('/v2/tenants/acme/tasks', keys.acme.key)).json() as { tasks: { taskId: string; status: string; failedStep: string | null }[] }
     expect(tasks.tasks.map((task) => [task.taskId, task.status])).toEqual([
       [API_SEED.acme.completed, 'completed'],
       [API_SEED.acme.failed, 'failed'],
     ])
-    const failed = (await get('/v1/tenants/acme/tasks?status=failed', keys.acme.key)).json() as typeof tasks
+    const failed = (await get('/v2/tenants/acme/tasks?status=failed', keys.acme.key)).json() as typeof tasks
     expect(failed.tasks).toEqual([expect.objectContaining({ taskId: API_SEED.acme.failed, failedStep: 'synthesize' })])
 
-    const one = await get(`/v1/tenants/acme/tasks/${API_SEED.acme.completed}`, keys.acme.key)
+    const one = await get(`/v2/tenants/acme/tasks/${API_SEED.acme.completed}`, keys.acme.key)
     // Its failed synthesis call reported no usage: counted, with its 40-token estimate kept out of the totals.
     expect(one.json()).toMatchObject({
       tenantId: 'acme',
@@ -269,11 +276,11 @@ describe.each(DATABASE_BACKENDS)('HTTP API on $backend', ({ open }) => {
       estimatedUnreportedCostUsd: 0,
     })
 
-    const globexTaskViaAcme = await get(`/v1/tenants/acme/tasks/${API_SEED.globex.failed}`, keys.acme.key)
+    const globexTaskViaAcme = await get(`/v2/tenants/acme/tasks/${API_SEED.globex.failed}`, keys.acme.key)
     expect(globexTaskViaAcme.statusCode).toBe(404)
     expect(globexTaskViaAcme.json()).toMatchObject({ error: 'Not Found' })
 
-    const summary = (await get('/v1/tenants/acme/summary', keys.acme.key)).json() as { tasks: number; byStatus: Record<string, number> }
+    const summary = (await get('/v2/tenants/acme/summary', keys.acme.key)).json() as { tasks: number; byStatus: Record<string, number> }
     expect(summary).toMatchObject({
       tenantId: 'acme',
       tasks: 2,
@@ -299,7 +306,8 @@ describe.each(DATABASE_BACKENDS)('HTTP API on $backend', ({ open }) => {
     const bodies = new Set<string>()
     for (const route of routes) {
       for (const tenant of tenants) {
-        const response = await get(`/v1/tenants/${encodeURIComponent(tenant)}/${route}`, keys.acme.key)
+        const version = route.startsWith('export') ? 'v1' : 'v2'
+        const response = await get(`/${version}/tenants/${encodeURIComponent(tenant)}/${route}`, keys.acme.key)
         expect(response.statusCode, `${tenant}/${route}`).toBe(403)
         expect(response.headers['content-type']).toBe('application/json; charset=utf-8')
         bodies.add(response.body)
@@ -316,21 +324,21 @@ describe.each(DATABASE_BACKENDS)('HTTP API on $backend', ({ open }) => {
 
   it('resists crafted attempts to widen a tenant key', async () => {
     const forbidden = [
-      '/v1/tenants/acme%2F..%2Fglobex/audit',
-      '/v1/tenants/acme/../globex/audit',
-      '/v1/tenants/acme%252F..%252Fglobex/audit',
-      '//v1/tenants/globex/audit',
-      '/v1/tenants/acme/audit/../../globex/audit',
-      '/v1/tenants/acme%2f..%2f..%2fv1%2ftenants%2fglobex/audit',
-      `/v1/tenants/${encodeURIComponent("acme' or '1'='1")}/audit`,
-      `/v1/tenants/${encodeURIComponent('acme; drop table audit_timeline;--')}/audit`,
-      '/v1/tenants/ACME/audit',
-      '/v1/tenants/Acme/tasks',
-      `/v1/tenants/${encodeURIComponent('аcme')}/audit`, // Cyrillic a
-      `/v1/tenants/${encodeURIComponent('acme\u200b')}/audit`, // zero-width space
-      '/v1/tenants/acme%00/audit',
-      '/v1/tenants/%20acme/audit',
-      '/v1/tenants/globex/audit?tenantId=acme',
+      '/v2/tenants/acme%2F..%2Fglobex/audit',
+      '/v2/tenants/acme/../globex/audit',
+      '/v2/tenants/acme%252F..%252Fglobex/audit',
+      '//v2/tenants/globex/audit',
+      '/v2/tenants/acme/audit/../../globex/audit',
+      '/v2/tenants/acme%2f..%2f..%2fv1%2ftenants%2fglobex/audit',
+      `/v2/tenants/${encodeURIComponent("acme' or '1'='1")}/audit`,
+      `/v2/tenants/${encodeURIComponent('acme; drop table audit_timeline;--')}/audit`,
+      '/v2/tenants/ACME/audit',
+      '/v2/tenants/Acme/tasks',
+      `/v2/tenants/${encodeURIComponent('аcme')}/audit`, // Cyrillic a
+      `/v2/tenants/${encodeURIComponent('acme\u200b')}/audit`, // zero-width space
+      '/v2/tenants/acme%00/audit',
+      '/v2/tenants/%20acme/audit',
+      '/v2/tenants/globex/audit?tenantId=acme',
       '/v1/analytics/failures?tenantId=acme',
       '/v1/analytics/costs',
       '/v1/projections/lag',
@@ -344,22 +352,22 @@ describe.each(DATABASE_BACKENDS)('HTTP API on $backend', ({ open }) => {
     expect(onlyKeyLookupAndLog(statements)).toBe(true)
 
     // On its own tenant, a tenant filter in the query string is not a parameter at all: 400, nothing read.
-    for (const url of ['/v1/tenants/acme/audit?tenantId=globex', '/v1/tenants/acme/tasks?tenantId=globex&tenantId=acme', '/v1/tenants/acme/summary?tenant=globex']) {
+    for (const url of ['/v2/tenants/acme/audit?tenantId=globex', '/v2/tenants/acme/tasks?tenantId=globex&tenantId=acme', '/v2/tenants/acme/summary?tenant=globex']) {
       const response = await get(url, keys.acme.key)
       expect(response.statusCode, url).toBe(400)
       expect(response.json(), url).toMatchObject({ error: 'Bad Request', parameter: expect.stringMatching(/^tenant/) })
     }
     // Duplicated parameters and traversal in the task ID are bad input, not a way round the scope.
-    const duplicated = await get(`/v1/tenants/acme/audit?taskId=${API_SEED.acme.failed}&taskId=${API_SEED.globex.failed}`, keys.acme.key)
+    const duplicated = await get(`/v2/tenants/acme/audit?taskId=${API_SEED.acme.failed}&taskId=${API_SEED.globex.failed}`, keys.acme.key)
     expect(duplicated.statusCode).toBe(400)
     expect(duplicated.json()).toMatchObject({ parameter: 'taskId', message: 'invalid taskId: may be given only once' })
-    const traversal = await get('/v1/tenants/acme/tasks/..%2F..%2Fglobex%2Ftasks%2Ftask-g', keys.acme.key)
+    const traversal = await get('/v2/tenants/acme/tasks/..%2F..%2Fglobex%2Ftasks%2Ftask-g', keys.acme.key)
     expect(traversal.statusCode).toBe(400)
     expect(traversal.json()).toMatchObject({ parameter: 'taskId' })
     expect(readsReadModels(statements)).toBe(false)
 
     // A URL the router cannot decode, or an absurdly long tenant, is a generic 400 that echoes nothing, and is logged.
-    for (const url of ['/v1/tenants/%E0%A4%A/audit', `/v1/tenants/${'g'.repeat(5_000)}/audit`]) {
+    for (const url of ['/v2/tenants/%E0%A4%A/audit', `/v2/tenants/${'g'.repeat(5_000)}/audit`]) {
       const response = await get(url, keys.acme.key)
       expect(response.statusCode, url).toBe(400)
       expect(response.json()).toEqual({ error: 'Bad Request', message: 'the URL is malformed or a path parameter is too long', parameter: 'path' })
@@ -372,8 +380,80 @@ describe.each(DATABASE_BACKENDS)('HTTP API on $backend', ({ open }) => {
     expect(malformed[1]!.route.length).toBeLessThan(300)
 
     // A task ID of another tenant, asked for inside one's own tenant, finds nothing.
-    const otherTask = (await get(`/v1/tenants/acme/audit?taskId=${API_SEED.globex.failed}`, keys.acme.key)).json() as { entries: unknown[] }
+    const otherTask = (await get(`/v2/tenants/acme/audit?taskId=${API_SEED.globex.failed}`, keys.acme.key)).json() as { entries: unknown[] }
     expect(otherTask.entries).toEqual([])
+  })
+
+  it('answers a tenant key on the /v1 tenant routes with a 410 naming the /v2 path, reading nothing, and logs it', async () => {
+    const retired = {
+      '/v1/tenants/acme/audit?after=14': '/v2/tenants/{tenantId}/audit',
+      '/v1/tenants/acme/tasks': '/v2/tenants/{tenantId}/tasks',
+      [`/v1/tenants/acme/tasks/${API_SEED.acme.failed}`]: '/v2/tenants/{tenantId}/tasks/{taskId}',
+      '/v1/tenants/acme/summary': '/v2/tenants/{tenantId}/summary',
+      '/v1/tenants/acme/dead-tasks': '/v2/tenants/{tenantId}/dead-tasks',
+      '/v1/tenants/acme/dead-letters': '/v2/tenants/{tenantId}/dead-tasks',
+      '/v1/tenants/acme/export': '/v2/tenants/{tenantId}/export',
+    }
+    for (const [url, successor] of Object.entries(retired)) {
+      const response = await get(url, keys.acme.key)
+      expect(response.statusCode, url).toBe(410)
+      expect(response.json(), url).toEqual({ error: 'Gone', message: `this /v1 route is gone for tenant keys: use GET ${successor}, whose cursors are tenant sequences` })
+    }
+    expect(readsReadModels(statements)).toBe(false)
+    const logged = await newAccesses()
+    expect(logged.map((entry) => [entry.status, entry.keyId, entry.rowsReturned])).toEqual(Object.keys(retired).map(() => [410, keys.acme.id, 0]))
+    expect(logged[0]!.deniedReason).toBe('tenant key on retired /v1 route (use /v2/tenants/{tenantId}/audit)')
+    // Another tenant is still the one 403.
+    expect((await get('/v1/tenants/globex/audit', keys.acme.key)).json()).toEqual(FORBIDDEN)
+
+    const document = (await get('/openapi.json')).json() as { paths: Record<string, { get?: { deprecated?: boolean; description?: string } }> }
+    for (const path of ['audit', 'tasks', 'tasks/{taskId}', 'summary', 'dead-tasks', 'export']) {
+      expect(document.paths[`/v1/tenants/{tenantId}/${path}`]?.get?.deprecated, path).toBe(true)
+      expect(document.paths[`/v1/tenants/{tenantId}/${path}`]?.get?.description, path).toContain('until 2027-06-30')
+      expect(document.paths[`/v2/tenants/{tenantId}/${path}`]?.get?.deprecated, path).toBeUndefined()
+    }
+  })
+
+  it('keeps /v1 unchanged for analysts (global positions), and shows no global position anywhere under /v2', async () => {
+    const v1 = (await get('/v1/tenants/acme/audit?limit=5', keys.analyst.key)).json() as { entries: Record<string, unknown>[]; nextAfter: string }
+    expect(v1.entries[0]).toHaveProperty('position')
+    expect(v1.entries[0]).not.toHaveProperty('sequence')
+    expect(v1.nextAfter).toBe(v1.entries[4]!.position)
+    const v1Next = (await get(`/v1/tenants/acme/audit?limit=5&after=${v1.nextAfter}`, keys.analyst.key)).json() as typeof v1
+    expect(v1Next.entries[0]!.position).not.toBe(v1.entries[4]!.position)
+    const v1Task = (await get(`/v1/tenants/acme/tasks/${API_SEED.acme.failed}`, keys.analyst.key)).json() as Record<string, unknown>
+    expect(v1Task).toHaveProperty('firstPosition')
+
+    // /v2 is /v1 less the global positions, field for field (and the audit entry's tenant sequence instead).
+    const fields = async (url: string, key: string, pick: (body: never) => object = (body) => body) => Object.keys(pick((await get(url, key)).json() as never)).sort()
+    const firstEntry = (body: { entries: object[] }) => body.entries[0]!
+    const global = ['firstPosition', 'lastPosition', 'position']
+    const without = (names: string[]) => names.filter((name) => !global.includes(name))
+    expect(await fields(`/v2/tenants/acme/tasks/${API_SEED.acme.failed}`, keys.acme.key)).toEqual(without(Object.keys(v1Task)).sort())
+    expect(await fields('/v2/tenants/acme/summary', keys.acme.key)).toEqual(await fields('/v1/tenants/acme/summary', keys.analyst.key))
+    expect(await fields('/v2/tenants/acme/audit', keys.acme.key, firstEntry)).toEqual([...without(Object.keys(v1.entries[0]!)), 'sequence'].sort())
+
+    // globex's events sit between and after acme's in the log: positions would show them, sequences cannot.
+    const positions = new Set<string>()
+    for (let after: string | null = '0'; after !== null; ) {
+      const page = (await get(`/v1/tenants/acme/audit?limit=100&after=${after}`, keys.analyst.key)).json() as typeof v1
+      for (const entry of page.entries) positions.add(String(entry.position))
+      after = page.nextAfter
+    }
+    const bodies = await Promise.all(
+      ['audit?limit=3', 'audit?limit=3&after=3', 'tasks', `tasks/${API_SEED.acme.failed}`, 'summary', 'dead-tasks'].map(async (path) => {
+        const response = await get(`/v2/tenants/acme/${path}`, keys.acme.key)
+        expect(response.statusCode, path).toBe(200)
+        return response.json() as unknown
+      }),
+    )
+    const keysOf = (value: unknown): string[] =>
+      Array.isArray(value) ? value.flatMap(keysOf) : value !== null && typeof value === 'object' ? Object.entries(value).flatMap(([key, field]) => [key, ...keysOf(field)]) : []
+    expect(keysOf(bodies).filter((key) => /position/i.test(key))).toEqual([])
+    const audit = bodies[1] as { entries: { sequence: string }[]; nextAfter: string }
+    expect(audit.entries.map((entry) => entry.sequence)).toEqual(['4', '5', '6'])
+    expect(audit.nextAfter).toBe('6')
+    expect(positions.size).toBe(API_SEED.acme.events)
   })
 
   it('lets an analyst key read every tenant and the cross-tenant analytics', async () => {
@@ -410,28 +490,28 @@ describe.each(DATABASE_BACKENDS)('HTTP API on $backend', ({ open }) => {
 
   it('answers bad input with a 400 naming the parameter, writes nothing but the access log, never a 500', async () => {
     const cases: [string, string][] = [
-      ['/v1/tenants/acme/audit?limit=1001', 'limit'],
-      ['/v1/tenants/acme/audit?limit=0', 'limit'],
-      ['/v1/tenants/acme/audit?limit=ten', 'limit'],
-      ['/v1/tenants/acme/audit?from=yesterday', 'from'],
-      ['/v1/tenants/acme/audit?from=2026-01-16&to=2026-01-15', 'from'],
-      ['/v1/tenants/acme/audit?from=2000-01-01&to=2099-01-01', 'from'],
-      ['/v1/tenants/acme/audit?eventType=NoSuchEvent', 'eventType'],
-      ['/v1/tenants/acme/audit?after=-1', 'after'],
-      ['/v1/tenants/acme/audit?after=99999999999999999999', 'after'],
-      [`/v1/tenants/acme/audit?modelVersion=${encodeURIComponent("x' or 1=1--")}`, 'modelVersion'],
-      [`/v1/tenants/acme/audit?promptVersion=${encodeURIComponent('1; select pg_sleep(10)')}`, 'promptVersion'],
-      ['/v1/tenants/acme/audit?taskId=%00', 'taskId'],
-      ['/v1/tenants/acme/audit?nonsense=1', 'nonsense'],
-      ['/v1/tenants/acme/tasks?status=exploded', 'status'],
-      ['/v1/tenants/acme/tasks?limit=100000', 'limit'],
-      ['/v1/tenants/acme/export?format=xml', 'format'],
+      ['/v2/tenants/acme/audit?limit=1001', 'limit'],
+      ['/v2/tenants/acme/audit?limit=0', 'limit'],
+      ['/v2/tenants/acme/audit?limit=ten', 'limit'],
+      ['/v2/tenants/acme/audit?from=yesterday', 'from'],
+      ['/v2/tenants/acme/audit?from=2026-01-16&to=2026-01-15', 'from'],
+      ['/v2/tenants/acme/audit?from=2000-01-01&to=2099-01-01', 'from'],
+      ['/v2/tenants/acme/audit?eventType=NoSuchEvent', 'eventType'],
+      ['/v2/tenants/acme/audit?after=-1', 'after'],
+      ['/v2/tenants/acme/audit?after=99999999999999999999', 'after'],
+      [`/v2/tenants/acme/audit?modelVersion=${encodeURIComponent("x' or 1=1--")}`, 'modelVersion'],
+      [`/v2/tenants/acme/audit?promptVersion=${encodeURIComponent('1; select pg_sleep(10)')}`, 'promptVersion'],
+      ['/v2/tenants/acme/audit?taskId=%00', 'taskId'],
+      ['/v2/tenants/acme/audit?nonsense=1', 'nonsense'],
+      ['/v2/tenants/acme/tasks?status=exploded', 'status'],
+      ['/v2/tenants/acme/tasks?limit=100000', 'limit'],
+      ['/v2/tenants/acme/export?format=xml', 'format'],
       ['/v1/analytics/failures?step=teleport', 'step'],
       ['/v1/analytics/failures/tenants', 'step'],
       ['/v1/analytics/models?from=1999-12-31', 'from'],
       [`/v1/analytics/costs?tenantId=${encodeURIComponent("acme' or '1'='1")}`, 'tenantId'],
       ['/v1/analytics/tools?to=2026-13-45', 'to'],
-      ['/v1/tenants/acme/audit?from=2026-02-31', 'from'],
+      ['/v2/tenants/acme/audit?from=2026-02-31', 'from'],
       ['/v1/analytics/costs?from=2026-04-31T10:00:00Z', 'from'],
     ]
     for (const [url, parameter] of cases) {
@@ -451,7 +531,7 @@ describe.each(DATABASE_BACKENDS)('HTTP API on $backend', ({ open }) => {
   })
 
   it('exports a tenant as JSONL that verifies against the hash chains, and as CSV', async () => {
-    const jsonl = await get('/v1/tenants/acme/export', keys.acme.key)
+    const jsonl = await get('/v2/tenants/acme/export', keys.acme.key)
     expect(jsonl.statusCode).toBe(200)
     expect(jsonl.headers['content-type']).toBe('application/x-ndjson; charset=utf-8')
     const verification = verifyExport(jsonl.body, 'jsonl', keyRing)

@@ -85,6 +85,23 @@ describe.each(DATABASE_BACKENDS)('audit trail filters on $backend', ({ open }) =
     expect(await trail({ limit: 1 })).toEqual((await trail({})).slice(0, 1))
   })
 
+  it('numbers each tenant 1..17 and pages by tenant sequence exactly as by position', async () => {
+    const globex = await trail({ tenantId: 'globex' })
+    expect(globex.map((entry) => entry.sequence)).toEqual(Array.from({ length: 17 }, (_, index) => BigInt(index + 1)))
+    expect((await trail({})).map((entry) => entry.sequence)).toEqual(globex.map((entry) => entry.sequence))
+    const whole = await trail({ from: '2026-01-15T09:00:02Z' })
+    const pages: AuditEntry[][] = []
+    for (let after = 0n; ; ) {
+      const page = await trail({ from: '2026-01-15T09:00:02Z', afterSequence: after, limit: 4 })
+      if (page.length === 0) break
+      pages.push(page)
+      after = page[page.length - 1]!.sequence
+    }
+    expect(pages.map((page) => page.length)).toEqual([4, 4, 4, 3])
+    expect(pages.flat()).toEqual(whole)
+    expect(await trail({ tenantId: 'globex', afterSequence: 17n })).toEqual([])
+  })
+
   it('never returns another tenant’s rows, whatever the filters say', async () => {
     const globex = await trail({ tenantId: 'globex' })
     expect(globex).toHaveLength(17)

@@ -25,7 +25,7 @@ interface PausedExport {
 }
 
 async function openPausedExport(baseUrl: string, key: string): Promise<PausedExport> {
-  const { request, response } = await httpGet(baseUrl, `/v1/tenants/${EXPORTED_TENANT}/export`, key)
+  const { request, response } = await httpGet(baseUrl, `/v2/tenants/${EXPORTED_TENANT}/export`, key)
   expect(response.statusCode).toBe(200)
   response.setEncoding('utf8')
   let ended = false
@@ -56,16 +56,18 @@ describe.each(DATABASE_BACKENDS)('streamed exports on a listening API server on 
   let app: FastifyInstance
   let baseUrl: string
   const exportReads = { count: 0 }
-  const keys = {} as Record<'exporter' | 'reader', { key: string }>
+  const keys = {} as Record<'exporter' | 'reader', { key: string }> & { exporters: { key: string }[] }
 
   beforeAll(async () => {
     database = await open()
     store = new PostgresEventStore(database)
     keyRing = randomKeyRing()
     await seedExportLoad({ database, store, keyRing, tasks: TASKS })
-    keys.exporter = await createApiKey(database.pool, { role: 'tenant', tenantId: EXPORTED_TENANT })
-    // The audit query goes to /v1 (auditPath), which answers analysts.
-    keys.reader = await createApiKey(database.pool, { role: 'analyst' })
+    // Three tenant keys of the exported tenant, one export each (a key may have two expensive requests in flight, the
+    // tenant four: api/rateLimits.ts), and a tenant key of the other tenant for its audit query (/v2).
+    keys.exporters = await Promise.all([1, 2, 3].map(() => createApiKey(database.pool, { role: 'tenant', tenantId: EXPORTED_TENANT })))
+    keys.exporter = keys.exporters[0]!
+    keys.reader = await createApiKey(database.pool, { role: 'tenant', tenantId: QUERIED_TENANT })
     // The server's store, with its reads of the exported tenant's log counted.
     const counted: EventStore = Object.assign(Object.create(store) as EventStore, {
       readTenantLog(tenantId: string, options?: ReadAllOptions) {
@@ -85,11 +87,8 @@ describe.each(DATABASE_BACKENDS)('streamed exports on a listening API server on 
   })
 
   it("answers /healthz and another tenant's audit query while three exports are open and unfinished; a resumed one verifies, destroyed ones stop reading", async () => {
-    const exports = [
-      await openPausedExport(baseUrl, keys.exporter.key),
-      await openPausedExport(baseUrl, keys.exporter.key),
-      await openPausedExport(baseUrl, keys.exporter.key),
-    ]
+    const exports: PausedExport[] = []
+    for (const exporter of keys.exporters) exports.push(await openPausedExport(baseUrl, exporter.key))
     for (const paused of exports) {
       expect(paused.first.startsWith('{"format":"annalist-export","formatVersion":2,"part":"header"')).toBe(true)
       expect(paused.ended()).toBe(false)
@@ -119,7 +118,7 @@ describe.each(DATABASE_BACKENDS)('streamed exports on a listening API server on 
 
     // The other two are dropped by their clients: the server stops reading for them, and a new export is not held up.
     for (const paused of abandoned) paused.destroy()
-    const again = await httpGetText(baseUrl, `/v1/tenants/${EXPORTED_TENANT}/export`, keys.exporter.key)
+    const again = await httpGetText(baseUrl, `/v2/tenants/${EXPORTED_TENANT}/export`, keys.exporter.key)
     expect(verifyExport(again.body, 'jsonl', keyRing)).toMatchObject({ ok: true, records: TASKS * 3 })
     const readsAfter = exportReads.count
     for (let i = 0; i < 5; i++) expect((await httpGetText(baseUrl, auditPath(QUERIED_TENANT), keys.reader.key)).status).toBe(200)
@@ -138,7 +137,7 @@ describe.each(DATABASE_BACKENDS)('streamed exports on a listening API server on 
     try {
       await broken.listen({ port: 0, host: '127.0.0.1' })
       const url = `http://127.0.0.1:${(broken.server.address() as AddressInfo).port}`
-      const { response } = await httpGet(url, `/v1/tenants/${EXPORTED_TENANT}/export`, keys.exporter.key)
+      const { response } = await httpGet(url, `/v2/tenants/${EXPORTED_TENANT}/export`, keys.exporter.key)
       expect(response.statusCode).toBe(200)
       response.setEncoding('utf8')
       let text = ''

@@ -163,16 +163,25 @@ describe.each(DATABASE_BACKENDS)('task dead letters read model on $backend', ({ 
     const app = buildApiServer({ pool: fixture.database.pool, store: fixture.store, keyRing: fixture.keyRing })
     try {
       const get = (url: string) => app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${acmeKey.key}` } })
-      const own = await get('/v1/tenants/acme/dead-tasks?status=redriven')
+      const own = await get('/v2/tenants/acme/dead-tasks?status=redriven')
       expect(own.statusCode).toBe(200)
-      const body = own.json() as { deadLetters: { taskId: string; runId: string; status: string; redrivenBy: string; position: string; failures: unknown[] }[] }
+      const body = own.json() as { deadLetters: { taskId: string; runId: string; status: string; redrivenBy: string; failures: unknown[] }[] }
       expect(body.deadLetters.map((letter) => [letter.taskId, letter.runId, letter.status, letter.redrivenBy, letter.failures.length])).toEqual([['task-a', 'run-1', 'redriven', 'alice', 4]])
-      expect(typeof body.deadLetters[0]!.position).toBe('string')
-      // The old name answers the same, as a deprecated alias.
-      expect((await get('/v1/tenants/acme/dead-letters?status=redriven')).json()).toEqual(body)
-      expect((await get('/v1/tenants/acme/dead-tasks?status=open')).json()).toEqual({ deadLetters: [] })
-      expect((await get('/v1/tenants/globex/dead-tasks')).statusCode).toBe(403)
-      expect((await get('/v1/tenants/acme/dead-tasks?status=closed')).statusCode).toBe(400)
+      // /v2 shows no global position; /v1 (analysts and operators only, deprecated) still does.
+      expect(body.deadLetters[0]).not.toHaveProperty('position')
+      expect(body.deadLetters[0]).toMatchObject({ eventId: expect.any(String), redriveNote: 'provider fixed', deadLetteredAt: expect.any(String) })
+      expect((await get('/v1/tenants/acme/dead-tasks?status=redriven')).statusCode).toBe(410)
+      const analyst = await createApiKey(fixture.database.pool, { role: 'analyst' })
+      const v1 = (await app.inject({ method: 'GET', url: '/v1/tenants/acme/dead-tasks?status=redriven', headers: { authorization: `Bearer ${analyst.key}` } })).json() as {
+        deadLetters: { position: string }[]
+      }
+      expect(typeof v1.deadLetters[0]!.position).toBe('string')
+      expect(Object.keys(body.deadLetters[0]!).sort()).toEqual(Object.keys(v1.deadLetters[0]!).filter((key) => key !== 'position').sort())
+      // The old name answers the same on /v1, as a deprecated alias.
+      expect((await app.inject({ method: 'GET', url: '/v1/tenants/acme/dead-letters?status=redriven', headers: { authorization: `Bearer ${analyst.key}` } })).json()).toEqual(v1)
+      expect((await get('/v2/tenants/acme/dead-tasks?status=open')).json()).toEqual({ deadLetters: [] })
+      expect((await get('/v2/tenants/globex/dead-tasks')).statusCode).toBe(403)
+      expect((await get('/v2/tenants/acme/dead-tasks?status=closed')).statusCode).toBe(400)
     } finally {
       await app.close()
     }

@@ -11,10 +11,10 @@ import { randomKeyRing } from '../support/databases'
 
 /**
  * The path of a tenant route, the one place the suite spells it: `tenantPath('acme', 'audit')` is
- * `/v1/tenants/acme/audit`. Segments go into the URL as given, so a probe can percent-encode them as it likes.
+ * `/v2/tenants/acme/audit`. Segments go into the URL as given, so a probe can percent-encode them as it likes.
  */
 export function tenantPath(tenantSegment: string, ...rest: string[]): string {
-  return ['/v1/tenants', tenantSegment, ...rest].join('/')
+  return ['/v2/tenants', tenantSegment, ...rest].join('/')
 }
 
 /** The access log, which every non-public request appends to; every other table must stay as it was. */

@@ -36,6 +36,7 @@ describe('audit trail query validation', () => {
       modelVersion: null,
       promptTemplateVersion: null,
       afterPosition: 0n,
+      afterSequence: null,
       limit: 1_000,
     })
     expect(valid({ from: '2026-01-02', to: '2026-01-03T00:00:00+01:00', eventTypes: ['PlanCreated', 'PlanCreated'], afterPosition: 7n, limit: 10_000 })).toMatchObject({
@@ -62,6 +63,9 @@ describe('audit trail query validation', () => {
       [{ afterPosition: -1n }, 'after position', /from 0 to/],
       [{ afterPosition: 2n ** 63n }, 'after position', /from 0 to 9223372036854775807/],
       [{ afterPosition: 5 as unknown as bigint }, 'after position', /from 0 to/],
+      [{ afterSequence: -1n }, 'after sequence', /from 0 to/],
+      [{ afterSequence: 2n ** 63n }, 'after sequence', /from 0 to 9223372036854775807/],
+      [{ afterSequence: 3n, afterPosition: 3n }, 'after sequence', /not both/],
       [{ limit: 0 }, 'limit', /from 1 to 10000/],
       [{ limit: 10_001 }, 'limit', /from 1 to 10000/],
       [{ limit: 2.5 }, 'limit', /from 1 to 10000/],

@@ -33,7 +33,8 @@ export const EVENTS_CHANNEL = 'annalist_events'
 
 /*
  * Appends are serialized by a transaction-scoped advisory lock, taken first thing by the annalist_append SQL function
- * (migrations/005_stream_lifecycle.sql, which replaced 004_append_function.sql's; key 7020670233826915188).
+ * (now migrations/017_tenant_sequence.sql's, which replaced 005_stream_lifecycle.sql's and 004_append_function.sql's;
+ * key 7020670233826915188).
  *
  * Why: `position` comes from a sequence, so a transaction can take position 7, stall, and commit after another
  * transaction committed position 8. A subscriber reading `position > checkpoint` would see 8, move its checkpoint to 8,

@@ -55,6 +55,7 @@ declare
   v_tenant text := annalist_stream_tenant(p_stream);
   v_count bigint := jsonb_array_length(p_events);
   v_last_sequence bigint;
+  v_constraint text;
 begin
   perform pg_advisory_xact_lock(7020670233826915188);
   select m.deleted, m.tombstoned into v_deleted, v_tombstoned from stream_metadata m where m.stream_name = p_stream;
@@ -83,6 +84,13 @@ begin
     )
     select max(position), max(stream_revision) into v_position, v_revision from inserted;
   exception when unique_violation then
+    -- A repeated event ID or a taken revision: rejected, and the caller classifies it. A taken tenant sequence means
+    -- tenant_sequences was set back outside this function: no retry can succeed, so say so rather than reject.
+    get stacked diagnostics v_constraint = constraint_name;
+    if v_constraint = 'events_tenant_sequence_key' then
+      raise exception 'tenant_sequences is behind the stored events of tenant %: it was changed outside annalist_append; set its last_sequence to the highest events.tenant_sequence of that tenant', v_tenant
+        using errcode = 'data_corrupted';
+    end if;
     return;
   end;
   if v_deleted then

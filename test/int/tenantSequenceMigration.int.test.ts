@@ -60,4 +60,20 @@ describe.each(DATABASE_BACKENDS)('migration 017 (tenant sequence) on $backend', 
     // The probes appended above are no domain events: the projection dead-letters them, so their numbers are missing here.
     expect(await sequencesByTenant(pool, 'audit_timeline')).toEqual({ acme: [...oneTo(5), ...oneTo(13).slice(8)], globex: ['1', '2', '4', '5'] })
   })
+
+  it('refuses an append in one line, writing nothing, when tenant_sequences was set back, instead of rejecting it as a conflict for ever', async () => {
+    const pool = fixture.database.pool
+    await appendInterleaved(fixture.historian, '1')
+    await pool.query(`update tenant_sequences set last_sequence = 1 where tenant_id = 'acme'`)
+    const before = await sequencesByTenant(pool, 'events')
+    const task = new TaskEventFactory('acme', 'task-after')
+    await expect(appendTaskEvents(fixture.historian, 'acme', 'task-after', [task.received()])).rejects.toThrow(
+      // The port does not model it, so it comes as the store's error (EventStoreUnavailableError), with its one line.
+      /^postgres event store unavailable: tenant_sequences is behind the stored events of tenant acme: it was changed outside annalist_append; set its last_sequence to the highest events\.tenant_sequence of that tenant$/,
+    )
+    expect(await sequencesByTenant(pool, 'events')).toEqual(before)
+    await pool.query(`update tenant_sequences set last_sequence = 5 where tenant_id = 'acme'`)
+    await appendTaskEvents(fixture.historian, 'acme', 'task-after', [task.received()])
+    expect((await sequencesByTenant(pool, 'events')).acme).toEqual(oneTo(6))
+  })
 })

@@ -180,21 +180,18 @@ export class EsdbEventStore implements EventStore {
   }
 
   /**
-   * The tenant's newest visible event: $all read backwards from its end until an event of the tenant's category. A
-   * filtered read goes forwards only in this client (a catch-up subscription), so the filter is applied here.
+   * The tenant's newest visible event: the tenant's log read forwards to its end through the server-side filter of
+   * readTenantLog, keeping the last event. This client reads $all backwards only without a filter, which would bring
+   * other tenants' events to this process; reading the tenant's own events instead costs a pass over them, which an
+   * export (the caller) makes anyway.
    */
   async readTenantHead(tenantId: string): Promise<RecordedEvent | undefined> {
-    const prefix = `${tenantCategory(tenantId)}-`
-    const visibility = new StreamVisibility(this.client)
-    try {
-      for await (const resolved of this.client.readAll({ direction: BACKWARDS, fromPosition: END })) {
-        const event = resolved.event
-        if (event && event.streamId.startsWith(prefix) && (await visibility.isVisible(event))) return toRecordedEvent(event)
-      }
-    } catch (error) {
-      throw asEventStoreError('esdb', error)
+    let head: RecordedEvent | undefined
+    for (;;) {
+      const page = await this.readTenantLog(tenantId, { after: head?.position, maxCount: DEFAULT_READ_ALL_MAX_COUNT })
+      if (page.length === 0) return head
+      head = page[page.length - 1]
     }
-    return undefined
   }
 
   /** One event type across tenants: $all through a server-side event-type filter (exact match). */

@@ -106,49 +106,49 @@ describe.each(DATABASE_BACKENDS)('API limits on $backend', ({ open }) => {
 
   it('refuses the request after a key used its per-minute rate with 429 and Retry-After, and not another key of the same tenant', async () => {
     const app = await server({ limits: { requestsPerKeyPerMinute: 3 } })
-    for (let i = 0; i < 3; i += 1) expect((await get(app, '/v1/tenants/acme/tasks', keys.acmeA)).statusCode).toBe(200)
-    expectTooMany(await get(app, '/v1/tenants/acme/tasks', keys.acmeA))
-    expect(await lastAccessOf(keys.acmeA)).toMatchObject({ status: 429, deniedReason: 'rate limited', route: '/v1/tenants/:tenantId/tasks' })
-    expect((await get(app, '/v1/tenants/acme/tasks', keys.acmeB)).statusCode).toBe(200)
+    for (let i = 0; i < 3; i += 1) expect((await get(app, '/v2/tenants/acme/tasks', keys.acmeA)).statusCode).toBe(200)
+    expectTooMany(await get(app, '/v2/tenants/acme/tasks', keys.acmeA))
+    expect(await lastAccessOf(keys.acmeA)).toMatchObject({ status: 429, deniedReason: 'rate limited', route: '/v2/tenants/:tenantId/tasks' })
+    expect((await get(app, '/v2/tenants/acme/tasks', keys.acmeB)).statusCode).toBe(200)
   })
 
   it("counts a tenant's keys together on expensive routes, never another tenant's nor an analyst's requests", async () => {
     const app = await server({ limits: { expensivePerTenantPerMinute: 2 } })
-    expect((await get(app, '/v1/tenants/acme/audit', keys.acmeA)).statusCode).toBe(200)
-    expect((await get(app, '/v1/tenants/acme/audit', keys.acmeB)).statusCode).toBe(200)
-    const refused = await get(app, '/v1/tenants/acme/audit', keys.acmeA)
+    expect((await get(app, '/v2/tenants/acme/audit', keys.acmeA)).statusCode).toBe(200)
+    expect((await get(app, '/v2/tenants/acme/audit', keys.acmeB)).statusCode).toBe(200)
+    const refused = await get(app, '/v2/tenants/acme/audit', keys.acmeA)
     expectTooMany(refused)
     expect(await lastAccessOf(keys.acmeA)).toMatchObject({ status: 429, deniedReason: 'rate limited' })
     // Not an expensive route: only the per-key rate applies.
-    expect((await get(app, '/v1/tenants/acme/tasks', keys.acmeB)).statusCode).toBe(200)
-    expect((await get(app, '/v1/tenants/globex/audit', keys.globex)).statusCode).toBe(200)
-    expect((await get(app, '/v1/tenants/acme/audit', keys.analyst)).statusCode).toBe(200)
-    expect((await get(app, '/v1/tenants/acme/audit', keys.analyst)).statusCode).toBe(200)
-    expect((await get(app, '/v1/tenants/acme/audit', keys.analyst)).statusCode).toBe(200)
+    expect((await get(app, '/v2/tenants/acme/tasks', keys.acmeB)).statusCode).toBe(200)
+    expect((await get(app, '/v2/tenants/globex/audit', keys.globex)).statusCode).toBe(200)
+    expect((await get(app, '/v2/tenants/acme/audit', keys.analyst)).statusCode).toBe(200)
+    expect((await get(app, '/v2/tenants/acme/audit', keys.analyst)).statusCode).toBe(200)
+    expect((await get(app, '/v2/tenants/acme/audit', keys.analyst)).statusCode).toBe(200)
 
     // An analyst busy on acme does not use up acme's share either.
     const busy = await server({ limits: { expensivePerTenantPerMinute: 1 } })
-    for (let i = 0; i < 3; i += 1) expect((await get(busy, '/v1/tenants/acme/audit', keys.analyst)).statusCode).toBe(200)
-    expect((await get(busy, '/v1/tenants/acme/audit', keys.acmeA)).statusCode).toBe(200)
+    for (let i = 0; i < 3; i += 1) expect((await get(busy, '/v2/tenants/acme/audit', keys.analyst)).statusCode).toBe(200)
+    expect((await get(busy, '/v2/tenants/acme/audit', keys.acmeA)).statusCode).toBe(200)
   })
 
   it('refuses an expensive request while the key (or its tenant) has its limit in flight, and admits one once it finished', async () => {
     const gated = gatedPool(database.pool)
     const app = await server({ pool: gated.pool, limits: { expensiveInFlightPerKey: 1, expensiveInFlightPerTenant: 1 } })
     gated.hold()
-    const held = get(app, '/v1/tenants/acme/audit', keys.acmeA)
+    const held = get(app, '/v2/tenants/acme/audit', keys.acmeA)
     await waitUntil('the first audit read to be held', gated.entered)
-    const sameKey = await get(app, '/v1/tenants/acme/audit', keys.acmeA)
+    const sameKey = await get(app, '/v2/tenants/acme/audit', keys.acmeA)
     expectTooMany(sameKey)
     expect(sameKey.headers['retry-after']).toBe('1')
     expect(await lastAccessOf(keys.acmeA)).toMatchObject({ status: 429, deniedReason: 'too many concurrent requests' })
-    expectTooMany(await get(app, '/v1/tenants/acme/audit', keys.acmeB))
-    expect((await get(app, '/v1/tenants/acme/tasks', keys.acmeB)).statusCode).toBe(200)
-    expect((await get(app, '/v1/tenants/globex/audit', keys.globex)).statusCode).toBe(200)
-    expect((await get(app, '/v1/tenants/acme/audit', keys.analyst)).statusCode).toBe(200)
+    expectTooMany(await get(app, '/v2/tenants/acme/audit', keys.acmeB))
+    expect((await get(app, '/v2/tenants/acme/tasks', keys.acmeB)).statusCode).toBe(200)
+    expect((await get(app, '/v2/tenants/globex/audit', keys.globex)).statusCode).toBe(200)
+    expect((await get(app, '/v2/tenants/acme/audit', keys.analyst)).statusCode).toBe(200)
     gated.release()
     expect((await held).statusCode).toBe(200)
-    await waitUntil('a new audit read of the same key to be admitted', async () => (await get(app, '/v1/tenants/acme/audit', keys.acmeA)).statusCode === 200)
+    await waitUntil('a new audit read of the same key to be admitted', async () => (await get(app, '/v2/tenants/acme/audit', keys.acmeA)).statusCode === 200)
   })
 
   it('gives the in-flight slot back when the client goes away before its response', async () => {
@@ -157,12 +157,12 @@ describe.each(DATABASE_BACKENDS)('API limits on $backend', ({ open }) => {
     await app.listen({ port: 0, host: '127.0.0.1' })
     const { port } = app.server.address() as AddressInfo
     gated.hold()
-    const request = http.get({ port, host: '127.0.0.1', path: '/v1/tenants/acme/audit', headers: { authorization: `Bearer ${keys.acmeA.key}` } })
+    const request = http.get({ port, host: '127.0.0.1', path: '/v2/tenants/acme/audit', headers: { authorization: `Bearer ${keys.acmeA.key}` } })
     request.on('error', () => undefined)
     await waitUntil('the audit read to be held', gated.entered)
-    expectTooMany(await get(app, '/v1/tenants/acme/audit', keys.acmeA))
+    expectTooMany(await get(app, '/v2/tenants/acme/audit', keys.acmeA))
     request.destroy()
-    await waitUntil('the slot to be given back', async () => (await get(app, '/v1/tenants/acme/audit', keys.acmeA)).statusCode === 200)
+    await waitUntil('the slot to be given back', async () => (await get(app, '/v2/tenants/acme/audit', keys.acmeA)).statusCode === 200)
     gated.release()
   })
 
@@ -174,7 +174,7 @@ describe.each(DATABASE_BACKENDS)('API limits on $backend', ({ open }) => {
     gated.hold()
     const slowAnswer = new Promise<number>((resolve, reject) => {
       http
-        .get({ port, host: '127.0.0.1', path: '/v1/tenants/acme/audit', headers: { authorization: `Bearer ${keys.analyst.key}` } }, (response) => {
+        .get({ port, host: '127.0.0.1', path: '/v2/tenants/acme/audit', headers: { authorization: `Bearer ${keys.analyst.key}` } }, (response) => {
           response.resume()
           response.on('end', () => resolve(response.statusCode ?? 0))
         })
@@ -203,7 +203,7 @@ describe.each(DATABASE_BACKENDS)('API limits on $backend', ({ open }) => {
     const app = await server()
     await app.listen({ port: 0, host: '127.0.0.1' })
     const { port } = app.server.address() as AddressInfo
-    const answer = await rawExchange(port, (socket) => socket.end(`GET /v1/tenants/acme/audit HTTP/1.1\r\nHost: localhost\r\nX-Padding: ${'x'.repeat(16 * 1024)}\r\n\r\n`))
+    const answer = await rawExchange(port, (socket) => socket.end(`GET /v2/tenants/acme/audit HTTP/1.1\r\nHost: localhost\r\nX-Padding: ${'x'.repeat(16 * 1024)}\r\n\r\n`))
     expect(answer).toMatch(/^HTTP\/1\.1 431 /)
     await waitUntil('the 431 to be recorded', async () => {
       const { rows } = await database.pool.query<{ count: string }>(
@@ -228,7 +228,7 @@ describe.each(DATABASE_BACKENDS)('API limits on $backend', ({ open }) => {
   it('records the socket address, and X-Forwarded-For only from a trusted proxy', async () => {
     const forwarded = { 'x-forwarded-for': '203.0.113.7' }
     const ask = async (app: FastifyInstance, remoteAddress: string) => {
-      await app.inject({ method: 'GET', url: '/v1/tenants/acme/tasks', remoteAddress, headers: { authorization: `Bearer ${keys.acmeA.key}`, ...forwarded } })
+      await app.inject({ method: 'GET', url: '/v2/tenants/acme/tasks', remoteAddress, headers: { authorization: `Bearer ${keys.acmeA.key}`, ...forwarded } })
       return (await lastAccessOf(keys.acmeA))?.clientAddress
     }
     const direct = await server()
@@ -242,7 +242,7 @@ describe.each(DATABASE_BACKENDS)('API limits on $backend', ({ open }) => {
     const app = await server({ refusalsLoggedPerMinute: 3 })
     const address = `10.${Number.parseInt(randomSuffix(1), 16)}.${Number.parseInt(randomSuffix(1), 16)}.9`
     for (let i = 0; i < 7; i += 1) {
-      const response = await app.inject({ method: 'GET', url: '/v1/tenants/acme/audit', remoteAddress: address })
+      const response = await app.inject({ method: 'GET', url: '/v2/tenants/acme/audit', remoteAddress: address })
       expect(response.statusCode).toBe(401)
     }
     const { rows: counts } = await database.pool.query<{ count: string }>(
@@ -257,7 +257,7 @@ describe.each(DATABASE_BACKENDS)('API limits on $backend', ({ open }) => {
 
     // With a valid key every request keeps its own row.
     const before = (await recentApiAccesses(database.pool, { keyId: keys.globex.id, limit: 1_000 })).length
-    for (let i = 0; i < 5; i += 1) await get(app, '/v1/tenants/acme/tasks', keys.globex, address)
+    for (let i = 0; i < 5; i += 1) await get(app, '/v2/tenants/acme/tasks', keys.globex, address)
     expect((await recentApiAccesses(database.pool, { keyId: keys.globex.id, limit: 1_000 })).length).toBe(before + 5)
   })
 

@@ -48,7 +48,7 @@ describe('revoking a key while annalist serve holds the embedded database', () =
       },
       { timeoutMs: 60_000, intervalMs: 50, detail: () => output },
     )
-    const tasksOfAcme = () => fetch(`${baseUrl}/v1/tenants/acme/tasks`, { headers: { authorization: `Bearer ${acme.key}` } })
+    const tasksOfAcme = () => fetch(`${baseUrl}/v2/tenants/acme/tasks`, { headers: { authorization: `Bearer ${acme.key}` } })
     expect((await tasksOfAcme()).status).toBe(200)
 
     const refused = await runAnnalist(['api-keys', 'revoke', acme.id], withOperator)

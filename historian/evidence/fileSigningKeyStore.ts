@@ -1,4 +1,4 @@
-import { createPrivateKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto'
+import { createPrivateKey, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto'
 import { link, lstat, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises'
 import path from 'node:path'
 import { z } from 'zod'
@@ -77,7 +77,7 @@ async function writeNewPrivateFile(file: string, text: string): Promise<void> {
 const stateText = (state: SigningKeyState) => `${JSON.stringify(state, null, 2)}\n`
 
 /** A fresh temporary name beside the state file, for atomic replacement. */
-const temporaryStateFile = (directory: string) => path.join(directory, `${SIGNING_KEY_STATE_FILE}.${process.pid}.${Date.now()}.tmp`)
+const temporaryStateFile = (directory: string) => path.join(directory, `${SIGNING_KEY_STATE_FILE}.${randomBytes(8).toString('hex')}.tmp`)
 
 /** Reads and validates the state file. */
 async function readState(directory: string): Promise<SigningKeyState> {
@@ -119,8 +119,8 @@ export async function initSigningKeyDirectory(directory: string, now: Date = new
   if (await stat(path.join(directory, SIGNING_KEY_STATE_FILE)).then(() => true, () => false)) throw initialised()
   const current = await createKey(directory, now)
   const temporary = temporaryStateFile(directory)
-  await writeNewPrivateFile(temporary, stateText({ format: 1, keys: [current] }))
   try {
+    await writeNewPrivateFile(temporary, stateText({ format: 1, keys: [current] }))
     await link(temporary, path.join(directory, SIGNING_KEY_STATE_FILE))
   } catch (error) {
     await rm(path.join(directory, `${current.kid}.pem`), { force: true })

@@ -107,7 +107,7 @@ describe('signEvidence and verifyEvidence', () => {
     it('a bad signature', async () => {
       const { document, keys, kid } = await signed()
       const sig = Buffer.from(document.signature.sig, 'base64url')
-      sig[10] ^= 0x01
+      sig[10] = sig[10]! ^ 0x01
       const tampered = { ...document, signature: { ...document.signature, sig: sig.toString('base64url') } }
       expect(refusal(() => verifyEvidence(tampered, keys, KIND), EvidenceSignatureError)).toBe(
         `the signature does not verify under key ${kid}: the document's kind, payload or signature was altered after signing`,

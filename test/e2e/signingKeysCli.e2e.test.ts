@@ -1,15 +1,20 @@
+import { spawn } from 'node:child_process'
 import { chmod, readdir, stat } from 'node:fs/promises'
 import path from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createApiKey } from '../../api/keys'
 import { signEvidence, verifyEvidence } from '../../historian/evidence/evidence'
 import { FileSigningKeyStore } from '../../historian/evidence/fileSigningKeyStore'
 import { signingKeyId, type SigningKeySet } from '../../historian/evidence/signingKeys'
+import { generateIntegrityKey } from '../../historian/integrity/tenantKeyRing'
 import { freshPostgresDatabase } from '../support/databases'
 import { operatorKeyEnv } from '../support/operatorKey'
 import { runAnnalist, type CliRun } from '../support/runCli'
 import { scratchDirs } from '../support/scratchDirs'
+import { waitUntil } from '../support/waitUntil'
 
+const CLI = fileURLToPath(new URL('../../bin/annalist.js', import.meta.url))
 const HINT = '  (run with --verbose for details)'
 const newDir = scratchDirs('annalist-signing-cli-')
 
@@ -97,12 +102,36 @@ describe('signing keys in the CLI', () => {
     expect(verifyEvidence(signed, after, 'erasure-certificate.v1').key.status).toBe('retired')
   })
 
+  it('annalist serve publishes the same JWK Set on GET /v1/keys/signing without a key', async () => {
+    const env = { ...process.env, DATABASE_URL: database.url, ANNALIST_INTEGRITY_KEY: generateIntegrityKey(), ANNALIST_SIGNING_KEY_DIR: directory }
+    const child = spawn(process.execPath, [CLI, 'serve', '--port', '0'], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+    let output = ''
+    child.stdout.on('data', (chunk) => (output += chunk))
+    child.stderr.on('data', (chunk) => (output += chunk))
+    try {
+      const baseUrl = await waitUntil(
+        'serve to say where it listens',
+        () => {
+          if (child.exitCode !== null) throw new Error(`serve exited with code ${child.exitCode}`)
+          return /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1]
+        },
+        { timeoutMs: 30_000, intervalMs: 50, detail: () => output },
+      )
+      const response = await fetch(`${baseUrl}/v1/keys/signing`)
+      expect(response.status).toBe(200)
+      expect(await response.json()).toEqual(await publicKeys())
+    } finally {
+      child.kill('SIGTERM')
+      await new Promise((resolve) => child.once('exit', resolve))
+    }
+  })
+
   it('refuses a key directory other users may read, naming the variable', async () => {
     await chmod(directory, 0o750)
     try {
-      expect(refusal(await run(['keys', 'public']))).toBe(
-        `annalist: ANNALIST_SIGNING_KEY_DIR: ${directory} is open to other users (mode 0750); the directory must be 0700${HINT}`,
-      )
+      const line = `annalist: ANNALIST_SIGNING_KEY_DIR: ${directory} is open to other users (mode 0750); the directory must be 0700${HINT}`
+      expect(refusal(await run(['keys', 'public']))).toBe(line)
+      expect(refusal(await run(['serve', '--port', '0'], { ANNALIST_INTEGRITY_KEY: generateIntegrityKey() }))).toBe(line)
     } finally {
       await chmod(directory, 0o700)
     }

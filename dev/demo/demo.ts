@@ -98,7 +98,7 @@ export async function demoCommand(options: { tenants?: string; tasks?: string; m
     if (signingKeyDir === undefined) {
       const demoKeys = await demoSigningKeys(config.dataDir)
       signingKeyDir = demoKeys.directory
-      say(`  evidence signing: no ANNALIST_SIGNING_KEY_DIR configured, so ${demoKeys.created ? 'a new Ed25519 key was made in' : 'the keys in'} ${demoKeys.directory} (0700) sign evidence`)
+      say(`  evidence signing: no ANNALIST_SIGNING_KEY_DIR configured, so evidence is signed with ${demoKeys.created ? 'a new Ed25519 key made in' : 'the keys in'} ${demoKeys.directory} (mode 0700)`)
     }
     const historian = new Historian(store, { keyRing })
 

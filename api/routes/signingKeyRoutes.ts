@@ -3,7 +3,7 @@ import { z } from 'zod'
 import { SigningKeyStatus } from '../../historian/evidence/signingKeys'
 import { PUBLIC_ROUTE } from '../accessControl'
 import type { ApiDeps } from '../apiDeps'
-import { ErrorBody } from '../schemas'
+import { ErrorBody, NoQuery } from '../schemas'
 
 /** The route that publishes the evidence signing keys. */
 export const SIGNING_KEYS_ROUTE = '/keys/signing'
@@ -39,7 +39,8 @@ export const signingKeyRoutes: FastifyPluginAsyncZod<{ deps: ApiDeps }> = async 
         description:
           'Every Ed25519 key that signed or signs evidence (erasure certificates, and later digests and evidence packs): the current one and the ' +
           'retired ones, which still verify what they signed. A document names its key in signature.kid (docs/evidence.md). No API key needed.',
-        response: { 200: z.object({ keys: z.array(PublishedSigningKey) }), 503: ErrorBody },
+        querystring: NoQuery,
+        response: { 200: z.object({ keys: z.array(PublishedSigningKey) }), 400: ErrorBody, 503: ErrorBody },
       },
     },
     async (_request, reply) => {

@@ -185,6 +185,6 @@ describe('GET /v1/keys/signing', () => {
     const document = (await app.inject({ method: 'GET', url: '/openapi.json' })).json() as { paths: Record<string, { get?: { security?: unknown; responses?: object } }> }
     const route = document.paths['/v1/keys/signing']?.get
     expect(route?.security).toBeUndefined()
-    expect(Object.keys(route?.responses ?? {}).sort()).toEqual(['200', '503'])
+    expect(Object.keys(route?.responses ?? {}).sort()).toEqual(['200', '400', '503'])
   })
 })

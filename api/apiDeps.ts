@@ -1,4 +1,5 @@
 import type pg from 'pg'
+import type { SigningKeyStore } from '../historian/evidence/signingKeys'
 import type { TenantKeyRing } from '../historian/integrity/tenantKeyRing'
 import type { EventStore } from '../historian/port'
 
@@ -68,4 +69,6 @@ export interface ApiDeps {
   readonly redriveTask?: RedriveTask
   /** How to cancel a task; unset when the server has no Temporal connection (the cancel route answers 503). */
   readonly cancelTask?: CancelTask
+  /** The evidence signing keys GET /v1/keys/signing publishes; unset when none are configured (the route answers 503). */
+  readonly signingKeys?: SigningKeyStore
 }

@@ -45,6 +45,7 @@ export const PERMISSIONS = {
   'key.revoke': { target: Target.tenant, summary: 'revoke an API key (target: the key\'s tenant; none for a global key)', grants: grants(no, no, yes) },
   'projectionDeadLetter.retry': { target: Target.global, summary: "retry events a projection dead-lettered", grants: grants(no, no, yes) },
   'projection.rebuild': { target: Target.global, summary: 'rebuild a projection', grants: grants(no, no, yes) },
+  'signingKeys.manage': { target: Target.global, summary: 'create and rotate the Ed25519 keys that sign evidence', grants: grants(no, no, yes) },
 } as const satisfies Record<string, PermissionRule>
 
 /** An action a key may be allowed; the keys of PERMISSIONS. */

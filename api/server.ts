@@ -3,6 +3,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import { jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod'
 import type pg from 'pg'
 import { Counter, Registry } from 'prom-client'
+import type { SigningKeyStore } from '../historian/evidence/signingKeys'
 import type { TenantKeyRing } from '../historian/integrity/tenantKeyRing'
 import type { EventStore } from '../historian/port'
 import { redactError } from '../historian/redact'
@@ -17,6 +18,7 @@ import { requireWholeNumbers } from './wholeNumbers'
 import { analyticsRoutes } from './routes/analyticsRoutes'
 import { operationsRoutes } from './routes/operationsRoutes'
 import { operatorRoutes } from './routes/operatorRoutes'
+import { signingKeyRoutes } from './routes/signingKeyRoutes'
 import { TenantApiVersion, tenantRoutes } from './routes/tenantRoutes'
 import { ExportPacer } from '../projections/export/tenantExport'
 
@@ -58,6 +60,8 @@ export interface ApiServerOptions {
   readonly redriveTask?: RedriveTask
   /** How to cancel a task (Temporal); without it the cancel route answers 503. */
   readonly cancelTask?: CancelTask
+  /** The evidence signing keys GET /v1/keys/signing publishes; without them the route answers 503. */
+  readonly signingKeys?: SigningKeyStore
   /** Request timeouts and body limit; each unset one has its DEFAULT_API_TIMEOUTS value. */
   readonly timeouts?: Partial<ApiTimeouts>
   /** Per-key and per-tenant rate and concurrency limits; each unset one has its DEFAULT_RATE_LIMITS value. */
@@ -101,8 +105,8 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
   const report = options.onError ?? reportToStderr
   // Every error report goes through the redaction of historian/redact.ts, whoever receives it.
   const onError = (error: unknown): void => report(error instanceof Error ? redactedError(error) : redactError(error))
-  const { pool, store, keyRing, now, redriveTask, cancelTask } = options
-  const deps: ApiDeps = { pool, store, keyRing, now, redriveTask, cancelTask }
+  const { pool, store, keyRing, now, redriveTask, cancelTask, signingKeys } = options
+  const deps: ApiDeps = { pool, store, keyRing, now, redriveTask, cancelTask, signingKeys }
   const registry = options.registry ?? new Registry()
   const requests = new Counter({
     name: 'annalist_api_requests_total',
@@ -155,7 +159,7 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
         version: '2.0.0',
         description:
           'Tenant-scoped audit trail, task summaries and exports, cross-tenant analytics for the analyst role, and operator actions ' +
-          '(redrive, key revocation). Every route declares the permission it needs (docs/roles.md).',
+          '(redrive, key revocation), and the public keys that verify signed evidence. Every route declares the permission it needs (docs/roles.md).',
       },
       components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'an API key from `annalist api-keys create`' } } },
     },
@@ -168,5 +172,6 @@ export function buildApiServer(options: ApiServerOptions): FastifyInstance {
   for (const version of Object.values(TenantApiVersion)) app.register(tenantRoutes, { prefix: `/${version}`, deps, version, exportPacer })
   app.register(analyticsRoutes, { prefix: '/v1', deps })
   app.register(operatorRoutes, { prefix: '/v1', deps })
+  app.register(signingKeyRoutes, { prefix: '/v1', deps })
   return app
 }

@@ -12,7 +12,7 @@ function buildProgram(): Command {
     .showHelpAfterError()
     .addHelpText(
       'after',
-      '\nCommands that change state (start, cancel, redrive, replay, rebuild, projection-dead-letters retry, api-keys create and revoke, lifecycle) need an API key\n' +
+      '\nCommands that change state (start, cancel, redrive, replay, rebuild, projection-dead-letters retry, api-keys create and revoke, lifecycle, keys signing) need an API key\n' +
         'whose role holds their permission in ANNALIST_API_KEY; the first global operator key is created without one (docs/roles.md).',
     )
 
@@ -294,6 +294,23 @@ function buildProgram(): Command {
     .description('revoke a key by its ID; it stops working at once (needs ANNALIST_API_KEY with key.revoke)')
     .argument('<id>', 'key ID (from `api-keys list`)')
     .action(async (id) => (await import('./commands/apiKeys')).apiKeysRevokeCommand(id))
+
+  const keys = program.command('keys').description('the keys Annalist holds (docs/evidence.md)')
+  const signingKeys = keys
+    .command('signing')
+    .description('the Ed25519 keys that sign evidence leaving the system, in the private directory ANNALIST_SIGNING_KEY_DIR (docs/evidence.md)')
+  signingKeys
+    .command('init')
+    .description('create the signing key directory (0700) and its first key (needs ANNALIST_API_KEY with signingKeys.manage)')
+    .action(async () => (await import('./commands/signingKeys')).signingKeysInitCommand())
+  signingKeys
+    .command('rotate')
+    .description('make a new signing key current and retire the old one, which stays published for verification (needs ANNALIST_API_KEY with signingKeys.manage)')
+    .action(async () => (await import('./commands/signingKeys')).signingKeysRotateCommand())
+  keys
+    .command('public')
+    .description('print the published signing keys, current and retired, as a JWK Set (what GET /v1/keys/signing answers)')
+    .action(async () => (await import('./commands/signingKeys')).keysPublicCommand())
 
   program
     .command('setup-temporal')

@@ -10,6 +10,7 @@ import { apiServerConfigFromEnv } from '../runtime/apiServerConfig'
 import { loadConfig, requireIntegrityKeyRing, type AnnalistConfig } from '../runtime/config'
 import { apiCancelTask } from '../runtime/cancelRequest'
 import { apiRedriveTask } from '../runtime/redriveRequest'
+import { signingKeyStoreFromEnv } from '../runtime/signingKeyConfig'
 import { openStorage } from '../runtime/storage'
 
 function parsePort(value: string): number {
@@ -52,6 +53,7 @@ export async function serveCommand(options: { port: string; host: string }): Pro
   const config = loadConfig()
   const apiConfig = apiServerConfigFromEnv()
   const keyRing = requireIntegrityKeyRing(config)
+  const signingKeys = await signingKeyStoreFromEnv()
   const storage = await openStorage(config)
   const temporal = config.temporalAddress ? temporalOperations({ ...config, temporalAddress: config.temporalAddress }, storage.historian, keyRing) : undefined
   let url: string
@@ -63,6 +65,7 @@ export async function serveCommand(options: { port: string; host: string }): Pro
       keyRing,
       redriveTask: temporal?.redrive,
       cancelTask: temporal?.cancel,
+      signingKeys,
       timeouts: apiConfig.timeouts,
       limits: apiConfig.limits,
       trustedProxies: apiConfig.trustedProxies,

@@ -13,6 +13,8 @@ import { tenantSummary, type TenantSummary } from '../../projections/taskSummary
 import type { AgentPipelineResult } from '../../workflows/api'
 import { loadConfig } from '../../cli/runtime/config'
 import { demoIntegrityKey } from './demoIntegrityKey'
+import { demoSigningKeys } from './demoSigningKeys'
+import { signingKeyDirFromEnv } from '../../cli/runtime/signingKeyConfig'
 import { readModelLedger } from '../../cli/runtime/modelLedger'
 import { pipelineChildEnv, preparePipelineRun } from '../supervisor/pipelineChildEnv'
 import { startPipeline } from '../../cli/runtime/pipelineClient'
@@ -92,6 +94,12 @@ export async function demoCommand(options: { tenants?: string; tasks?: string; m
       integrityEnv.ANNALIST_INTEGRITY_KEY_FILE = demoKey.path
       say(`  integrity: no key configured, so the hash chains use ${demoKey.created ? 'a new random key written to' : 'the key in'} ${demoKey.path} (mode 0600)`)
     }
+    let signingKeyDir = signingKeyDirFromEnv()
+    if (signingKeyDir === undefined) {
+      const demoKeys = await demoSigningKeys(config.dataDir)
+      signingKeyDir = demoKeys.directory
+      say(`  evidence signing: no ANNALIST_SIGNING_KEY_DIR configured, so evidence is signed with ${demoKeys.created ? 'a new Ed25519 key made in' : 'the keys in'} ${demoKeys.directory} (mode 0700)`)
+    }
     const historian = new Historian(store, { keyRing })
 
     const run = preparePipelineRun(runDir, `annalist-${runTag}`)
@@ -140,12 +148,19 @@ export async function demoCommand(options: { tenants?: string; tasks?: string; m
     }
     say(`\nNext: npx annalist audit ${scenario.tenants[0]} ${scenario.tasks[0]!.taskId}    (the audit trail of one task)`)
     const keyFile = integrityEnv.ANNALIST_INTEGRITY_KEY_FILE
-    const shownKeyFile = keyFile && (path.relative(process.cwd(), keyFile).startsWith('..') ? keyFile : path.relative(process.cwd(), keyFile))
+    const shownKeyFile = keyFile && shownPath(keyFile)
     const keyHint = shownKeyFile ? `ANNALIST_INTEGRITY_KEY_FILE=${shownKeyFile} ` : ''
     say(`      ${keyHint}npx annalist verify --tenant ${scenario.tenants[0]}    (check that nobody altered the tenant's streams)`)
+    say(`      ANNALIST_SIGNING_KEY_DIR=${shownPath(signingKeyDir)} npx annalist keys public    (the public keys that verify signed evidence)`)
   } finally {
     await teardown.run()
   }
+}
+
+/** A path as short as a hint can show it: relative to the working directory when it is below it. */
+function shownPath(file: string): string {
+  const relative = path.relative(process.cwd(), file)
+  return relative.startsWith('..') ? file : relative
 }
 
 /** A real model answers one request at a time here, so a call may wait behind the others' before its own starts. */

@@ -28,6 +28,7 @@ type KeyName = keyof typeof KEYS
 const DECLARED: Record<string, string> = {
   'GET /healthz': 'public',
   'GET /openapi.json': 'public',
+  'GET /v1/keys/signing': 'public',
   'GET /metrics': 'operations.read',
   'GET /v1/projections/lag': 'operations.read',
   'GET /v1/analytics/failures': 'analytics.read',

@@ -173,6 +173,7 @@ describe.each(DATABASE_BACKENDS)('HTTP API on $backend', ({ open }) => {
         '/v1/analytics/models',
         '/v1/analytics/tools',
         '/v1/api-keys/{keyId}/revoke',
+        '/v1/keys/signing',
         '/v1/projections/lag',
         '/v1/tenants/{tenantId}/audit',
         '/v1/tenants/{tenantId}/dead-letters',

@@ -4,6 +4,7 @@ import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { openDatabase } from '../../historian/adapters/postgres/database'
 import { demoIntegrityKey } from '../../dev/demo/demoIntegrityKey'
+import { demoSigningKeys } from '../../dev/demo/demoSigningKeys'
 
 const modeOf = (file: string): number => statSync(file).mode & 0o777
 
@@ -44,5 +45,20 @@ describe('private data directories', () => {
     const key = demoIntegrityKey(dataDir)
     expect(modeOf(dataDir)).toBe(0o700)
     expect(modeOf(key.path)).toBe(0o600)
+  })
+
+  it("creates the demo's signing key directory 0700 with 0600 files once, and reuses it", async () => {
+    const dataDir = path.join(mkdtempSync(path.join(tmpdir(), 'annalist-demo-')), 'data')
+    const first = await demoSigningKeys(dataDir)
+    expect(first.created).toBe(true)
+    expect(modeOf(dataDir)).toBe(0o700)
+    const entries = modesUnder(dataDir)
+    expect(entries.map((entry) => path.relative(dataDir, entry.path)).sort()).toEqual(
+      ['signing-keys', 'signing-keys/state.json', `signing-keys/${(await first.store.currentSigner()).kid}.pem`].sort(),
+    )
+    for (const entry of entries) expect(entry.mode, entry.path).toBe(entry.directory ? 0o700 : 0o600)
+    const again = await demoSigningKeys(dataDir)
+    expect(again.created).toBe(false)
+    expect(await again.store.publicKeys()).toEqual(await first.store.publicKeys())
   })
 })

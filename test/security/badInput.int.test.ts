@@ -14,6 +14,7 @@ import { CREDENTIAL_IN_QUERY, FORBIDDEN, UNAUTHORIZED } from '../../api/accessCo
 import { DATABASE_BACKENDS } from '../support/databases'
 import { waitUntil } from '../support/waitUntil'
 import { createApiKey } from '../../api/keys'
+import { NO_SIGNING_KEYS } from '../../api/routes/signingKeyRoutes'
 import { everyRowAsJson, probeTarget, tableRowCounts, tenantPath, type ProbeResult, type ProbeTarget } from './probeHarness'
 
 describe.each(DATABASE_BACKENDS)('bad input against the HTTP API on $backend', ({ open }) => {
@@ -169,6 +170,16 @@ describe.each(DATABASE_BACKENDS)('bad input against the HTTP API on $backend', (
     expectAnsweredAnonymously(result, 200)
     expect(result.logged).toEqual([])
     for (const secret of ['acme', 'globex', target.keys.acme.key.slice(0, 8), target.keys.globex.key.slice(0, 8)]) expect(result.response.body).not.toContain(secret)
+  })
+
+  it('answers the public signing keys route anonymously, writing and logging nothing, and refuses a parameter it does not define', async () => {
+    const unconfigured = await target.probe({ url: '/v1/keys/signing' })
+    expectAnsweredAnonymously(unconfigured, 503)
+    expect(unconfigured.logged).toEqual([])
+    expect(unconfigured.response.json()).toEqual(NO_SIGNING_KEYS)
+    const withParameter = await target.probe({ url: '/v1/keys/signing?kid=x' })
+    expectAnsweredAnonymously(withParameter, 400)
+    expect(withParameter.response.json()).toMatchObject({ error: 'Bad Request', parameter: 'kid' })
   })
 
   it('refuses a key in the query string with the 400 and stores its text nowhere', async () => {

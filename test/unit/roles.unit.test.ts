@@ -28,6 +28,7 @@ const EXPECTED: Record<keyof typeof PRINCIPALS, Partial<Record<Permission, reado
     ...Object.fromEntries(ACTIONS.map((action) => [action, ALL])),
     'projectionDeadLetter.retry': ALL,
     'projection.rebuild': ALL,
+    'signingKeys.manage': ALL,
   },
   'operator of acme': Object.fromEntries(ACTIONS.map((action) => [action, ['acme']])),
 }
@@ -48,6 +49,7 @@ const KNOWN: readonly Permission[] = [
   'key.revoke',
   'projectionDeadLetter.retry',
   'projection.rebuild',
+  'signingKeys.manage',
 ]
 
 describe('the role model', () => {

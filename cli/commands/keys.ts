@@ -4,7 +4,7 @@ import type { KeyStore } from '../../historian/keys/keyStore'
 import { authorizeCaller } from '../runtime/callerPermission'
 import { loadConfig, requireKek, type AnnalistConfig } from '../runtime/config'
 import { openKeyStore } from '../runtime/keyStore'
-import { startActivityIndicator } from '../runtime/progress'
+import { startActivityIndicator, type ActivityIndicator } from '../runtime/progress'
 import { parseWholeNumber } from './lag'
 
 /** Checks the KEK is configured (nothing is opened without it), opens the database, checks the caller may keys.manage `tenantId`, and runs `work`. */
@@ -41,14 +41,18 @@ export async function keysRotateCommand(options: { tenant: string }): Promise<vo
 export async function keysRewrapCommand(options: { batchSize: string }): Promise<void> {
   const batchSize = parseWholeNumber(options.batchSize, '--batch-size', 1, 10_000)
   const result = await withKeyStore(null, async (keys, config) => {
-    const progress = startActivityIndicator({ label: `rewrapping tenant keys under KEK version ${requireKek(config).currentVersion}`, countLabel: 'batches' })
+    // Shown from the first committed batch on, so that a refusal (a wrong KEK, say) stays the only line on stderr.
+    let progress: ActivityIndicator | undefined
     try {
-      const rewrapped = await keys.rewrap({ batchSize, onProgress: ({ rewrapped, remaining }) => progress.tick(`${rewrapped} rewrapped, ${remaining} to go`) })
-      progress.stop()
-      return rewrapped
-    } catch (error) {
-      progress.stop()
-      throw error
+      return await keys.rewrap({
+        batchSize,
+        onProgress: ({ rewrapped, remaining }) => {
+          progress ??= startActivityIndicator({ label: `rewrapping tenant keys under KEK version ${requireKek(config).currentVersion}`, countLabel: 'batches' })
+          progress.tick(`${rewrapped} rewrapped, ${remaining} to go`)
+        },
+      })
+    } finally {
+      progress?.stop()
     }
   })
   const retired = result.retiredVersions.length > 0 ? `; KEK version(s) ${result.retiredVersions.join(', ')} retired: remove them from ANNALIST_KEK and destroy them` : ''

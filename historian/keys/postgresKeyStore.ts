@@ -123,6 +123,12 @@ export class PostgresKeyStore implements KeyStore {
     const batchSize = options.batchSize ?? DEFAULT_REWRAP_BATCH_SIZE
     if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new RangeError(`a rewrap batch holds 1 or more keys, not ${batchSize}`)
     const kekVersion = this.#kek.currentVersion
+    const inUse = await this.#pool.query<{ kek_version: number; tenant_id: string }>(
+      'select kek_version, min(tenant_id) as tenant_id from tenant_keys where kek_version <> $1 group by kek_version order by kek_version',
+      [kekVersion],
+    )
+    const unconfigured = inUse.rows.find((row) => this.#kek.key(row.kek_version) === undefined)
+    if (unconfigured) throw new KekError(this.#kek.source, `has no version ${unconfigured.kek_version}, which wraps a key of tenant ${JSON.stringify(unconfigured.tenant_id)}; configure it (as ${unconfigured.kek_version}:<64 hex>) until the rewrap has run`)
     await this.#withClient((client) => this.#assertWritableKek(client))
     const counted = await this.#pool.query<{ remaining: string }>('select count(*) as remaining from tenant_keys where kek_version <> $1', [kekVersion])
     let remaining = Number(counted.rows[0]!.remaining)
@@ -259,6 +265,9 @@ export class PostgresKeyStore implements KeyStore {
       throw new KekError(this.#kek.source, `its newest version is ${version}, but version ${newest} is already in use here; configure version ${newest} as well`)
     }
     if (rows[0]?.retired) throw new KekError(this.#kek.source, `version ${version} was retired by \`annalist keys rewrap\`; configure a newer version (${version + 1}:<64 hex>)`)
+    // Every other configured version this database knows must be right too, before a new version is recorded.
+    const known = await client.query<{ version: number }>('select version from key_encryption_keys where version = any($1::int[]) order by version', [this.#kek.versions])
+    for (const row of known.rows) if (row.version !== version) await this.#verifyKek(client, row.version)
     await this.#verifyKek(client, version)
   }
 

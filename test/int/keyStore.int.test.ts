@@ -101,7 +101,7 @@ describe.each(DATABASE_BACKENDS)('the PostgreSQL key store on $backend', ({ open
     const created = await storeWith(ring({ 1: v1 })).dataKeyFor('acme', 'task-1')
     const before = await rowCounts(database)
     const wrong = storeWith(ring({ 1: generateKek() }))
-    const refusal = await wrong.dataKeyById(created.keyId).catch((error: unknown) => error as Error)
+    const refusal = (await wrong.dataKeyById(created.keyId).then(() => undefined, (error: unknown) => error)) as Error
     expect(refusal).toBeInstanceOf(KekError)
     expect(refusal.message).toBe("ANNALIST_KEK: version 1 is not the key this database's keys were wrapped with (a wrong key?)")
     await expect(wrong.dataKeyFor('acme', 'task-2')).rejects.toThrow(KekError)

@@ -13,6 +13,7 @@ import { tenantSummary, type TenantSummary } from '../../projections/taskSummary
 import type { AgentPipelineResult } from '../../workflows/api'
 import { loadConfig } from '../../cli/runtime/config'
 import { demoIntegrityKey } from './demoIntegrityKey'
+import { demoKek } from './demoKek'
 import { readModelLedger } from '../../cli/runtime/modelLedger'
 import { pipelineChildEnv, preparePipelineRun } from '../supervisor/pipelineChildEnv'
 import { startPipeline } from '../../cli/runtime/pipelineClient'
@@ -91,6 +92,11 @@ export async function demoCommand(options: { tenants?: string; tasks?: string; m
       keyRing = demoKey.keyRing
       integrityEnv.ANNALIST_INTEGRITY_KEY_FILE = demoKey.path
       say(`  integrity: no key configured, so the hash chains use ${demoKey.created ? 'a new random key written to' : 'the key in'} ${demoKey.path} (mode 0600)`)
+    }
+    if (!config.kek) {
+      const kek = demoKek(config.dataDir)
+      integrityEnv.ANNALIST_KEK_FILE = kek.path
+      say(`  encryption: no key-encryption key configured, so tenant keys are wrapped by ${kek.created ? 'a new random KEK written to' : 'the KEK in'} ${kek.path} (mode 0600)`)
     }
     const historian = new Historian(store, { keyRing })
 

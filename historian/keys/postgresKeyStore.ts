@@ -128,7 +128,7 @@ export class PostgresKeyStore implements KeyStore {
       [kekVersion],
     )
     const unconfigured = inUse.rows.find((row) => this.#kek.key(row.kek_version) === undefined)
-    if (unconfigured) throw new KekError(this.#kek.source, `has no version ${unconfigured.kek_version}, which wraps a key of tenant ${JSON.stringify(unconfigured.tenant_id)}; configure it (as ${unconfigured.kek_version}:<64 hex>) until the rewrap has run`)
+    if (unconfigured) throw this.#missingKekVersion(unconfigured.kek_version, unconfigured.tenant_id)
     await this.#withClient((client) => this.#assertWritableKek(client))
     const counted = await this.#pool.query<{ remaining: string }>('select count(*) as remaining from tenant_keys where kek_version <> $1', [kekVersion])
     let remaining = Number(counted.rows[0]!.remaining)
@@ -224,9 +224,7 @@ export class PostgresKeyStore implements KeyStore {
 
   async #unwrapTenantKeyRow(queryable: Queryable, row: TenantKeyRow): Promise<Buffer> {
     const kek = this.#kek.key(row.kek_version)
-    if (!kek) {
-      throw new KekError(this.#kek.source, `has no version ${row.kek_version}, which wraps a key of tenant ${JSON.stringify(row.tenant_id)}; configure it (as ${row.kek_version}:<64 hex>) until \`annalist keys rewrap\` has run`)
-    }
+    if (!kek) throw this.#missingKekVersion(row.kek_version, row.tenant_id)
     await this.#verifyKek(queryable, row.kek_version)
     return unwrapOrTampered(row.key_id, () => open(kek, sealedOf(row), tenantKeyContext(row.tenant_id, row.key_id, row.kek_version)))
   }
@@ -251,6 +249,10 @@ export class PostgresKeyStore implements KeyStore {
       wrapped.ciphertext,
     ])
     return keyId
+  }
+
+  #missingKekVersion(version: number, tenantId: string): KekError {
+    return new KekError(this.#kek.source, `has no version ${version}, which wraps a key of tenant ${JSON.stringify(tenantId)}; configure it (as ${version}:<64 hex>) until \`annalist keys rewrap\` has run`)
   }
 
   /** Refuses to wrap with a KEK version that is retired or older than one in use, or that is the wrong key for its version. */

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createApiKey } from '../../api/keys'
 import type { Database } from '../../historian/adapters/postgres/database'
 import { generateKek, KekRing } from '../../historian/keys/keyEncryptionKeys'
 import { PostgresKeyStore } from '../../historian/keys/postgresKeyStore'
@@ -42,7 +43,7 @@ describe('annalist keys rewrap killed part way, then run again', () => {
     await database?.close()
   })
 
-  it('refuses a missing or wrong KEK and a missing API key in one line, changing nothing', async () => {
+  it('refuses a missing or wrong KEK, a missing API key and a key without keys.manage in one line, changing nothing; a scoped operator rotates its own tenant', async () => {
     const before = await versionCounts()
     const missing = await runAnnalist(['keys', 'rewrap'], { DATABASE_URL: database.url, ...operator })
     expect(missing.code).toBe(1)
@@ -53,8 +54,17 @@ describe('annalist keys rewrap killed part way, then run again', () => {
     expect(wrong.stderr).toMatch(/^annalist: ANNALIST_KEK: version 1 is not the key this database's keys were wrapped with/)
     const noCaller = await runAnnalist(['keys', 'rotate', '--tenant', 'tenant_0'], { DATABASE_URL: database.url, ANNALIST_KEK: v1 })
     expect(noCaller.stderr).toMatch(/^annalist: ANNALIST_API_KEY: not set; this command needs an API key with the permission keys.manage/)
+    const scoped = { ANNALIST_API_KEY: (await createApiKey(database.pool, { role: 'operator', tenantId: 'tenant_1' })).key }
+    const tenantKey = { ANNALIST_API_KEY: (await createApiKey(database.pool, { role: 'tenant', tenantId: 'tenant_1' })).key }
+    const asScoped = (args: string[], caller: { ANNALIST_API_KEY: string }) => runAnnalist(args, { DATABASE_URL: database.url, ANNALIST_KEK: v1, ...caller })
+    expect((await asScoped(['keys', 'rotate', '--tenant', 'tenant_2'], scoped)).stderr).toMatch(/^annalist: API key .* \(operator of tenant tenant_1\) may not keys.manage for tenant "tenant_2"/)
+    expect((await asScoped(['keys', 'rewrap'], scoped)).stderr).toMatch(/^annalist: API key .* \(operator of tenant tenant_1\) may not keys.manage\s/)
+    expect((await asScoped(['keys', 'rotate', '--tenant', 'tenant_1'], tenantKey)).stderr).toMatch(/^annalist: API key .* \(tenant tenant_1\) may not keys.manage/)
     expect(await versionCounts()).toEqual(before)
     expect((await database.pool.query('select version from key_encryption_keys')).rows).toEqual([{ version: 1 }])
+    const own = await asScoped(['keys', 'rotate', '--tenant', 'tenant_1'], scoped)
+    expect(own.stdout).toMatch(/^tenant tenant_1: new tenant key /)
+    expect(await versionCounts()).toEqual({ 1: TENANTS + 1 })
   })
 
   it('leaves the committed batches moved and the rest untouched; the rerun moves the rest and retires version 1', async () => {
@@ -78,14 +88,14 @@ describe('annalist keys rewrap killed part way, then run again', () => {
       await blocker.query('rollback')
       blocker.release()
     }
-    expect(await versionCounts()).toEqual({ 1: TENANTS - 2 * BATCH, 2: 2 * BATCH })
+    expect(await versionCounts()).toEqual({ 1: TENANTS + 1 - 2 * BATCH, 2: 2 * BATCH })
     expect((await database.pool.query('select version, retired_at from key_encryption_keys where version = 1')).rows[0].retired_at).toBeNull()
 
     const rerun = await runAnnalist(['keys', 'rewrap', '--batch-size', String(BATCH)], env)
     expect(rerun.stderr).not.toMatch(/annalist:/)
     expect(rerun.code).toBe(0)
-    expect(rerun.stdout.trim()).toBe(`every tenant key is wrapped by KEK version 2 (${TENANTS - 2 * BATCH} rewrapped now); KEK version(s) 1 retired: remove them from ANNALIST_KEK and destroy them`)
-    expect(await versionCounts()).toEqual({ 2: TENANTS })
+    expect(rerun.stdout.trim()).toBe(`every tenant key is wrapped by KEK version 2 (${TENANTS + 1 - 2 * BATCH} rewrapped now); KEK version(s) 1 retired: remove them from ANNALIST_KEK and destroy them`)
+    expect(await versionCounts()).toEqual({ 2: TENANTS + 1 })
     expect((await database.pool.query('select version, retired_at is not null as retired from key_encryption_keys order by version')).rows).toEqual([
       { version: 1, retired: true },
       { version: 2, retired: false },

@@ -133,32 +133,13 @@ export class PostgresKeyStore implements KeyStore {
     const counted = await this.#pool.query<{ remaining: string }>('select count(*) as remaining from tenant_keys where kek_version <> $1', [kekVersion])
     let remaining = Number(counted.rows[0]!.remaining)
     let rewrapped = 0
-    for (;;) {
-      const moved = await this.#withClient(async (client) => {
-        await client.query('begin')
-        try {
-          const { rows } = await client.query<TenantKeyRow>(
-            'select key_id, tenant_id, kek_version, nonce, wrapped from tenant_keys where kek_version <> $1 order by key_id limit $2 for update',
-            [kekVersion, batchSize],
-          )
-          for (const row of rows) {
-            const key = await this.#unwrapTenantKeyRow(client, row)
-            const wrapped = seal(this.#kek.key(kekVersion)!, key, tenantKeyContext(row.tenant_id, row.key_id, kekVersion))
-            await client.query('update tenant_keys set kek_version = $2, nonce = $3, wrapped = $4 where key_id = $1', [row.key_id, kekVersion, wrapped.nonce, wrapped.ciphertext])
-          }
-          await client.query('commit')
-          return rows.length
-        } catch (error) {
-          await client.query('rollback').catch(() => undefined)
-          throw error
-        }
-      })
-      if (moved === 0) break
-      rewrapped += moved
-      remaining = Math.max(remaining - moved, 0)
-      options.onProgress?.({ rewrapped, remaining })
-    }
-    await this.#pool.query('update key_encryption_keys set retired_at = now() where version < $1 and retired_at is null', [kekVersion])
+    do {
+      for (let moved = await this.#rewrapBatch(kekVersion, batchSize); moved > 0; moved = await this.#rewrapBatch(kekVersion, batchSize)) {
+        rewrapped += moved
+        remaining = Math.max(remaining - moved, 0)
+        options.onProgress?.({ rewrapped, remaining })
+      }
+    } while (!(await this.#retireVersionsBefore(kekVersion)))
     const retired = await this.#pool.query<{ version: number }>('select version from key_encryption_keys where version < $1 and retired_at is not null order by version', [kekVersion])
     return { kekVersion, rewrapped, retiredVersions: retired.rows.map((row) => row.version) }
   }
@@ -190,6 +171,54 @@ export class PostgresKeyStore implements KeyStore {
     this.#dataKeys.deleteWhere((key) => key.tenantId === tenantId)
     this.#tenantKeys.deleteWhere((key) => key.tenantId === tenantId)
     return { tenantId, taskId: null, destroyedKeyIds }
+  }
+
+  /** Re-wraps up to `batchSize` tenant keys still under another KEK version, in one transaction; returns how many. */
+  async #rewrapBatch(kekVersion: number, batchSize: number): Promise<number> {
+    return this.#withClient(async (client) => {
+      await client.query('begin')
+      try {
+        const { rows } = await client.query<TenantKeyRow>(
+          'select key_id, tenant_id, kek_version, nonce, wrapped from tenant_keys where kek_version <> $1 order by key_id limit $2 for update',
+          [kekVersion, batchSize],
+        )
+        for (const row of rows) {
+          const key = await this.#unwrapTenantKeyRow(client, row)
+          const wrapped = seal(this.#kek.key(kekVersion)!, key, tenantKeyContext(row.tenant_id, row.key_id, kekVersion))
+          await client.query('update tenant_keys set kek_version = $2, nonce = $3, wrapped = $4 where key_id = $1', [row.key_id, kekVersion, wrapped.nonce, wrapped.ciphertext])
+        }
+        await client.query('commit')
+        return rows.length
+      } catch (error) {
+        await client.query('rollback').catch(() => undefined)
+        throw error
+      }
+    })
+  }
+
+  /**
+   * Retires every unretired KEK version below `kekVersion`, unless a tenant key still uses one (written meanwhile by a
+   * process on an older configuration): then it retires nothing and returns false, and the rewrap goes round again.
+   * The row locks wait for writers that hold a share lock on an old version (#assertWritableKek) and keep new ones out.
+   */
+  async #retireVersionsBefore(kekVersion: number): Promise<boolean> {
+    return this.#withClient(async (client) => {
+      await client.query('begin')
+      try {
+        await client.query('select version from key_encryption_keys where version < $1 and retired_at is null for update', [kekVersion])
+        const left = await client.query<{ n: number }>('select count(*)::int as n from tenant_keys where kek_version < $1', [kekVersion])
+        if (left.rows[0]!.n > 0) {
+          await client.query('rollback')
+          return false
+        }
+        await client.query('update key_encryption_keys set retired_at = now() where version < $1 and retired_at is null', [kekVersion])
+        await client.query('commit')
+        return true
+      } catch (error) {
+        await client.query('rollback').catch(() => undefined)
+        throw error
+      }
+    })
   }
 
   async #readTaskDataKey(queryable: Queryable, tenantId: string, taskId: string): Promise<DataKey | undefined> {
@@ -258,34 +287,43 @@ export class PostgresKeyStore implements KeyStore {
   /** Refuses to wrap with a KEK version that is retired or older than one in use, or that is the wrong key for its version. */
   async #assertWritableKek(client: Queryable): Promise<void> {
     const version = this.#kek.currentVersion
-    const { rows } = await client.query<{ newest: number | null; retired: boolean | null }>(
-      'select max(version) as newest, bool_or(version = $1 and retired_at is not null) as retired from key_encryption_keys',
-      [version],
-    )
+    const { rows } = await client.query<{ newest: number | null }>('select max(version) as newest from key_encryption_keys')
     const newest = rows[0]?.newest ?? null
     if (newest !== null && newest > version) {
       throw new KekError(this.#kek.source, `its newest version is ${version}, but version ${newest} is already in use here; configure version ${newest} as well`)
     }
-    if (rows[0]?.retired) throw new KekError(this.#kek.source, `version ${version} was retired by \`annalist keys rewrap\`; configure a newer version (${version + 1}:<64 hex>)`)
     // Every other configured version this database knows must be right too, before a new version is recorded.
-    const known = await client.query<{ version: number }>('select version from key_encryption_keys where version = any($1::int[]) order by version', [this.#kek.versions])
-    for (const row of known.rows) if (row.version !== version) await this.#verifyKek(client, row.version)
-    await this.#verifyKek(client, version)
+    const known = await client.query<{ version: number }>('select version from key_encryption_keys where version = any($1::int[]) and version <> $2 order by version', [this.#kek.versions, version])
+    for (const row of known.rows) await this.#verifyKek(client, row.version)
+    await this.#verifyKek(client, version, { record: true })
+    // A share lock until the caller's transaction ends: `rewrap` cannot retire this version between this check and the insert.
+    const current = await client.query<{ retired_at: Date | null }>('select retired_at from key_encryption_keys where version = $1 for share', [version])
+    if (current.rows[0]?.retired_at) throw new KekError(this.#kek.source, `version ${version} was retired by \`annalist keys rewrap\`; configure a newer version (${version + 1}:<64 hex>)`)
   }
 
-  /** Checks once per process that the configured key of `version` is the one this database knows (its check value opens); records a new version's check value. */
-  async #verifyKek(queryable: Queryable, version: number): Promise<void> {
-    if (this.#verifiedKekVersions.has(version)) return
+  /**
+   * Checks (once per process) that the configured key of `version` is the one this database knows: its check value
+   * opens. With `record`, a version the database does not know yet is recorded with a new check value.
+   */
+  async #verifyKek(queryable: Queryable, version: number, options: { record?: boolean } = {}): Promise<void> {
+    if (this.#verifiedKekVersions.has(version) && !options.record) return
     const kek = this.#kek.key(version)!
-    const check = seal(kek, Buffer.from(KEK_CHECK_TEXT), kekCheckContext(version))
-    await queryable.query('insert into key_encryption_keys (version, check_nonce, check_ciphertext) values ($1, $2, $3) on conflict (version) do nothing', [
-      version,
-      check.nonce,
-      check.ciphertext,
-    ])
-    const { rows } = await queryable.query<{ check_nonce: Buffer; check_ciphertext: Buffer }>('select check_nonce, check_ciphertext from key_encryption_keys where version = $1', [version])
+    const readCheck = async () =>
+      (await queryable.query<{ check_nonce: Buffer; check_ciphertext: Buffer }>('select check_nonce, check_ciphertext from key_encryption_keys where version = $1', [version])).rows[0]
+    let stored = await readCheck()
+    if (!stored) {
+      if (!options.record) throw new Error(`KEK version ${version} is used by a wrapped key but has no check value in key_encryption_keys`)
+      const check = seal(kek, Buffer.from(KEK_CHECK_TEXT), kekCheckContext(version))
+      await queryable.query('insert into key_encryption_keys (version, check_nonce, check_ciphertext) values ($1, $2, $3) on conflict (version) do nothing', [
+        version,
+        check.nonce,
+        check.ciphertext,
+      ])
+      stored = (await readCheck())!
+    }
+    if (this.#verifiedKekVersions.has(version)) return
     try {
-      open(kek, { nonce: rows[0]!.check_nonce, ciphertext: rows[0]!.check_ciphertext }, kekCheckContext(version))
+      open(kek, { nonce: stored.check_nonce, ciphertext: stored.check_ciphertext }, kekCheckContext(version))
     } catch (error) {
       if (!(error instanceof SealBrokenError)) throw error
       throw new KekError(this.#kek.source, `version ${version} is not the key this database's keys were wrapped with (a wrong key?)`)

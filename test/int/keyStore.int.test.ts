@@ -221,9 +221,10 @@ describe.each(DATABASE_BACKENDS)('the PostgreSQL key store on $backend', ({ open
       await expect(withNewKek.dataKeyById(doomedTenant.keyId)).rejects.toThrow(/^ANNALIST_KEK: has no version 1/)
       const newKekAsOld = new PostgresKeyStore(copy.pool, { kek: ring({ 1: v2 }) })
       await expect(newKekAsOld.dataKeyById(doomedTask.keyId)).rejects.toThrow(KekError)
-      // Past the check value: with it gone, the new KEK is accepted as version 1, and the wrapped key itself refuses to open.
+      // Past the check value: with it replaced by one the new KEK wrote as version 1, the wrapped key itself refuses to open.
       await copy.pool.query('alter table tenant_keys drop constraint tenant_keys_kek_version_fkey')
       await copy.pool.query('delete from key_encryption_keys')
+      await newKekAsOld.dataKeyFor('umbrella', 'task-1')
       await expect(newKekAsOld.dataKeyById(doomedTenant.keyId)).rejects.toThrow(WrappedKeyTamperedError)
     } finally {
       await copy.close()

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest'
 import { ConfigError, loadConfig, requireKek } from '../../cli/runtime/config'
 import { open, seal, SealBrokenError } from '../../historian/keys/aesGcm'
 import { generateKek, KekRing, parseKekText } from '../../historian/keys/keyEncryptionKeys'
+import { ExpiringCache } from '../../historian/keys/expiringCache'
 import { DEFAULT_KEY_CACHE_TTL_MS } from '../../historian/keys/postgresKeyStore'
 
 const KEY_A = generateKek()
@@ -106,5 +107,30 @@ describe('the key-encryption keys (ANNALIST_KEK)', () => {
     expect(DEFAULT_KEY_CACHE_TTL_MS).toBe(60_000)
     expect(loadConfig({ ANNALIST_KEY_CACHE_SECONDS: '5' }).keyCacheTtlMs).toBe(5_000)
     expect(configRefusal({ ANNALIST_KEY_CACHE_SECONDS: '7200' })).toMatch(/^ANNALIST_KEY_CACHE_SECONDS: must be at most 3600/)
+  })
+})
+
+describe('the cache of unwrapped keys', () => {
+  it('forgets each entry once its lifetime has passed, without being asked for it, and keeps nothing with a lifetime of 0', () => {
+    let now = 0
+    const cache = new ExpiringCache<string>(1_000, () => now)
+    cache.set('a', 'first')
+    now = 500
+    cache.set('b', 'second')
+    expect(cache.get('a')).toBe('first')
+    now = 999
+    expect(cache.size).toBe(2)
+    now = 1_000
+    expect(cache.size).toBe(1)
+    expect(cache.get('a')).toBeUndefined()
+    cache.set('a', 'again')
+    now = 1_500
+    expect(cache.get('b')).toBeUndefined()
+    expect(cache.get('a')).toBe('again')
+    cache.deleteWhere((value) => value === 'again')
+    expect(cache.size).toBe(0)
+    const none = new ExpiringCache<string>(0, () => now)
+    none.set('a', 'first')
+    expect(none.get('a')).toBeUndefined()
   })
 })

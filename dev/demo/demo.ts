@@ -63,7 +63,7 @@ export async function demoCommand(options: { tenants?: string; tasks?: string; m
   const started = Date.now()
   const runTag = `demo${started.toString(36)}`
   const runDir = path.join(config.dataDir, 'runs', runTag)
-  mkdirSync(runDir, { recursive: true })
+  mkdirSync(runDir, { recursive: true, mode: 0o700 }) // a data directory it creates is private, like the key files in it
   const scenario = demoScenario(runTag, tenantCount, tasksPerTenant)
   const teardown = new Teardown()
   say(`Annalist demo ${runTag}: ${tenantCount} tenants x ${tasksPerTenant} tasks, logs in ${runDir}`)

@@ -43,6 +43,7 @@ export const PERMISSIONS = {
   'lifecycle.decide': { target: Target.tenant, summary: 'decide soft deletion, tombstones and retention', grants: grants(no, no, yes) },
   'key.create': { target: Target.tenant, summary: 'create an API key (target: the new key\'s tenant; none for a global key)', grants: grants(no, no, yes) },
   'key.revoke': { target: Target.tenant, summary: 'revoke an API key (target: the key\'s tenant; none for a global key)', grants: grants(no, no, yes) },
+  'keys.manage': { target: Target.tenant, summary: "rotate a tenant's encryption key (`keys rotate`); rewrap every tenant key under the current KEK (`keys rewrap`, no single tenant)", grants: grants(no, no, yes) },
   'projectionDeadLetter.retry': { target: Target.global, summary: "retry events a projection dead-lettered", grants: grants(no, no, yes) },
   'projection.rebuild': { target: Target.global, summary: 'rebuild a projection', grants: grants(no, no, yes) },
   'signingKeys.manage': { target: Target.global, summary: 'create and rotate the Ed25519 keys that sign evidence', grants: grants(no, no, yes) },

@@ -2,6 +2,7 @@ import { Argument, Command, Option } from 'commander'
 import { version } from '../package.json'
 import { projectorCommandOptions } from './commands/projectorOptions'
 import { reportFatal } from './runtime/reportFatal'
+import { DEFAULT_REWRAP_BATCH_SIZE } from '../historian/keys/postgresKeyStore'
 
 /** The `annalist` CLI: one program, one sub-command per process or query. Commands load lazily so each starts fast. */
 function buildProgram(): Command {
@@ -12,7 +13,7 @@ function buildProgram(): Command {
     .showHelpAfterError()
     .addHelpText(
       'after',
-      '\nCommands that change state (start, cancel, redrive, replay, rebuild, projection-dead-letters retry, api-keys create and revoke, lifecycle, keys signing) need an API key\n' +
+      '\nCommands that change state (start, cancel, redrive, replay, rebuild, projection-dead-letters retry, api-keys create and revoke, lifecycle, keys rotate and rewrap, keys signing) need an API key\n' +
         'whose role holds their permission in ANNALIST_API_KEY; the first global operator key is created without one (docs/roles.md).',
     )
 
@@ -295,8 +296,18 @@ function buildProgram(): Command {
     .argument('<id>', 'key ID (from `api-keys list`)')
     .action(async (id) => (await import('./commands/apiKeys')).apiKeysRevokeCommand(id))
 
-  const keys = program.command('keys').description('the keys Annalist holds (docs/evidence.md)')
-  const signingKeys = keys
+  const keys = program.command('keys').description('the keys Annalist holds: tenant keys wrapped by the key-encryption key in ANNALIST_KEK (docs/erasure.md), and the signing keys of evidence (docs/evidence.md)')
+  keys
+    .command('rotate')
+    .description("start a new key for a tenant: tasks that get their first data key from now on are under it; old keys still unwrap old data (needs ANNALIST_API_KEY with keys.manage)")
+    .requiredOption('--tenant <tenantId>', 'the tenant')
+    .action(async (options) => (await import('./commands/keys')).keysRotateCommand(options))
+  keys
+    .command('rewrap')
+    .description('re-wrap every tenant key under the newest KEK version in ANNALIST_KEK and retire the older versions; resumable after a crash (needs ANNALIST_API_KEY with keys.manage, no tenant scope)')
+    .option('--batch-size <n>', 'tenant keys per transaction', String(DEFAULT_REWRAP_BATCH_SIZE))
+    .action(async (options) => (await import('./commands/keys')).keysRewrapCommand(options))
+    const signingKeys = keys
     .command('signing')
     .description('the Ed25519 keys that sign evidence leaving the system, in the private directory ANNALIST_SIGNING_KEY_DIR (docs/evidence.md)')
   signingKeys

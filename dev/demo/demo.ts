@@ -15,6 +15,7 @@ import { loadConfig } from '../../cli/runtime/config'
 import { demoIntegrityKey } from './demoIntegrityKey'
 import { demoSigningKeys } from './demoSigningKeys'
 import { signingKeyDirFromEnv } from '../../cli/runtime/signingKeyConfig'
+import { demoKek } from './demoKek'
 import { readModelLedger } from '../../cli/runtime/modelLedger'
 import { pipelineChildEnv, preparePipelineRun } from '../supervisor/pipelineChildEnv'
 import { startPipeline } from '../../cli/runtime/pipelineClient'
@@ -64,7 +65,7 @@ export async function demoCommand(options: { tenants?: string; tasks?: string; m
   const started = Date.now()
   const runTag = `demo${started.toString(36)}`
   const runDir = path.join(config.dataDir, 'runs', runTag)
-  mkdirSync(runDir, { recursive: true })
+  mkdirSync(runDir, { recursive: true, mode: 0o700 }) // a data directory it creates is private, like the key files in it
   const scenario = demoScenario(runTag, tenantCount, tasksPerTenant)
   const teardown = new Teardown()
   say(`Annalist demo ${runTag}: ${tenantCount} tenants x ${tasksPerTenant} tasks, logs in ${runDir}`)
@@ -99,6 +100,11 @@ export async function demoCommand(options: { tenants?: string; tasks?: string; m
       const demoKeys = await demoSigningKeys(config.dataDir)
       signingKeyDir = demoKeys.directory
       say(`  evidence signing: no ANNALIST_SIGNING_KEY_DIR configured, so evidence is signed with ${demoKeys.created ? 'a new Ed25519 key made in' : 'the keys in'} ${demoKeys.directory} (mode 0700)`)
+    }
+    if (!config.kek) {
+      const kek = demoKek(config.dataDir)
+      integrityEnv.ANNALIST_KEK_FILE = kek.path
+      say(`  encryption: no key-encryption key configured, so tenant keys are wrapped by ${kek.created ? 'a new random KEK written to' : 'the KEK in'} ${kek.path} (mode 0600)`)
     }
     const historian = new Historian(store, { keyRing })
 

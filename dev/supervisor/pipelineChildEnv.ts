@@ -13,7 +13,7 @@ export interface PipelineChildSettings {
   readonly modelLatencyMs: number
   readonly modelTimeoutMs: number
   readonly faults: FaultPlan
-  /** ANNALIST_INTEGRITY_KEY or ANNALIST_INTEGRITY_KEY_FILE (set the other to '' so an inherited one does not clash). */
+  /** The keys: ANNALIST_INTEGRITY_KEY or ANNALIST_INTEGRITY_KEY_FILE, ANNALIST_KEK or ANNALIST_KEK_FILE (set the other of each pair to '' so an inherited one does not clash). */
   readonly integrity: NodeJS.ProcessEnv
 }
 

@@ -5,6 +5,8 @@ import { describe, expect, it } from 'vitest'
 import { openDatabase } from '../../historian/adapters/postgres/database'
 import { demoIntegrityKey } from '../../dev/demo/demoIntegrityKey'
 import { demoSigningKeys } from '../../dev/demo/demoSigningKeys'
+import { demoKek } from '../../dev/demo/demoKek'
+import { loadConfig } from '../../cli/runtime/config'
 
 const modeOf = (file: string): number => statSync(file).mode & 0o777
 
@@ -60,5 +62,18 @@ describe('private data directories', () => {
     const again = await demoSigningKeys(dataDir)
     expect(again.created).toBe(false)
     expect(await again.store.publicKeys()).toEqual(await first.store.publicKeys())
+  })
+
+  it("creates the demo's key-encryption key once, 0600 in its 0700 data directory, which ANNALIST_KEK_FILE accepts", () => {
+    const dataDir = path.join(mkdtempSync(path.join(tmpdir(), 'annalist-demo-')), 'data')
+    const kek = demoKek(dataDir)
+    expect(kek).toMatchObject({ path: path.join(dataDir, 'kek.key'), created: true })
+    expect(modeOf(dataDir)).toBe(0o700)
+    expect(modeOf(kek.path)).toBe(0o600)
+    expect(kek.key.versions).toEqual([1])
+    const again = demoKek(dataDir)
+    expect(again.created).toBe(false)
+    expect(again.key.key(1)!.equals(kek.key.key(1)!)).toBe(true)
+    expect(loadConfig({ ANNALIST_KEK_FILE: kek.path }).kek!.key(1)!.equals(kek.key.key(1)!)).toBe(true)
   })
 })

@@ -13,7 +13,7 @@ const PRINCIPALS = {
 
 const TARGETS = ['acme', 'globex', null] as const
 const ALL = TARGETS.map((target) => target ?? 'none')
-const ACTIONS: readonly Permission[] = ['task.start', 'task.cancel', 'task.redrive', 'task.replay', 'task.erase', 'lifecycle.decide', 'key.create', 'key.revoke']
+const ACTIONS: readonly Permission[] = ['task.start', 'task.cancel', 'task.redrive', 'task.replay', 'task.erase', 'lifecycle.decide', 'key.create', 'key.revoke', 'keys.manage']
 
 /**
  * The matrix written out by hand, independently of api/roles.ts: for each key, each permission it holds and the targets
@@ -47,6 +47,7 @@ const KNOWN: readonly Permission[] = [
   'lifecycle.decide',
   'key.create',
   'key.revoke',
+  'keys.manage',
   'projectionDeadLetter.retry',
   'projection.rebuild',
   'signingKeys.manage',

@@ -1,16 +1,13 @@
-import { spawn } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createApiKey } from '../../api/keys'
 import type { Database } from '../../historian/adapters/postgres/database'
 import { generateKek, KekRing } from '../../historian/keys/keyEncryptionKeys'
 import { PostgresKeyStore } from '../../historian/keys/postgresKeyStore'
 import { freshPostgresDatabase } from '../support/databases'
+import { killCliBlockedOnLock } from '../support/killBlockedCli'
 import { operatorKeyEnv } from '../support/operatorKey'
 import { runAnnalist } from '../support/runCli'
 
-const CLI = fileURLToPath(new URL('../../bin/annalist.js', import.meta.url))
-const WAIT = { timeout: 20_000, interval: 50 }
 const TENANTS = 30
 const BATCH = 5
 
@@ -74,16 +71,7 @@ describe('annalist keys rewrap killed part way, then run again', () => {
     try {
       await blocker.query('begin')
       await blocker.query('select 1 from tenant_keys where key_id = $1 for update', [order.rows[BATCH * 3 - 1]!.key_id])
-      const base = Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^(ANNALIST_|DATABASE_URL|ESDB_|TEMPORAL_)/.test(name)))
-      const child = spawn(process.execPath, [CLI, 'keys', 'rewrap', '--batch-size', String(BATCH)], { env: { ...base, ...env }, stdio: 'ignore' })
-      const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)))
-      const waitingOnLock = `select pid from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`
-      await expect.poll(async () => (await database.pool.query(waitingOnLock)).rowCount, WAIT).toBe(1)
-      child.kill('SIGKILL')
-      expect(await exited).toBe('SIGKILL')
-      // The killed process's statement still waits on the server; end that backend too, so the crash lands mid-batch.
-      const ended = await database.pool.query<{ ended: boolean }>(`select pg_terminate_backend(pid) as ended from (${waitingOnLock}) waiting`)
-      expect(ended.rows).toEqual([{ ended: true }])
+      await killCliBlockedOnLock(database.pool, ['keys', 'rewrap', '--batch-size', String(BATCH)], env)
     } finally {
       await blocker.query('rollback')
       blocker.release()

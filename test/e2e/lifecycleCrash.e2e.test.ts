@@ -1,5 +1,3 @@
-import { spawn } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Database } from '../../historian/adapters/postgres/database'
 import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEventStore'
@@ -8,11 +6,9 @@ import { generateIntegrityKey, TenantKeyRing } from '../../historian/integrity/t
 import { complianceStreamName, taskStreamName } from '../../historian/streams'
 import { freshPostgresDatabase } from '../support/databases'
 import { TaskEventFactory } from '../../dev/fixtures/eventFactory'
+import { killCliBlockedOnLock } from '../support/killBlockedCli'
 import { operatorKeyEnv } from '../support/operatorKey'
 import { runAnnalist } from '../support/runCli'
-
-const CLI = fileURLToPath(new URL('../../bin/annalist.js', import.meta.url))
-const WAIT = { timeout: 20_000, interval: 50 }
 
 /**
  * `annalist lifecycle truncate` SIGKILLed after it recorded its decision and before the store applied it: the test holds
@@ -43,22 +39,13 @@ describe('a lifecycle command killed between recording and applying its decision
     try {
       await blocker.query('begin')
       await blocker.query('lock table stream_metadata in exclusive mode')
-      const base = Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^(ANNALIST_|DATABASE_URL|ESDB_|TEMPORAL_)/.test(name)))
-      const child = spawn(
-        process.execPath,
-        [CLI, 'lifecycle', 'truncate', '--tenant', 'acme', '--task', 'task-a', '--before', '2', '--by', 'dpo@example.test', '--reason', 'ticket C-42'],
-        { env: { ...base, ...env() }, stdio: 'ignore' },
+      await killCliBlockedOnLock(
+        database.pool,
+        ['lifecycle', 'truncate', '--tenant', 'acme', '--task', 'task-a', '--before', '2', '--by', 'dpo@example.test', '--reason', 'ticket C-42'],
+        env(),
+        // Blocked before the apply: the decision is recorded, nothing applied yet.
+        async () => expect(await store.readStream(complianceStreamName('acme'))).toHaveLength(1),
       )
-      const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)))
-      const waitingOnLock = `select pid from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`
-      await expect.poll(async () => (await database.pool.query(waitingOnLock)).rowCount, WAIT).toBe(1)
-      expect(await store.readStream(complianceStreamName('acme'))).toHaveLength(1)
-      child.kill('SIGKILL')
-      expect(await exited).toBe('SIGKILL')
-      // The killed process's statement still waits on the server, which has not noticed the dead socket yet; were the
-      // lock released now it would complete. End that backend too: the crash then lands before the apply.
-      const ended = await database.pool.query<{ ended: boolean }>(`select pg_terminate_backend(pid) as ended from (${waitingOnLock}) waiting`)
-      expect(ended.rows).toEqual([{ ended: true }])
     } finally {
       await blocker.query('rollback')
       blocker.release()

@@ -39,7 +39,7 @@ export interface PayloadStore {
   get(ref: string, expected: PayloadOwner): Promise<PayloadRead>
   /** Whether `content` has the ref's keyed digest; 'erased' once its keys were destroyed. Throws UnknownPayloadError like `get`. */
   verifyDigest(ref: ContentRef, content: string, expected: PayloadOwner): Promise<boolean | 'erased'>
-  /** Payloads created before `olderThan` for which `isReferenced(ref)` is false, in creation order, at most `limit` (default 100). */
+  /** Payloads created before `olderThan` for which `isReferenced(ref)` is false, in ref order, at most `limit` (default 100). */
   listOrphans(olderThan: Date, isReferenced: (ref: string) => Promise<boolean>, options?: { readonly limit?: number }): Promise<OrphanPayload[]>
   /** Deletes an orphan's row; false if it was already gone. The caller checks it is unreferenced (listOrphans) first. */
   deleteOrphan(ref: string): Promise<boolean>
@@ -56,7 +56,7 @@ export class UnknownPayloadError extends Error {
 /** Thrown when a put's ref already holds another content, classification or purpose: an idempotency key was reused for different data. */
 export class PayloadConflictError extends Error {
   constructor(readonly ref: string) {
-    super(`payload ${ref} already holds other content for this idempotency key; nothing was written`)
+    super(`payload ${ref} already holds other content, classification or purpose for this idempotency key; nothing was written`)
     this.name = 'PayloadConflictError'
   }
 }

@@ -58,9 +58,11 @@ export class PostgresPayloadStore implements PayloadStore {
 
   async get(ref: string, expected: PayloadOwner): Promise<PayloadRead> {
     const row = await this.#ownedRow(ref, expected)
-    if (row.shredded_at !== null || row.nonce === null || row.ciphertext === null) return { status: 'erased', reason: 'shredded', erasedAt: row.shredded_at ?? new Date(0) }
+    if (row.shredded_at !== null) return { status: 'erased', reason: 'shredded', erasedAt: row.shredded_at }
+    // The table's check constraint: an unshredded row has its nonce and ciphertext.
+    const sealed = { keyId: row.key_id, nonce: row.nonce!, ciphertext: row.ciphertext! }
     try {
-      const padded = await decryptContent(this.#keys, { keyId: row.key_id, nonce: row.nonce, ciphertext: row.ciphertext }, { ...expected, purpose: payloadPurpose(row.ref, row.purpose) })
+      const padded = await decryptContent(this.#keys, sealed, { ...expected, purpose: payloadPurpose(row.ref, row.purpose) })
       return { status: 'present', content: unpad(padded).toString('utf8') }
     } catch (error) {
       if (error instanceof KeyDestroyedError) return { status: 'erased', reason: 'keys-destroyed', erasedAt: error.destroyedAt }
@@ -82,20 +84,17 @@ export class PostgresPayloadStore implements PayloadStore {
   async listOrphans(olderThan: Date, isReferenced: (ref: string) => Promise<boolean>, options: { limit?: number } = {}): Promise<OrphanPayload[]> {
     const limit = options.limit ?? 100
     const orphans: OrphanPayload[] = []
-    let after = null as { createdAt: Date; ref: string } | null
+    let after: string | null = null
     while (orphans.length < limit) {
       const { rows }: { rows: { ref: string; tenant_id: string; task_id: string; created_at: Date }[] } = await this.#pool.query(
-        `select ref, tenant_id, task_id, created_at from content_payloads
-         where created_at < $1 and ($2::timestamptz is null or (created_at, ref) > ($2, $3::uuid))
-         order by created_at, ref limit $4`,
-        [olderThan, after?.createdAt ?? null, after?.ref ?? null, limit],
+        'select ref, tenant_id, task_id, created_at from content_payloads where created_at < $1 and ($2::uuid is null or ref > $2::uuid) order by ref limit $3',
+        [olderThan, after, limit],
       )
       for (const row of rows) {
         if (orphans.length < limit && !(await isReferenced(row.ref))) orphans.push({ ref: row.ref, tenantId: row.tenant_id, taskId: row.task_id, createdAt: row.created_at })
       }
-      const last = rows.at(-1)
-      if (rows.length < limit || !last) break
-      after = { createdAt: last.created_at, ref: last.ref }
+      if (rows.length < limit) break
+      after = rows[rows.length - 1]!.ref
     }
     return orphans
   }

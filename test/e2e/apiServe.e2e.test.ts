@@ -1,5 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
+import type { ChildProcess } from 'node:child_process'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { FORBIDDEN, UNAUTHORIZED } from '../../api/accessControl'
 import { PostgresEventStore } from '../../historian/adapters/postgres/postgresEventStore'
@@ -9,9 +8,9 @@ import { verifyExport } from '../../projections/export/tenantExport'
 import { API_SEED, seedApiTenants } from '../support/apiSeed'
 import { freshPostgresDatabase } from '../support/databases'
 import { runAnnalist } from '../support/runCli'
+import { startServe } from '../support/serveProcess'
 import { waitUntil } from '../support/waitUntil'
 
-const CLI = fileURLToPath(new URL('../../bin/annalist.js', import.meta.url))
 
 /** `annalist serve` as an operator runs it: keys made with `annalist api-keys`, queried over real HTTP with fetch. */
 describe('annalist serve and api-keys', () => {
@@ -19,7 +18,6 @@ describe('annalist serve and api-keys', () => {
   let database: Awaited<ReturnType<typeof freshPostgresDatabase>>
   let server: ChildProcess | undefined
   let baseUrl: string
-  let stderr = ''
   let operator: { key: string; id: string }
   const env = () => ({ DATABASE_URL: database.url, ANNALIST_INTEGRITY_KEY: integrityKey, ANNALIST_API_KEY: operator.key })
 
@@ -69,22 +67,10 @@ describe('annalist serve and api-keys', () => {
     )
 
     const { ANNALIST_API_KEY: _operatorKey, ...serveEnv } = env()
-    const child = spawn(process.execPath, [CLI, 'serve', '--port', '0'], {
-      env: { ...process.env, ...serveEnv, TEMPORAL_ADDRESS: inject('temporalAddress') },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
+    const serve = await startServe({ ...process.env, ...serveEnv, TEMPORAL_ADDRESS: inject('temporalAddress') })
+    const { child } = serve
     server = child
-    let stdout = ''
-    child.stdout!.on('data', (chunk) => (stdout += chunk))
-    child.stderr!.on('data', (chunk) => (stderr += chunk))
-    baseUrl = await waitUntil(
-      'serve to say where it listens',
-      () => {
-        if (child.exitCode !== null) throw new Error(`serve exited with code ${child.exitCode}`)
-        return /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(stdout)?.[1]
-      },
-      { timeoutMs: 30_000, intervalMs: 50, detail: () => `${stdout}${stderr}` },
-    )
+    baseUrl = serve.baseUrl
     await waitUntil('serve to remove the old client address', async () => {
       const { rows } = await database.pool.query<{ client_address: string | null }>('select client_address from api_access_log where id = $1', [oldAccess[0]!.id])
       return rows[0]?.client_address === null
@@ -150,6 +136,6 @@ describe('annalist serve and api-keys', () => {
     child.kill('SIGTERM')
     const code = await new Promise<number | null>((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.once('exit', (exitCode) => resolve(exitCode))))
     expect(code).toBe(0)
-    expect(stderr).toMatch(/annalist API stopping/)
+    expect(serve.stderr()).toMatch(/annalist API stopping/)
   }, 90_000)
 })

@@ -1,15 +1,12 @@
-import { spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { afterAll, describe, expect, it } from 'vitest'
 import { UNAUTHORIZED } from '../../api/accessControl'
 import { generateIntegrityKey } from '../../historian/integrity/tenantKeyRing'
 import { runAnnalist } from '../support/runCli'
-import { waitUntil } from '../support/waitUntil'
-
-const CLI = fileURLToPath(new URL('../../bin/annalist.js', import.meta.url))
+import { startServe } from '../support/serveProcess'
 
 /**
  * On the embedded default one process holds the PGlite data directory, so while `annalist serve` runs, `annalist
@@ -35,19 +32,8 @@ describe('revoking a key while annalist serve holds the embedded database', () =
     const acme = { key: tenant.stdout.trim(), id: /ID ([0-9a-f-]{36})/.exec(tenant.stderr)![1]! }
 
     const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^(ANNALIST_|DATABASE_URL|ESDB_|TEMPORAL_)/.test(key)))
-    const child = spawn(process.execPath, [CLI, 'serve', '--port', '0'], { env: { ...env, ...base }, stdio: ['ignore', 'pipe', 'pipe'] })
+    const { child, baseUrl } = await startServe({ ...env, ...base }, { timeoutMs: 60_000 })
     server = child
-    let output = ''
-    child.stdout!.on('data', (chunk) => (output += chunk))
-    child.stderr!.on('data', (chunk) => (output += chunk))
-    const baseUrl = await waitUntil(
-      'serve to say where it listens',
-      () => {
-        if (child.exitCode !== null) throw new Error(`serve exited with code ${child.exitCode}`)
-        return /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1]
-      },
-      { timeoutMs: 60_000, intervalMs: 50, detail: () => output },
-    )
     const tasksOfAcme = () => fetch(`${baseUrl}/v2/tenants/acme/tasks`, { headers: { authorization: `Bearer ${acme.key}` } })
     expect((await tasksOfAcme()).status).toBe(200)
 

@@ -1,7 +1,5 @@
-import { spawn } from 'node:child_process'
 import { chmod, readdir, stat } from 'node:fs/promises'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createApiKey } from '../../api/keys'
 import { signEvidence, verifyEvidence } from '../../historian/evidence/evidence'
@@ -11,10 +9,9 @@ import { generateIntegrityKey } from '../../historian/integrity/tenantKeyRing'
 import { freshPostgresDatabase } from '../support/databases'
 import { operatorKeyEnv } from '../support/operatorKey'
 import { runAnnalist, type CliRun } from '../support/runCli'
+import { startServe } from '../support/serveProcess'
 import { scratchDirs } from '../support/scratchDirs'
-import { waitUntil } from '../support/waitUntil'
 
-const CLI = fileURLToPath(new URL('../../bin/annalist.js', import.meta.url))
 const HINT = '  (run with --verbose for details)'
 const newDir = scratchDirs('annalist-signing-cli-')
 
@@ -104,19 +101,8 @@ describe('signing keys in the CLI', () => {
 
   it('annalist serve publishes the same JWK Set on GET /v1/keys/signing without a key', async () => {
     const env = { ...process.env, DATABASE_URL: database.url, ANNALIST_INTEGRITY_KEY: generateIntegrityKey(), ANNALIST_SIGNING_KEY_DIR: directory }
-    const child = spawn(process.execPath, [CLI, 'serve', '--port', '0'], { env, stdio: ['ignore', 'pipe', 'pipe'] })
-    let output = ''
-    child.stdout.on('data', (chunk) => (output += chunk))
-    child.stderr.on('data', (chunk) => (output += chunk))
+    const { child, baseUrl } = await startServe(env)
     try {
-      const baseUrl = await waitUntil(
-        'serve to say where it listens',
-        () => {
-          if (child.exitCode !== null) throw new Error(`serve exited with code ${child.exitCode}`)
-          return /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1]
-        },
-        { timeoutMs: 30_000, intervalMs: 50, detail: () => output },
-      )
       const response = await fetch(`${baseUrl}/v1/keys/signing`)
       expect(response.status).toBe(200)
       expect(await response.json()).toEqual(await publicKeys())

@@ -2,8 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 
 /**
  * How long the next export page waits, per millisecond the last one took: exports get at most a third of the thread.
- * With 1 (half the thread) another tenant's audit query took 2.6 to 2.9 times as long while three exports streamed on
- * PGlite; with 2, 1.1 to 1.2 times (docs/benchmarks.md, apiIsolationUnderLoadRatio).
+ * A smaller pause lets three exports slow other requests more on PGlite (docs/benchmarks.md, apiIsolationUnderLoadRatio).
  */
 const PAUSE_PER_WORK = 2
 
